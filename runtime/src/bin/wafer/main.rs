@@ -1,0 +1,105 @@
+//! The `wafer` command line.
+
+mod inspect;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use wafer_runtime::{EngineConfig, Limits, Loader, WaferEngine};
+
+/// Wafer: a real-time ML feature platform whose feature transforms are WebAssembly components.
+#[derive(Parser)]
+#[command(name = "wafer", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a stream transform over a JSONL file of events and print feature rows as JSONL.
+    ///
+    /// Each output line is {"line":N,"entity_key":…,"event_time_ms":…,"features":{…}}. An event
+    /// that fails (bad input, trap, deadline, schema violation, …) is reported on stderr with its
+    /// line number; the exit code is 0 when every event succeeded, 1 when any failed, 2 when the
+    /// transform or file could not be loaded.
+    ///
+    /// Event format (one JSON object per line): {"timestamp_ms": <event time, required>,
+    /// "value": <any JSON, passed as its JSON text> | "value_text": "<raw text>" |
+    /// "value_base64": "<bytes>", "key": "<key>", "topic": "…", "partition": 0, "offset": 7,
+    /// "headers": {"name": "value"}}. Blank lines and lines starting with # are skipped.
+    Run(run::RunArgs),
+    /// Show which world a component implements, its declared schema and its imports.
+    Inspect(inspect::InspectArgs),
+}
+
+/// Sandbox and engine options shared by commands that load transforms.
+#[derive(Args, Clone, Debug)]
+pub struct SandboxArgs {
+    /// CPU deadline per call (one batch), in milliseconds.
+    #[arg(long, default_value_t = 50, value_name = "MS")]
+    deadline_ms: u64,
+    /// Memory cap per instance, in MiB.
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    memory_mib: usize,
+    /// Grant read-only access to this directory, visible to the guest as /assets.
+    #[arg(long, value_name = "DIR")]
+    asset_dir: Option<PathBuf>,
+    /// Where compiled artifacts are cached [default: $WAFER_CACHE_DIR or ~/.cache/wafer/artifacts].
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Compile every time instead of using the artifact cache.
+    #[arg(long)]
+    no_cache: bool,
+    /// Use on-demand instance allocation instead of the pooling allocator.
+    #[arg(long)]
+    no_pooling: bool,
+}
+
+impl SandboxArgs {
+    fn limits(&self) -> Limits {
+        let memory_bytes = self.memory_mib << 20;
+        Limits {
+            deadline: std::time::Duration::from_millis(self.deadline_ms),
+            memory_bytes,
+            recycle_memory_bytes: memory_bytes / 4 * 3,
+            asset_dir: self.asset_dir.clone(),
+            ..Limits::default()
+        }
+    }
+
+    fn loader(&self) -> anyhow::Result<Loader> {
+        use anyhow::Context as _;
+        let config = EngineConfig { pooling: !self.no_pooling, pool_instances: 16, ..EngineConfig::default() };
+        let engine = WaferEngine::new(config).map_err(|e| anyhow::anyhow!("{e:#}")).context("creating the wasm engine")?;
+        let cache = if self.no_cache {
+            None
+        } else {
+            Some(self.cache_dir.clone().unwrap_or_else(wafer_runtime::artifact_cache::ArtifactCache::default_base))
+        };
+        Loader::new(engine, cache.as_deref()).context("setting up the component loader")
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WAFER_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Inspect(args) => inspect::inspect(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! From bytes to a runnable [`Transform`]: header and world checks, import allow-listing,
+//! precompilation with an on-disk artifact cache, and one sandboxed `describe` call.
+
+pub mod validate;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+
+use crate::artifact_cache::{ArtifactCache, CacheError};
+use crate::engine::WaferEngine;
+use crate::sandbox::{HostState, Limits};
+use crate::transform::{Transform, TransformError};
+
+/// The two worlds a transform can implement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorldKind {
+    Stream,
+    Request,
+}
+
+impl WorldKind {
+    pub fn world_name(self) -> &'static str {
+        match self {
+            WorldKind::Stream => "wafer:transform/stream-transform@0.1.0",
+            WorldKind::Request => "wafer:transform/request-transform@0.1.0",
+        }
+    }
+}
+
+/// Why a component was rejected. Every variant names the problem precisely.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("not a WebAssembly binary: {reason}")]
+    NotWasm { reason: String },
+    #[error(
+        "this is a core WebAssembly module, not a component; Wafer needs a component \
+         (Rust: build for --target wasm32-wasip2; C: run `wasm-tools component new`)"
+    )]
+    CoreModule,
+    #[error("invalid component: {0}")]
+    Invalid(String),
+    #[error("the component does not implement a Wafer world: it is missing {missing} (it exports: {exports})")]
+    WrongWorld { exports: String, missing: String },
+    #[error("the component exports both the stream and the request interface; a transform implements exactly one world")]
+    AmbiguousWorld,
+    #[error("the component's exports do not match Wafer's WIT ({world}): {detail}")]
+    ExportMismatch { world: &'static str, detail: String },
+    #[error("the component imports `{name}`, which Wafer does not provide (transforms may import only wafer:transform/host@0.1.0 and sandboxed WASI 0.2); all unsupported imports: {all}")]
+    ForbiddenImport { name: String, all: String },
+    #[error("the component's imports do not match what Wafer provides: {0}")]
+    ImportMismatch(String),
+    #[error("calling `describe` failed: {0}")]
+    Describe(TransformError),
+    #[error("`describe` returned an invalid declaration: {0}")]
+    InvalidInfo(String),
+    #[error("the transform is a {found:?} transform, but a {expected:?} transform is required here")]
+    UnexpectedWorld { expected: WorldKind, found: WorldKind },
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error("precompiling failed: {0}")]
+    Compile(String),
+}
+
+impl LoadError {
+    /// A short stable code for metrics and API error bodies.
+    pub fn code(&self) -> &'static str {
+        match self {
+            LoadError::Read { .. } => "read_failed",
+            LoadError::NotWasm { .. } => "not_wasm",
+            LoadError::CoreModule => "core_module_not_component",
+            LoadError::Invalid(_) => "invalid_component",
+            LoadError::WrongWorld { .. } => "wrong_world",
+            LoadError::AmbiguousWorld => "ambiguous_world",
+            LoadError::ExportMismatch { .. } => "export_mismatch",
+            LoadError::ForbiddenImport { .. } => "forbidden_import",
+            LoadError::ImportMismatch(_) => "import_mismatch",
+            LoadError::Describe(_) => "describe_failed",
+            LoadError::InvalidInfo(_) => "invalid_describe",
+            LoadError::UnexpectedWorld { .. } => "unexpected_world",
+            LoadError::Cache(_) => "artifact_cache",
+            LoadError::Compile(_) => "compile_failed",
+        }
+    }
+}
+
+/// How a load went, for `wafer inspect`, upload responses and benchmarks.
+#[derive(Debug, Clone)]
+pub struct LoadStats {
+    pub sha256: String,
+    pub wasm_bytes: usize,
+    /// Time spent compiling (zero when the artifact came from the cache).
+    pub compile: Duration,
+    pub from_cache: bool,
+    /// Total time from bytes to a described, runnable transform.
+    pub total: Duration,
+    pub imports: Vec<String>,
+}
+
+/// Loads components into one engine. Holds the shared [`Linker`] (WASI + Wafer's host import).
+#[derive(Clone)]
+pub struct Loader {
+    engine: WaferEngine,
+    linker: Arc<Linker<HostState>>,
+    cache: Option<Arc<ArtifactCache>>,
+}
+
+impl Loader {
+    /// A loader caching compiled artifacts under `cache_dir` (none: compile every time).
+    pub fn new(engine: WaferEngine, cache_dir: Option<&Path>) -> Result<Self, LoadError> {
+        let mut linker = Linker::<HostState>::new(engine.engine());
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        crate::bindings::host::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        let cache = match cache_dir {
+            Some(dir) => Some(Arc::new(ArtifactCache::open(dir, engine.engine(), &engine.config().fingerprint())?)),
+            None => None,
+        };
+        Ok(Self { engine, linker: Arc::new(linker), cache })
+    }
+
+    pub fn engine(&self) -> &WaferEngine {
+        &self.engine
+    }
+
+    /// Load a component file.
+    pub fn load_file(&self, path: &Path, limits: Limits) -> Result<Transform, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+        self.load(&bytes, limits)
+    }
+
+    /// Validate, compile (or fetch from cache), describe: a ready [`Transform`].
+    pub fn load(&self, bytes: &[u8], limits: Limits) -> Result<Transform, LoadError> {
+        let start = Instant::now();
+        validate::check_header(bytes)?;
+        let sha256 = hex::encode(Sha256::digest(bytes));
+        let (component, compile, from_cache) = self.compile(bytes, &sha256)?;
+        let engine = self.engine.engine();
+        let kind = validate::world_of(engine, &component)?;
+        let imports = validate::imports_of(engine, &component);
+        validate::check_imports(&imports)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::ImportMismatch(format!("{e:#}")))?;
+        let stats = LoadStats { sha256, wasm_bytes: bytes.len(), compile, from_cache, total: Duration::ZERO, imports };
+        let mut transform = Transform::new(self.engine.clone(), kind, pre, limits, stats)?;
+        transform.set_total_load_time(start.elapsed());
+        Ok(transform)
+    }
+
+    fn compile(&self, bytes: &[u8], sha256: &str) -> Result<(Component, Duration, bool), LoadError> {
+        let engine = self.engine.engine();
+        if let Some(cache) = &self.cache {
+            if let Some(path) = cache.lookup(sha256) {
+                // SAFETY: the cache holds only artifacts this code wrote with
+                // `precompile_component` for an engine with the same compatibility hash (the
+                // directory name); it is never filled from user input.
+                match unsafe { Component::deserialize_file(engine, &path) } {
+                    Ok(c) => return Ok((c, Duration::ZERO, true)),
+                    Err(e) => {
+                        tracing::warn!(artifact = %path.display(), error = %e, "discarding unusable cached artifact");
+                        cache.evict(sha256);
+                    }
+                }
+            }
+            let t = Instant::now();
+            let artifact = engine.precompile_component(bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+            let compile = t.elapsed();
+            let path = cache.store(sha256, &artifact)?;
+            // SAFETY: just written by us from `precompile_component` on this engine.
+            let c = unsafe { Component::deserialize_file(engine, &path) }.map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+            Ok((c, compile, false))
+        } else {
+            let t = Instant::now();
+            let c = Component::new(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+            Ok((c, t.elapsed(), false))
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! One sandboxed instance and the guard around every call into it.
+
+use wasmtime::{Store, Trap};
+
+use super::{Inner, TransformError, TypedPre};
+use crate::bindings::types::TransformInfo;
+use crate::engine::WaferEngine;
+use crate::sandbox::{HostState, Limits};
+
+/// A fresh store with the transform's limits installed.
+pub(crate) fn new_store(engine: &WaferEngine, name: &str, limits: &Limits) -> Result<Store<HostState>, TransformError> {
+    let state = HostState::new(name, limits).map_err(|e| TransformError::Instantiate(e.to_string()))?;
+    let mut store = Store::new(engine.engine(), state);
+    store.limiter(|s| &mut s.limiter);
+    store.epoch_deadline_trap();
+    Ok(store)
+}
+
+/// Run `f` against `store` under the deadline, with the call's clock and seed set, and turn a
+/// failure into a typed [`TransformError`]. After an `Err`, the instance must be discarded.
+pub(crate) fn guarded<R>(
+    store: &mut Store<HostState>,
+    limits: &Limits,
+    ticks: u64,
+    now_ms: i64,
+    seed: u64,
+    f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
+) -> Result<R, TransformError> {
+    {
+        let st = store.data_mut();
+        st.clock.begin_call(now_ms, seed);
+        st.log.begin_call();
+        st.limiter.take_refused();
+    }
+    store.set_epoch_deadline(ticks);
+    match f(store) {
+        Ok(r) => Ok(r),
+        Err(e) => Err(classify(store, limits, &e)),
+    }
+}
+
+fn classify(store: &mut Store<HostState>, limits: &Limits, e: &wasmtime::Error) -> TransformError {
+    let trap = e.downcast_ref::<Trap>().copied();
+    if trap == Some(Trap::Interrupt) {
+        return TransformError::Deadline(limits.deadline);
+    }
+    if let Some(requested) = store.data_mut().limiter.take_refused() {
+        return TransformError::OutOfMemory { limit: limits.memory_bytes, requested };
+    }
+    let mut msg = match trap {
+        Some(t) => t.to_string(),
+        None => format!("{e:#}"),
+    };
+    if msg.len() > 512 {
+        let mut end = 512;
+        while !msg.is_char_boundary(end) {
+            end -= 1;
+        }
+        msg.truncate(end);
+    }
+    TransformError::Trap(msg)
+}
+
+/// Call `describe` once on a fresh instance, under the transform's limits.
+pub(crate) fn describe(engine: &WaferEngine, pre: &TypedPre, limits: &Limits, ticks: u64) -> Result<TransformInfo, TransformError> {
+    let mut store = new_store(engine, "describe", limits)?;
+    match pre {
+        TypedPre::Stream(p) => {
+            let b = guarded(&mut store, limits, ticks, 0, 0, |s| p.instantiate(s))?;
+            guarded(&mut store, limits, ticks, 0, 0, |s| b.wafer_transform_describe().call_describe(s))
+        }
+        TypedPre::Request(p) => {
+            let b = guarded(&mut store, limits, ticks, 0, 0, |s| p.instantiate(s))?;
+            guarded(&mut store, limits, ticks, 0, 0, |s| b.wafer_transform_describe().call_describe(s))
+        }
+    }
+}
+
+impl Inner {
+    pub(crate) fn should_recycle(&self, store: &Store<HostState>, calls: u64) -> bool {
+        store.data().limiter.current() > self.limits.recycle_memory_bytes
+            || (self.limits.recycle_after_calls > 0 && calls >= self.limits.recycle_after_calls)
+    }
+}

@@ -1,0 +1,115 @@
+//! Running a request (on-demand) transform: all entities of one request in one call.
+//!
+//! The clock reads the request time; random is seeded from the first entity key and the request
+//! time. A failed call (trap, deadline, OOM) fails the whole request: request transforms are
+//! latency-critical, and re-running entity by entity would multiply the worst case.
+
+use wasmtime::Store;
+
+use super::instance::{guarded, new_store};
+use super::schema::features_size;
+use super::{Transform, TransformError, TypedPre, WorkerStats};
+use crate::bindings::RequestInput;
+use crate::bindings::request::RequestTransform as Bindings;
+use crate::bindings::types::Feature;
+use crate::sandbox::HostState;
+use crate::sandbox::clock_seed;
+
+/// The outcome for one entity.
+pub type EntityResult = Result<Vec<Feature>, TransformError>;
+
+struct Live {
+    store: Store<HostState>,
+    bindings: Bindings,
+    calls: u64,
+}
+
+/// Owns one instance of a request transform. Not `Sync`: one per thread (or pooled).
+pub struct RequestWorker {
+    transform: Transform,
+    live: Option<Live>,
+    stats: WorkerStats,
+}
+
+impl RequestWorker {
+    pub(crate) fn new(transform: Transform) -> Self {
+        Self { transform, live: None, stats: WorkerStats::default() }
+    }
+
+    pub fn transform(&self) -> &Transform {
+        &self.transform
+    }
+
+    pub fn stats(&self) -> WorkerStats {
+        self.stats
+    }
+
+    /// Compute features for every input. `Err` means the call as a whole failed (trap, deadline,
+    /// OOM, contract); `Ok` holds one result per input.
+    pub fn compute(&mut self, inputs: &[RequestInput]) -> Result<Vec<EntityResult>, TransformError> {
+        if inputs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let inner = self.transform.inner.clone();
+        let first = &inputs[0];
+        let seed = clock_seed(&[first.entity_key.as_bytes(), &first.request_time_ms.to_le_bytes()]);
+        let mut live = match self.live.take() {
+            Some(l) => l,
+            None => self.instantiate()?,
+        };
+        live.calls += 1;
+        self.stats.calls += 1;
+        self.stats.items += inputs.len() as u64;
+        let bindings = &live.bindings;
+        let result = guarded(&mut live.store, &inner.limits, inner.ticks, first.request_time_ms, seed, |s| {
+            bindings.wafer_transform_request().call_compute(s, inputs)
+        });
+        let raw = match result {
+            Ok(raw) => {
+                if inner.should_recycle(&live.store, live.calls) {
+                    self.stats.recycles += 1;
+                } else {
+                    self.live = Some(live);
+                }
+                raw
+            }
+            Err(e) => {
+                match &e {
+                    TransformError::Deadline(_) => self.stats.deadlines += 1,
+                    TransformError::OutOfMemory { .. } => self.stats.out_of_memory += 1,
+                    _ => self.stats.traps += 1,
+                }
+                tracing::warn!(transform = self.transform.name(), error = %e, "request transform call failed; instance discarded");
+                return Err(e);
+            }
+        };
+        if raw.len() != inputs.len() {
+            return Err(TransformError::Contract(format!("compute returned {} results for {} inputs", raw.len(), inputs.len())));
+        }
+        let cap = inner.limits.output_bytes;
+        let size: usize = raw.iter().map(|r| r.as_ref().map_or(0, |f| features_size(f))).sum();
+        if size > cap {
+            return Err(TransformError::OutputTooLarge { size, cap });
+        }
+        let schema = &inner.schema;
+        Ok(raw
+            .into_iter()
+            .map(|r| {
+                let features = r.map_err(TransformError::from)?;
+                schema.check_features(&features)?;
+                Ok(features)
+            })
+            .collect())
+    }
+
+    fn instantiate(&mut self) -> Result<Live, TransformError> {
+        let inner = &self.transform.inner;
+        let TypedPre::Request(pre) = &inner.pre else {
+            return Err(TransformError::Instantiate("not a request transform".into()));
+        };
+        let mut store = new_store(&inner.engine, &inner.info.name, &inner.limits)?;
+        self.stats.instantiations += 1;
+        let bindings = guarded(&mut store, &inner.limits, inner.ticks, 0, 0, |s| pre.instantiate(s))?;
+        Ok(Live { store, bindings, calls: 0 })
+    }
+}
