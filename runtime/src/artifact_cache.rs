@@ -53,7 +53,10 @@ impl ArtifactCache {
     /// Store `artifact` and return its path.
     pub fn store(&self, sha256_hex: &str, artifact: &[u8]) -> Result<PathBuf, CacheError> {
         let name = Self::name(sha256_hex);
-        let tmp = format!("{name}.tmp-{}", std::process::id());
+        // Unique per writer: two threads may compile the same component at once.
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = format!("{name}.tmp-{}-{seq}", std::process::id());
         let write = || -> io::Result<()> {
             self.dir.write(&tmp, artifact)?;
             self.dir.rename(&tmp, &self.dir, &name)

@@ -5,6 +5,7 @@ pub mod stream {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "stream-transform",
+        additional_derives: [PartialEq],
     });
 }
 
@@ -13,6 +14,7 @@ pub mod request {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "request-transform",
+        additional_derives: [PartialEq],
         with: {
             "wafer:transform/types": super::stream::wafer::transform::types,
             "wafer:transform/host": super::stream::wafer::transform::host,

@@ -1,0 +1,4 @@
+//! A plain WASI command component (exports wasi:cli/run): the wrong world for Wafer.
+fn main() {
+    println!("I am not a transform");
+}

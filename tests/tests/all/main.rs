@@ -1,0 +1,9 @@
+//! Wafer's integration tests: one binary, one module per area (as in wasmtime's `tests/all`).
+//! Guests are built once per test build by `tests/build.rs`.
+
+mod cli;
+mod examples;
+mod sandbox;
+mod schema;
+mod support;
+mod upload;
