@@ -9,7 +9,8 @@ use wafer_sdk::prelude::*;
 /// Amounts at or above this are "high value".
 const HIGH_VALUE: f64 = 500.0;
 
-struct CardTxn;
+/// Public so the benchmark can run the same logic natively.
+pub struct CardTxn;
 
 impl StreamTransform for CardTxn {
     fn describe() -> TransformInfo {

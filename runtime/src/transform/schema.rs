@@ -81,9 +81,14 @@ impl Schema {
     pub fn check_features(&self, features: &[Feature]) -> Result<(), SchemaError> {
         // Rows are small; a bitmask catches duplicates without allocating for up to 128 outputs.
         let mut seen = [0u64; 2];
-        for f in features {
-            let Some(&i) = self.index.get(f.name.as_str()) else {
-                return Err(SchemaError::Undeclared(f.name.clone()));
+        for (pos, f) in features.iter().enumerate() {
+            // Fast path: guests usually emit features in declared order.
+            let i = match self.outputs.get(pos) {
+                Some(spec) if spec.name == f.name => pos,
+                _ => match self.index.get(f.name.as_str()) {
+                    Some(&i) => i,
+                    None => return Err(SchemaError::Undeclared(f.name.clone())),
+                },
             };
             let spec = &self.outputs[i];
             match f.value.value_type() {

