@@ -12,12 +12,14 @@
 //!   declared schema, instance reuse and recycling, and poison-event isolation.
 //! - [`events`]: the JSONL event file format used by `wafer run`.
 
+pub mod aggregate;
 pub mod artifact_cache;
 pub mod bindings;
 pub mod component;
 pub mod engine;
 pub mod events;
 pub mod sandbox;
+pub mod store;
 pub mod transform;
 
 pub use bindings::types::{Event, Feature, FeatureRow, FeatureSpec, Header, TransformInfo, Value, ValueType};

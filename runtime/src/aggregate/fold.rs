@@ -1,0 +1,239 @@
+//! Folding a batch of rows into per-entity tile ops (one op per entity and field per batch).
+
+use std::collections::HashMap;
+
+use super::hll;
+use super::ops::{EntityOps, TileOp, latest_field, merge_last_n, tile_field};
+use super::spec::{AggFunction, AggSpec};
+use super::window::tile_start;
+use crate::bindings::types::{FeatureRow, Value};
+use crate::transform::json_out::value_to_json;
+
+/// Values ≤ this many micro-units fit an i64 sum.
+const MICRO: f64 = 1e6;
+
+/// Why a row's value could not be aggregated (the row's other features still apply).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FoldError {
+    #[error("column `{column}`: {value} is outside the summable range (|x| < 9.2e12)")]
+    OutOfRange { column: String, value: f64 },
+}
+
+/// What a view aggregates and stores, precomputed for folding.
+#[derive(Debug, Clone)]
+pub struct FoldPlan {
+    /// Plain features stored as latest values.
+    pub latest: Vec<String>,
+    /// Per aggregated column: the components needed at each tile size.
+    pub columns: Vec<ColumnPlan>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ColumnPlan {
+    pub column: String,
+    /// Tile sizes in ms (0 = lifetime).
+    pub tiles: Vec<i64>,
+    pub count: bool,
+    pub sum: bool,
+    pub min: bool,
+    pub max: bool,
+    pub last_n: Vec<u16>,
+    pub hll: bool,
+}
+
+impl FoldPlan {
+    pub fn new(latest: Vec<String>, aggs: &[AggSpec]) -> Self {
+        let mut columns: Vec<ColumnPlan> = Vec::new();
+        for a in aggs {
+            let idx = match columns.iter().position(|c| c.column == a.column) {
+                Some(i) => i,
+                None => {
+                    columns.push(ColumnPlan {
+                        column: a.column.clone(),
+                        tiles: vec![],
+                        count: false,
+                        sum: false,
+                        min: false,
+                        max: false,
+                        last_n: vec![],
+                        hll: false,
+                    });
+                    columns.len() - 1
+                }
+            };
+            let c = &mut columns[idx];
+            for w in &a.windows {
+                let g = w.tile().unwrap_or(0);
+                if !c.tiles.contains(&g) {
+                    c.tiles.push(g);
+                }
+            }
+            match a.function {
+                AggFunction::Count => c.count = true,
+                AggFunction::Sum => c.sum = true,
+                AggFunction::Mean => {
+                    c.count = true;
+                    c.sum = true
+                }
+                AggFunction::Min => c.min = true,
+                AggFunction::Max => c.max = true,
+                AggFunction::LastN(k) => {
+                    if !c.last_n.contains(&k) {
+                        c.last_n.push(k)
+                    }
+                }
+                AggFunction::ApproxCountDistinct => c.hll = true,
+            }
+        }
+        Self { latest, columns }
+    }
+}
+
+enum Acc {
+    Incr(i64),
+    Min(f64),
+    Max(f64),
+    LastN(u16, Vec<(i64, String)>),
+    Hll(HashMap<u16, u8>),
+    Latest(i64, String),
+}
+
+/// Numeric value of a row value, in micro-units for sums.
+fn micros(column: &str, v: &Value) -> Result<Option<(f64, i64)>, FoldError> {
+    match v {
+        Value::Int64(i) => match i.checked_mul(1_000_000) {
+            Some(m) => Ok(Some((*i as f64, m))),
+            None => Err(FoldError::OutOfRange { column: column.into(), value: *i as f64 }),
+        },
+        Value::Float64(f) if f.is_finite() => {
+            let m = (f * MICRO).round();
+            if m.abs() >= 9.2e18 {
+                return Err(FoldError::OutOfRange { column: column.into(), value: *f });
+            }
+            Ok(Some((*f, m as i64)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Text form of a value for `last_n` and HLL (text as-is, everything else as JSON).
+pub fn value_key(v: &Value) -> String {
+    match v {
+        Value::Text(s) => s.clone(),
+        other => value_to_json(other).to_string(),
+    }
+}
+
+/// Fold rows into ops, grouped by entity. Returns the ops and per-row fold errors (row index).
+pub fn fold(plan: &FoldPlan, rows: &[FeatureRow]) -> (Vec<EntityOps>, Vec<(usize, FoldError)>) {
+    let mut per_entity: HashMap<&str, HashMap<String, Acc>> = HashMap::new();
+    let mut errors = Vec::new();
+    for (ri, row) in rows.iter().enumerate() {
+        let accs = per_entity.entry(row.entity_key.as_str()).or_default();
+        let t = row.event_time_ms;
+        for f in &row.features {
+            if f.value == Value::Null {
+                continue;
+            }
+            if plan.latest.iter().any(|l| *l == f.name) {
+                let enc = value_to_json(&f.value).to_string();
+                match accs.entry(latest_field(&f.name)) {
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(Acc::Latest(t, enc));
+                    }
+                    std::collections::hash_map::Entry::Occupied(mut e) => {
+                        if let Acc::Latest(ot, ov) = e.get_mut() {
+                            if super::ops::latest_wins(t, &enc, *ot, ov) {
+                                *ot = t;
+                                *ov = enc;
+                            }
+                        }
+                    }
+                }
+            }
+            let Some(col) = plan.columns.iter().find(|c| c.column == f.name) else { continue };
+            let num = match micros(&col.column, &f.value) {
+                Ok(n) => n,
+                Err(e) => {
+                    errors.push((ri, e));
+                    continue;
+                }
+            };
+            let key = (col.hll || !col.last_n.is_empty()).then(|| value_key(&f.value));
+            let reg = col.hll.then(|| hll::register_of(key.as_deref().unwrap_or_default().as_bytes()));
+            for &g in &col.tiles {
+                let start = if g == 0 { 0 } else { tile_start(t, g) };
+                let mut add = |comp: &str, acc: Acc| {
+                    let field = tile_field(g, start, &col.column, comp);
+                    match accs.get_mut(&field) {
+                        None => {
+                            accs.insert(field, acc);
+                        }
+                        Some(existing) => merge_acc(existing, acc),
+                    }
+                };
+                if col.count {
+                    add("n", Acc::Incr(1));
+                }
+                if let Some((x, m)) = num {
+                    if col.sum {
+                        add("s", Acc::Incr(m));
+                    }
+                    if col.min {
+                        add("mn", Acc::Min(x));
+                    }
+                    if col.max {
+                        add("mx", Acc::Max(x));
+                    }
+                }
+                for &k in &col.last_n {
+                    add(&format!("l{k}"), Acc::LastN(k, vec![(t, key.clone().unwrap_or_default())]));
+                }
+                if let Some((idx, rank)) = reg {
+                    add("h", Acc::Hll(HashMap::from([(idx, rank)])));
+                }
+            }
+        }
+    }
+    let mut out: Vec<EntityOps> = per_entity
+        .into_iter()
+        .map(|(entity, accs)| {
+            let mut ops: Vec<TileOp> = accs.into_iter().map(|(field, acc)| to_op(field, acc)).collect();
+            ops.sort_by(|a, b| a.field().cmp(b.field()));
+            EntityOps { entity: entity.to_string(), ops }
+        })
+        .collect();
+    out.sort_by(|a, b| a.entity.cmp(&b.entity));
+    (out, errors)
+}
+
+fn merge_acc(existing: &mut Acc, new: Acc) {
+    match (existing, new) {
+        (Acc::Incr(a), Acc::Incr(b)) => *a += b,
+        (Acc::Min(a), Acc::Min(b)) => *a = a.min(b),
+        (Acc::Max(a), Acc::Max(b)) => *a = a.max(b),
+        (Acc::LastN(k, a), Acc::LastN(_, b)) => merge_last_n(a, &b, *k as usize),
+        (Acc::Hll(a), Acc::Hll(b)) => {
+            for (i, r) in b {
+                let e = a.entry(i).or_insert(0);
+                *e = (*e).max(r);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn to_op(field: String, acc: Acc) -> TileOp {
+    match acc {
+        Acc::Incr(delta) => TileOp::Incr { field, delta },
+        Acc::Min(value) => TileOp::Min { field, value },
+        Acc::Max(value) => TileOp::Max { field, value },
+        Acc::LastN(k, items) => TileOp::LastN { field, k, items },
+        Acc::Hll(regs) => {
+            let mut registers: Vec<(u16, u8)> = regs.into_iter().collect();
+            registers.sort_unstable();
+            TileOp::Hll { field, registers }
+        }
+        Acc::Latest(event_time, value) => TileOp::Latest { field, event_time, value },
+    }
+}

@@ -1,0 +1,37 @@
+//! Time-window aggregations, computed by the host from the rows transforms emit.
+//!
+//! **Where tiles are merged**: rows are folded into per-batch tile deltas in [`fold`]; the store
+//! applies them atomically as [`ops::TileOp`]s (Redis: in one Lua script; embedded: under a lock);
+//! reads merge the tiles a window covers in [`read`].
+//!
+//! # Window semantics (identical in every code path)
+//!
+//! Each window `W` has a tile size `g(W)`: 1 minute for `W ≤ 2h`, 1 hour for `W ≤ 2d`, 1 day
+//! beyond. A window `W` read at time `t` (ms) covers the rows whose event time `e` satisfies
+//!
+//! ```text
+//!     floor(t / g)·g + g − W  ≤  e  ≤  t
+//! ```
+//!
+//! i.e. the tile containing `t` (up to `t`) plus the `W/g − 1` complete tiles before it: between
+//! `W − g` and `W` of history. `lifetime` covers every row with `e ≤ t`. Rows are placed by event
+//! time, so out-of-order arrival does not change any result. `W` must be a whole number of
+//! `g(W)`. Reading at `t` includes every row of the current tile that has been applied; at the
+//! head of the stream (`t` = now) that is exactly the rows with `e ≤ t`.
+//!
+//! # Exactness
+//!
+//! Every partial aggregate merges associatively and commutatively, so results do not depend on
+//! batching or arrival order: counts are integers, sums are accumulated as integer micro-units
+//! (`round(x · 10⁶)`, i64: exact for values with ≤ 6 decimals, |sum| < 9.2·10¹²), min/max are
+//! exact, `last_n` keeps the `k` most recent distinct values (ties broken by value),
+//! `approx_count_distinct` is a HyperLogLog (p = 12, xxh3-64 hashes, register-wise max).
+
+pub mod fold;
+pub mod hll;
+pub mod ops;
+pub mod read;
+pub mod spec;
+pub mod window;
+
+pub use spec::{AggFunction, AggSpec, Window};

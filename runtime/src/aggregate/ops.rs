@@ -1,0 +1,81 @@
+//! Store-level merge operations. Each is commutative and associative, so applying a batch's ops
+//! in any order, on any node, gives the same state; a store applies one batch's ops atomically.
+
+/// Field names inside an entity's record:
+/// - `f:<feature>`: latest value of a plain feature (`<event_time>|<json>`).
+/// - `t:<g>:<start>:<column>:<component>`: a tile component; `g` is the tile size in ms (0 for
+///   lifetime), components `n` (count), `s` (sum, micro-units), `mn`/`mx` (min/max), `l<k>` (last k),
+///   `h` (HLL registers; a separate key in Redis).
+pub fn latest_field(feature: &str) -> String {
+    format!("f:{feature}")
+}
+
+pub fn tile_field(g: i64, start: i64, column: &str, component: &str) -> String {
+    format!("t:{g}:{start}:{column}:{component}")
+}
+
+/// Parse `t:<g>:<start>:...` → (g, start), for expiring old tiles.
+pub fn parse_tile_field(field: &str) -> Option<(i64, i64)> {
+    let mut it = field.strip_prefix("t:")?.splitn(3, ':');
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TileOp {
+    /// Add to an integer (counts, micro-unit sums).
+    Incr { field: String, delta: i64 },
+    /// Keep the smaller number. `repr` is the shortest round-trip decimal of `value`.
+    Min { field: String, value: f64 },
+    /// Keep the larger number.
+    Max { field: String, value: f64 },
+    /// Merge `(event_time, value)` items into the `k` most recent distinct values.
+    LastN { field: String, k: u16, items: Vec<(i64, String)> },
+    /// Register-wise max into an HLL sketch.
+    Hll { field: String, registers: Vec<(u16, u8)> },
+    /// Latest value of a plain feature: kept if its event time is newer (ties: greater encoding).
+    Latest { field: String, event_time: i64, value: String },
+}
+
+impl TileOp {
+    pub fn field(&self) -> &str {
+        match self {
+            TileOp::Incr { field, .. }
+            | TileOp::Min { field, .. }
+            | TileOp::Max { field, .. }
+            | TileOp::LastN { field, .. }
+            | TileOp::Hll { field, .. }
+            | TileOp::Latest { field, .. } => field,
+        }
+    }
+}
+
+/// All ops of one batch for one entity.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EntityOps {
+    pub entity: String,
+    pub ops: Vec<TileOp>,
+}
+
+/// Merge `(time, value)` items into a most-recent-first list of at most `k` distinct values
+/// (a value keeps its latest time; equal times order by value, descending). Used by every store
+/// and by the fold, so all paths agree.
+pub fn merge_last_n(existing: &mut Vec<(i64, String)>, items: &[(i64, String)], k: usize) {
+    for (t, v) in items {
+        match existing.iter_mut().find(|(_, ev)| ev == v) {
+            Some(e) => e.0 = e.0.max(*t),
+            None => existing.push((*t, v.clone())),
+        }
+    }
+    existing.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
+    existing.truncate(k);
+}
+
+/// `Latest` resolution: whether `(t, v)` replaces `(old_t, old_v)`.
+pub fn latest_wins(t: i64, v: &str, old_t: i64, old_v: &str) -> bool {
+    t > old_t || (t == old_t && v > old_v)
+}
+
+/// Shortest decimal that parses back to exactly `x` (Rust's `Display` for f64 guarantees this).
+pub fn f64_repr(x: f64) -> String {
+    format!("{x:?}")
+}

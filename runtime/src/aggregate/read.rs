@@ -1,0 +1,107 @@
+//! Merging the tiles a window covers into a feature value, at read time.
+
+use super::hll;
+use super::ops::{latest_field, tile_field};
+use super::spec::{AggFunction, AggSpec, Window};
+use super::window::tiles_for;
+use crate::bindings::types::{Value, ValueType};
+
+/// Stored fields of one entity, however the store keeps them.
+pub trait FieldSource {
+    fn field(&self, name: &str) -> Option<&str>;
+    fn hll(&self, name: &str) -> Option<&[u8]>;
+}
+
+fn components(f: AggFunction) -> &'static [&'static str] {
+    match f {
+        AggFunction::Count => &["n"],
+        AggFunction::Sum => &["s"],
+        AggFunction::Mean => &["n", "s"],
+        AggFunction::Min => &["mn"],
+        AggFunction::Max => &["mx"],
+        AggFunction::LastN(_) | AggFunction::ApproxCountDistinct => &[],
+    }
+}
+
+/// Fields (and HLL sketches) a read of `spec` over `w` at `t` needs.
+pub fn fields_for(spec: &AggSpec, w: Window, t: i64, fields: &mut Vec<String>, hlls: &mut Vec<String>) {
+    let g = w.tile().unwrap_or(0);
+    for start in tiles_for(w, t) {
+        for c in components(spec.function) {
+            fields.push(tile_field(g, start, &spec.column, c));
+        }
+        match spec.function {
+            AggFunction::LastN(k) => fields.push(tile_field(g, start, &spec.column, &format!("l{k}"))),
+            AggFunction::ApproxCountDistinct => hlls.push(tile_field(g, start, &spec.column, "h")),
+            _ => {}
+        }
+    }
+}
+
+/// The type a function yields for a column type.
+pub fn output_type(f: AggFunction, column: ValueType) -> ValueType {
+    match f {
+        AggFunction::Count | AggFunction::ApproxCountDistinct => ValueType::Int64,
+        AggFunction::Mean => ValueType::Float64,
+        AggFunction::Sum | AggFunction::Min | AggFunction::Max => {
+            if column == ValueType::Int64 { ValueType::Int64 } else { ValueType::Float64 }
+        }
+        AggFunction::LastN(_) => {
+            if column == ValueType::Int64 { ValueType::Int64s } else { ValueType::Texts }
+        }
+    }
+}
+
+/// The value of `spec` over window `w` read at `t`.
+pub fn compute(spec: &AggSpec, w: Window, t: i64, column: ValueType, src: &dyn FieldSource) -> Value {
+    let g = w.tile().unwrap_or(0);
+    let starts = tiles_for(w, t);
+    let int_col = column == ValueType::Int64;
+    let get = |start: i64, comp: &str| src.field(&tile_field(g, start, &spec.column, comp));
+    let sum_i = |comp: &str| -> i64 { starts.iter().filter_map(|s| get(*s, comp)?.parse::<i64>().ok()).sum() };
+    let nums = |comp: &str| starts.iter().filter_map(|s| get(*s, comp)?.parse::<f64>().ok()).collect::<Vec<f64>>();
+    let typed = |x: f64| if int_col { Value::Int64(x as i64) } else { Value::Float64(x) };
+    match spec.function {
+        AggFunction::Count => Value::Int64(sum_i("n")),
+        AggFunction::Sum => {
+            let s = sum_i("s");
+            if int_col { Value::Int64(s / 1_000_000) } else { Value::Float64(s as f64 / 1e6) }
+        }
+        AggFunction::Mean => {
+            let n = sum_i("n");
+            if n == 0 { Value::Null } else { Value::Float64(sum_i("s") as f64 / 1e6 / n as f64) }
+        }
+        AggFunction::Min => nums("mn").into_iter().reduce(f64::min).map_or(Value::Null, typed),
+        AggFunction::Max => nums("mx").into_iter().reduce(f64::max).map_or(Value::Null, typed),
+        AggFunction::LastN(k) => {
+            let mut merged: Vec<(i64, String)> = Vec::new();
+            for s in &starts {
+                if let Some(raw) = get(*s, &format!("l{k}")) {
+                    let items: Vec<(i64, String)> = serde_json::from_str(raw).unwrap_or_default();
+                    super::ops::merge_last_n(&mut merged, &items, k as usize);
+                }
+            }
+            if int_col {
+                Value::Int64s(merged.iter().filter_map(|(_, v)| v.parse().ok()).collect())
+            } else {
+                Value::Texts(merged.into_iter().map(|(_, v)| v).collect())
+            }
+        }
+        AggFunction::ApproxCountDistinct => {
+            let mut regs: Vec<u8> = Vec::new();
+            for s in &starts {
+                if let Some(r) = src.hll(&tile_field(g, *s, &spec.column, "h")) {
+                    hll::merge_into(&mut regs, r);
+                }
+            }
+            if regs.iter().all(|r| *r == 0) { Value::Int64(0) } else { Value::Int64(hll::estimate(&regs).round() as i64) }
+        }
+    }
+}
+
+/// A plain feature's latest value and event time, decoded with its declared type.
+pub fn latest(name: &str, ty: ValueType, src: &dyn FieldSource) -> Option<(i64, Value)> {
+    let raw = src.field(&latest_field(name))?;
+    let (t, json) = raw.split_once('|')?;
+    Some((t.parse().ok()?, crate::transform::json_out::value_from_json(ty, &serde_json::from_str(json).ok()?)?))
+}

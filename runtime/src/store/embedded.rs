@@ -1,0 +1,152 @@
+//! In-process store for `wafer dev` and single-node use. Same contract as Redis: a batch and its
+//! watermark are applied under one lock; records expire `keep_ms` after their last write.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+
+use super::{Applied, EntityRecord, OnlineStore, StoreError, WriteBatch};
+use crate::aggregate::hll::merge_into;
+use crate::aggregate::ops::{TileOp, f64_repr, latest_wins, merge_last_n, parse_tile_field};
+
+#[derive(Default)]
+struct Record {
+    data: EntityRecord,
+    expires: Option<Instant>,
+}
+
+#[derive(Default)]
+struct State {
+    records: HashMap<(String, String), Record>,
+    watermarks: HashMap<(String, String, i32), i64>,
+}
+
+#[derive(Default)]
+pub struct EmbeddedStore {
+    state: Mutex<State>,
+}
+
+impl EmbeddedStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// Apply one op to a record (shared semantics with the Redis script).
+pub(crate) fn apply_op(rec: &mut EntityRecord, op: &TileOp) {
+    match op {
+        TileOp::Incr { field, delta } => {
+            let cur: i64 = rec.fields.get(field).and_then(|v| v.parse().ok()).unwrap_or(0);
+            rec.fields.insert(field.clone(), (cur + delta).to_string());
+        }
+        TileOp::Min { field, value } | TileOp::Max { field, value } => {
+            let is_min = matches!(op, TileOp::Min { .. });
+            let better = match rec.fields.get(field).and_then(|v| v.parse::<f64>().ok()) {
+                None => true,
+                Some(cur) => if is_min { *value < cur } else { *value > cur },
+            };
+            if better {
+                rec.fields.insert(field.clone(), f64_repr(*value));
+            }
+        }
+        TileOp::LastN { field, k, items } => {
+            let mut cur: Vec<(i64, String)> = rec.fields.get(field).and_then(|v| serde_json::from_str(v).ok()).unwrap_or_default();
+            merge_last_n(&mut cur, items, *k as usize);
+            rec.fields.insert(field.clone(), serde_json::to_string(&cur).unwrap_or_default());
+        }
+        TileOp::Hll { field, registers } => {
+            let regs = rec.hlls.entry(field.clone()).or_default();
+            let mut src = vec![0u8; registers.iter().map(|(i, _)| *i as usize + 1).max().unwrap_or(0)];
+            for (i, r) in registers {
+                src[*i as usize] = *r;
+            }
+            merge_into(regs, &src);
+        }
+        TileOp::Latest { field, event_time, value } => {
+            let replace = match rec.fields.get(field).and_then(|v| v.split_once('|')) {
+                None => true,
+                Some((t, v)) => latest_wins(*event_time, value, t.parse().unwrap_or(i64::MIN), v),
+            };
+            if replace {
+                rec.fields.insert(field.clone(), format!("{event_time}|{value}"));
+            }
+        }
+    }
+}
+
+/// Delete tiles older than their retention relative to the newest tile of the same size.
+pub(crate) fn sweep(rec: &mut EntityRecord, retention: &[(i64, i64)]) {
+    let mut newest: HashMap<i64, i64> = HashMap::new();
+    for f in rec.fields.keys().chain(rec.hlls.keys()) {
+        if let Some((g, s)) = parse_tile_field(f) {
+            let e = newest.entry(g).or_insert(s);
+            *e = (*e).max(s);
+        }
+    }
+    let keep = |f: &String| match parse_tile_field(f) {
+        Some((g, s)) if g > 0 => match (retention.iter().find(|(rg, _)| *rg == g), newest.get(&g)) {
+            (Some((_, keep)), Some(n)) => s > n - keep,
+            _ => true,
+        },
+        _ => true,
+    };
+    rec.fields.retain(|f, _| keep(f));
+    rec.hlls.retain(|f, _| keep(f));
+}
+
+#[async_trait]
+impl OnlineStore for EmbeddedStore {
+    async fn apply(&self, batch: &WriteBatch<'_>) -> Result<Applied, StoreError> {
+        let mut st = self.state.lock();
+        if let Some(m) = &batch.mark {
+            let key = (batch.view.to_string(), m.source.clone(), m.partition);
+            if let Some(&wm) = st.watermarks.get(&key) {
+                if wm > m.first_offset {
+                    return Ok(Applied::Stale { watermark: wm });
+                }
+            }
+            st.watermarks.insert(key, m.next_offset);
+        }
+        let now = Instant::now();
+        for e in batch.entities {
+            let rec = st.records.entry((batch.view.to_string(), e.entity.clone())).or_default();
+            if rec.expires.is_some_and(|x| x <= now) {
+                *rec = Record::default();
+            }
+            for op in &e.ops {
+                apply_op(&mut rec.data, op);
+            }
+            sweep(&mut rec.data, batch.retention);
+            rec.expires = Some(now + Duration::from_millis(batch.keep_ms.max(1) as u64));
+        }
+        Ok(Applied::Applied)
+    }
+
+    async fn watermark(&self, view: &str, source: &str, partition: i32) -> Result<Option<i64>, StoreError> {
+        Ok(self.state.lock().watermarks.get(&(view.to_string(), source.to_string(), partition)).copied())
+    }
+
+    async fn read(&self, view: &str, entities: &[&str], fields: &[String], hlls: &[String]) -> Result<Vec<EntityRecord>, StoreError> {
+        let st = self.state.lock();
+        let now = Instant::now();
+        Ok(entities
+            .iter()
+            .map(|e| match st.records.get(&(view.to_string(), e.to_string())) {
+                Some(r) if !r.expires.is_some_and(|x| x <= now) => EntityRecord {
+                    fields: fields.iter().filter_map(|f| Some((f.clone(), r.data.fields.get(f)?.clone()))).collect(),
+                    hlls: hlls.iter().filter_map(|f| Some((f.clone(), r.data.hlls.get(f)?.clone()))).collect(),
+                },
+                _ => EntityRecord::default(),
+            })
+            .collect())
+    }
+
+    async fn delete_view(&self, view: &str) -> Result<(), StoreError> {
+        let mut st = self.state.lock();
+        st.records.retain(|(v, _), _| v != view);
+        st.watermarks.retain(|(v, _, _), _| v != view);
+        Ok(())
+    }
+}
