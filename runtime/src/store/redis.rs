@@ -111,7 +111,8 @@ for i, ent in ipairs(spec.ents) do
   redis.call('PEXPIRE', key, keep)
 end
 if KEYS[1] ~= '' then redis.call('SET', KEYS[1], spec.next) end
-return {1, spec.next or ''}
+if KEYS[1] ~= '' then return {1, spec.next} end
+return {1, ''}
 "#;
 
 pub struct RedisStore {
@@ -191,7 +192,8 @@ impl OnlineStore for RedisStore {
         });
         inv.arg(spec.to_string());
         let mut conn = self.conn.clone();
-        let (ok, wm): (i64, String) = inv.invoke_async(&mut conn).await?;
+        let (ok, wm): (i64, Option<String>) = inv.invoke_async(&mut conn).await?;
+        let wm = wm.unwrap_or_default();
         Ok(if ok == 1 { Applied::Applied } else { Applied::Stale { watermark: wm.parse().unwrap_or(i64::MAX) } })
     }
 

@@ -1,6 +1,7 @@
 //! Wafer's integration tests: one binary, one module per area (as in wasmtime's `tests/all`).
 //! Guests are built once per test build by `tests/build.rs`.
 
+mod aggregate;
 mod cli;
 mod examples;
 mod sandbox;

@@ -1,0 +1,214 @@
+//! Aggregations are exact against a ground truth computed independently from the raw events, for
+//! every function and window, with events arriving out of order, on both stores.
+
+use std::collections::{BTreeMap, HashSet};
+
+use wafer_runtime::aggregate::fold::{FoldPlan, fold};
+use wafer_runtime::aggregate::read::{compute, fields_for, latest};
+use wafer_runtime::aggregate::window::retention;
+use wafer_runtime::aggregate::{AggFunction, AggSpec, Window};
+use wafer_runtime::store::embedded::EmbeddedStore;
+use wafer_runtime::store::redis::RedisStore;
+use wafer_runtime::store::{Applied, OnlineStore, SourceMark, WriteBatch};
+use wafer_runtime::{Feature, FeatureRow, Value, ValueType};
+
+use crate::support::{RedisServer, Rng};
+
+const MIN: i64 = 60_000;
+const HOUR: i64 = 60 * MIN;
+const DAY: i64 = 24 * HOUR;
+
+#[derive(Clone, Debug)]
+struct Ev {
+    user: String,
+    t: i64,
+    cents: i64,
+    country: String,
+}
+
+fn specs() -> Vec<AggSpec> {
+    let w = |s: &[&str]| s.iter().map(|x| Window::parse(x).unwrap()).collect::<Vec<_>>();
+    let all = w(&["1m", "5m", "1h", "24h", "7d", "lifetime"]);
+    let mut v: Vec<AggSpec> = [AggFunction::Count, AggFunction::Sum, AggFunction::Mean, AggFunction::Min, AggFunction::Max]
+        .into_iter()
+        .map(|f| AggSpec { column: "amount".into(), function: f, windows: all.clone() })
+        .collect();
+    v.push(AggSpec { column: "country".into(), function: AggFunction::LastN(3), windows: w(&["1h", "7d", "lifetime"]) });
+    v.push(AggSpec { column: "country".into(), function: AggFunction::ApproxCountDistinct, windows: w(&["24h", "lifetime"]) });
+    v
+}
+
+/// The documented semantics, implemented independently: tile size g(W) is 1m for W ≤ 2h, 1h for
+/// W ≤ 2d, else 1d; a read at t covers floor(t/g)·g + g − W ≤ e ≤ t.
+fn in_window(w: Window, t: i64, e: i64) -> bool {
+    match w {
+        Window::Lifetime => e <= t,
+        Window::Sliding(len) => {
+            let g = if len <= 2 * HOUR { MIN } else if len <= 2 * DAY { HOUR } else { DAY };
+            let start = t.div_euclid(g) * g + g - len;
+            start <= e && e <= t
+        }
+    }
+}
+
+fn truth(spec: &AggSpec, w: Window, t: i64, evs: &[&Ev]) -> Value {
+    let sel: Vec<&&Ev> = evs.iter().filter(|e| in_window(w, t, e.t)).collect();
+    let amounts: Vec<i64> = sel.iter().map(|e| e.cents).collect();
+    match spec.function {
+        AggFunction::Count => Value::Int64(sel.len() as i64),
+        AggFunction::Sum => Value::Float64(amounts.iter().sum::<i64>() as f64 / 100.0),
+        AggFunction::Mean if sel.is_empty() => Value::Null,
+        AggFunction::Mean => Value::Float64(amounts.iter().sum::<i64>() as f64 / 100.0 / sel.len() as f64),
+        AggFunction::Min => amounts.iter().min().map_or(Value::Null, |c| Value::Float64(*c as f64 / 100.0)),
+        AggFunction::Max => amounts.iter().max().map_or(Value::Null, |c| Value::Float64(*c as f64 / 100.0)),
+        AggFunction::LastN(k) => {
+            // Latest time per distinct value; most recent first; ties by value descending.
+            let mut latest: BTreeMap<&str, i64> = BTreeMap::new();
+            for e in &sel {
+                let x = latest.entry(e.country.as_str()).or_insert(e.t);
+                *x = (*x).max(e.t);
+            }
+            let mut v: Vec<(i64, &str)> = latest.into_iter().map(|(c, t)| (t, c)).collect();
+            v.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(a.1)));
+            Value::Texts(v.into_iter().take(k as usize).map(|(_, c)| c.to_string()).collect())
+        }
+        AggFunction::ApproxCountDistinct => Value::Int64(sel.iter().map(|e| e.country.as_str()).collect::<HashSet<_>>().len() as i64),
+    }
+}
+
+fn row(e: &Ev) -> FeatureRow {
+    FeatureRow {
+        entity_key: e.user.clone(),
+        event_time_ms: e.t,
+        features: vec![
+            Feature { name: "amount".into(), value: Value::Float64(e.cents as f64 / 100.0) },
+            Feature { name: "country".into(), value: Value::Text(e.country.clone()) },
+        ],
+    }
+}
+
+fn events(seed: u64, n: usize) -> Vec<Ev> {
+    let mut r = Rng(seed);
+    let base = 1_700_000_000_000i64;
+    let countries = ["DE", "FR", "US", "GB", "ES", "IT", "NL", "PL", "SE", "JP", "BR", "IN"];
+    let mut evs: Vec<Ev> = (0..n)
+        .map(|_| Ev {
+            user: format!("u{}", r.below(5)),
+            // Spread over 9 days, with clusters inside minutes and exact tile boundaries.
+            t: match r.below(3) {
+                0 => base + (r.below(9 * DAY as u64) as i64 / MIN) * MIN,
+                _ => base + r.below(9 * DAY as u64) as i64,
+            },
+            cents: r.below(100_000) as i64 - 10_000,
+            country: countries[r.below(countries.len() as u64) as usize].to_string(),
+        })
+        .collect();
+    // Some events exactly on tile boundaries.
+    for (i, e) in evs.iter_mut().enumerate().take(n / 10) {
+        e.t = base + (i as i64 % 200) * HOUR;
+    }
+    evs.sort_by_key(|e| e.t);
+    evs
+}
+
+async fn scenario(store: &dyn OnlineStore, view: &str) {
+    let specs = specs();
+    let plan = FoldPlan::new(vec!["country".into()], &specs);
+    let all_windows: Vec<Window> = specs.iter().flat_map(|s| s.windows.iter().copied()).collect();
+    let ret: Vec<(i64, i64)> = [MIN, HOUR, DAY].iter().map(|g| (*g, retention(*g, all_windows.iter().copied()))).collect();
+    let evs = events(7, 3000);
+    let mut rng = Rng(99);
+    // Checkpoints: read after applying every event ≤ t (and none later).
+    let checkpoints: Vec<i64> = (1..=12).map(|i| evs[i * evs.len() / 12 - 1].t).collect();
+    let mut applied = 0usize;
+    let mut offset = 0i64;
+    for &t in &checkpoints {
+        let end = evs.iter().position(|e| e.t > t).unwrap_or(evs.len());
+        let mut chunk: Vec<&Ev> = evs[applied..end].iter().collect();
+        // Out of order within the chunk (spanning many tiles), in random batch sizes.
+        for i in (1..chunk.len()).rev() {
+            chunk.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        for batch in chunk.chunks(1 + rng.below(97) as usize) {
+            let rows: Vec<FeatureRow> = batch.iter().map(|e| row(e)).collect();
+            let (ops, errs) = fold(&plan, &rows);
+            assert!(errs.is_empty());
+            let mark = SourceMark { source: "txns".into(), partition: 0, first_offset: offset, next_offset: offset + batch.len() as i64 };
+            offset += batch.len() as i64;
+            let wb = WriteBatch { view, mark: Some(mark), entities: &ops, keep_ms: 30 * DAY, retention: &ret };
+            assert_eq!(store.apply(&wb).await.unwrap(), Applied::Applied);
+        }
+        applied = end;
+        let seen: Vec<&Ev> = evs[..applied].iter().collect();
+        for read_t in [t, t + 1] {
+            for user in ["u0", "u1", "u2", "u3", "u4", "nobody"] {
+                let (mut fields, mut hlls) = (vec!["f:country".to_string()], vec![]);
+                for s in &specs {
+                    for w in &s.windows {
+                        fields_for(s, *w, read_t, &mut fields, &mut hlls);
+                    }
+                }
+                let rec = store.read(view, &[user], &fields, &hlls).await.unwrap().remove(0);
+                let mine: Vec<&Ev> = seen.iter().copied().filter(|e| e.user == user).collect();
+                for s in &specs {
+                    let col = if s.column == "amount" { ValueType::Float64 } else { ValueType::Text };
+                    for w in &s.windows {
+                        let got = compute(s, *w, read_t, col, &rec);
+                        let want = truth(s, *w, read_t, &mine);
+                        match (s.function, &got, &want) {
+                            (AggFunction::ApproxCountDistinct, Value::Int64(g), Value::Int64(x)) => {
+                                assert!((*g - *x).abs() as f64 <= (*x as f64 * 0.05).max(1.0), "{} {user} t={read_t}: {g} vs {x}", s.feature_name(*w))
+                            }
+                            _ => assert_eq!(got, want, "{} for {user} at t={read_t}", s.feature_name(*w)),
+                        }
+                    }
+                }
+                // Latest plain value: the newest event's country (ties: greater value).
+                let newest = mine.iter().max_by(|a, b| a.t.cmp(&b.t).then(format!("{:?}", a.country).cmp(&format!("{:?}", b.country))));
+                let got = latest("country", ValueType::Text, &rec);
+                assert_eq!(got, newest.map(|e| (e.t, Value::Text(e.country.clone()))), "latest country of {user}");
+            }
+        }
+    }
+    // A replayed batch (offsets already applied) is refused and changes nothing.
+    let rows = vec![row(&evs[0])];
+    let (ops, _) = fold(&plan, &rows);
+    let mark = SourceMark { source: "txns".into(), partition: 0, first_offset: 5, next_offset: 6 };
+    let wb = WriteBatch { view, mark: Some(mark), entities: &ops, keep_ms: 30 * DAY, retention: &ret };
+    assert_eq!(store.apply(&wb).await.unwrap(), Applied::Stale { watermark: offset });
+    assert_eq!(store.watermark(view, "txns", 0).await.unwrap(), Some(offset));
+    assert_eq!(store.watermark(view, "txns", 1).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn embedded_store_aggregates_exactly() {
+    scenario(&EmbeddedStore::new(), "t1/txn").await;
+}
+
+#[tokio::test]
+async fn redis_store_aggregates_exactly() {
+    let redis = RedisServer::start();
+    let store = RedisStore::connect(&redis.url()).await.unwrap();
+    scenario(&store, "t1/txn").await;
+    // delete_view removes everything of the view.
+    store.delete_view("t1/txn").await.unwrap();
+    assert_eq!(store.watermark("t1/txn", "txns", 0).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn records_expire_after_keep_ms_on_both_stores() {
+    let redis = RedisServer::start();
+    let r = RedisStore::connect(&redis.url()).await.unwrap();
+    let e = EmbeddedStore::new();
+    let plan = FoldPlan::new(vec!["country".into()], &[]);
+    let ev = Ev { user: "u1".into(), t: 1, cents: 1, country: "DE".into() };
+    let (ops, _) = fold(&plan, &[row(&ev)]);
+    for store in [&r as &dyn OnlineStore, &e] {
+        let wb = WriteBatch { view: "t/ttl", mark: None, entities: &ops, keep_ms: 300, retention: &[] };
+        store.apply(&wb).await.unwrap();
+        let f = ["f:country".to_string()];
+        assert!(!store.read("t/ttl", &["u1"], &f, &[]).await.unwrap()[0].is_empty());
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        assert!(store.read("t/ttl", &["u1"], &f, &[]).await.unwrap()[0].is_empty(), "expired");
+    }
+}
