@@ -18,9 +18,13 @@ pub mod bindings;
 pub mod component;
 pub mod engine;
 pub mod events;
+pub mod pipeline;
 pub mod sandbox;
+pub mod server;
+pub mod sources;
 pub mod store;
 pub mod transform;
+pub mod view;
 
 pub use bindings::types::{Event, Feature, FeatureRow, FeatureSpec, Header, TransformInfo, Value, ValueType};
 pub use component::{LoadError, Loader, WorldKind};

@@ -116,7 +116,7 @@ impl Window {
 }
 
 fn fmt_ms(ms: i64) -> String {
-    if ms % DAY == 0 {
+    if ms % DAY == 0 && ms >= 2 * DAY {
         format!("{}d", ms / DAY)
     } else if ms % HOUR == 0 {
         format!("{}h", ms / HOUR)

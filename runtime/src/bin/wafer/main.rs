@@ -1,7 +1,9 @@
 //! The `wafer` command line.
 
+mod consume;
 mod inspect;
 mod run;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +35,11 @@ enum Command {
     Run(run::RunArgs),
     /// Show which world a component implements, its declared schema and its imports.
     Inspect(inspect::InspectArgs),
+    /// Run stream views from a manifest: consume Kafka (if configured), accept HTTP-pushed
+    /// events, aggregate into the online store (Redis if configured), serve features over HTTP.
+    Serve(serve::ServeArgs),
+    /// Run the example views on the embedded store with HTTP push (no Redis, no Kafka).
+    Dev(serve::DevArgs),
 }
 
 /// Sandbox and engine options shared by commands that load transforms.
@@ -86,7 +93,7 @@ impl SandboxArgs {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WAFER_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_env("WAFER_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -94,6 +101,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Inspect(args) => inspect::inspect(args),
+        Command::Serve(args) => serve::serve_cmd(args),
+        Command::Dev(args) => serve::dev_cmd(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,3 @@
+//! Where events are consumed: Kafka ([`kafka`]); HTTP push lives in `crate::server`.
+
+pub mod kafka;

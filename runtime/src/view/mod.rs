@@ -1,0 +1,253 @@
+//! Stream feature views: the manifest (`wafer.toml`) and its validation against the transform.
+//!
+//! ```toml
+//! [redis]                       # omit for the embedded store
+//! url = "redis://127.0.0.1:6379/"
+//! [kafka]                       # omit for HTTP push only
+//! brokers = "127.0.0.1:9092"
+//! group_id = "wafer"
+//! [server]
+//! listen = "127.0.0.1:8080"
+//!
+//! [[stream_view]]
+//! name = "txn"
+//! entity = "user"
+//! transform = "card_txn.wasm"   # relative to the manifest
+//! topic = "txns"                # Kafka source; omit for HTTP push only
+//! dead_letter_topic = "txns.dlq"
+//! features = ["country", "merchant"]   # stored as latest value per entity
+//! ttl = "7d"                    # online TTL of latest values
+//! batch_size = 512
+//! [[stream_view.aggregations]]
+//! column = "amount"
+//! functions = ["count", "sum", "mean", "min", "max"]
+//! windows = ["1m", "1h", "24h", "7d", "lifetime"]
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::aggregate::read::output_type;
+use crate::aggregate::spec::{DAY, HOUR, MINUTE};
+use crate::aggregate::{AggFunction, AggSpec, Window};
+use crate::bindings::types::ValueType;
+use crate::transform::schema::valid_name;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    #[serde(default)]
+    pub redis: Option<RedisConfig>,
+    #[serde(default)]
+    pub kafka: Option<KafkaConfig>,
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default, rename = "stream_view")]
+    pub views: Vec<StreamViewConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    #[serde(default = "default_group")]
+    pub group_id: String,
+}
+
+fn default_group() -> String {
+    "wafer".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Tenant namespace for the views of this manifest.
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { listen: default_listen(), tenant: default_tenant() }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_tenant() -> String {
+    "default".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamViewConfig {
+    pub name: String,
+    pub entity: String,
+    pub transform: PathBuf,
+    #[serde(default)]
+    pub topic: Option<String>,
+    #[serde(default)]
+    pub dead_letter_topic: Option<String>,
+    #[serde(default)]
+    pub features: Vec<String>,
+    #[serde(default)]
+    pub aggregations: Vec<AggConfig>,
+    #[serde(default = "default_ttl")]
+    pub ttl: String,
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    #[serde(default = "default_deadline")]
+    pub deadline_ms: u64,
+    #[serde(default = "default_memory")]
+    pub memory_mib: usize,
+}
+
+fn default_ttl() -> String {
+    "7d".into()
+}
+fn default_batch() -> usize {
+    512
+}
+fn default_deadline() -> u64 {
+    50
+}
+fn default_memory() -> usize {
+    64
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggConfig {
+    pub column: String,
+    pub functions: Vec<String>,
+    pub windows: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ViewError {
+    #[error("reading {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("view `{view}`: {message}")]
+    Invalid { view: String, message: String },
+}
+
+impl Manifest {
+    pub fn load(path: &Path) -> Result<Self, ViewError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ViewError::Read { path: path.into(), source })?;
+        let mut m: Manifest = toml::from_str(&text).map_err(|e| ViewError::Parse { path: path.into(), message: e.to_string() })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for v in &mut m.views {
+            if v.transform.is_relative() {
+                v.transform = base.join(&v.transform);
+            }
+        }
+        Ok(m)
+    }
+}
+
+/// Parse a TTL like `30s`, `15m`, `1h`, `7d`.
+pub fn parse_duration_ms(s: &str) -> Option<i64> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+    let n: i64 = num.parse().ok()?;
+    let unit_ms = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => MINUTE,
+        "h" => HOUR,
+        "d" => DAY,
+        _ => return None,
+    };
+    (n > 0).then_some(n * unit_ms)
+}
+
+/// A view's configuration checked against its transform's declared outputs.
+#[derive(Debug, Clone)]
+pub struct ViewSpec {
+    pub name: String,
+    pub entity: String,
+    pub latest: Vec<(String, ValueType)>,
+    pub aggs: Vec<AggSpec>,
+    /// Declared type of each aggregated column.
+    pub column_types: Vec<(String, ValueType)>,
+    pub ttl_ms: i64,
+}
+
+impl ViewSpec {
+    pub fn new(cfg: &StreamViewConfig, outputs: &[crate::FeatureSpec]) -> Result<Self, ViewError> {
+        let err = |message: String| ViewError::Invalid { view: cfg.name.clone(), message };
+        if !valid_name(&cfg.name) {
+            return Err(err("view name must be 1-128 of [A-Za-z0-9_.-], starting with a letter".into()));
+        }
+        let ty = |name: &str| outputs.iter().find(|o| o.name == name).map(|o| o.value_type);
+        let mut latest = Vec::new();
+        for f in &cfg.features {
+            let t = ty(f).ok_or_else(|| err(format!("feature `{f}` is not an output of the transform")))?;
+            latest.push((f.clone(), t));
+        }
+        let mut aggs = Vec::new();
+        let mut column_types = Vec::new();
+        for a in &cfg.aggregations {
+            let t = ty(&a.column).ok_or_else(|| err(format!("aggregated column `{}` is not an output of the transform", a.column)))?;
+            let windows = a.windows.iter().map(|w| Window::parse(w).map_err(&err)).collect::<Result<Vec<_>, _>>()?;
+            if windows.is_empty() {
+                return Err(err(format!("aggregation of `{}` has no windows", a.column)));
+            }
+            for f in &a.functions {
+                let function = AggFunction::parse(f).map_err(&err)?;
+                if function.numeric() && !matches!(t, ValueType::Int64 | ValueType::Float64) {
+                    return Err(err(format!("`{f}` needs a numeric column, but `{}` is {}", a.column, t.as_str())));
+                }
+                aggs.push(AggSpec { column: a.column.clone(), function, windows: windows.clone() });
+            }
+            if !column_types.iter().any(|(c, _): &(String, ValueType)| *c == a.column) {
+                column_types.push((a.column.clone(), t));
+            }
+        }
+        let ttl_ms = parse_duration_ms(&cfg.ttl).ok_or_else(|| err(format!("ttl `{}`: expected e.g. 30s, 15m, 1h, 7d", cfg.ttl)))?;
+        let spec = Self { name: cfg.name.clone(), entity: cfg.entity.clone(), latest, aggs, column_types, ttl_ms };
+        let mut seen = std::collections::HashSet::new();
+        for n in spec.feature_names() {
+            if !seen.insert(n.clone()) {
+                return Err(err(format!("feature `{n}` is defined twice")));
+            }
+        }
+        Ok(spec)
+    }
+
+    /// Every feature the view serves, with its type.
+    pub fn feature_types(&self) -> Vec<(String, ValueType)> {
+        let mut v = self.latest.clone();
+        for a in &self.aggs {
+            let ct = self.column_type(&a.column);
+            for w in &a.windows {
+                v.push((a.feature_name(*w), output_type(a.function, ct)));
+            }
+        }
+        v
+    }
+
+    pub fn feature_names(&self) -> Vec<String> {
+        self.feature_types().into_iter().map(|(n, _)| n).collect()
+    }
+
+    pub fn column_type(&self, column: &str) -> ValueType {
+        self.column_types.iter().find(|(c, _)| c == column).map_or(ValueType::Float64, |(_, t)| *t)
+    }
+
+    /// Longest sliding window (ms).
+    pub fn longest_window(&self) -> i64 {
+        self.aggs.iter().flat_map(|a| a.windows.iter()).filter_map(|w| match w { Window::Sliding(l) => Some(*l), _ => None }).max().unwrap_or(0)
+    }
+}
