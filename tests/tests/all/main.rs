@@ -6,5 +6,6 @@ mod cli;
 mod examples;
 mod sandbox;
 mod schema;
+mod streaming;
 mod support;
 mod upload;

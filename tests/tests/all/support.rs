@@ -127,3 +127,7 @@ impl Rng {
         self.next() % n
     }
 }
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
