@@ -41,15 +41,17 @@ fn host_events(n: usize) -> Vec<wafer_runtime::Event> {
         .collect()
 }
 
+/// The same events as the guest's own type, for the native baseline.
 fn guest_events(n: usize) -> Vec<wafer_sdk::Event> {
-    (0..n)
-        .map(|i| wafer_sdk::Event {
-            topic: "txns".into(),
-            partition: 0,
-            offset: i as i64,
-            timestamp_ms: 1_700_000_000_000 + i as i64,
-            key: None,
-            value: payload(i),
+    host_events(n)
+        .into_iter()
+        .map(|e| wafer_sdk::Event {
+            topic: e.topic,
+            partition: e.partition,
+            offset: e.offset,
+            timestamp_ms: e.timestamp_ms,
+            key: e.key,
+            value: e.value,
             headers: vec![],
         })
         .collect()

@@ -89,6 +89,44 @@ impl FoldPlan {
     }
 }
 
+/// Which stored field an accumulator feeds (formatted into a field name once, when emitting).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum FieldKey {
+    /// Index into `FoldPlan::latest`.
+    Latest(usize),
+    /// Tile size, tile start, index into `FoldPlan::columns`, component.
+    Tile(i64, i64, usize, Comp),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Comp {
+    Count,
+    Sum,
+    Min,
+    Max,
+    LastN(u16),
+    Hll,
+}
+
+impl FieldKey {
+    fn name(self, plan: &FoldPlan) -> String {
+        match self {
+            FieldKey::Latest(i) => latest_field(&plan.latest[i]),
+            FieldKey::Tile(g, start, c, comp) => {
+                let column = &plan.columns[c].column;
+                match comp {
+                    Comp::Count => tile_field(g, start, column, "n"),
+                    Comp::Sum => tile_field(g, start, column, "s"),
+                    Comp::Min => tile_field(g, start, column, "mn"),
+                    Comp::Max => tile_field(g, start, column, "mx"),
+                    Comp::LastN(k) => tile_field(g, start, column, &format!("l{k}")),
+                    Comp::Hll => tile_field(g, start, column, "h"),
+                }
+            }
+        }
+    }
+}
+
 enum Acc {
     Incr(i64),
     Min(f64),
@@ -126,32 +164,26 @@ pub fn value_key(v: &Value) -> String {
 
 /// Fold rows into ops, grouped by entity. Returns the ops and per-row fold errors (row index).
 pub fn fold(plan: &FoldPlan, rows: &[FeatureRow]) -> (Vec<EntityOps>, Vec<(usize, FoldError)>) {
-    let mut per_entity: HashMap<&str, HashMap<String, Acc>> = HashMap::new();
+    let mut per_entity: HashMap<&str, HashMap<FieldKey, Acc>> = HashMap::new();
     let mut errors = Vec::new();
     for (ri, row) in rows.iter().enumerate() {
         let accs = per_entity.entry(row.entity_key.as_str()).or_default();
         let t = row.event_time_ms;
+        let mut add = |key: FieldKey, acc: Acc| match accs.get_mut(&key) {
+            None => {
+                accs.insert(key, acc);
+            }
+            Some(existing) => merge_acc(existing, acc),
+        };
         for f in &row.features {
             if f.value == Value::Null {
                 continue;
             }
-            if plan.latest.iter().any(|l| *l == f.name) {
-                let enc = value_to_json(&f.value).to_string();
-                match accs.entry(latest_field(&f.name)) {
-                    std::collections::hash_map::Entry::Vacant(e) => {
-                        e.insert(Acc::Latest(t, enc));
-                    }
-                    std::collections::hash_map::Entry::Occupied(mut e) => {
-                        if let Acc::Latest(ot, ov) = e.get_mut() {
-                            if super::ops::latest_wins(t, &enc, *ot, ov) {
-                                *ot = t;
-                                *ov = enc;
-                            }
-                        }
-                    }
-                }
+            if let Some(li) = plan.latest.iter().position(|l| *l == f.name) {
+                add(FieldKey::Latest(li), Acc::Latest(t, value_to_json(&f.value).to_string()));
             }
-            let Some(col) = plan.columns.iter().find(|c| c.column == f.name) else { continue };
+            let Some(ci) = plan.columns.iter().position(|c| c.column == f.name) else { continue };
+            let col = &plan.columns[ci];
             let num = match micros(&col.column, &f.value) {
                 Ok(n) => n,
                 Err(e) => {
@@ -163,34 +195,26 @@ pub fn fold(plan: &FoldPlan, rows: &[FeatureRow]) -> (Vec<EntityOps>, Vec<(usize
             let reg = col.hll.then(|| hll::register_of(key.as_deref().unwrap_or_default().as_bytes()));
             for &g in &col.tiles {
                 let start = if g == 0 { 0 } else { tile_start(t, g) };
-                let mut add = |comp: &str, acc: Acc| {
-                    let field = tile_field(g, start, &col.column, comp);
-                    match accs.get_mut(&field) {
-                        None => {
-                            accs.insert(field, acc);
-                        }
-                        Some(existing) => merge_acc(existing, acc),
-                    }
-                };
+                let tile = |comp| FieldKey::Tile(g, start, ci, comp);
                 if col.count {
-                    add("n", Acc::Incr(1));
+                    add(tile(Comp::Count), Acc::Incr(1));
                 }
                 if let Some((x, m)) = num {
                     if col.sum {
-                        add("s", Acc::Incr(m));
+                        add(tile(Comp::Sum), Acc::Incr(m));
                     }
                     if col.min {
-                        add("mn", Acc::Min(x));
+                        add(tile(Comp::Min), Acc::Min(x));
                     }
                     if col.max {
-                        add("mx", Acc::Max(x));
+                        add(tile(Comp::Max), Acc::Max(x));
                     }
                 }
                 for &k in &col.last_n {
-                    add(&format!("l{k}"), Acc::LastN(k, vec![(t, key.clone().unwrap_or_default())]));
+                    add(tile(Comp::LastN(k)), Acc::LastN(k, vec![(t, key.clone().unwrap_or_default())]));
                 }
                 if let Some((idx, rank)) = reg {
-                    add("h", Acc::Hll(HashMap::from([(idx, rank)])));
+                    add(tile(Comp::Hll), Acc::Hll(HashMap::from([(idx, rank)])));
                 }
             }
         }
@@ -198,7 +222,7 @@ pub fn fold(plan: &FoldPlan, rows: &[FeatureRow]) -> (Vec<EntityOps>, Vec<(usize
     let mut out: Vec<EntityOps> = per_entity
         .into_iter()
         .map(|(entity, accs)| {
-            let mut ops: Vec<TileOp> = accs.into_iter().map(|(field, acc)| to_op(field, acc)).collect();
+            let mut ops: Vec<TileOp> = accs.into_iter().map(|(key, acc)| to_op(key.name(plan), acc)).collect();
             ops.sort_by(|a, b| a.field().cmp(b.field()));
             EntityOps { entity: entity.to_string(), ops }
         })
@@ -213,6 +237,12 @@ fn merge_acc(existing: &mut Acc, new: Acc) {
         (Acc::Min(a), Acc::Min(b)) => *a = a.min(b),
         (Acc::Max(a), Acc::Max(b)) => *a = a.max(b),
         (Acc::LastN(k, a), Acc::LastN(_, b)) => merge_last_n(a, &b, *k as usize),
+        (Acc::Latest(ot, ov), Acc::Latest(t, v)) => {
+            if super::ops::latest_wins(t, &v, *ot, ov) {
+                *ot = t;
+                *ov = v;
+            }
+        }
         (Acc::Hll(a), Acc::Hll(b)) => {
             for (i, r) in b {
                 let e = a.entry(i).or_insert(0);

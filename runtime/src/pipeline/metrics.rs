@@ -13,7 +13,8 @@ pub struct Counter {
     help: &'static str,
     first: &'static str,
     label: &'static str,
-    values: Mutex<BTreeMap<(String, String), u64>>,
+    /// first label → second label → count (nested, so increments look up by `&str`).
+    values: Mutex<BTreeMap<String, BTreeMap<String, u64>>>,
 }
 
 impl Counter {
@@ -25,16 +26,22 @@ impl Counter {
         self
     }
     pub fn add(&self, view: &str, kind: &str, n: u64) {
-        if n > 0 {
-            *self.values.lock().entry((view.to_string(), kind.to_string())).or_default() += n;
+        if n == 0 {
+            return;
+        }
+        let mut values = self.values.lock();
+        // Allocate the label strings only the first time a series appears.
+        match values.get_mut(view).and_then(|m| m.get_mut(kind)) {
+            Some(v) => *v += n,
+            None => *values.entry(view.to_string()).or_default().entry(kind.to_string()).or_default() += n,
         }
     }
     pub fn get(&self, view: &str, kind: &str) -> u64 {
-        self.values.lock().get(&(view.to_string(), kind.to_string())).copied().unwrap_or(0)
+        self.values.lock().get(view).and_then(|m| m.get(kind)).copied().unwrap_or(0)
     }
     fn render(&self, out: &mut String) {
         let _ = writeln!(out, "# HELP {} {}\n# TYPE {} counter", self.name, self.help, self.name);
-        for ((view, kind), v) in self.values.lock().iter() {
+        for (view, kind, v) in self.values.lock().iter().flat_map(|(view, m)| m.iter().map(move |(k, v)| (view, k, v))) {
             let _ = writeln!(out, "{}{{{}=\"{}\",{}=\"{}\"}} {v}", self.name, self.first, esc(view), self.label, esc(kind));
         }
     }
@@ -57,7 +64,10 @@ impl Histogram {
     }
     pub fn observe_many(&self, view: &str, vs: impl Iterator<Item = f64>) {
         let mut m = self.values.lock();
-        let e = m.entry(view.to_string()).or_insert_with(|| (vec![0; self.buckets.len()], 0.0, 0));
+        if !m.contains_key(view) {
+            m.insert(view.to_string(), (vec![0; self.buckets.len()], 0.0, 0));
+        }
+        let Some(e) = m.get_mut(view) else { return };
         for v in vs {
             for (i, b) in self.buckets.iter().enumerate() {
                 if v <= *b {

@@ -3,6 +3,7 @@
 
 pub mod metrics;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -37,6 +38,14 @@ pub struct BatchOutcome {
     pub failures: Vec<EventFailure>,
 }
 
+/// A transformed, folded batch, ready to be written.
+pub struct Prepared {
+    events: usize,
+    ops: Vec<crate::aggregate::ops::EntityOps>,
+    pub rows: usize,
+    pub failures: Vec<EventFailure>,
+}
+
 /// A running stream view: its transform, worker pool and aggregation plan.
 pub struct View {
     /// Namespaced id (`tenant/view`), used as the store namespace.
@@ -47,7 +56,18 @@ pub struct View {
     retention: Vec<(i64, i64)>,
     keep_ms: i64,
     workers: Mutex<Vec<StreamWorker>>,
+    /// Every served feature by name, resolved once (reads don't rebuild names per request).
+    features: HashMap<String, FeatureRef>,
     pub metrics: Arc<Metrics>,
+}
+
+/// Where a served feature comes from.
+#[derive(Debug, Clone, Copy)]
+enum FeatureRef {
+    /// Index into `spec.latest`.
+    Latest(usize),
+    /// Index into `spec.aggs`, the window, and the aggregated column's type.
+    Agg(usize, Window, ValueType),
 }
 
 /// Status of one served value.
@@ -91,7 +111,17 @@ impl View {
         let retention = [MINUTE, HOUR, DAY].iter().map(|g| (*g, retention(*g, windows.iter().copied()))).filter(|(_, r)| *r > 0).collect();
         let has_lifetime = windows.contains(&Window::Lifetime);
         let keep_ms = if has_lifetime { 400 * DAY } else { spec.ttl_ms.max(spec.longest_window() + DAY) };
-        Self { id: format!("{tenant}/{}", spec.name), spec, transform, plan, retention, keep_ms, workers: Mutex::new(Vec::new()), metrics }
+        let mut features = HashMap::new();
+        for (i, (name, _)) in spec.latest.iter().enumerate() {
+            features.insert(name.clone(), FeatureRef::Latest(i));
+        }
+        for (i, a) in spec.aggs.iter().enumerate() {
+            let ct = spec.column_type(&a.column);
+            for w in &a.windows {
+                features.insert(a.feature_name(*w), FeatureRef::Agg(i, *w, ct));
+            }
+        }
+        Self { id: format!("{tenant}/{}", spec.name), spec, transform, plan, retention, keep_ms, workers: Mutex::new(Vec::new()), features, metrics }
     }
 
     fn with_worker<R>(&self, f: impl FnOnce(&mut StreamWorker) -> R) -> R {
@@ -132,45 +162,46 @@ impl View {
     }
 
     /// Process a batch end to end. `mark` makes the write effectively-once for its source.
-    pub async fn process(&self, store: &dyn OnlineStore, events: &[Event], mark: Option<SourceMark>) -> Result<BatchOutcome, StoreError> {
+    /// Transform + fold a batch (CPU, on a blocking-capable thread); nothing is written yet.
+    pub fn prepare(&self, events: &[Event]) -> Prepared {
         let (ops, rows, failures) = tokio::task::block_in_place(|| self.transform_batch(events));
-        let batch = WriteBatch { view: &self.id, mark, entities: &ops, keep_ms: self.keep_ms, retention: &self.retention };
+        Prepared { events: events.len(), ops, rows, failures }
+    }
+
+    /// Write a prepared batch atomically (with its watermark). Safe to retry: a retry after a
+    /// lost reply is refused as `Stale` rather than applied twice.
+    pub async fn commit(&self, store: &dyn OnlineStore, prepared: &Prepared, mark: Option<SourceMark>) -> Result<Applied, StoreError> {
+        let batch = WriteBatch { view: &self.id, mark, entities: &prepared.ops, keep_ms: self.keep_ms, retention: &self.retention };
         let applied = store.apply(&batch).await?;
         if applied == Applied::Applied {
-            self.metrics.events.add(&self.id, "ok", (events.len() - failures.len()) as u64);
-            for f in &failures {
+            self.metrics.events.add(&self.id, "ok", (prepared.events - prepared.failures.len()) as u64);
+            for f in &prepared.failures {
                 self.metrics.events.add(&self.id, f.code, 1);
             }
-            self.metrics.rows.add(&self.id, "written", rows as u64);
+            self.metrics.rows.add(&self.id, "written", prepared.rows as u64);
         }
-        Ok(BatchOutcome { applied, rows, failures })
+        Ok(applied)
+    }
+
+    /// Process a batch end to end (prepare, then commit).
+    pub async fn process(&self, store: &dyn OnlineStore, events: &[Event], mark: Option<SourceMark>) -> Result<BatchOutcome, StoreError> {
+        let prepared = self.prepare(events);
+        let applied = self.commit(store, &prepared, mark).await?;
+        Ok(BatchOutcome { applied, rows: prepared.rows, failures: prepared.failures })
     }
 
     /// Read features of several entities at time `t` (one store round trip).
     pub async fn read(&self, store: &dyn OnlineStore, entities: &[&str], features: &[String], t: i64) -> Result<Result<Vec<Vec<Served>>, UnknownFeatures>, StoreError> {
-        let types = self.spec.feature_types();
-        let unknown: Vec<String> = features.iter().filter(|f| !types.iter().any(|(n, _)| n == *f)).cloned().collect();
+        let unknown: Vec<String> = features.iter().filter(|f| !self.features.contains_key(f.as_str())).cloned().collect();
         if !unknown.is_empty() {
             return Ok(Err(UnknownFeatures { view: self.spec.name.clone(), unknown }));
         }
-        enum Plan<'a> {
-            Latest(&'a str, ValueType),
-            Agg(&'a crate::aggregate::AggSpec, Window, ValueType),
-        }
-        let mut plans = Vec::with_capacity(features.len());
+        let plans: Vec<FeatureRef> = features.iter().map(|f| self.features[f.as_str()]).collect();
         let (mut fields, mut hlls) = (Vec::new(), Vec::new());
-        for f in features {
-            if let Some((n, t_)) = self.spec.latest.iter().find(|(n, _)| n == f) {
-                fields.push(crate::aggregate::ops::latest_field(n));
-                plans.push(Plan::Latest(n, *t_));
-                continue;
-            }
-            for a in &self.spec.aggs {
-                if let Some(w) = a.windows.iter().find(|w| a.feature_name(**w) == *f) {
-                    fields_for(a, *w, t, &mut fields, &mut hlls);
-                    plans.push(Plan::Agg(a, *w, self.spec.column_type(&a.column)));
-                    break;
-                }
+        for p in &plans {
+            match *p {
+                FeatureRef::Latest(i) => fields.push(crate::aggregate::ops::latest_field(&self.spec.latest[i].0)),
+                FeatureRef::Agg(i, w, _) => fields_for(&self.spec.aggs[i], w, t, &mut fields, &mut hlls),
             }
         }
         fields.sort();
@@ -182,14 +213,14 @@ impl View {
                 let empty = rec.is_empty();
                 plans
                     .iter()
-                    .map(|p| match p {
-                        Plan::Latest(n, ty) => match latest(n, *ty, rec as &dyn FieldSource) {
+                    .map(|p| match *p {
+                        FeatureRef::Latest(i) => match latest(&self.spec.latest[i].0, self.spec.latest[i].1, rec as &dyn FieldSource) {
                             None => Served { value: Value::Null, status: Status::Missing, event_time_ms: None },
                             Some((et, _)) if t - et > self.spec.ttl_ms => Served { value: Value::Null, status: Status::Expired, event_time_ms: Some(et) },
                             Some((et, v)) => Served { value: v, status: Status::Present, event_time_ms: Some(et) },
                         },
-                        Plan::Agg(a, w, ct) => Served {
-                            value: compute(a, *w, t, *ct, rec),
+                        FeatureRef::Agg(i, w, ct) => Served {
+                            value: compute(&self.spec.aggs[i], w, t, ct, rec),
                             status: if empty { Status::Missing } else { Status::Present },
                             event_time_ms: None,
                         },

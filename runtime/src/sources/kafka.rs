@@ -4,10 +4,12 @@
 //! For each batch, per partition:
 //! 1. skip offsets below the partition's watermark (already applied: a replay after a crash or
 //!    rebalance), read from the store the first time the partition is seen;
-//! 2. transform + fold, then one atomic store write that also advances the watermark;
+//! 2. transform + fold;
 //! 3. send failed events to the dead-letter topic (with `wafer-error-code` / `wafer-error`
-//!    headers) and wait for the broker's ack;
-//! 4. only then commit the offsets. If the store is unavailable, nothing is committed and the
+//!    headers) and wait for the broker's ack, *before* the write that advances the watermark
+//!    (so a crash re-sends dead letters rather than losing them: at-least-once);
+//! 4. one atomic store write that also advances the watermark (retried without re-running the
+//!    transform), and only then commit the offsets. If the store is unavailable, nothing is committed and the
 //!    batch is retried with backoff (consumption pauses), so nothing is lost.
 
 use std::collections::HashMap;
@@ -120,21 +122,24 @@ async fn consume(consumer: StreamConsumer, view: Arc<View>, app: Arc<App>, topic
             }
             if !evs.is_empty() {
                 let mark = SourceMark { source: topic.clone(), partition, first_offset: evs[0].offset.max(wm), next_offset: next };
-                let outcome = retry_store(&view, || view.process(app.store.as_ref(), &evs, Some(mark.clone()))).await;
-                match outcome.map(|o| (o.applied, o)) {
-                    Some((Applied::Applied, o)) => {
+                let prepared = view.prepare(&evs);
+                // Dead letters go out (and are acked) before the write that advances the
+                // watermark: a crash in between re-sends them on replay instead of losing them.
+                if let Some((dlq_topic, producer)) = &dlq {
+                    futures::future::join_all(
+                        prepared.failures.iter().map(|f| send_dead_letter(producer, dlq_topic, &evs[f.index], f.code, &f.message)),
+                    )
+                    .await;
+                }
+                match retry_store(&view, || view.commit(app.store.as_ref(), &prepared, Some(mark.clone()))).await {
+                    Some(Applied::Applied) => {
                         let now = now_ms();
                         view.metrics.freshness_seconds.observe_many(&view.id, evs.iter().map(|e| (now - e.timestamp_ms).max(0) as f64 / 1e3));
-                        if let Some((dlq_topic, producer)) = &dlq {
-                            for f in &o.failures {
-                                send_dead_letter(producer, dlq_topic, &evs[f.index], f.code, &f.message).await;
-                            }
-                        }
-                        for f in &o.failures {
+                        for f in &prepared.failures {
                             tracing::warn!(view = %view.id, partition, offset = evs[f.index].offset, code = f.code, error = %f.message, "event failed");
                         }
                     }
-                    Some((Applied::Stale { watermark }, _)) => {
+                    Some(Applied::Stale { watermark }) => {
                         // Another consumer applied these offsets (rebalance); resync.
                         view.metrics.replays.add(&view.id, "kafka", evs.len() as u64);
                         watermarks.insert(partition, watermark);

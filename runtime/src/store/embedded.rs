@@ -19,8 +19,10 @@ struct Record {
 
 #[derive(Default)]
 struct State {
-    records: HashMap<(String, String), Record>,
-    watermarks: HashMap<(String, String, i32), i64>,
+    /// view → entity → record (nested, so reads look up by `&str` without allocating).
+    records: HashMap<String, HashMap<String, Record>>,
+    /// view → (source, partition) → next offset.
+    watermarks: HashMap<String, HashMap<(String, i32), i64>>,
 }
 
 #[derive(Default)]
@@ -99,19 +101,22 @@ pub(crate) fn sweep(rec: &mut EntityRecord, retention: &[(i64, i64)]) {
 #[async_trait]
 impl OnlineStore for EmbeddedStore {
     async fn apply(&self, batch: &WriteBatch<'_>) -> Result<Applied, StoreError> {
-        let mut st = self.state.lock();
+        let mut guard = self.state.lock();
+        let st = &mut *guard;
         if let Some(m) = &batch.mark {
-            let key = (batch.view.to_string(), m.source.clone(), m.partition);
-            if let Some(&wm) = st.watermarks.get(&key) {
+            let wms = st.watermarks.entry(batch.view.to_string()).or_default();
+            let key = (m.source.clone(), m.partition);
+            if let Some(&wm) = wms.get(&key) {
                 if wm > m.first_offset {
                     return Ok(Applied::Stale { watermark: wm });
                 }
             }
-            st.watermarks.insert(key, m.next_offset);
+            wms.insert(key, m.next_offset);
         }
         let now = Instant::now();
+        let records = st.records.entry(batch.view.to_string()).or_default();
         for e in batch.entities {
-            let rec = st.records.entry((batch.view.to_string(), e.entity.clone())).or_default();
+            let rec = records.entry(e.entity.clone()).or_default();
             if rec.expires.is_some_and(|x| x <= now) {
                 *rec = Record::default();
             }
@@ -125,15 +130,16 @@ impl OnlineStore for EmbeddedStore {
     }
 
     async fn watermark(&self, view: &str, source: &str, partition: i32) -> Result<Option<i64>, StoreError> {
-        Ok(self.state.lock().watermarks.get(&(view.to_string(), source.to_string(), partition)).copied())
+        Ok(self.state.lock().watermarks.get(view).and_then(|w| w.get(&(source.to_string(), partition))).copied())
     }
 
     async fn read(&self, view: &str, entities: &[&str], fields: &[String], hlls: &[String]) -> Result<Vec<EntityRecord>, StoreError> {
         let st = self.state.lock();
+        let records = st.records.get(view);
         let now = Instant::now();
         Ok(entities
             .iter()
-            .map(|e| match st.records.get(&(view.to_string(), e.to_string())) {
+            .map(|e| match records.and_then(|r| r.get(*e)) {
                 Some(r) if !r.expires.is_some_and(|x| x <= now) => EntityRecord {
                     fields: fields.iter().filter_map(|f| Some((f.clone(), r.data.fields.get(f)?.clone()))).collect(),
                     hlls: hlls.iter().filter_map(|f| Some((f.clone(), r.data.hlls.get(f)?.clone()))).collect(),
@@ -145,8 +151,8 @@ impl OnlineStore for EmbeddedStore {
 
     async fn delete_view(&self, view: &str) -> Result<(), StoreError> {
         let mut st = self.state.lock();
-        st.records.retain(|(v, _), _| v != view);
-        st.watermarks.retain(|(v, _, _), _| v != view);
+        st.records.remove(view);
+        st.watermarks.remove(view);
         Ok(())
     }
 }
