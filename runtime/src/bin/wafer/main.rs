@@ -2,6 +2,7 @@
 
 mod consume;
 mod inspect;
+mod materialize;
 mod run;
 mod serve;
 
@@ -40,6 +41,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run the example views on the embedded store with HTTP push (no Redis, no Kafka).
     Dev(serve::DevArgs),
+    /// Load a batch view's file (Parquet, CSV or JSONL) into Redis: pipelined, resumable,
+    /// newest event time wins, TTL applied. Exit code 1 if any row was bad (they are skipped).
+    Materialize(materialize::MaterializeArgs),
 }
 
 /// Sandbox and engine options shared by commands that load transforms.
@@ -103,6 +107,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::inspect(args),
         Command::Serve(args) => serve::serve_cmd(args),
         Command::Dev(args) => serve::dev_cmd(args),
+        Command::Materialize(args) => materialize::materialize_cmd(args),
     };
     match result {
         Ok(code) => code,

@@ -1,25 +1,24 @@
 //! `wafer serve` and `wafer dev`: run the streaming pipeline and the HTTP API.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use wafer_runtime::pipeline::{Metrics, View};
-use wafer_runtime::server::{App, serve};
+use wafer_runtime::pipeline::Metrics;
+use wafer_runtime::server::{App, build_app, serve};
 use wafer_runtime::store::OnlineStore;
 use wafer_runtime::store::embedded::EmbeddedStore;
 use wafer_runtime::store::redis::RedisStore;
-use wafer_runtime::view::{Manifest, ViewSpec};
-use wafer_runtime::{Limits, WorldKind};
+use wafer_runtime::view::Manifest;
 
 use crate::SandboxArgs;
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// The manifest (TOML): [redis], [kafka], [server] and [[stream_view]] tables.
+    /// The manifest (TOML): [redis], [kafka], [server], [[stream_view]], [[batch_view]],
+    /// [[request_view]] and [[feature_service]] tables.
     #[arg(long, value_name = "FILE", default_value = "wafer.toml")]
     config: PathBuf,
     /// Listen address (overrides [server].listen).
@@ -57,27 +56,11 @@ fn run(manifest: Manifest, listen: String, sandbox: &SandboxArgs, dev: bool) -> 
     rt.block_on(async move {
         let loader = sandbox.loader()?;
         let metrics = Arc::new(Metrics::default());
-        let mut views = HashMap::new();
-        for cfg in &manifest.views {
-            let limits = Limits {
-                deadline: std::time::Duration::from_millis(cfg.deadline_ms),
-                memory_bytes: cfg.memory_mib << 20,
-                recycle_memory_bytes: (cfg.memory_mib << 20) / 4 * 3,
-                ..Limits::default()
-            };
-            let t = loader
-                .load_file(&cfg.transform, limits)
-                .with_context(|| format!("view `{}`: loading {}", cfg.name, cfg.transform.display()))?;
-            anyhow::ensure!(t.kind() == WorldKind::Stream, "view `{}`: {} is not a stream transform", cfg.name, cfg.transform.display());
-            let spec = ViewSpec::new(cfg, &t.info().outputs)?;
-            tracing::info!(view = %cfg.name, transform = t.name(), features = spec.feature_names().len(), "view loaded");
-            views.insert(cfg.name.clone(), Arc::new(View::new(&manifest.server.tenant, spec, t, metrics.clone())));
-        }
         let store: Arc<dyn OnlineStore> = match (&manifest.redis, dev) {
             (Some(r), false) => Arc::new(RedisStore::connect(&r.url).await.with_context(|| format!("connecting to Redis at {}", r.url))?),
             _ => Arc::new(EmbeddedStore::new()),
         };
-        let app = Arc::new(App { views, store, metrics });
+        let app = Arc::new(build_app(&manifest, &loader, store, metrics)?);
         if !dev {
             if let Some(k) = &manifest.kafka {
                 crate::consume::start(k, &manifest, app.clone())?;
@@ -89,9 +72,16 @@ fn run(manifest: Manifest, listen: String, sandbox: &SandboxArgs, dev: bool) -> 
             if dev { "dev" } else { "serve" },
             listener.local_addr()?,
             if dev || manifest.redis.is_none() { "embedded" } else { "redis" },
-            app.views.keys().cloned().collect::<Vec<_>>().join(", ")
+            view_names(&app).join(", ")
         );
         serve(app, listener).await.context("serving HTTP")?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+fn view_names(app: &App) -> Vec<String> {
+    let mut names: Vec<String> = app.catalog.stored_views().iter().map(|v| v.name().to_owned()).collect();
+    names.extend(app.catalog.request_views().iter().map(|v| v.name.clone()));
+    names.sort();
+    names
 }
