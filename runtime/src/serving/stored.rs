@@ -119,6 +119,8 @@ impl StoredView {
         match r {
             FeatureRef::Latest(i) => match latest(&self.spec.latest[i].0, self.spec.latest[i].1, rec) {
                 None => Served::MISSING,
+                // Written after `t` (an `as_of` read of the past): not known at `t`.
+                Some((et, _)) if et > t => Served::MISSING,
                 Some((et, _)) if t - et > self.spec.ttl_ms => Served { value: Value::Null, status: Status::Expired, event_time_ms: Some(et) },
                 Some((et, v)) => Served { value: v, status: Status::Present, event_time_ms: Some(et) },
             },

@@ -6,6 +6,7 @@ mod cli;
 mod examples;
 mod sandbox;
 mod schema;
+mod serving;
 mod streaming;
 mod support;
 mod upload;

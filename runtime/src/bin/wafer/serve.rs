@@ -60,7 +60,11 @@ fn run(manifest: Manifest, listen: String, sandbox: &SandboxArgs, dev: bool) -> 
             (Some(r), false) => Arc::new(RedisStore::connect(&r.url).await.with_context(|| format!("connecting to Redis at {}", r.url))?),
             _ => Arc::new(EmbeddedStore::new()),
         };
+        let embedded = dev || manifest.redis.is_none();
         let app = Arc::new(build_app(&manifest, &loader, store, metrics)?);
+        if embedded {
+            load_batch_views(&manifest, &app).await?;
+        }
         if !dev {
             if let Some(k) = &manifest.kafka {
                 crate::consume::start(k, &manifest, app.clone())?;
@@ -84,4 +88,19 @@ fn view_names(app: &App) -> Vec<String> {
     names.extend(app.catalog.request_views().iter().map(|v| v.name.clone()));
     names.sort();
     names
+}
+
+/// The embedded store starts empty: load every batch view's configured source into it.
+async fn load_batch_views(manifest: &Manifest, app: &App) -> Result<()> {
+    for cfg in &manifest.batch_views {
+        let Some(view) = app.catalog.stored_views().iter().find(|v| v.name() == cfg.name) else { continue };
+        let report = wafer_runtime::materialize::materialize(app.store.as_ref(), view, cfg, None, |_, _| {})
+            .await
+            .with_context(|| format!("loading batch view `{}` from {}", cfg.name, cfg.source.display()))?;
+        eprintln!("batch view `{}`: {} rows loaded from {} ({} bad)", cfg.name, report.rows_loaded, cfg.source.display(), report.bad_rows);
+        for e in &report.first_errors {
+            eprintln!("  row {}: {}", e.row, e.message);
+        }
+    }
+    Ok(())
 }
