@@ -95,6 +95,31 @@ impl Histogram {
     }
 }
 
+/// A gauge family with label `view`.
+pub struct Gauge {
+    name: &'static str,
+    help: &'static str,
+    values: Mutex<BTreeMap<String, f64>>,
+}
+
+impl Gauge {
+    fn new(name: &'static str, help: &'static str) -> Self {
+        Self { name, help, values: Mutex::new(BTreeMap::new()) }
+    }
+    pub fn set(&self, view: &str, v: f64) {
+        self.values.lock().insert(view.to_owned(), v);
+    }
+    pub fn get(&self, view: &str) -> Option<f64> {
+        self.values.lock().get(view).copied()
+    }
+    fn render(&self, out: &mut String) {
+        let _ = writeln!(out, "# HELP {} {}\n# TYPE {} gauge", self.name, self.help, self.name);
+        for (view, v) in self.values.lock().iter() {
+            let _ = writeln!(out, "{}{{view=\"{}\"}} {v}", self.name, esc(view));
+        }
+    }
+}
+
 fn esc(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
@@ -113,6 +138,10 @@ pub struct Metrics {
     pub replays: Counter,
     /// Requests by endpoint and status class.
     pub requests: Counter,
+    /// Circuit breaker trips by view and the first failure's code.
+    pub breaker_trips: Counter,
+    /// 1 while a view is paused by its circuit breaker.
+    pub paused: Gauge,
     /// Feature requests refused or failed, by endpoint and error code.
     pub serve_errors: Counter,
     /// Transform + fold time per batch.
@@ -131,6 +160,8 @@ impl Default for Metrics {
             store_errors: Counter::new("wafer_store_errors_total", "Online store failures (batches are retried).", "kind"),
             replays: Counter::new("wafer_replayed_batches_total", "Batches skipped because their offsets were already applied.", "source"),
             requests: Counter::new("wafer_http_requests_total", "HTTP requests by route and status.", "status").with_first("route"),
+            breaker_trips: Counter::new("wafer_breaker_trips_total", "Times a view's circuit breaker opened (paused the view).", "code"),
+            paused: Gauge::new("wafer_view_paused", "1 while the view is paused by its circuit breaker."),
             serve_errors: Counter::new("wafer_serve_errors_total", "Feature requests refused or failed, by error code.", "code").with_first("endpoint"),
             request_seconds: Histogram::new("wafer_http_request_seconds", "HTTP request handling time by route.", SERVE_LATENCY).with_label("route"),
             transform_seconds: Histogram::new("wafer_transform_batch_seconds", "Wasm transform + fold time per batch.", LATENCY),
@@ -142,9 +173,10 @@ impl Default for Metrics {
 impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
-        for c in [&self.events, &self.rows, &self.store_errors, &self.replays, &self.requests, &self.serve_errors] {
+        for c in [&self.events, &self.rows, &self.store_errors, &self.replays, &self.requests, &self.serve_errors, &self.breaker_trips] {
             c.render(&mut out);
         }
+        self.paused.render(&mut out);
         self.transform_seconds.render(&mut out);
         self.request_seconds.render(&mut out);
         self.freshness_seconds.render(&mut out);

@@ -1,6 +1,7 @@
 //! The streaming pipeline shared by every source (Kafka, HTTP push, backfill):
 //! events → batched Wasm call → schema validation → fold into tile ops → one atomic store write.
 
+pub mod breaker;
 pub mod metrics;
 
 use std::sync::Arc;
@@ -57,6 +58,8 @@ pub struct View {
     workers: Mutex<Vec<StreamWorker>>,
     /// The read side (shared with the serving layer).
     pub stored: Arc<StoredView>,
+    /// Pauses the view when its transform fails persistently.
+    pub breaker: breaker::Breaker,
     pub metrics: Arc<Metrics>,
 }
 
@@ -68,7 +71,8 @@ impl View {
         let has_lifetime = windows.contains(&Window::Lifetime);
         let keep_ms = if has_lifetime { 400 * DAY } else { spec.ttl_ms.max(spec.longest_window() + DAY) };
         let stored = Arc::new(StoredView::new(tenant, spec.clone()));
-        Self { id: stored.id.clone(), spec, transform, plan, retention, keep_ms, workers: Mutex::new(Vec::new()), stored, metrics }
+        let breaker = breaker::Breaker::new(spec.breaker);
+        Self { id: stored.id.clone(), spec, transform, plan, retention, keep_ms, workers: Mutex::new(Vec::new()), stored, breaker, metrics }
     }
 
     fn with_worker<R>(&self, f: impl FnOnce(&mut StreamWorker) -> R) -> R {
@@ -113,6 +117,26 @@ impl View {
     pub fn prepare(&self, events: &[Event]) -> Prepared {
         let (ops, rows, failures) = tokio::task::block_in_place(|| self.transform_batch(events));
         Prepared { events: events.len(), ops, rows, failures }
+    }
+
+    /// Feed a prepared batch to the circuit breaker (logs and the paused gauge follow it).
+    pub fn judge(&self, prepared: &Prepared) -> breaker::Verdict {
+        let v = self.breaker.record(prepared.events, prepared.failures.len());
+        match v {
+            breaker::Verdict::Tripped { pause } => {
+                let code = prepared.failures.first().map_or("", |f| f.code);
+                let error = prepared.failures.first().map_or("", |f| f.message.as_str());
+                tracing::error!(view = %self.id, transform = self.transform.name(), pause_ms = pause.as_millis() as u64, failed = prepared.failures.len(), events = prepared.events, code, error, "transform failing persistently: view paused");
+                self.metrics.breaker_trips.add(&self.id, code, 1);
+                self.metrics.paused.set(&self.id, 1.0);
+            }
+            breaker::Verdict::Closed => {
+                tracing::info!(view = %self.id, "transform recovered: view resumed");
+                self.metrics.paused.set(&self.id, 0.0);
+            }
+            breaker::Verdict::Pass => {}
+        }
+        v
     }
 
     /// Write a prepared batch atomically (with its watermark). Safe to retry: a retry after a

@@ -114,6 +114,6 @@ impl BatchViewConfig {
             return Err(err("batch_size must be at least 1".into()));
         }
         let ttl_ms = parse_duration_ms(&self.ttl).ok_or_else(|| err(format!("ttl `{}`: expected e.g. 30s, 15m, 1h, 7d", self.ttl)))?;
-        Ok(ViewSpec { name: self.name.clone(), entity: self.entity.clone(), latest, aggs: Vec::new(), column_types: Vec::new(), ttl_ms })
+        Ok(ViewSpec { name: self.name.clone(), entity: self.entity.clone(), latest, aggs: Vec::new(), column_types: Vec::new(), ttl_ms, breaker: Default::default() })
     }
 }

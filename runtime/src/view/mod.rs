@@ -140,6 +140,19 @@ pub struct StreamViewConfig {
     pub deadline_ms: u64,
     #[serde(default = "default_memory")]
     pub memory_mib: usize,
+    /// Consecutive batches with ≥ 90% failed events that pause the view (circuit breaker).
+    #[serde(default = "default_trip_after")]
+    pub breaker_trip_after: u32,
+    /// First pause of a tripped view (doubles per consecutive trip, up to 60 s).
+    #[serde(default = "default_cooldown")]
+    pub breaker_cooldown: String,
+}
+
+fn default_trip_after() -> u32 {
+    3
+}
+fn default_cooldown() -> String {
+    "5s".into()
 }
 
 fn default_ttl() -> String {
@@ -242,6 +255,7 @@ pub struct ViewSpec {
     /// Declared type of each aggregated column.
     pub column_types: Vec<(String, ValueType)>,
     pub ttl_ms: i64,
+    pub breaker: crate::pipeline::breaker::BreakerConfig,
 }
 
 impl ViewSpec {
@@ -276,7 +290,16 @@ impl ViewSpec {
             }
         }
         let ttl_ms = parse_duration_ms(&cfg.ttl).ok_or_else(|| err(format!("ttl `{}`: expected e.g. 30s, 15m, 1h, 7d", cfg.ttl)))?;
-        let spec = Self { name: cfg.name.clone(), entity: cfg.entity.clone(), latest, aggs, column_types, ttl_ms };
+        let cooldown = parse_duration_ms(&cfg.breaker_cooldown).ok_or_else(|| err(format!("breaker_cooldown `{}`: expected e.g. 500ms, 5s, 1m", cfg.breaker_cooldown)))?;
+        if cfg.breaker_trip_after == 0 {
+            return Err(err("breaker_trip_after must be at least 1".into()));
+        }
+        let breaker = crate::pipeline::breaker::BreakerConfig {
+            trip_after: cfg.breaker_trip_after,
+            cooldown: std::time::Duration::from_millis(cooldown as u64),
+            ..Default::default()
+        };
+        let spec = Self { name: cfg.name.clone(), entity: cfg.entity.clone(), latest, aggs, column_types, ttl_ms, breaker };
         let mut seen = std::collections::HashSet::new();
         for n in spec.feature_names() {
             if !seen.insert(n.clone()) {

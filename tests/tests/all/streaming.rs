@@ -236,3 +236,44 @@ fn http_push_is_readable_on_return_and_bad_requests_are_named() {
     let (code, _) = post(port, "/v1/features", &json!({"view": "txn"}));
     assert_eq!(code, 400);
 }
+
+#[test]
+fn a_persistently_failing_transform_pauses_only_its_view() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wafer.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\ntenant = \"t1\"\n\n[[stream_view]]\nname = \"chaos\"\nentity = \"e\"\ntransform = \"{}\"\nfeatures = [\"x\"]\nbreaker_trip_after = 2\nbreaker_cooldown = \"1s\"\n\n\
+             [[stream_view]]\nname = \"txn\"\nentity = \"user\"\ntransform = \"{}\"\nfeatures = [\"country\"]\n",
+            guests::MISBEHAVE,
+            guests::RUST_CARD_TXN
+        ),
+    )
+    .unwrap();
+    let w = Wafer::start(&config, free_port());
+    let now = crate::support::now_ms();
+    let ev = |mode: &str, x: i64| json!({"timestamp_ms": now, "value": {"mode": mode, "x": x}});
+    let traps = json!({"events": [ev("trap", 0), ev("trap", 0), ev("trap", 0)]});
+    let (code, body) = post(w.port, "/v1/views/chaos/events", &traps);
+    assert_eq!((code, body["failed"].as_array().map(Vec::len)), (200, Some(3)), "{body}");
+    // The second failing batch in a row trips the breaker: 503, nothing written.
+    let (code, body) = post(w.port, "/v1/views/chaos/events", &traps);
+    assert_eq!((code, body["error"]["code"].as_str()), (503, Some("view_paused")), "{body}");
+    let (code, body) = post(w.port, "/v1/views/chaos/events", &json!({"events": [ev("ok", 5)]}));
+    assert_eq!((code, body["error"]["code"].as_str()), (503, Some("view_paused")), "paused views refuse pushes: {body}");
+    // Other views keep working.
+    let (code, _) = post(w.port, "/v1/views/txn/events", &json!({"events": [{"timestamp_ms": now, "value": {"user_id": "a", "amount": 1, "country": "DE", "merchant": "m"}}]}));
+    assert_eq!(code, 200);
+    let (_, metrics) = crate::support::get(w.port, "/metrics");
+    assert!(metrics.contains("wafer_view_paused{view=\"t1/chaos\"} 1"), "{metrics}");
+    assert!(metrics.contains("wafer_breaker_trips_total{view=\"t1/chaos\",code=\"trap\"} 1"), "{metrics}");
+    // After the cooldown a healthy batch closes the breaker.
+    std::thread::sleep(Duration::from_millis(1100));
+    let (code, body) = post(w.port, "/v1/views/chaos/events", &json!({"events": [ev("ok", 5)]}));
+    assert_eq!((code, body["accepted"].as_u64()), (200, Some(1)), "{body}");
+    let (_, metrics) = crate::support::get(w.port, "/metrics");
+    assert!(metrics.contains("wafer_view_paused{view=\"t1/chaos\"} 0"), "{metrics}");
+    let (_, body) = post(w.port, "/v1/features", &json!({"entities": ["e1"], "features": ["chaos:x"]}));
+    assert_eq!(body["results"][0]["features"]["chaos:x"]["value"], 5, "{body}");
+}
