@@ -270,8 +270,8 @@ fn each_bad_request_gets_its_specific_error() {
     assert_eq!(get(p, "/v1/features").0, 405);
     // Each refusal is counted by code.
     let (_, metrics) = get(p, "/metrics");
-    assert!(metrics.contains(r#"wafer_serve_errors_total{endpoint="native",code="missing_request_data"} 2"#), "{metrics}");
-    assert!(metrics.contains(r#"wafer_serve_errors_total{endpoint="native",code="unknown_views"} 2"#), "{metrics}");
+    assert!(metrics.contains(r#"wafer_serve_errors_total{tenant="serving",code="missing_request_data"} 2"#), "{metrics}");
+    assert!(metrics.contains(r#"wafer_serve_errors_total{tenant="serving",code="unknown_views"} 2"#), "{metrics}");
 }
 
 #[test]

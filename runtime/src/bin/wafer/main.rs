@@ -1,6 +1,5 @@
 //! The `wafer` command line.
 
-mod consume;
 mod inspect;
 mod materialize;
 mod run;
