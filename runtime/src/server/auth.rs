@@ -33,8 +33,10 @@ pub fn admin(app: &App, req: &Request<Incoming>) -> Result<(), Resp> {
     if control.is_admin(token) {
         return Ok(());
     }
-    if app.state().keys.contains_key(&hash_secret(token)) {
-        return Err(error(StatusCode::FORBIDDEN, "forbidden", "this route is for the operator (admin token); tenant keys cannot use it"));
+    match app.state().keys.get(&hash_secret(token)) {
+        Some(k) if k.revoked => return Err(unauthorized("revoked_api_key", &format!("API key {} was revoked", k.id))),
+        Some(_) => return Err(error(StatusCode::FORBIDDEN, "forbidden", "this route is for the operator (admin token); tenant keys cannot use it")),
+        None => {}
     }
     Err(unauthorized("invalid_credentials", "the admin token is wrong"))
 }

@@ -56,7 +56,10 @@ pub async fn handle(app: &App, t: &TenantApp, req: Request<Incoming>, method: &M
         (&Method::POST, ["v1", "transforms", name, "activate"]) => activate(&control, t, name, req).await,
         (&Method::PUT, ["v1", "views", name]) => put_view(app, &control, t, name, req).await,
         (&Method::DELETE, ["v1", "views", name]) => delete_view(app, &control, t, name).await,
-        _ => error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{method} is not allowed on {path}")),
+        _ if super::ROUTES.iter().any(|(_, r)| super::matches_template(r, path)) => {
+            error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{method} is not allowed on {path}"))
+        }
+        _ => error(StatusCode::NOT_FOUND, "not_found", format!("no route {method} {path}")),
     }
 }
 

@@ -187,7 +187,7 @@ async fn route(app: &App, req: Request<Incoming>) -> (&'static str, Resp) {
 }
 
 /// Whether `path` matches a route template such as `/v1/views/{view}/events`.
-fn matches_template(template: &str, path: &str) -> bool {
+pub(super) fn matches_template(template: &str, path: &str) -> bool {
     let (mut t, mut p) = (template.split('/'), path.split('/'));
     loop {
         match (t.next(), p.next()) {

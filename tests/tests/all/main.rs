@@ -8,5 +8,6 @@ mod sandbox;
 mod schema;
 mod serving;
 mod streaming;
+mod tenants;
 mod support;
 mod upload;

@@ -330,7 +330,8 @@ fn openapi_document_covers_every_route() {
     for (method, path) in wafer_runtime::server::ROUTES {
         assert!(doc["paths"][path][method.to_lowercase()].is_object(), "{method} {path} is not documented");
     }
-    assert_eq!(doc["paths"].as_object().unwrap().len(), wafer_runtime::server::ROUTES.len());
+    let paths: std::collections::BTreeSet<&str> = wafer_runtime::server::ROUTES.iter().map(|(_, p)| *p).collect();
+    assert_eq!(doc["paths"].as_object().unwrap().len(), paths.len(), "every documented path is a route");
     // The copy in the repository is the one served.
     let in_repo: Json = serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../runtime/openapi.json")).unwrap()).unwrap();
     assert_eq!(doc, in_repo);
