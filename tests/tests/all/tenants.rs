@@ -380,3 +380,38 @@ fn deleting_a_view_stops_it_and_removes_its_data() {
     assert_eq!(call(port, "POST", "/v1/views/txn/events", Some(&k), Body::Json(ev)).0, 404);
     assert_eq!(call(port, "DELETE", "/v1/views/txn", Some(&k), Body::None).0, 404);
 }
+
+#[test]
+fn the_cli_drives_the_control_plane() {
+    let p = Platform::start(1);
+    let server = format!("http://127.0.0.1:{}", p.port(0));
+    let wafer = |args: &[&str], env: &[(&str, &str)]| {
+        let out = Command::new(crate::support::wafer_bin()).args(args).env("WAFER_SERVER", &server).envs(env.iter().copied()).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let admin = [("WAFER_ADMIN_TOKEN", ADMIN)];
+    assert_eq!(wafer(&["tenants", "create", "acme", "--quotas", r#"{"max_views": 3}"#], &admin).0, Some(0));
+    let (code, out) = wafer(&["tenants", "key", "acme"], &admin);
+    assert_eq!(code, Some(0), "{out}");
+    let key: Json = serde_json::from_str(&out).unwrap();
+    let key = key["key"].as_str().unwrap().to_owned();
+    let api = [("WAFER_API_KEY", key.as_str())];
+    let (code, out) = wafer(&["deploy", "--name", "card_txn", guests::RUST_CARD_TXN], &api);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("\"world\": \"stream\""), "{out}");
+    let dir = tempfile::tempdir().unwrap();
+    let view = dir.path().join("txn.json");
+    std::fs::write(&view, stream_view("card_txn").to_string()).unwrap();
+    let (code, out) = wafer(&["views", "put", "txn", view.to_str().unwrap()], &api);
+    assert_eq!(code, Some(0), "{out}");
+    let (out, _) = eventually(Duration::from_secs(2), || {
+        let (_, out) = wafer(&["views", "list"], &api);
+        out.contains("\"name\": \"txn\"").then_some(out)
+    });
+    assert!(out.contains("amount_sum_lifetime"), "{out}");
+    let (code, out) = wafer(&["deploy", "--name", "bad", "/etc/hostname"], &api);
+    assert_eq!(code, Some(1), "a refused upload exits 1: {out}");
+    assert!(out.contains("not_wasm"), "{out}");
+    let (code, _) = wafer(&["tenants", "list"], &api.map(|(_, v)| ("WAFER_ADMIN_TOKEN", v)));
+    assert_eq!(code, Some(1), "a tenant key is not the admin token");
+}

@@ -1,5 +1,6 @@
 //! The `wafer` command line.
 
+mod client;
 mod inspect;
 mod materialize;
 mod run;
@@ -43,6 +44,13 @@ enum Command {
     /// Load a batch view's file (Parquet, CSV or JSONL) into Redis: pipelined, resumable,
     /// newest event time wins, TTL applied. Exit code 1 if any row was bad (they are skipped).
     Materialize(materialize::MaterializeArgs),
+    /// Upload a transform to a running server (validated, precompiled, activated unless
+    /// --no-activate); prints the version id, schema and compile time.
+    Deploy(client::DeployArgs),
+    /// Manage tenants and their API keys on a running server (admin token).
+    Tenants(client::TenantsArgs),
+    /// Manage a tenant's views and transform versions on a running server (API key).
+    Views(client::ViewsArgs),
 }
 
 /// Sandbox and engine options shared by commands that load transforms.
@@ -107,6 +115,9 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::serve_cmd(args),
         Command::Dev(args) => serve::dev_cmd(args),
         Command::Materialize(args) => materialize::materialize_cmd(args),
+        Command::Deploy(args) => client::deploy(args),
+        Command::Tenants(args) => client::tenants(args),
+        Command::Views(args) => client::views(args),
     };
     match result {
         Ok(code) => code,
