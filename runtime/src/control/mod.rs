@@ -31,6 +31,8 @@ pub struct Control {
     consumers: Mutex<HashMap<StreamSource, JoinHandle<()>>>,
     /// Wakes the sync loop after a change made through this node.
     pub changed: tokio::sync::Notify,
+    /// One reload at a time (the sync loop and read-your-writes reloads after API changes).
+    pub(crate) reloading: tokio::sync::Mutex<()>,
 }
 
 impl Control {
@@ -45,6 +47,7 @@ impl Control {
             kafka,
             consumers: Mutex::new(HashMap::new()),
             changed: tokio::sync::Notify::new(),
+            reloading: tokio::sync::Mutex::new(()),
         }
     }
 

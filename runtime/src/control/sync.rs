@@ -93,8 +93,12 @@ pub async fn build_from_snapshot(app: &App, control: &Arc<Control>, snap: &Snaps
 
 /// Reload the registry into the node.
 pub async fn reload(app: &Arc<App>, control: &Arc<Control>) -> Result<(), crate::registry::RegistryError> {
+    let _one = control.reloading.lock().await;
     let snap = control.registry.snapshot().await?;
     let old = app.state();
+    if snap.version != 0 && snap.version < old.version {
+        return Ok(()); // a newer state is already in place
+    }
     let mut tenants = HashMap::new();
     for (name, t) in &snap.tenants {
         if t.disabled {

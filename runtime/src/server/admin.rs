@@ -6,6 +6,8 @@
 //! - `POST /v1/admin/tenants/{tenant}/keys` → 201 `{"id", "key"}` (the secret is shown once)
 //! - `DELETE /v1/admin/tenants/{tenant}/keys/{id}` (revoked on every node within a second)
 
+use std::sync::Arc;
+
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 use serde::Deserialize;
@@ -46,7 +48,7 @@ pub fn valid_tenant(name: &str) -> bool {
     valid_name(name) && name.len() <= 64 && !name.contains('.')
 }
 
-pub async fn handle(app: &App, req: Request<Incoming>, method: &Method, path: &str) -> Resp {
+pub async fn handle(app: &Arc<App>, req: Request<Incoming>, method: &Method, path: &str) -> Resp {
     let Some(control) = app.control.clone() else {
         return error(StatusCode::NOT_FOUND, "no_control_plane", "tenants need registry mode ([control] in the manifest)");
     };
@@ -119,6 +121,11 @@ pub async fn handle(app: &App, req: Request<Incoming>, method: &Method, path: &s
         },
         _ => error(StatusCode::NOT_FOUND, "not_found", format!("no admin route {method} {path}")),
     };
-    control.changed.notify_one();
+    // Read your writes on this node; the others follow within a poll interval.
+    if resp.status().is_success() && method != Method::GET {
+        if let Err(e) = crate::control::sync::reload(app, &control).await {
+            tracing::warn!(error = %e, "reload after an admin change failed");
+        }
+    }
     resp
 }

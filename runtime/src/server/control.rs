@@ -37,12 +37,25 @@ fn registry_error(e: &RegistryError) -> Resp {
     }
 }
 
-pub async fn handle(app: &App, t: &TenantApp, req: Request<Incoming>, method: &Method, path: &str) -> Resp {
+pub async fn handle(app: &Arc<App>, t: &TenantApp, req: Request<Incoming>, method: &Method, path: &str) -> Resp {
     let Some(control) = app.control.clone() else {
         return error(StatusCode::NOT_FOUND, "no_control_plane", "this server runs a manifest; uploads and view changes need registry mode ([control] in the manifest)");
     };
     let rest: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match (method, rest.as_slice()) {
+    let resp = route(app, &control, t, req, method, path, &rest).await;
+    // Read your writes on this node (deletes already waited for it); the others follow within a
+    // poll interval.
+    if resp.status().is_success() && *method != Method::GET && *method != Method::DELETE {
+        if let Err(e) = crate::control::sync::reload(app, &control).await {
+            tracing::warn!(error = %e, "reload after a change failed");
+        }
+    }
+    resp
+}
+
+async fn route(app: &Arc<App>, control: &Arc<Control>, t: &TenantApp, req: Request<Incoming>, method: &Method, path: &str, rest: &[&str]) -> Resp {
+    let control = control.clone();
+    match (method, rest) {
         (&Method::GET, ["v1", "transforms"]) => list_transforms(&control, t).await,
         (&Method::GET, ["v1", "transforms", name]) => match control.registry.transform(&t.name, name).await {
             Ok(Some(r)) => json_resp(StatusCode::OK, &json!(r)),

@@ -129,7 +129,7 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) -> std::io::Result<()> 
     }
 }
 
-async fn handle(app: &App, req: Request<Incoming>) -> Resp {
+async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Resp {
     let started = Instant::now();
     let (route, resp) = route(app, req).await;
     app.metrics.requests.add(route, resp.status().as_str(), 1);
@@ -137,7 +137,7 @@ async fn handle(app: &App, req: Request<Incoming>) -> Resp {
     resp
 }
 
-async fn route(app: &App, req: Request<Incoming>) -> (&'static str, Resp) {
+async fn route(app: &Arc<App>, req: Request<Incoming>) -> (&'static str, Resp) {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     match (&method, path.as_str()) {

@@ -74,6 +74,11 @@ pub struct SandboxArgs {
     /// Use on-demand instance allocation instead of the pooling allocator.
     #[arg(long)]
     no_pooling: bool,
+    /// Live instances per node with the pooling allocator (all tenants, views and requests).
+    /// Each slot reserves virtual memory for one instance (memory cap + guard), not RSS; when
+    /// the pool is exhausted, instantiation fails.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pool_instances: u32,
 }
 
 impl SandboxArgs {
@@ -90,7 +95,7 @@ impl SandboxArgs {
 
     fn loader(&self) -> anyhow::Result<Loader> {
         use anyhow::Context as _;
-        let config = EngineConfig { pooling: !self.no_pooling, pool_instances: 16, ..EngineConfig::default() };
+        let config = EngineConfig { pooling: !self.no_pooling, pool_instances: self.pool_instances, ..EngineConfig::default() };
         let engine = WaferEngine::new(config).map_err(|e| anyhow::anyhow!("{e:#}")).context("creating the wasm engine")?;
         let cache = if self.no_cache {
             None
