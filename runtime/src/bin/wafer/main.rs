@@ -2,7 +2,9 @@
 
 mod consume;
 mod inspect;
+mod new;
 mod run;
+mod run_request;
 mod serve;
 
 use std::path::PathBuf;
@@ -32,6 +34,10 @@ enum Command {
     /// "value": <any JSON, passed as its JSON text> | "value_text": "<raw text>" |
     /// "value_base64": "<bytes>", "key": "<key>", "topic": "…", "partition": 0, "offset": 7,
     /// "headers": {"name": "value"}}. Blank lines and lines starting with # are skipped.
+    ///
+    /// A request transform reads request inputs instead, one per line:
+    /// {"entity_key":"u1","request_time_ms":…,"params":{"amount":12.5},"stored":{"view:feature":3}},
+    /// and prints {"line":N,"entity_key":…,"features":{…}}.
     Run(run::RunArgs),
     /// Show which world a component implements, its declared schema and its imports.
     Inspect(inspect::InspectArgs),
@@ -40,6 +46,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run the example views on the embedded store with HTTP push (no Redis, no Kafka).
     Dev(serve::DevArgs),
+    /// Scaffold a transform project: source, the WIT, a build script, sample input and a test
+    /// script that runs `wafer run` over it.
+    New(new::NewArgs),
 }
 
 /// Sandbox and engine options shared by commands that load transforms.
@@ -103,6 +112,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::inspect(args),
         Command::Serve(args) => serve::serve_cmd(args),
         Command::Dev(args) => serve::dev_cmd(args),
+        Command::New(args) => new::new(args),
     };
     match result {
         Ok(code) => code,
