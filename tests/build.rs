@@ -57,6 +57,11 @@ fn main() {
         };
         writeln!(consts, "pub const {name}: Option<&str> = {v};").unwrap();
     }
+    // The tools themselves, for tests that build scaffolded projects (`wafer new`).
+    for (name, tool) in [("TOOL_COMPONENTIZE_PY", &tools.componentize_py), ("TOOL_COMPONENTIZE_QJS", &tools.componentize_qjs)] {
+        let v = tool.as_ref().map_or("None".to_string(), |p| format!("Some({:?})", p.display().to_string()));
+        writeln!(consts, "pub const {name}: Option<&str> = {v};").unwrap();
+    }
     writeln!(consts, "pub const WAFER_ROOT: &str = {:?};", root.display().to_string()).unwrap();
     std::fs::write(out.join("guests.rs"), consts).unwrap();
     for var in ["COMPONENTIZE_PY", "COMPONENTIZE_QJS", "COMPONENTIZE_JS", "WAFER_CLANG"] {

@@ -6,6 +6,7 @@ mod cli;
 mod examples;
 mod languages;
 mod sandbox;
+mod scaffold;
 mod schema;
 mod streaming;
 mod support;
