@@ -145,6 +145,9 @@ fn txn_risk_scores_equal_rust_in_js_and_c() {
 #[test]
 fn recycling_bounds_the_starlingmonkey_heap() {
     const MARK: usize = 16 << 20;
+    // This test is about memory, not time: a generous deadline so that a loaded machine (tests
+    // run in parallel) cannot turn a GC pause into a deadline re-run.
+    let limits = |recycle_memory_bytes| Limits { recycle_memory_bytes, memory_bytes: 256 << 20, deadline: std::time::Duration::from_secs(10), ..Limits::default() };
     const MAX_CALLS: usize = 4000;
     let batch: Vec<_> = (0..64)
         .map(|i| event(i, 1_700_000_000_000 + i * 1000, json!({"user_id": format!("u{i}"), "amount": i as f64 + 0.5, "country": "DE", "merchant": "m"})))
@@ -155,7 +158,7 @@ fn recycling_bounds_the_starlingmonkey_heap() {
     };
 
     // Control: recycling off; the heap does grow past the mark.
-    let t = load_with(guests::js_sm_card_txn(), Limits { recycle_memory_bytes: usize::MAX, memory_bytes: 256 << 20, ..Limits::default() });
+    let t = load_with(guests::js_sm_card_txn(), limits(usize::MAX));
     let mut w = t.stream_worker().unwrap();
     let start = {
         w.process(&batch);
@@ -173,7 +176,7 @@ fn recycling_bounds_the_starlingmonkey_heap() {
     let calls_to_grow = grown.unwrap() + 1;
 
     // Recycling at the mark: bounded, and every output exact.
-    let t = load_with(guests::js_sm_card_txn(), Limits { recycle_memory_bytes: MARK, memory_bytes: 256 << 20, ..Limits::default() });
+    let t = load_with(guests::js_sm_card_txn(), limits(MARK));
     let mut w = t.stream_worker().unwrap();
     let mut peak = 0;
     for call in 0..calls_to_grow * 3 {
