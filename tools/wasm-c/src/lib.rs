@@ -67,7 +67,7 @@ pub fn build(opts: &BuildOptions) -> Result<usize, Error> {
     sources.push(bindings.c.clone());
     let mut include = opts.include.clone();
     include.push(gen_dir.clone());
-    compile(&compiler, &sources, &[bindings.object.clone()], &include, &core)?;
+    compile(&compiler, &sources, std::slice::from_ref(&bindings.object), &include, &core)?;
     let bytes = read(&core)?;
     let component = componentize(&bytes)?;
     std::fs::write(&opts.output, &component).map_err(|source| Error::Io { what: "writing", path: opts.output.clone(), source })?;
