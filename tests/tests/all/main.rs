@@ -4,7 +4,9 @@
 mod aggregate;
 mod cli;
 mod examples;
+mod languages;
 mod sandbox;
+mod scaffold;
 mod schema;
 mod serving;
 mod streaming;

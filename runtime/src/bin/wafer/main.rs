@@ -3,7 +3,9 @@
 mod client;
 mod inspect;
 mod materialize;
+mod new;
 mod run;
+mod run_request;
 mod serve;
 
 use std::path::PathBuf;
@@ -33,6 +35,10 @@ enum Command {
     /// "value": <any JSON, passed as its JSON text> | "value_text": "<raw text>" |
     /// "value_base64": "<bytes>", "key": "<key>", "topic": "…", "partition": 0, "offset": 7,
     /// "headers": {"name": "value"}}. Blank lines and lines starting with # are skipped.
+    ///
+    /// A request transform reads request inputs instead, one per line:
+    /// {"entity_key":"u1","request_time_ms":…,"params":{"amount":12.5},"stored":{"view:feature":3}},
+    /// and prints {"line":N,"entity_key":…,"features":{…}}.
     Run(run::RunArgs),
     /// Show which world a component implements, its declared schema and its imports.
     Inspect(inspect::InspectArgs),
@@ -51,6 +57,9 @@ enum Command {
     Tenants(client::TenantsArgs),
     /// Manage a tenant's views and transform versions on a running server (API key).
     Views(client::ViewsArgs),
+    /// Scaffold a transform project: source, the WIT, a build script, sample input and a test
+    /// script that runs `wafer run` over it.
+    New(new::NewArgs),
 }
 
 /// Sandbox and engine options shared by commands that load transforms.
@@ -123,6 +132,7 @@ fn main() -> ExitCode {
         Command::Deploy(args) => client::deploy(args),
         Command::Tenants(args) => client::tenants(args),
         Command::Views(args) => client::views(args),
+        Command::New(args) => new::new(args),
     };
     match result {
         Ok(code) => code,
