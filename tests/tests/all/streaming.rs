@@ -277,3 +277,47 @@ fn a_persistently_failing_transform_pauses_only_its_view() {
     let (_, body) = post(w.port, "/v1/features", &json!({"entities": ["e1"], "features": ["chaos:x"]}));
     assert_eq!(body["results"][0]["features"]["chaos:x"]["value"], 5, "{body}");
 }
+
+/// Events this node has applied for the view (its own `/metrics`).
+fn node_events(port: u16) -> u64 {
+    let (_, text) = crate::support::get(port, "/metrics");
+    text.lines()
+        .find(|l| l.starts_with("wafer_events_total{view=\"t1/txn\",outcome=\"ok\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_nodes_split_the_partitions_and_the_survivor_finishes_exactly() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let tag = format!("nodes-{}", free_port());
+    let topic = format!("txns-{tag}");
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers()).create().unwrap();
+    let created = admin.create_topics(&[NewTopic::new(&topic, 4, TopicReplication::Fixed(1))], &AdminOptions::new()).await.unwrap();
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    let config = manifest(dir.path(), &redis.url(), Some(&topic), &format!("g-{tag}"));
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", brokers()).set("linger.ms", "5").create().unwrap();
+    let a = Wafer::start(&config, free_port());
+    let b = Wafer::start(&config, free_port());
+    // Produce until both nodes have applied events: the group spread the partitions over them.
+    let n = 6000;
+    let mut produced = 0;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while node_events(a.port) == 0 || node_events(b.port) == 0 {
+        assert!(Instant::now() < deadline, "the partitions were never split: a={} b={}", node_events(a.port), node_events(b.port));
+        let next = (produced + 100).min(n / 2);
+        produce(&producer, &topic, produced..next).await;
+        produced = next;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    produce(&producer, &topic, produced..n / 2).await;
+    eprintln!("split: node a applied {}, node b {}", node_events(a.port), node_events(b.port));
+    // Kill one mid-stream; the survivor takes its partitions over and finishes exactly.
+    let survivor = b.port;
+    a.kill9();
+    produce(&producer, &topic, n / 2..n).await;
+    wait_exact(survivor, n, Duration::from_secs(120));
+    drop(b);
+}
