@@ -224,7 +224,7 @@ fn memory(tenants: usize, per_tenant: usize) -> Result<()> {
 
 fn noisy(dur: Duration) -> Result<()> {
     let node = start(256)?;
-    let quiet = tenant(node.port, "quiet", json!({}))?;
+    let quiet = tenant(node.port, "quiet", json!({"requests_per_second": 0}))?;
     let noisy = tenant(node.port, "noisy", json!({"max_instances": 1, "deadline_ms": 50}))?;
     let risk = procs::guest("txn_risk.wasm")?;
     let chaos = procs::guest("request_misbehave.wasm")?;

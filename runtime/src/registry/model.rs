@@ -14,7 +14,7 @@ pub struct Quotas {
     pub max_instances: usize,
     /// Views (stream, batch, request) of the tenant.
     pub max_views: usize,
-    /// Requests per second per node (token bucket; burst = one second's worth).
+    /// Requests per second per node (token bucket; burst = one second's worth; 0 = unlimited).
     pub requests_per_second: u32,
     /// Largest component upload (MiB).
     pub upload_mib: usize,
