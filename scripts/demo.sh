@@ -21,6 +21,13 @@ curl -s -X POST "http://127.0.0.1:$PORT/v1/views/txn/events" -d '{"events": [
 echo; echo "== read features (readable as soon as the push returned)"
 curl -s -X POST "http://127.0.0.1:$PORT/v1/features" -d '{"view": "txn", "entities": ["u1", "u2", "nobody"],
   "features": ["country", "amount_count_1h", "amount_sum_24h", "amount_mean_7d", "amount_max_lifetime", "merchant_last_3_24h"]}'
+echo; echo "== stored (batch view), streaming and request-time features in one call"
+curl -s -X POST "http://127.0.0.1:$PORT/v1/features" -d '{"entities": ["u1", "u2"],
+  "features": ["txn:amount_sum_24h", "user_stats:txn_count_7d", "user_stats:last_country", "risk:risk_score", "risk:is_new_country"],
+  "request_data": {"amount": [90, 10], "country": ["US", "FR"]}}'
+echo; echo "== the same through the Feast-compatible endpoint (feature service fraud_v1)"
+curl -s -X POST "http://127.0.0.1:$PORT/get-online-features" -d '{"feature_service": "fraud_v1",
+  "entities": {"user": ["u1", "u2"], "amount": [90, 10], "country": ["US", "FR"]}}'
 echo; echo "== wafer run over a JSONL file"
 ./target/release/wafer run --transform target/wasm-guests/wasm32-wasip2/release/card_txn.wasm \
   --events guest-examples/events/card_txns.jsonl || true   # the sample has one bad event on purpose
