@@ -23,8 +23,9 @@ use crate::{ceiling, kafka, procs, prom};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Events in the throughput phases.
-    #[arg(long, default_value_t = 200_000)]
+    /// Events in the throughput phases (rates are measured over the last 80%, once the
+    /// consumers' prefetch no longer inflates them).
+    #[arg(long, default_value_t = 500_000)]
     events: usize,
     /// Distinct users (Kafka keys / entities).
     #[arg(long, default_value_t = 10_000)]
@@ -35,6 +36,12 @@ pub struct Args {
     /// Events/s of the freshness phase (default: half the measured throughput).
     #[arg(long)]
     rate: Option<f64>,
+    /// Skip the ceiling and throughput phases (needs --rate).
+    #[arg(long, requires = "rate")]
+    only_freshness: bool,
+    /// Producer linger (ms) in the freshness phase.
+    #[arg(long, default_value_t = 1)]
+    linger_ms: u32,
     /// Marker events (measured client-side) per second in the freshness phase.
     #[arg(long, default_value_t = 200.0)]
     markers: f64,
@@ -72,6 +79,14 @@ pub fn run(a: Args) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         kafka::create_topics(&brokers, &[TXNS, FRESH]).await?;
+        if a.only_freshness {
+            let config = dir.path().join("wafer.toml");
+            std::fs::write(&config, manifest(redis_port, &brokers, 512)?)?;
+            let port = procs::free_port()?;
+            let _wafer = procs::wafer_serve(&config, port)?;
+            let mut http = Conn::open(port).await?;
+            return freshness(&mut http, port, &brokers, &a, a.rate.unwrap_or(1000.0)).await;
+        }
         let bulk = kafka::producer(&brokers, 5)?;
         let secs = kafka::produce_bulk(&bulk, TXNS, a.events, a.users, now_ms()).await?;
         println!("produce: {} events to {TXNS} ({} partitions, {} users) in {secs:.2} s ({:.0} events/s)", a.events, kafka::PARTITIONS, a.users, a.events as f64 / secs);
@@ -104,7 +119,7 @@ async fn throughput(http: &mut Conn, n: usize) -> Result<f64> {
         let text = std::str::from_utf8(&text)?;
         let done = prom::value(text, ok).unwrap_or(0.0);
         let now = Instant::now();
-        if done > 0.0 && first.is_none() {
+        if done >= n as f64 * 0.2 && first.is_none() {
             first = Some((now, done));
         }
         if done >= n as f64 {
@@ -113,6 +128,9 @@ async fn throughput(http: &mut Conn, n: usize) -> Result<f64> {
             if secs <= 0.0 {
                 bail!("all events were applied before the first poll; use more --events");
             }
+            let sum = prom::value(text, "wafer_transform_batch_seconds_sum{view=\"bench/txn\"}").unwrap_or(0.0);
+            let count = prom::value(text, "wafer_transform_batch_seconds_count{view=\"bench/txn\"}").unwrap_or(0.0);
+            println!("  {count} transform batches ({:.0} events each), {sum:.2} s in transform + fold of {secs:.2} s", n as f64 / count.max(1.0));
             return Ok((n as f64 - c0) / secs);
         }
         if now > deadline {
@@ -138,7 +156,7 @@ type Pending = Arc<Mutex<VecDeque<(String, Instant)>>>;
 
 async fn freshness(http: &mut Conn, port: u16, brokers: &str, a: &Args, rate: f64) -> Result<()> {
     // Warm up: the fresh view's consumer must own its partitions before the clock runs.
-    let producer = kafka::producer(brokers, 0)?;
+    let producer = kafka::producer(brokers, a.linger_ms)?;
     let mut value = String::new();
     kafka::payload(&mut value, "warmup", 0);
     kafka::delivered(vec![kafka::send(&producer, FRESH, "warmup", &value, now_ms()).await?]).await?;

@@ -73,11 +73,11 @@ impl Histogram {
             m.insert(view.to_string(), (vec![0; self.buckets.len()], 0.0, 0));
         }
         let Some(e) = m.get_mut(view) else { return };
+        // Per-bucket (not cumulative) counts: one increment per value; cumulated when rendered.
         for v in vs {
-            for (i, b) in self.buckets.iter().enumerate() {
-                if v <= *b {
-                    e.0[i] += 1;
-                }
+            let i = self.buckets.partition_point(|b| *b < v);
+            if let Some(c) = e.0.get_mut(i) {
+                *c += 1;
             }
             e.1 += v;
             e.2 += 1;
@@ -87,8 +87,10 @@ impl Histogram {
         let _ = writeln!(out, "# HELP {} {}\n# TYPE {} histogram", self.name, self.help, self.name);
         for (view, (counts, sum, n)) in self.values.lock().iter() {
             let (l, v) = (self.label, esc(view));
+            let mut cumulative = 0;
             for (b, c) in self.buckets.iter().zip(counts) {
-                let _ = writeln!(out, "{}_bucket{{{l}=\"{v}\",le=\"{b}\"}} {c}", self.name);
+                cumulative += c;
+                let _ = writeln!(out, "{}_bucket{{{l}=\"{v}\",le=\"{b}\"}} {cumulative}", self.name);
             }
             let _ = writeln!(out, "{}_bucket{{{l}=\"{v}\",le=\"+Inf\"}} {n}\n{}_sum{{{l}=\"{v}\"}} {sum}\n{}_count{{{l}=\"{v}\"}} {n}", self.name, self.name, self.name);
         }
@@ -125,6 +127,8 @@ fn esc(s: &str) -> String {
 }
 
 const SERVE_LATENCY: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0];
+/// Freshness is milliseconds when healthy: fine buckets at the low end.
+const FRESHNESS: &[f64] = &[0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 const LATENCY: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 
 /// All of Wafer's internal metrics.
@@ -165,7 +169,7 @@ impl Default for Metrics {
             serve_errors: Counter::new("wafer_serve_errors_total", "Feature requests refused or failed, by error code.", "code").with_first("endpoint"),
             request_seconds: Histogram::new("wafer_http_request_seconds", "HTTP request handling time by route.", SERVE_LATENCY).with_label("route"),
             transform_seconds: Histogram::new("wafer_transform_batch_seconds", "Wasm transform + fold time per batch.", LATENCY),
-            freshness_seconds: Histogram::new("wafer_freshness_seconds", "Time from event produce to features readable.", LATENCY),
+            freshness_seconds: Histogram::new("wafer_freshness_seconds", "Time from event produce to features readable.", FRESHNESS),
         }
     }
 }
@@ -181,5 +185,21 @@ impl Metrics {
         self.request_seconds.render(&mut out);
         self.freshness_seconds.render(&mut out);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_inclusive() {
+        let h = Histogram::new("h", "help", &[0.001, 0.005, 0.01]);
+        h.observe_many("v", [0.0005, 0.001, 0.003, 0.005, 0.02].into_iter());
+        let mut out = String::new();
+        h.render(&mut out);
+        for line in ["h_bucket{view=\"v\",le=\"0.001\"} 2", "h_bucket{view=\"v\",le=\"0.005\"} 4", "h_bucket{view=\"v\",le=\"0.01\"} 4", "h_bucket{view=\"v\",le=\"+Inf\"} 5", "h_count{view=\"v\"} 5"] {
+            assert!(out.lines().any(|l| l == line), "missing `{line}` in:\n{out}");
+        }
     }
 }
