@@ -69,8 +69,9 @@ pub fn tansu(dir: &Path) -> Result<(Proc, u16)> {
     Ok((p, port))
 }
 
+/// `target/release/wafer`, or `$WAFER_BIN` (to compare builds).
 pub fn wafer_bin() -> Result<PathBuf> {
-    let p = root().join("target/release/wafer");
+    let p = std::env::var_os("WAFER_BIN").map_or_else(|| root().join("target/release/wafer"), PathBuf::from);
     if !p.exists() {
         bail!("{} is missing: cargo build --release -p wafer-runtime", p.display());
     }

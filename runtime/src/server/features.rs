@@ -11,7 +11,7 @@ use serde_json::Value as Json;
 use super::App;
 use super::respond::{Resp, body, bytes_resp, json_resp, serve_error};
 use crate::serving::{Entities, ServeError, feast};
-use crate::transform::json_out::value_to_json;
+use crate::transform::json_out::{write_str, write_value};
 
 /// Native request. `entities` is a list of keys (for every view of the request) or an object of
 /// key lists per entity type; `features` are `view:feature` (bare names resolve in `view`).
@@ -79,7 +79,7 @@ async fn native_inner(app: &App, r: &FeatureRequest) -> Result<Resp, ServeError>
         }
         out.extend_from_slice(b"{\"entity\":");
         match &r.entities {
-            EntityKeys::All(k) => write_json(&mut out, &Json::from(k[i].as_str())),
+            EntityKeys::All(k) => write_str(&mut out, &k[i]),
             EntityKeys::ByType(m) => {
                 let obj: serde_json::Map<String, Json> = m.iter().map(|(t, k)| (t.clone(), Json::from(k.get(i).map_or("", String::as_str)))).collect();
                 write_json(&mut out, &Json::Object(obj));
@@ -90,9 +90,9 @@ async fn native_inner(app: &App, r: &FeatureRequest) -> Result<Resp, ServeError>
             if j > 0 {
                 out.push(b',');
             }
-            write_json(&mut out, &Json::from(name.as_str()));
+            write_str(&mut out, name);
             out.extend_from_slice(b":{\"value\":");
-            write_json(&mut out, &value_to_json(&s.value));
+            write_value(&mut out, &s.value);
             let _ = write!(out, ",\"status\":\"{}\",\"event_time_ms\":", s.status.as_str());
             match s.event_time_ms {
                 Some(et) => {

@@ -11,12 +11,14 @@
 //! Writes: one `EVALSHA` per batch (all entities). Reads: one pipeline of `HMGET` (+ `GET` for
 //! sketches) for all entities of a request: one round trip.
 
+use std::fmt::Write as _;
+
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use redis::{Script, Value as RValue};
 use serde_json::json;
 
-use super::{Applied, EntityRecord, OnlineStore, StoreError, WriteBatch};
+use super::{Applied, EntityRecord, FieldNames, OnlineStore, StoreError, WriteBatch};
 use crate::aggregate::ops::{TileOp, f64_repr, parse_tile_field};
 
 /// The write script. ARGV[1] is a JSON document:
@@ -208,10 +210,12 @@ impl OnlineStore for RedisStore {
             return Ok(Vec::new());
         }
         let mut pipe = redis::pipe();
+        let mut key = String::with_capacity(view.len() + 32);
         for e in entities {
-            let key = Self::entity_key(view, e);
+            key.clear();
+            let _ = write!(key, "wafer:{{{view}}}:e:{e}");
             if !fields.is_empty() {
-                pipe.cmd("HMGET").arg(&key).arg(fields);
+                pipe.cmd("HMGET").arg(key.as_str()).arg(fields);
             }
             for h in hlls {
                 pipe.cmd("GET").arg(format!("{key}|{h}"));
@@ -219,22 +223,24 @@ impl OnlineStore for RedisStore {
         }
         let mut conn = self.conn.clone();
         let values: Vec<RValue> = pipe.query_async(&mut conn).await?;
+        let names = FieldNames::new(fields, hlls);
         let mut it = values.into_iter();
         let mut out = Vec::with_capacity(entities.len());
         for _ in entities {
-            let mut rec = EntityRecord::default();
+            let mut rec = EntityRecord::new(names.clone());
             if !fields.is_empty() {
                 if let Some(RValue::Array(vals)) = it.next() {
-                    for (f, v) in fields.iter().zip(vals) {
+                    for (i, v) in vals.into_iter().enumerate() {
                         if let RValue::BulkString(b) = v {
-                            rec.fields.insert(f.clone(), String::from_utf8_lossy(&b).into_owned());
+                            // Reuses the reply's buffer (copies only if it is not UTF-8).
+                            rec.set_field(i, String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()));
                         }
                     }
                 }
             }
-            for h in hlls {
+            for i in 0..hlls.len() {
                 if let Some(RValue::BulkString(b)) = it.next() {
-                    rec.hlls.insert(h.clone(), b);
+                    rec.set_hll(i, b);
                 }
             }
             out.push(rec);
