@@ -62,7 +62,7 @@ async fn native_inner(app: &App, r: &FeatureRequest) -> Result<Resp, ServeError>
         }
         _ => return Err(ServeError::Invalid("give exactly one of `features` and `feature_service`".into())),
     };
-    let plan = app.catalog.plan(features, r.view.as_deref())?;
+    let plan = app.catalog.plan_shared(features, r.view.as_deref())?;
     let entities = match &r.entities {
         EntityKeys::All(k) => Entities::All(k),
         EntityKeys::ByType(m) => Entities::ByType(m),
