@@ -25,9 +25,6 @@ pub use error::ServeError;
 pub use request_view::RequestView;
 pub use stored::{FeatureRef, Served, Status, StoredView};
 
-/// Request-view calls with at most this many entities run inline on the async worker.
-const INLINE_ENTITIES: usize = 8;
-
 #[derive(Debug, Clone, Copy)]
 enum ViewId {
     Stored(usize),
@@ -267,13 +264,9 @@ impl Catalog {
                     stored: c.reads.iter().zip(&rv.reads).map(|(&(g, p), r)| request_view::stored_feature(&r.name, &fetched[g][row][p])).collect(),
                 })
                 .collect();
-            // A few entities take microseconds: run them on this worker. Handing the worker off
-            // (`block_in_place`) costs thread wake-ups that dominated small requests; a large
-            // batch still hands off so the worker's other connections keep being served. Either
-            // way the call is bounded by the view's deadline.
-            let call = || rv.compute(&inputs);
-            let results = if inputs.len() <= INLINE_ENTITIES { call() } else { tokio::task::block_in_place(call) };
-            let results = results.map_err(|error| ServeError::Transform { view: rv.name.clone(), transform: rv.transform.name().into(), error })?;
+            // Always off the async worker: besides CPU, WASI's stdio (a guest's stderr, its panic
+            // message) blocks on the runtime, which panics when called on an async worker.
+            let results = tokio::task::block_in_place(|| rv.compute(&inputs)).map_err(|error| ServeError::Transform { view: rv.name.clone(), transform: rv.transform.name().into(), error })?;
             let mut rows = Vec::with_capacity(n);
             for (row, r) in results.into_iter().enumerate() {
                 match r {
