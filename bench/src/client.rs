@@ -42,4 +42,17 @@ impl Conn {
         }
         Ok(bytes)
     }
+
+    /// GET a path; returns the response body (errors on a non-200).
+    pub async fn get(&mut self, path: &str) -> Result<Bytes> {
+        let req = hyper::Request::get(path).header("host", &self.authority).body(Full::new(Bytes::new()))?;
+        self.tx.ready().await?;
+        let resp = self.tx.send_request(req).await?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        if status != 200 {
+            bail!("HTTP {status}: {}", String::from_utf8_lossy(&bytes));
+        }
+        Ok(bytes)
+    }
 }

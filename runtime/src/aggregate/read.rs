@@ -101,7 +101,13 @@ pub fn compute(spec: &AggSpec, w: Window, t: i64, column: ValueType, src: &dyn F
 
 /// A plain feature's latest value and event time, decoded with its declared type.
 pub fn latest(name: &str, ty: ValueType, src: &dyn FieldSource) -> Option<(i64, Value)> {
-    let raw = src.field(&latest_field(name))?;
+    latest_stored(&latest_field(name), ty, src)
+}
+
+/// [`latest`] by the stored field's name (`f:<name>`, from [`latest_field`]), so a reader can
+/// build the name once rather than per entity.
+pub fn latest_stored(field: &str, ty: ValueType, src: &dyn FieldSource) -> Option<(i64, Value)> {
+    let raw = src.field(field)?;
     let (t, json) = raw.split_once('|')?;
     Some((t.parse().ok()?, crate::transform::json_out::value_from_json(ty, &serde_json::from_str(json).ok()?)?))
 }

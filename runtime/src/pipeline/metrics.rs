@@ -1,10 +1,13 @@
 //! Internal metrics, rendered as Prometheus text at `/metrics`. Updated per batch or request,
-//! never per event.
+//! never per event. Series are atomics behind a read-mostly lock: an update takes the shared
+//! lock (the exclusive one only when a series first appears), so concurrent requests never wait
+//! on each other.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 /// A counter family with labels `(view, kind)`.
 #[derive(Default)]
@@ -14,12 +17,12 @@ pub struct Counter {
     first: &'static str,
     label: &'static str,
     /// first label → second label → count (nested, so increments look up by `&str`).
-    values: Mutex<BTreeMap<String, BTreeMap<String, u64>>>,
+    values: RwLock<BTreeMap<String, BTreeMap<String, AtomicU64>>>,
 }
 
 impl Counter {
     fn new(name: &'static str, help: &'static str, label: &'static str) -> Self {
-        Self { name, help, first: "view", label, values: Mutex::new(BTreeMap::new()) }
+        Self { name, help, first: "view", label, values: RwLock::new(BTreeMap::new()) }
     }
     fn with_first(mut self, first: &'static str) -> Self {
         self.first = first;
@@ -29,20 +32,20 @@ impl Counter {
         if n == 0 {
             return;
         }
-        let mut values = self.values.lock();
-        // Allocate the label strings only the first time a series appears.
-        match values.get_mut(view).and_then(|m| m.get_mut(kind)) {
-            Some(v) => *v += n,
-            None => *values.entry(view.to_string()).or_default().entry(kind.to_string()).or_default() += n,
+        if let Some(v) = self.values.read().get(view).and_then(|m| m.get(kind)) {
+            v.fetch_add(n, Relaxed);
+            return;
         }
+        // Allocate the label strings only the first time a series appears.
+        self.values.write().entry(view.to_string()).or_default().entry(kind.to_string()).or_default().fetch_add(n, Relaxed);
     }
     pub fn get(&self, view: &str, kind: &str) -> u64 {
-        self.values.lock().get(view).and_then(|m| m.get(kind)).copied().unwrap_or(0)
+        self.values.read().get(view).and_then(|m| m.get(kind)).map_or(0, |v| v.load(Relaxed))
     }
     fn render(&self, out: &mut String) {
         let _ = writeln!(out, "# HELP {} {}\n# TYPE {} counter", self.name, self.help, self.name);
-        for (view, kind, v) in self.values.lock().iter().flat_map(|(view, m)| m.iter().map(move |(k, v)| (view, k, v))) {
-            let _ = writeln!(out, "{}{{{}=\"{}\",{}=\"{}\"}} {v}", self.name, self.first, esc(view), self.label, esc(kind));
+        for (view, kind, v) in self.values.read().iter().flat_map(|(view, m)| m.iter().map(move |(k, v)| (view, k, v))) {
+            let _ = writeln!(out, "{}{{{}=\"{}\",{}=\"{}\"}} {}", self.name, self.first, esc(view), self.label, esc(kind), v.load(Relaxed));
         }
     }
 }
@@ -53,12 +56,35 @@ pub struct Histogram {
     help: &'static str,
     label: &'static str,
     buckets: &'static [f64],
-    values: Mutex<BTreeMap<String, (Vec<u64>, f64, u64)>>,
+    values: RwLock<BTreeMap<String, Series>>,
+}
+
+/// One histogram series: per-bucket (not cumulative) counts, sum (f64 bits) and count.
+struct Series {
+    counts: Vec<AtomicU64>,
+    sum: AtomicU64,
+    n: AtomicU64,
+}
+
+impl Series {
+    fn observe(&self, buckets: &[f64], vs: impl Iterator<Item = f64>) {
+        let (mut sum, mut n) = (0.0, 0);
+        // One increment per value (the bucket it falls in); cumulated when rendered.
+        for v in vs {
+            if let Some(c) = self.counts.get(buckets.partition_point(|b| *b < v)) {
+                c.fetch_add(1, Relaxed);
+            }
+            sum += v;
+            n += 1;
+        }
+        let _ = self.sum.fetch_update(Relaxed, Relaxed, |s| Some((f64::from_bits(s) + sum).to_bits()));
+        self.n.fetch_add(n, Relaxed);
+    }
 }
 
 impl Histogram {
     fn new(name: &'static str, help: &'static str, buckets: &'static [f64]) -> Self {
-        Self { name, help, label: "view", buckets, values: Mutex::new(BTreeMap::new()) }
+        Self { name, help, label: "view", buckets, values: RwLock::new(BTreeMap::new()) }
     }
     fn with_label(mut self, label: &'static str) -> Self {
         self.label = label;
@@ -68,28 +94,28 @@ impl Histogram {
         self.observe_many(view, std::iter::once(v));
     }
     pub fn observe_many(&self, view: &str, vs: impl Iterator<Item = f64>) {
-        let mut m = self.values.lock();
-        if !m.contains_key(view) {
-            m.insert(view.to_string(), (vec![0; self.buckets.len()], 0.0, 0));
+        if let Some(series) = self.values.read().get(view) {
+            series.observe(self.buckets, vs);
+            return;
         }
-        let Some(e) = m.get_mut(view) else { return };
-        for v in vs {
-            for (i, b) in self.buckets.iter().enumerate() {
-                if v <= *b {
-                    e.0[i] += 1;
-                }
-            }
-            e.1 += v;
-            e.2 += 1;
-        }
+        let mut m = self.values.write();
+        let series = m.entry(view.to_string()).or_insert_with(|| Series {
+            counts: self.buckets.iter().map(|_| AtomicU64::new(0)).collect(),
+            sum: AtomicU64::new(0f64.to_bits()),
+            n: AtomicU64::new(0),
+        });
+        series.observe(self.buckets, vs);
     }
     fn render(&self, out: &mut String) {
         let _ = writeln!(out, "# HELP {} {}\n# TYPE {} histogram", self.name, self.help, self.name);
-        for (view, (counts, sum, n)) in self.values.lock().iter() {
+        for (view, series) in self.values.read().iter() {
             let (l, v) = (self.label, esc(view));
-            for (b, c) in self.buckets.iter().zip(counts) {
-                let _ = writeln!(out, "{}_bucket{{{l}=\"{v}\",le=\"{b}\"}} {c}", self.name);
+            let mut cumulative = 0;
+            for (b, c) in self.buckets.iter().zip(&series.counts) {
+                cumulative += c.load(Relaxed);
+                let _ = writeln!(out, "{}_bucket{{{l}=\"{v}\",le=\"{b}\"}} {cumulative}", self.name);
             }
+            let (sum, n) = (f64::from_bits(series.sum.load(Relaxed)), series.n.load(Relaxed));
             let _ = writeln!(out, "{}_bucket{{{l}=\"{v}\",le=\"+Inf\"}} {n}\n{}_sum{{{l}=\"{v}\"}} {sum}\n{}_count{{{l}=\"{v}\"}} {n}", self.name, self.name, self.name);
         }
     }
@@ -125,6 +151,8 @@ fn esc(s: &str) -> String {
 }
 
 const SERVE_LATENCY: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0];
+/// Freshness is milliseconds when healthy: fine buckets at the low end.
+const FRESHNESS: &[f64] = &[0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 const LATENCY: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 
 /// All of Wafer's internal metrics.
@@ -168,7 +196,7 @@ impl Default for Metrics {
             serve_errors: Counter::new("wafer_serve_errors_total", "Feature requests refused or failed, by tenant and error code.", "code").with_first("tenant"),
             request_seconds: Histogram::new("wafer_http_request_seconds", "HTTP request handling time by route.", SERVE_LATENCY).with_label("route"),
             transform_seconds: Histogram::new("wafer_transform_batch_seconds", "Wasm transform + fold time per batch.", LATENCY),
-            freshness_seconds: Histogram::new("wafer_freshness_seconds", "Time from event produce to features readable.", LATENCY),
+            freshness_seconds: Histogram::new("wafer_freshness_seconds", "Time from event produce to features readable.", FRESHNESS),
         }
     }
 }
@@ -184,5 +212,21 @@ impl Metrics {
         self.request_seconds.render(&mut out);
         self.freshness_seconds.render(&mut out);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_inclusive() {
+        let h = Histogram::new("h", "help", &[0.001, 0.005, 0.01]);
+        h.observe_many("v", [0.0005, 0.001, 0.003, 0.005, 0.02].into_iter());
+        let mut out = String::new();
+        h.render(&mut out);
+        for line in ["h_bucket{view=\"v\",le=\"0.001\"} 2", "h_bucket{view=\"v\",le=\"0.005\"} 4", "h_bucket{view=\"v\",le=\"0.01\"} 4", "h_bucket{view=\"v\",le=\"+Inf\"} 5", "h_count{view=\"v\"} 5"] {
+            assert!(out.lines().any(|l| l == line), "missing `{line}` in:\n{out}");
+        }
     }
 }

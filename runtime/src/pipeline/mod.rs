@@ -4,6 +4,7 @@
 pub mod breaker;
 pub mod metrics;
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -88,8 +89,17 @@ impl View {
 
     /// Run the transform over `events` (CPU; call from a blocking context) and fold the rows.
     pub fn transform_batch(&self, events: &[Event]) -> (Vec<crate::aggregate::ops::EntityOps>, usize, Vec<EventFailure>) {
+        let mut parts = self.transform_groups(events, std::slice::from_ref(&(0..events.len())));
+        let p = parts.pop().unwrap_or(Prepared { events: 0, ops: Vec::new(), rows: 0, failures: Vec::new() });
+        (p.ops, p.rows, p.failures)
+    }
+
+    /// One transform call over all `events`, folded separately for each of `groups` (sorted,
+    /// non-overlapping index ranges, e.g. one per source partition, each written with its own
+    /// watermark). Failure indices are relative to their group's start.
+    fn transform_groups(&self, events: &[Event], groups: &[Range<usize>]) -> Vec<Prepared> {
         let started = Instant::now();
-        let results = self.with_worker(|w| w.process(events));
+        let results = if events.is_empty() { Vec::new() } else { self.with_worker(|w| w.process(events)) };
         let mut rows: Vec<FeatureRow> = Vec::with_capacity(events.len());
         let mut row_event: Vec<usize> = Vec::with_capacity(events.len());
         let mut failures = Vec::new();
@@ -104,30 +114,53 @@ impl View {
                 Err(e) => failures.push(failure(i, &e)),
             }
         }
-        let (ops, fold_errors) = fold(&self.plan, &rows);
-        for (ri, e) in fold_errors {
-            failures.push(EventFailure { index: row_event[ri], code: "aggregation", message: e.to_string() });
-        }
-        failures.sort_by_key(|f| f.index);
+        // Rows are in event order: each group's rows are one contiguous run.
+        let out = groups
+            .iter()
+            .map(|g| {
+                let (r0, r1) = (row_event.partition_point(|&e| e < g.start), row_event.partition_point(|&e| e < g.end));
+                let (ops, fold_errors) = fold(&self.plan, &rows[r0..r1]);
+                let mut fs: Vec<EventFailure> =
+                    failures.iter().filter(|f| g.contains(&f.index)).map(|f| EventFailure { index: f.index - g.start, code: f.code, message: f.message.clone() }).collect();
+                for (ri, e) in fold_errors {
+                    fs.push(EventFailure { index: row_event[r0 + ri] - g.start, code: "aggregation", message: e.to_string() });
+                }
+                fs.sort_by_key(|f| f.index);
+                Prepared { events: g.len(), ops, rows: r1 - r0, failures: fs }
+            })
+            .collect();
         self.metrics.transform_seconds.observe(&self.id, started.elapsed().as_secs_f64());
-        (ops, rows.len(), failures)
+        out
     }
 
-    /// Process a batch end to end. `mark` makes the write effectively-once for its source.
     /// Transform + fold a batch (CPU, on a blocking-capable thread); nothing is written yet.
     pub fn prepare(&self, events: &[Event]) -> Prepared {
         let (ops, rows, failures) = tokio::task::block_in_place(|| self.transform_batch(events));
         Prepared { events: events.len(), ops, rows, failures }
     }
 
+    /// [`Self::prepare`] for several groups of one batch with a single transform call (see
+    /// `transform_groups`): a Kafka batch spanning partitions crosses into Wasm once.
+    pub fn prepare_groups(&self, events: &[Event], groups: &[Range<usize>]) -> Vec<Prepared> {
+        tokio::task::block_in_place(|| self.transform_groups(events, groups))
+    }
+
     /// Feed a prepared batch to the circuit breaker (logs and the paused gauge follow it).
     pub fn judge(&self, prepared: &Prepared) -> breaker::Verdict {
-        let v = self.breaker.record(prepared.events, prepared.failures.len());
+        self.judge_all(std::slice::from_ref(prepared))
+    }
+
+    /// [`Self::judge`] for the groups of one batch, judged as one batch.
+    pub fn judge_all(&self, parts: &[Prepared]) -> breaker::Verdict {
+        let events = parts.iter().map(|p| p.events).sum();
+        let failed = parts.iter().map(|p| p.failures.len()).sum();
+        let v = self.breaker.record(events, failed);
         match v {
             breaker::Verdict::Tripped { pause } => {
-                let code = prepared.failures.first().map_or("", |f| f.code);
-                let error = prepared.failures.first().map_or("", |f| f.message.as_str());
-                tracing::error!(view = %self.id, transform = self.transform.name(), pause_ms = pause.as_millis() as u64, failed = prepared.failures.len(), events = prepared.events, code, error, "transform failing persistently: view paused");
+                let first = parts.iter().find_map(|p| p.failures.first());
+                let code = first.map_or("", |f| f.code);
+                let error = first.map_or("", |f| f.message.as_str());
+                tracing::error!(view = %self.id, transform = self.transform.name(), pause_ms = pause.as_millis() as u64, failed, events, code, error, "transform failing persistently: view paused");
                 self.metrics.breaker_trips.add(&self.id, code, 1);
                 self.metrics.paused.set(&self.id, 1.0);
             }

@@ -12,7 +12,7 @@ use super::App;
 use crate::tenant::TenantApp;
 use super::respond::{Resp, body, bytes_resp, json_resp, serve_error};
 use crate::serving::{Entities, ServeError, feast};
-use crate::transform::json_out::value_to_json;
+use crate::transform::json_out::{write_str, write_value};
 
 /// Native request. `entities` is a list of keys (for every view of the request) or an object of
 /// key lists per entity type; `features` are `view:feature` (bare names resolve in `view`).
@@ -63,7 +63,7 @@ async fn native_inner(app: &App, t: &TenantApp, r: &FeatureRequest) -> Result<Re
         }
         _ => return Err(ServeError::Invalid("give exactly one of `features` and `feature_service`".into())),
     };
-    let plan = t.catalog.plan(features, r.view.as_deref())?;
+    let plan = t.catalog.plan_shared(features, r.view.as_deref())?;
     let entities = match &r.entities {
         EntityKeys::All(k) => Entities::All(k),
         EntityKeys::ByType(m) => Entities::ByType(m),
@@ -80,7 +80,7 @@ async fn native_inner(app: &App, t: &TenantApp, r: &FeatureRequest) -> Result<Re
         }
         out.extend_from_slice(b"{\"entity\":");
         match &r.entities {
-            EntityKeys::All(k) => write_json(&mut out, &Json::from(k[i].as_str())),
+            EntityKeys::All(k) => write_str(&mut out, &k[i]),
             EntityKeys::ByType(m) => {
                 let obj: serde_json::Map<String, Json> = m.iter().map(|(t, k)| (t.clone(), Json::from(k.get(i).map_or("", String::as_str)))).collect();
                 write_json(&mut out, &Json::Object(obj));
@@ -91,9 +91,9 @@ async fn native_inner(app: &App, t: &TenantApp, r: &FeatureRequest) -> Result<Re
             if j > 0 {
                 out.push(b',');
             }
-            write_json(&mut out, &Json::from(name.as_str()));
+            write_str(&mut out, name);
             out.extend_from_slice(b":{\"value\":");
-            write_json(&mut out, &value_to_json(&s.value));
+            write_value(&mut out, &s.value);
             let _ = write!(out, ",\"status\":\"{}\",\"event_time_ms\":", s.status.as_str());
             match s.event_time_ms {
                 Some(et) => {

@@ -11,6 +11,8 @@ pub mod stored;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use parking_lot::RwLock;
+
 use serde_json::Value as Json;
 
 use crate::Feature;
@@ -36,7 +38,13 @@ pub struct Catalog {
     request: Vec<Arc<RequestView>>,
     by_name: HashMap<String, ViewId>,
     services: HashMap<String, Vec<String>>,
+    /// Resolved plans by default view ("" for none) and feature list (clients repeat the same
+    /// few lists: resolving once saves a dozen allocations per request).
+    plans: RwLock<HashMap<String, HashMap<Vec<String>, Arc<Plan>>>>,
 }
+
+/// Most plans kept; past it the cache starts over (a client sending ever-new lists).
+const MAX_CACHED_PLANS: usize = 1024;
 
 /// What one request needs, resolved from its feature names.
 #[derive(Debug, Clone)]
@@ -142,6 +150,21 @@ impl Catalog {
         }
     }
 
+    /// [`Self::plan`], resolved once per distinct feature list and default view, then shared.
+    pub fn plan_shared(&self, features: &[String], default_view: Option<&str>) -> Result<Arc<Plan>, ServeError> {
+        let dv = default_view.unwrap_or("");
+        if let Some(p) = self.plans.read().get(dv).and_then(|m| m.get(features)) {
+            return Ok(p.clone());
+        }
+        let plan = Arc::new(self.plan(features, default_view)?);
+        let mut plans = self.plans.write();
+        if plans.values().map(HashMap::len).sum::<usize>() >= MAX_CACHED_PLANS {
+            plans.clear();
+        }
+        plans.entry(dv.to_owned()).or_default().insert(features.to_vec(), plan.clone());
+        Ok(plan)
+    }
+
     /// Resolve feature names (`view:feature`; a bare `feature` is looked up in `default_view`).
     /// Every unknown view, then every unknown feature, is reported at once.
     pub fn plan(&self, features: &[String], default_view: Option<&str>) -> Result<Plan, ServeError> {
@@ -241,6 +264,8 @@ impl Catalog {
                     stored: c.reads.iter().zip(&rv.reads).map(|(&(g, p), r)| request_view::stored_feature(&r.name, &fetched[g][row][p])).collect(),
                 })
                 .collect();
+            // Always off the async worker: besides CPU, WASI's stdio (a guest's stderr, its panic
+            // message) blocks on the runtime, which panics when called on an async worker.
             let results = tokio::task::block_in_place(|| rv.compute(&inputs)).map_err(|error| ServeError::Transform { view: rv.name.clone(), transform: rv.transform.name().into(), error })?;
             let mut rows = Vec::with_capacity(n);
             for (row, r) in results.into_iter().enumerate() {
@@ -328,4 +353,57 @@ fn request_params(rv: &RequestView, data: &HashMap<String, Vec<Json>>, n: usize)
         }
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::view::ViewSpec;
+
+    fn catalog() -> Catalog {
+        let spec = ViewSpec {
+            name: "user_stats".into(),
+            entity: "user".into(),
+            latest: vec![("a".into(), ValueType::Int64), ("b".into(), ValueType::Text)],
+            aggs: Vec::new(),
+            column_types: Vec::new(),
+            ttl_ms: 1000,
+            breaker: Default::default(),
+        };
+        let mut c = Catalog::default();
+        c.add_stored(Arc::new(StoredView::new("t", spec)));
+        c
+    }
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn shared_plans_are_resolved_once_per_list_and_default_view() {
+        let c = catalog();
+        let full = names(&["user_stats:b", "user_stats:a"]);
+        let p1 = c.plan_shared(&full, None).unwrap();
+        let p2 = c.plan_shared(&full, None).unwrap();
+        assert!(Arc::ptr_eq(&p1, &p2), "the same list reuses its plan");
+        assert_eq!(p1.names, full);
+        // Bare names resolve against the default view: a different cache entry, same names out.
+        let bare = c.plan_shared(&names(&["b", "a"]), Some("user_stats")).unwrap();
+        assert_eq!(bare.names, full);
+        assert!(matches!(c.plan_shared(&names(&["b"]), None), Err(ServeError::Invalid(_))));
+        // Errors are not cached: an unknown feature is reported every time.
+        for _ in 0..2 {
+            assert!(matches!(c.plan_shared(&names(&["user_stats:zz"]), None), Err(ServeError::UnknownFeatures(f)) if f == ["user_stats:zz"]));
+        }
+    }
+
+    #[test]
+    fn plan_cache_is_bounded() {
+        let c = catalog();
+        for i in 0..MAX_CACHED_PLANS + 10 {
+            let list: Vec<String> = std::iter::repeat_n("user_stats:a".to_string(), 1 + i % 50).chain([format!("user_stats:{}", if i % 2 == 0 { "a" } else { "b" })]).chain(std::iter::repeat_n("user_stats:b".to_string(), i / 50)).collect();
+            c.plan_shared(&list, None).unwrap();
+        }
+        assert!(c.plans.read().values().map(HashMap::len).sum::<usize>() <= MAX_CACHED_PLANS);
+    }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use crate::aggregate::Window;
 use crate::aggregate::ops::latest_field;
-use crate::aggregate::read::{FieldSource, compute, fields_for, latest};
+use crate::aggregate::read::{FieldSource, compute, fields_for, latest_stored};
 use crate::bindings::types::{Value, ValueType};
 use crate::store::{OnlineStore, StoreError};
 use crate::view::ViewSpec;
@@ -65,6 +65,8 @@ pub struct StoredView {
     pub spec: ViewSpec,
     /// Every served feature by name, resolved once.
     features: HashMap<String, FeatureRef>,
+    /// Stored field name of each `spec.latest` feature (`f:<name>`), built once.
+    latest_fields: Vec<String>,
 }
 
 impl StoredView {
@@ -79,7 +81,8 @@ impl StoredView {
                 features.insert(a.feature_name(*w), FeatureRef::Agg(i, *w, ct));
             }
         }
-        Self { id: format!("{tenant}/{}", spec.name), spec, features }
+        let latest_fields = spec.latest.iter().map(|(n, _)| latest_field(n)).collect();
+        Self { id: format!("{tenant}/{}", spec.name), spec, features, latest_fields }
     }
 
     pub fn name(&self) -> &str {
@@ -104,7 +107,7 @@ impl StoredView {
         let (mut fields, mut hlls) = (Vec::with_capacity(refs.len()), Vec::new());
         for r in refs {
             match *r {
-                FeatureRef::Latest(i) => fields.push(latest_field(&self.spec.latest[i].0)),
+                FeatureRef::Latest(i) => fields.push(self.latest_fields[i].clone()),
                 FeatureRef::Agg(i, w, _) => fields_for(&self.spec.aggs[i], w, t, &mut fields, &mut hlls),
             }
         }
@@ -117,7 +120,7 @@ impl StoredView {
     /// One value from a fetched record.
     fn serve(&self, r: FeatureRef, rec: &dyn FieldSource, empty: bool, t: i64) -> Served {
         match r {
-            FeatureRef::Latest(i) => match latest(&self.spec.latest[i].0, self.spec.latest[i].1, rec) {
+            FeatureRef::Latest(i) => match latest_stored(&self.latest_fields[i], self.spec.latest[i].1, rec) {
                 None => Served::MISSING,
                 // Written after `t` (an `as_of` read of the past): not known at `t`.
                 Some((et, _)) if et > t => Served::MISSING,

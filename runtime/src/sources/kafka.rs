@@ -1,36 +1,43 @@
 //! Kafka consumption: one consumer group per view (`<group_id>.<tenant>.<view>`), batched polls,
 //! effectively-once results.
 //!
-//! For each batch, per partition:
+//! For each batch (one Wasm call for the whole batch; the rest per partition, see `batch.rs`):
 //! 1. skip offsets below the partition's watermark (already applied: a replay after a crash or
 //!    rebalance), read from the store the first time the partition is seen;
-//! 2. transform + fold;
+//! 2. transform (once) + fold (per partition);
 //! 3. send failed events to the dead-letter topic (with `wafer-error-code` / `wafer-error`
 //!    headers) and wait for the broker's ack, *before* the write that advances the watermark
 //!    (so a crash re-sends dead letters rather than losing them: at-least-once);
 //! 4. one atomic store write that also advances the watermark (retried without re-running the
 //!    transform), and only then commit the offsets. If the store is unavailable, nothing is committed and the
 //!    batch is retried with backoff (consumption pauses), so nothing is lost.
+//!
+//! Batches overlap by one: batch k+1 is received and transformed while batch k's write is in
+//! flight; k+1's dead letters and write start only after k's write finished and its offsets were
+//! committed, so watermarks and commits advance in order.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod batch;
+
 use anyhow::{Context, Result};
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
+use batch::{Written, finish, prepare, write};
 use crate::bindings::types::{Event, Header as EventHeader};
-use crate::pipeline::View;
-use crate::server::{App, now_ms};
-use crate::store::{Applied, SourceMark};
+use crate::server::App;
 use crate::tenant::StreamSource;
 use crate::view::KafkaConfig;
 
-/// Longest wait to fill a batch once its first event arrived.
-const LINGER: Duration = Duration::from_millis(5);
+/// Longest wait to fill a batch once its first event arrived. Short: under load the fetched
+/// queue already holds a full batch (and events keep arriving while the previous write is in
+/// flight); when caught up, every millisecond here is freshness lost.
+const LINGER: Duration = Duration::from_millis(1);
 
 /// Start consuming `src.topic` for a tenant's stream view (group `<group_id>.<tenant>.<view>`).
 /// The task looks the view up before every batch, so a hot swap takes effect at the next batch
@@ -73,13 +80,29 @@ fn to_event(m: &BorrowedMessage<'_>) -> Event {
     }
 }
 
+/// The batch loop. Batch k+1 is received and transformed while batch k's store write is in
+/// flight (at most one write at a time, so watermarks advance in order); k's offsets are committed
+/// once its write is done. Per batch the order stays: dead letters acked → watermark-advancing
+/// write → offset commit.
 async fn consume(consumer: StreamConsumer, app: Arc<App>, src: StreamSource, dlq: Option<(String, FutureProducer)>) {
-    let mut watermarks: HashMap<i32, i64> = HashMap::new();
     let (topic, batch_size) = (src.topic.clone(), src.batch_size);
+    let Some(mut view) = app.view(&src.tenant, &src.view) else { return };
+    let mut watermarks: HashMap<i32, i64> = HashMap::new();
+    let mut inflight: Option<tokio::task::JoinHandle<Vec<(i32, i64, Written)>>> = None;
     loop {
-        // Gather a batch: block for the first message, then linger briefly.
+        // Block for the first message (finishing the write in flight if it completes first),
+        // then linger briefly to fill the batch.
+        let first = loop {
+            let Some(h) = inflight.as_mut() else { break consumer.recv().await };
+            let done = tokio::select! {
+                m = consumer.recv() => break m,
+                r = h => r,
+            };
+            inflight = None;
+            finish(&consumer, &view, &topic, &mut watermarks, done);
+        };
         let mut events: Vec<Event> = Vec::with_capacity(batch_size);
-        match consumer.recv().await {
+        match first {
             Ok(m) => events.push(to_event(&m)),
             Err(e) => {
                 tracing::warn!(tenant = %src.tenant, view = %src.view, error = %e, "kafka receive failed");
@@ -94,95 +117,36 @@ async fn consume(consumer: StreamConsumer, app: Arc<App>, src: StreamSource, dlq
                 _ => break,
             }
         }
-        let Some(view) = app.view(&src.tenant, &src.view) else {
-            tracing::info!(tenant = %src.tenant, view = %src.view, "view deleted: consumer stops");
-            return;
-        };
-        let mut by_partition: HashMap<i32, Vec<Event>> = HashMap::new();
-        for e in events {
-            by_partition.entry(e.partition).or_default().push(e);
-        }
-        let mut commit = TopicPartitionList::new();
-        for (partition, mut evs) in by_partition {
-            let next = evs.iter().map(|e| e.offset).max().unwrap_or(0) + 1;
-            let wm = match watermarks.get(&partition) {
-                Some(w) => *w,
-                None => {
-                    let w = retry_store(&view, || app.store.watermark(&view.id, &topic, partition)).await.flatten().unwrap_or(0);
-                    watermarks.insert(partition, w);
-                    w
+        // The current version of the view (a hot swap takes effect here; a deleted view stops).
+        match app.view(&src.tenant, &src.view) {
+            Some(v) => view = v,
+            None => {
+                if let Some(h) = inflight.take() {
+                    finish(&consumer, &view, &topic, &mut watermarks, h.await);
                 }
-            };
-            let before = evs.len();
-            evs.retain(|e| e.offset >= wm);
-            if evs.len() < before {
-                view.metrics.replays.add(&view.id, "kafka", (before - evs.len()) as u64);
-            }
-            if !evs.is_empty() {
-                let mark = SourceMark { source: topic.clone(), partition, first_offset: evs[0].offset.max(wm), next_offset: next };
-                // A persistently failing transform pauses the view: the same batch is retried
-                // after the breaker's cooldown, nothing is dead-lettered or committed meanwhile.
-                let prepared = loop {
-                    let p = view.prepare(&evs);
-                    match view.judge(&p) {
-                        crate::pipeline::breaker::Verdict::Tripped { pause } => tokio::time::sleep(pause).await,
-                        _ => break p,
-                    }
-                };
-                // Dead letters go out (and are acked) before the write that advances the
-                // watermark: a crash in between re-sends them on replay instead of losing them.
-                if let Some((dlq_topic, producer)) = &dlq {
-                    futures::future::join_all(
-                        prepared.failures.iter().map(|f| send_dead_letter(producer, dlq_topic, &evs[f.index], f.code, &f.message)),
-                    )
-                    .await;
-                }
-                match retry_store(&view, || view.commit(app.store.as_ref(), &prepared, Some(mark.clone()))).await {
-                    Some(Applied::Applied) => {
-                        let now = now_ms();
-                        view.metrics.freshness_seconds.observe_many(&view.id, evs.iter().map(|e| (now - e.timestamp_ms).max(0) as f64 / 1e3));
-                        for f in &prepared.failures {
-                            tracing::warn!(view = %view.id, partition, offset = evs[f.index].offset, code = f.code, error = %f.message, "event failed");
-                        }
-                    }
-                    Some(Applied::Stale { watermark }) => {
-                        // Another consumer applied these offsets (rebalance); resync.
-                        view.metrics.replays.add(&view.id, "kafka", evs.len() as u64);
-                        watermarks.insert(partition, watermark);
-                        let _ = commit.add_partition_offset(&topic, partition, Offset::Offset(watermark));
-                        continue;
-                    }
-                    None => continue,
-                }
-            }
-            watermarks.insert(partition, next.max(wm));
-            let _ = commit.add_partition_offset(&topic, partition, Offset::Offset(next.max(wm)));
-        }
-        if commit.count() > 0 {
-            if let Err(e) = consumer.commit(&commit, CommitMode::Async) {
-                tracing::warn!(view = %view.id, error = %e, "offset commit failed (replays are skipped by the watermark)");
+                tracing::info!(tenant = %src.tenant, view = %src.view, "view deleted: consumer stops");
+                return;
             }
         }
-    }
-}
-
-/// Retry a store operation with backoff while the error is transient (consumption pauses).
-async fn retry_store<T, F, Fut>(view: &View, mut op: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, crate::store::StoreError>>,
-{
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        match op().await {
-            Ok(v) => return Some(v),
-            Err(e) => {
-                view.metrics.store_errors.add(&view.id, if e.is_transient() { "transient" } else { "fatal" }, 1);
-                tracing::warn!(view = %view.id, error = %e, retry_in_ms = backoff.as_millis() as u64, "online store unavailable; pausing consumption");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+        // Stable: offsets stay in order within each partition.
+        events.sort_by_key(|e| e.partition);
+        let mut ready = prepare(&view, &app, &topic, &mut watermarks, events).await;
+        if let Some(h) = inflight.take() {
+            // A refused (stale) write moved a watermark this batch was filtered against: redo it.
+            if finish(&consumer, &view, &topic, &mut watermarks, h.await) {
+                ready = prepare(&view, &app, &topic, &mut watermarks, ready.events).await;
             }
         }
+        // Dead letters go out (and are acked) before the write that advances the watermark: a
+        // crash in between re-sends them on replay instead of losing them.
+        if let Some((dlq_topic, producer)) = &dlq {
+            let sends = ready.parts.iter().zip(&ready.prepared).flat_map(|(p, prep)| {
+                let evs = &ready.events[p.range.clone()];
+                prep.failures.iter().map(move |f| send_dead_letter(producer, dlq_topic, &evs[f.index], f.code, &f.message))
+            });
+            futures::future::join_all(sends).await;
+        }
+        inflight = Some(tokio::spawn(write(view.clone(), app.clone(), ready)));
     }
 }
 

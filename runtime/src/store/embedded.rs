@@ -7,13 +7,20 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
-use super::{Applied, EntityRecord, OnlineStore, StoreError, WriteBatch};
+use super::{Applied, EntityRecord, FieldNames, OnlineStore, StoreError, WriteBatch};
 use crate::aggregate::hll::merge_into;
 use crate::aggregate::ops::{TileOp, f64_repr, latest_wins, merge_last_n, parse_tile_field};
 
+/// Everything stored for one entity, by field name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Data {
+    pub(crate) fields: HashMap<String, String>,
+    pub(crate) hlls: HashMap<String, Vec<u8>>,
+}
+
 #[derive(Default)]
 struct Record {
-    data: EntityRecord,
+    data: Data,
     expires: Option<Instant>,
 }
 
@@ -37,7 +44,7 @@ impl EmbeddedStore {
 }
 
 /// Apply one op to a record (shared semantics with the Redis script).
-pub(crate) fn apply_op(rec: &mut EntityRecord, op: &TileOp) {
+pub(crate) fn apply_op(rec: &mut Data, op: &TileOp) {
     match op {
         TileOp::Incr { field, delta } => {
             let cur: i64 = rec.fields.get(field).and_then(|v| v.parse().ok()).unwrap_or(0);
@@ -79,7 +86,7 @@ pub(crate) fn apply_op(rec: &mut EntityRecord, op: &TileOp) {
 }
 
 /// Delete tiles older than their retention relative to the newest tile of the same size.
-pub(crate) fn sweep(rec: &mut EntityRecord, retention: &[(i64, i64)]) {
+pub(crate) fn sweep(rec: &mut Data, retention: &[(i64, i64)]) {
     let mut newest: HashMap<i64, i64> = HashMap::new();
     for f in rec.fields.keys().chain(rec.hlls.keys()) {
         if let Some((g, s)) = parse_tile_field(f) {
@@ -134,17 +141,27 @@ impl OnlineStore for EmbeddedStore {
     }
 
     async fn read(&self, view: &str, entities: &[&str], fields: &[String], hlls: &[String]) -> Result<Vec<EntityRecord>, StoreError> {
+        let names = FieldNames::new(fields, hlls);
         let st = self.state.lock();
         let records = st.records.get(view);
         let now = Instant::now();
         Ok(entities
             .iter()
-            .map(|e| match records.and_then(|r| r.get(*e)) {
-                Some(r) if !r.expires.is_some_and(|x| x <= now) => EntityRecord {
-                    fields: fields.iter().filter_map(|f| Some((f.clone(), r.data.fields.get(f)?.clone()))).collect(),
-                    hlls: hlls.iter().filter_map(|f| Some((f.clone(), r.data.hlls.get(f)?.clone()))).collect(),
-                },
-                _ => EntityRecord::default(),
+            .map(|e| {
+                let mut rec = EntityRecord::new(names.clone());
+                if let Some(r) = records.and_then(|r| r.get(*e)).filter(|r| !r.expires.is_some_and(|x| x <= now)) {
+                    for (i, f) in fields.iter().enumerate() {
+                        if let Some(v) = r.data.fields.get(f) {
+                            rec.set_field(i, v.clone());
+                        }
+                    }
+                    for (i, h) in hlls.iter().enumerate() {
+                        if let Some(v) = r.data.hlls.get(h) {
+                            rec.set_hll(i, v.clone());
+                        }
+                    }
+                }
+                rec
             })
             .collect())
     }

@@ -14,7 +14,7 @@
 pub mod embedded;
 pub mod redis;
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -76,25 +76,105 @@ pub enum Applied {
     Stale { watermark: i64 },
 }
 
-/// The stored fields of one entity.
+/// The field and sketch names of one read, shared by every entity's [`EntityRecord`].
+#[derive(Debug, Default, PartialEq)]
+pub struct FieldNames {
+    fields: Vec<String>,
+    hlls: Vec<String>,
+    /// `fields` is sorted: look names up by binary search.
+    sorted: bool,
+}
+
+impl FieldNames {
+    pub fn new(fields: &[String], hlls: &[String]) -> Arc<Self> {
+        Arc::new(Self { fields: fields.to_vec(), hlls: hlls.to_vec(), sorted: fields.is_sorted() })
+    }
+
+    pub fn fields(&self) -> &[String] {
+        &self.fields
+    }
+
+    pub fn hlls(&self) -> &[String] {
+        &self.hlls
+    }
+
+    fn field_pos(&self, name: &str) -> Option<usize> {
+        if self.sorted {
+            self.fields.binary_search_by(|f| f.as_str().cmp(name)).ok()
+        } else {
+            self.fields.iter().position(|f| f == name)
+        }
+    }
+}
+
+/// The stored fields of one entity, as read: values by position in the read's [`FieldNames`]
+/// (no per-entity map or name copies).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EntityRecord {
-    pub fields: HashMap<String, String>,
-    pub hlls: HashMap<String, Vec<u8>>,
+    names: Arc<FieldNames>,
+    values: Vec<Option<String>>,
+    hlls: Vec<Option<Vec<u8>>>,
 }
 
 impl EntityRecord {
+    /// A record with nothing stored yet.
+    pub fn new(names: Arc<FieldNames>) -> Self {
+        let (values, hlls) = (vec![None; names.fields.len()], vec![None; names.hlls.len()]);
+        Self { names, values, hlls }
+    }
+
+    /// Set the value of the `i`-th field name (ignored past the end).
+    pub fn set_field(&mut self, i: usize, value: String) {
+        if let Some(v) = self.values.get_mut(i) {
+            *v = Some(value);
+        }
+    }
+
+    /// Set the `i`-th sketch (ignored past the end).
+    pub fn set_hll(&mut self, i: usize, registers: Vec<u8>) {
+        if let Some(v) = self.hlls.get_mut(i) {
+            *v = Some(registers);
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.fields.is_empty() && self.hlls.is_empty()
+        self.values.iter().all(Option::is_none) && self.hlls.iter().all(Option::is_none)
     }
 }
 
 impl FieldSource for EntityRecord {
     fn field(&self, name: &str) -> Option<&str> {
-        self.fields.get(name).map(String::as_str)
+        self.values.get(self.names.field_pos(name)?)?.as_deref()
     }
     fn hll(&self, name: &str) -> Option<&[u8]> {
-        self.hlls.get(name).map(Vec::as_slice)
+        let i = self.names.hlls.iter().position(|h| h == name)?;
+        self.hlls.get(i)?.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn positional_record_finds_values_by_name_sorted_or_not() {
+        for fields in [names(&["a", "b", "c"]), names(&["c", "a", "b", "a"])] {
+            let n = FieldNames::new(&fields, &names(&["h1"]));
+            let mut r = EntityRecord::new(n.clone());
+            assert!(r.is_empty());
+            assert_eq!(r.field("a"), None);
+            let pos_b = fields.iter().position(|f| f == "b").unwrap();
+            r.set_field(pos_b, "2".into());
+            r.set_field(99, "ignored".into());
+            assert!(!r.is_empty());
+            assert_eq!((r.field("b"), r.field("a"), r.field("zz")), (Some("2"), None, None));
+            r.set_hll(0, vec![1, 2]);
+            assert_eq!((r.hll("h1"), r.hll("h2")), (Some(&[1u8, 2][..]), None));
+        }
     }
 }
 

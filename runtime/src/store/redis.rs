@@ -11,13 +11,16 @@
 //! Writes: one `EVALSHA` per batch (all entities). Reads: one pipeline of `HMGET` (+ `GET` for
 //! sketches) for all entities of a request: one round trip.
 
+use std::fmt::Write as _;
+
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use redis::{Script, Value as RValue};
-use serde_json::json;
 
-use super::{Applied, EntityRecord, OnlineStore, StoreError, WriteBatch};
-use crate::aggregate::ops::{TileOp, f64_repr, parse_tile_field};
+mod spec;
+
+use super::{Applied, EntityRecord, FieldNames, OnlineStore, StoreError, WriteBatch};
+use spec::spec_json;
 
 /// The write script. ARGV[1] is a JSON document:
 /// `{"first": n|null, "next": n|null, "keep": ms, "ret": [[g, keep_ms]...],
@@ -141,24 +144,6 @@ impl RedisStore {
     }
 }
 
-fn op_json(op: &TileOp) -> serde_json::Value {
-    match op {
-        TileOp::Incr { field, delta } => json!(["i", field, delta.to_string()]),
-        TileOp::Min { field, value } => json!(["mn", field, f64_repr(*value)]),
-        TileOp::Max { field, value } => json!(["mx", field, f64_repr(*value)]),
-        TileOp::LastN { field, k, items } => json!(["l", field, k, items]),
-        TileOp::Hll { field, registers } => {
-            let mut v = vec![json!("h"), json!(field)];
-            for (i, r) in registers {
-                v.push(json!(i));
-                v.push(json!(r));
-            }
-            serde_json::Value::Array(v)
-        }
-        TileOp::Latest { field, event_time, value } => json!(["f", field, event_time.to_string(), value]),
-    }
-}
-
 #[async_trait]
 impl OnlineStore for RedisStore {
     async fn apply(&self, batch: &WriteBatch<'_>) -> Result<Applied, StoreError> {
@@ -167,30 +152,10 @@ impl OnlineStore for RedisStore {
             Some(m) => inv.key(Self::wm_key(batch.view, &m.source, m.partition)),
             None => inv.key(""),
         };
-        let mut ents = Vec::with_capacity(batch.entities.len());
         for e in batch.entities {
             inv.key(Self::entity_key(batch.view, &e.entity));
-            let mut newest: Vec<(i64, i64)> = Vec::new();
-            for op in &e.ops {
-                if let Some((g, s)) = parse_tile_field(op.field()) {
-                    if g > 0 {
-                        match newest.iter_mut().find(|(ng, _)| *ng == g) {
-                            Some(n) => n.1 = n.1.max(s),
-                            None => newest.push((g, s)),
-                        }
-                    }
-                }
-            }
-            ents.push(json!({"ops": e.ops.iter().map(op_json).collect::<Vec<_>>(), "newest": newest}));
         }
-        let spec = json!({
-            "first": batch.mark.as_ref().map(|m| m.first_offset),
-            "next": batch.mark.as_ref().map(|m| m.next_offset.to_string()),
-            "keep": batch.keep_ms.max(1),
-            "ret": batch.retention,
-            "ents": ents,
-        });
-        inv.arg(spec.to_string());
+        inv.arg(spec_json(batch));
         let mut conn = self.conn.clone();
         let (ok, wm): (i64, Option<String>) = inv.invoke_async(&mut conn).await?;
         let wm = wm.unwrap_or_default();
@@ -208,10 +173,12 @@ impl OnlineStore for RedisStore {
             return Ok(Vec::new());
         }
         let mut pipe = redis::pipe();
+        let mut key = String::with_capacity(view.len() + 32);
         for e in entities {
-            let key = Self::entity_key(view, e);
+            key.clear();
+            let _ = write!(key, "wafer:{{{view}}}:e:{e}");
             if !fields.is_empty() {
-                pipe.cmd("HMGET").arg(&key).arg(fields);
+                pipe.cmd("HMGET").arg(key.as_str()).arg(fields);
             }
             for h in hlls {
                 pipe.cmd("GET").arg(format!("{key}|{h}"));
@@ -219,22 +186,24 @@ impl OnlineStore for RedisStore {
         }
         let mut conn = self.conn.clone();
         let values: Vec<RValue> = pipe.query_async(&mut conn).await?;
+        let names = FieldNames::new(fields, hlls);
         let mut it = values.into_iter();
         let mut out = Vec::with_capacity(entities.len());
         for _ in entities {
-            let mut rec = EntityRecord::default();
+            let mut rec = EntityRecord::new(names.clone());
             if !fields.is_empty() {
                 if let Some(RValue::Array(vals)) = it.next() {
-                    for (f, v) in fields.iter().zip(vals) {
+                    for (i, v) in vals.into_iter().enumerate() {
                         if let RValue::BulkString(b) = v {
-                            rec.fields.insert(f.clone(), String::from_utf8_lossy(&b).into_owned());
+                            // Reuses the reply's buffer (copies only if it is not UTF-8).
+                            rec.set_field(i, String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()));
                         }
                     }
                 }
             }
-            for h in hlls {
+            for i in 0..hlls.len() {
                 if let Some(RValue::BulkString(b)) = it.next() {
-                    rec.hlls.insert(h.clone(), b);
+                    rec.set_hll(i, b);
                 }
             }
             out.push(rec);

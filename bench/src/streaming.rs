@@ -1,0 +1,272 @@
+//! The streaming scenario of issue 3, all against a private tansu broker and Redis:
+//! 1. **ceiling**: a bare consumer (Wafer's batching, one pipelined `HINCRBY` per event, commit
+//!    after the write) drains N card transactions;
+//! 2. **throughput**: `wafer serve` drains the same N events through `card_txn.wasm` with four
+//!    aggregations (amount count/sum/mean/max over 1h); events/s from the first to the last
+//!    applied event (polling `wafer_events_total`), then every user's count is checked;
+//! 3. **freshness**: at about half that rate for a few seconds on a second view/topic, time from
+//!    produce to readable over HTTP, measured by the client on marker events (unique users,
+//!    polled every millisecond) and from Wafer's `wafer_freshness_seconds` histogram.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use serde_json::json;
+
+use crate::client::Conn;
+use crate::stats::Latencies;
+use crate::{ceiling, kafka, procs, prom};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Events in the throughput phases (rates are measured over the last 80%, once the
+    /// consumers' prefetch no longer inflates them).
+    #[arg(long, default_value_t = 500_000)]
+    events: usize,
+    /// Distinct users (Kafka keys / entities).
+    #[arg(long, default_value_t = 10_000)]
+    users: usize,
+    /// Seconds of the freshness phase.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Events/s of the freshness phase (default: half the measured throughput).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Skip the ceiling and throughput phases (needs --rate).
+    #[arg(long, requires = "rate")]
+    only_freshness: bool,
+    /// Producer linger (ms) in the freshness phase (tansu spends ~1 ms of CPU per produce
+    /// request: 1 ms floods it at these rates, 2 ms measured best).
+    #[arg(long, default_value_t = 2)]
+    linger_ms: u32,
+    /// Marker events (measured client-side) per second in the freshness phase.
+    #[arg(long, default_value_t = 200.0)]
+    markers: f64,
+}
+
+const TXNS: &str = "bench.txns";
+const FRESH: &str = "bench.fresh";
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn manifest(redis_port: u16, brokers: &str, batch_size: usize) -> Result<String> {
+    let wasm = procs::guest("card_txn.wasm")?.display().to_string();
+    let mut m = format!("[redis]\nurl = \"redis://127.0.0.1:{redis_port}/\"\n[kafka]\nbrokers = \"{brokers}\"\ngroup_id = \"bench\"\n[server]\ntenant = \"bench\"\n");
+    for (name, topic) in [("txn", TXNS), ("fresh", FRESH)] {
+        let _ = write!(
+            m,
+            "\n[[stream_view]]\nname = \"{name}\"\nentity = \"user\"\ntransform = {wasm:?}\ntopic = \"{topic}\"\nbatch_size = {batch_size}\n\
+             [[stream_view.aggregations]]\ncolumn = \"amount\"\nfunctions = [\"count\", \"sum\", \"mean\", \"max\"]\nwindows = [\"1h\"]\n"
+        );
+    }
+    Ok(m)
+}
+
+pub fn run(a: Args) -> Result<()> {
+    if a.events == 0 || a.users == 0 {
+        bail!("--events and --users must be positive");
+    }
+    let dir = tempfile::tempdir()?;
+    let (_redis, redis_port) = procs::redis(dir.path())?;
+    let (_tansu, kafka_port) = procs::tansu(dir.path())?;
+    let brokers = format!("127.0.0.1:{kafka_port}");
+    let redis_url = format!("redis://127.0.0.1:{redis_port}/");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        kafka::create_topics(&brokers, &[TXNS, FRESH]).await?;
+        if a.only_freshness {
+            let config = dir.path().join("wafer.toml");
+            std::fs::write(&config, manifest(redis_port, &brokers, 512)?)?;
+            let port = procs::free_port()?;
+            let _wafer = procs::wafer_serve(&config, port)?;
+            let mut http = Conn::open(port).await?;
+            return freshness(&mut http, port, &brokers, &a, a.rate.unwrap_or(1000.0)).await;
+        }
+        let bulk = kafka::producer(&brokers, 5)?;
+        let secs = kafka::produce_bulk(&bulk, TXNS, a.events, a.users, now_ms()).await?;
+        println!("produce: {} events to {TXNS} ({} partitions, {} users) in {secs:.2} s ({:.0} events/s)", a.events, kafka::PARTITIONS, a.users, a.events as f64 / secs);
+
+        let ceiling = ceiling::run(&brokers, &redis_url, TXNS, a.events).await?;
+        println!("ceiling (consume + 1 pipelined HINCRBY per event, no transform): {ceiling:.0} events/s");
+
+        let config = dir.path().join("wafer.toml");
+        std::fs::write(&config, manifest(redis_port, &brokers, 512)?)?;
+        let port = procs::free_port()?;
+        let _wafer = procs::wafer_serve(&config, port)?;
+        let mut http = Conn::open(port).await?;
+
+        let eps = throughput(&mut http, a.events).await?;
+        check_counts(&mut http, a.users, a.events).await?;
+        println!("throughput (card_txn.wasm, 4 aggregations, Redis): {eps:.0} events/s = {:.0}% of the ceiling (target >= 70%)", 100.0 * eps / ceiling);
+
+        let rate = a.rate.unwrap_or(eps / 2.0);
+        freshness(&mut http, port, &brokers, &a, rate).await
+    })
+}
+
+/// Poll `wafer_events_total` until all `n` events of the txn view are applied.
+async fn throughput(http: &mut Conn, n: usize) -> Result<f64> {
+    let ok = "wafer_events_total{view=\"bench/txn\",outcome=\"ok\"}";
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut first: Option<(Instant, f64)> = None;
+    loop {
+        let text = http.get("/metrics").await?;
+        let text = std::str::from_utf8(&text)?;
+        let done = prom::value(text, ok).unwrap_or(0.0);
+        let now = Instant::now();
+        if done >= n as f64 * 0.2 && first.is_none() {
+            first = Some((now, done));
+        }
+        if done >= n as f64 {
+            let (t0, c0) = first.unwrap_or((now, 0.0));
+            let secs = now.duration_since(t0).as_secs_f64();
+            if secs <= 0.0 {
+                bail!("all events were applied before the first poll; use more --events");
+            }
+            let sum = prom::value(text, "wafer_transform_batch_seconds_sum{view=\"bench/txn\"}").unwrap_or(0.0);
+            let count = prom::value(text, "wafer_transform_batch_seconds_count{view=\"bench/txn\"}").unwrap_or(0.0);
+            println!("  {count} transform batches ({:.0} events each), {sum:.2} s in transform + fold of {secs:.2} s", n as f64 / count.max(1.0));
+            return Ok((n as f64 - c0) / secs);
+        }
+        if now > deadline {
+            bail!("only {done} of {n} events applied after 300 s; errors: {}", text.lines().filter(|l| l.starts_with("wafer_events_total") && !l.contains("outcome=\"ok\"")).collect::<Vec<_>>().join("; "));
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Every user's `amount_count_1h` must add up to exactly `n`: nothing lost or counted twice.
+async fn check_counts(http: &mut Conn, users: usize, n: usize) -> Result<()> {
+    let entities: Vec<String> = (0..users).map(|u| format!("u{u}")).collect();
+    let body = json!({"view": "txn", "entities": entities, "features": ["amount_count_1h"]});
+    let resp: serde_json::Value = serde_json::from_slice(&http.post("/v1/features", Bytes::from(body.to_string())).await?)?;
+    let total: i64 = resp["results"].as_array().context("no results")?.iter().map(|r| r["features"]["amount_count_1h"]["value"].as_i64().unwrap_or(0)).sum();
+    if total != n as i64 {
+        bail!("the txn view counted {total} events, {n} were produced");
+    }
+    Ok(())
+}
+
+type Pending = Arc<Mutex<VecDeque<(String, Instant)>>>;
+
+async fn freshness(http: &mut Conn, port: u16, brokers: &str, a: &Args, rate: f64) -> Result<()> {
+    // Warm up: the fresh view's consumer must own its partitions before the clock runs.
+    let producer = kafka::producer(brokers, a.linger_ms)?;
+    let mut value = String::new();
+    kafka::payload(&mut value, "warmup", 0);
+    kafka::delivered(vec![kafka::send(&producer, FRESH, "warmup", &value, now_ms()).await?]).await?;
+    let ok = "wafer_events_total{view=\"bench/fresh\",outcome=\"ok\"}";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while prom::value(std::str::from_utf8(&http.get("/metrics").await?)?, ok).unwrap_or(0.0) < 1.0 {
+        if Instant::now() > deadline {
+            bail!("the fresh view did not consume its warm-up event in 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = prom::buckets(std::str::from_utf8(&http.get("/metrics").await?)?, "wafer_freshness_seconds", "view", "bench/fresh");
+
+    let total = (rate * a.seconds as f64) as usize;
+    let every = ((rate / a.markers.max(1.0)) as usize).max(1);
+    let pending: Pending = Arc::new(Mutex::new(VecDeque::new()));
+    let produced = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let started = Instant::now();
+    let send_all = async {
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        let (mut sent, mut key, mut value) = (0usize, String::new(), String::new());
+        let mut futs = Vec::with_capacity(total);
+        while sent < total {
+            tick.tick().await;
+            let due = ((started.elapsed().as_secs_f64() * rate) as usize).min(total);
+            while sent < due {
+                key.clear();
+                let marker = sent % every == 0;
+                if marker {
+                    let _ = write!(key, "mk{sent}");
+                } else {
+                    let _ = write!(key, "u{}", sent % a.users);
+                }
+                kafka::payload(&mut value, &key, sent);
+                let t = Instant::now();
+                futs.push(kafka::send(&producer, FRESH, &key, &value, now_ms()).await?);
+                if marker {
+                    pending.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push_back((key.clone(), t));
+                }
+                sent += 1;
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        produced.store(true, std::sync::atomic::Ordering::Release);
+        kafka::delivered(futs).await?;
+        Ok::<_, anyhow::Error>((sent, secs))
+    };
+    let poll = poll_markers(port, pending.clone(), produced.clone());
+    let ((sent, secs), mut client) = futures::try_join!(send_all, poll)?;
+    println!(
+        "freshness phase: {sent} events to {FRESH} in {secs:.1} s ({:.0} events/s, target rate {rate:.0}), {} markers",
+        sent as f64 / secs,
+        client.len()
+    );
+    println!("freshness, client-side (produce -> readable over HTTP, 1 ms polling): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (targets p50 < 10, p99 < 50)", client.pct(50.0), client.pct(99.0), client.pct(100.0));
+
+    // Wafer's own histogram, over the events of this phase only.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = http.get("/metrics").await?;
+        let text = std::str::from_utf8(&text)?;
+        let h = prom::diff(&prom::buckets(text, "wafer_freshness_seconds", "view", "bench/fresh"), &before);
+        let n = h.last().map_or(0.0, |b| b.1);
+        if n >= sent as f64 || Instant::now() > deadline {
+            println!(
+                "freshness, wafer_freshness_seconds (Kafka timestamp -> written): {n} events, p50 {:.2} ms, p99 {:.2} ms (histogram_quantile)",
+                prom::quantile(0.5, &h) * 1e3,
+                prom::quantile(0.99, &h) * 1e3
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Poll the oldest pending markers every millisecond until each is readable.
+async fn poll_markers(port: u16, pending: Pending, produced: Arc<std::sync::atomic::AtomicBool>) -> Result<Latencies> {
+    let mut conn = Conn::open(port).await?;
+    let mut lat = Latencies::with_capacity(4096);
+    let mut idle_since: Option<Instant> = None;
+    loop {
+        let batch: Vec<(String, Instant)> = pending.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.iter().take(64).cloned().collect();
+        if batch.is_empty() {
+            if produced.load(std::sync::atomic::Ordering::Acquire) {
+                return Ok(lat);
+            }
+        } else {
+            let ents: Vec<&str> = batch.iter().map(|(k, _)| k.as_str()).collect();
+            let body = json!({"view": "fresh", "entities": ents, "features": ["amount_count_1h"]});
+            let resp: serde_json::Value = serde_json::from_slice(&conn.post("/v1/features", Bytes::from(body.to_string())).await?)?;
+            let now = Instant::now();
+            let results = resp["results"].as_array().context("no results")?;
+            let mut seen = Vec::new();
+            for ((key, t), r) in batch.iter().zip(results) {
+                if r["features"]["amount_count_1h"]["value"].as_i64().unwrap_or(0) >= 1 {
+                    lat.push(now.duration_since(*t));
+                    seen.push(key.as_str());
+                }
+            }
+            if seen.is_empty() {
+                let since = *idle_since.get_or_insert(now);
+                if now.duration_since(since) > Duration::from_secs(30) {
+                    bail!("marker {} never became readable", batch[0].0);
+                }
+            } else {
+                idle_since = None;
+            }
+            pending.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.retain(|(k, _)| !seen.contains(&k.as_str()));
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}

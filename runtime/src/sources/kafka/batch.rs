@@ -1,0 +1,166 @@
+//! One Kafka batch after it was received: split by partition and filtered against the
+//! watermarks, transformed once, written per partition, then committed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::bindings::types::Event;
+use crate::pipeline::breaker::Verdict;
+use crate::pipeline::{Prepared, View};
+use crate::server::{App, now_ms};
+use crate::store::{Applied, SourceMark};
+
+/// One partition's share of a batch: its events are `range` of the batch.
+pub(super) struct Part {
+    partition: i32,
+    /// The watermark after this batch (one past its highest offset).
+    next: i64,
+    pub(super) range: std::ops::Range<usize>,
+    /// `None` when every event was below the watermark (already applied).
+    mark: Option<SourceMark>,
+}
+
+/// A batch whose transform ran, waiting for its write.
+pub(super) struct Ready {
+    pub(super) events: Vec<Event>,
+    pub(super) parts: Vec<Part>,
+    pub(super) prepared: Vec<Prepared>,
+}
+
+/// What the write of one partition's share did.
+pub(super) enum Written {
+    Applied,
+    /// Refused (the watermark, the events refused).
+    Stale(i64, u64),
+    Skipped,
+}
+
+/// Split a partition-sorted batch by partition, drop what is below each watermark, transform it
+/// once and fold it per partition (retrying after the breaker's pause while the view is paused).
+pub(super) async fn prepare(view: &View, app: &App, topic: &str, watermarks: &mut HashMap<i32, i64>, events: Vec<Event>) -> Ready {
+    let mut kept: Vec<Event> = Vec::with_capacity(events.len());
+    let mut parts: Vec<Part> = Vec::new();
+    let mut replayed = 0;
+    let mut rest = events.into_iter().peekable();
+    while let Some(partition) = rest.peek().map(|e| e.partition) {
+        let wm = match watermarks.get(&partition) {
+            Some(w) => *w,
+            None => {
+                let w = retry_store(view, || app.store.watermark(&view.id, topic, partition)).await.unwrap_or(0);
+                watermarks.insert(partition, w);
+                w
+            }
+        };
+        let start = kept.len();
+        let mut next = wm;
+        while let Some(e) = rest.next_if(|e| e.partition == partition) {
+            next = next.max(e.offset + 1);
+            if e.offset >= wm {
+                kept.push(e);
+            } else {
+                replayed += 1;
+            }
+        }
+        let range = start..kept.len();
+        let mark = (!range.is_empty()).then(|| SourceMark { source: topic.to_owned(), partition, first_offset: kept[start].offset, next_offset: next });
+        parts.push(Part { partition, next, range, mark });
+    }
+    if replayed > 0 {
+        view.metrics.replays.add(&view.id, "kafka", replayed);
+    }
+    // A persistently failing transform pauses the view: the same batch is retried after the
+    // breaker's cooldown, nothing is dead-lettered or committed meanwhile.
+    let ranges: Vec<std::ops::Range<usize>> = parts.iter().map(|p| p.range.clone()).collect();
+    let prepared = loop {
+        let p = view.prepare_groups(&kept, &ranges);
+        if kept.is_empty() {
+            break p;
+        }
+        match view.judge_all(&p) {
+            Verdict::Tripped { pause } => tokio::time::sleep(pause).await,
+            _ => break p,
+        }
+    };
+    Ready { events: kept, parts, prepared }
+}
+
+/// Write every partition's share (concurrently: one pipelined round trip), retrying while the
+/// store is unavailable, then record freshness for what was applied.
+pub(super) async fn write(view: Arc<View>, app: Arc<App>, ready: Ready) -> Vec<(i32, i64, Written)> {
+    let writes = ready.parts.iter().zip(&ready.prepared).map(|(p, prep)| {
+        let (view, app) = (&view, &app);
+        async move {
+            let Some(mark) = &p.mark else { return Written::Skipped };
+            match retry_store(view, || view.commit(app.store.as_ref(), prep, Some(mark.clone()))).await {
+                Applied::Applied => Written::Applied,
+                Applied::Stale { watermark } => Written::Stale(watermark, p.range.len() as u64),
+            }
+        }
+    });
+    let results = futures::future::join_all(writes).await;
+    let now = now_ms();
+    let applied = ready.parts.iter().zip(&results).filter(|(_, w)| matches!(w, Written::Applied));
+    view.metrics.freshness_seconds.observe_many(&view.id, applied.clone().flat_map(|(p, _)| ready.events[p.range.clone()].iter().map(|e| (now - e.timestamp_ms).max(0) as f64 / 1e3)));
+    for ((p, _), prep) in ready.parts.iter().zip(&results).zip(&ready.prepared).filter(|((_, w), _)| matches!(w, Written::Applied)) {
+        for f in &prep.failures {
+            tracing::warn!(view = %view.id, partition = p.partition, offset = ready.events[p.range.start + f.index].offset, code = f.code, error = %f.message, "event failed");
+        }
+    }
+    ready.parts.iter().zip(results).map(|(p, w)| (p.partition, p.next, w)).collect()
+}
+
+/// After a batch's write: advance the watermarks and commit the offsets. True when a write was
+/// refused as stale (another consumer applied those offsets: the watermark is resynced).
+pub(super) fn finish(consumer: &StreamConsumer, view: &View, topic: &str, watermarks: &mut HashMap<i32, i64>, done: Result<Vec<(i32, i64, Written)>, tokio::task::JoinError>) -> bool {
+    let results = match done {
+        Ok(r) => r,
+        // Only a panic ends the write task: let it end this view's consumption, as it would
+        // have without the task (nothing of the batch is committed).
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    };
+    let mut commit = TopicPartitionList::new();
+    let mut stale = false;
+    for (partition, next, w) in results {
+        let to = match w {
+            Written::Applied | Written::Skipped => next.max(watermarks.get(&partition).copied().unwrap_or(0)),
+            Written::Stale(watermark, events) => {
+                view.metrics.replays.add(&view.id, "kafka", events);
+                stale = true;
+                watermark
+            }
+        };
+        watermarks.insert(partition, to);
+        let _ = commit.add_partition_offset(topic, partition, Offset::Offset(to));
+    }
+    if commit.count() > 0 {
+        if let Err(e) = consumer.commit(&commit, CommitMode::Async) {
+            tracing::warn!(view = %view.id, error = %e, "offset commit failed (replays are skipped by the watermark)");
+        }
+    }
+    stale
+}
+
+/// Retry a store operation with backoff while the error is transient (consumption pauses).
+async fn retry_store<T, F, Fut>(view: &View, mut op: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, crate::store::StoreError>>,
+{
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match op().await {
+            Ok(v) => return v,
+            Err(e) => {
+                view.metrics.store_errors.add(&view.id, if e.is_transient() { "transient" } else { "fatal" }, 1);
+                tracing::warn!(view = %view.id, error = %e, retry_in_ms = backoff.as_millis() as u64, "online store unavailable; pausing consumption");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
