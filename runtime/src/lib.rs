@@ -18,6 +18,7 @@ pub mod bindings;
 pub mod component;
 pub mod engine;
 pub mod events;
+pub mod offline;
 pub mod pipeline;
 pub mod sandbox;
 pub mod server;

@@ -65,7 +65,7 @@ pub fn spawn_consumers(kafka: &KafkaConfig, manifest: &Manifest, app: Arc<App>) 
     Ok(())
 }
 
-fn to_event(m: &BorrowedMessage<'_>) -> Event {
+pub(crate) fn to_event(m: &BorrowedMessage<'_>) -> Event {
     Event {
         topic: m.topic().to_string(),
         partition: m.partition(),

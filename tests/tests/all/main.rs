@@ -4,6 +4,7 @@
 mod aggregate;
 mod cli;
 mod examples;
+mod offline;
 mod sandbox;
 mod schema;
 mod streaming;

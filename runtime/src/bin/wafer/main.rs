@@ -1,9 +1,11 @@
 //! The `wafer` command line.
 
+mod backfill;
 mod consume;
 mod inspect;
 mod run;
 mod serve;
+mod training_data;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +42,12 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run the example views on the embedded store with HTTP push (no Redis, no Kafka).
     Dev(serve::DevArgs),
+    /// Replay historical events (JSONL/Parquet file or a Kafka topic) through a view's transform
+    /// and aggregator into its online store: resumable, effectively once, with progress.
+    Backfill(backfill::BackfillArgs),
+    /// Point-in-time-correct training data: for each (entity, timestamp) row of a Parquet spine,
+    /// every requested feature as it was at that time, written as Parquet.
+    TrainingData(training_data::TrainingDataArgs),
 }
 
 /// Sandbox and engine options shared by commands that load transforms.
@@ -103,6 +111,8 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::inspect(args),
         Command::Serve(args) => serve::serve_cmd(args),
         Command::Dev(args) => serve::dev_cmd(args),
+        Command::Backfill(args) => backfill::backfill(args),
+        Command::TrainingData(args) => training_data::training_data(args),
     };
     match result {
         Ok(code) => code,

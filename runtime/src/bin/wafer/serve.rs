@@ -13,7 +13,7 @@ use wafer_runtime::store::OnlineStore;
 use wafer_runtime::store::embedded::EmbeddedStore;
 use wafer_runtime::store::redis::RedisStore;
 use wafer_runtime::view::{Manifest, ViewSpec};
-use wafer_runtime::{Limits, WorldKind};
+use wafer_runtime::{Limits, Loader, WorldKind};
 
 use crate::SandboxArgs;
 
@@ -52,27 +52,44 @@ pub fn dev_cmd(args: DevArgs) -> Result<ExitCode> {
     run(manifest, args.listen.clone(), &args.sandbox, true)
 }
 
+/// Load the manifest's stream views (only `only`, if given), each checked against its transform.
+pub fn load_views(manifest: &Manifest, loader: &Loader, metrics: &Arc<Metrics>, only: Option<&[&str]>) -> Result<HashMap<String, Arc<View>>> {
+    let mut views = HashMap::new();
+    for cfg in &manifest.views {
+        if only.is_some_and(|o| !o.contains(&cfg.name.as_str())) {
+            continue;
+        }
+        let limits = Limits {
+            deadline: std::time::Duration::from_millis(cfg.deadline_ms),
+            memory_bytes: cfg.memory_mib << 20,
+            recycle_memory_bytes: (cfg.memory_mib << 20) / 4 * 3,
+            ..Limits::default()
+        };
+        let t = loader
+            .load_file(&cfg.transform, limits)
+            .with_context(|| format!("view `{}`: loading {}", cfg.name, cfg.transform.display()))?;
+        anyhow::ensure!(t.kind() == WorldKind::Stream, "view `{}`: {} is not a stream transform", cfg.name, cfg.transform.display());
+        let spec = ViewSpec::new(cfg, &t.info().outputs)?;
+        tracing::info!(view = %cfg.name, transform = t.name(), features = spec.feature_names().len(), "view loaded");
+        views.insert(cfg.name.clone(), Arc::new(View::new(&manifest.server.tenant, spec, t, metrics.clone())));
+    }
+    Ok(views)
+}
+
+/// The manifest's online store: Redis if configured, else a fresh embedded store.
+pub async fn connect_store(manifest: &Manifest) -> Result<Arc<dyn OnlineStore>> {
+    Ok(match &manifest.redis {
+        Some(r) => Arc::new(RedisStore::connect(&r.url).await.with_context(|| format!("connecting to Redis at {}", r.url))?),
+        None => Arc::new(EmbeddedStore::new()),
+    })
+}
+
 fn run(manifest: Manifest, listen: String, sandbox: &SandboxArgs, dev: bool) -> Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     rt.block_on(async move {
         let loader = sandbox.loader()?;
         let metrics = Arc::new(Metrics::default());
-        let mut views = HashMap::new();
-        for cfg in &manifest.views {
-            let limits = Limits {
-                deadline: std::time::Duration::from_millis(cfg.deadline_ms),
-                memory_bytes: cfg.memory_mib << 20,
-                recycle_memory_bytes: (cfg.memory_mib << 20) / 4 * 3,
-                ..Limits::default()
-            };
-            let t = loader
-                .load_file(&cfg.transform, limits)
-                .with_context(|| format!("view `{}`: loading {}", cfg.name, cfg.transform.display()))?;
-            anyhow::ensure!(t.kind() == WorldKind::Stream, "view `{}`: {} is not a stream transform", cfg.name, cfg.transform.display());
-            let spec = ViewSpec::new(cfg, &t.info().outputs)?;
-            tracing::info!(view = %cfg.name, transform = t.name(), features = spec.feature_names().len(), "view loaded");
-            views.insert(cfg.name.clone(), Arc::new(View::new(&manifest.server.tenant, spec, t, metrics.clone())));
-        }
+        let views = load_views(&manifest, &loader, &metrics, None)?;
         let store: Arc<dyn OnlineStore> = match (&manifest.redis, dev) {
             (Some(r), false) => Arc::new(RedisStore::connect(&r.url).await.with_context(|| format!("connecting to Redis at {}", r.url))?),
             _ => Arc::new(EmbeddedStore::new()),
