@@ -14,7 +14,7 @@
 //! Other columns are ignored.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
@@ -146,7 +146,6 @@ impl EventFile {
                 while batch.events.len() < max {
                     line.clear();
                     let n = reader
-                        .by_ref()
                         .read_line(line)
                         .map_err(|source| EventFileError::Read { path: self.path.clone(), line: self.position as u64 + 1, source })?;
                     if n == 0 {

@@ -3,6 +3,7 @@
 //!   format); processed synchronously, so when the response arrives the features are readable.
 //! - `POST /v1/features`: `{"view": "txn", "entities": ["u1"], "features": ["amount_sum_1h"],
 //!   "as_of": <ms, optional>}` → values, per-value status and event time.
+//! - `POST /v1/training-data`: point-in-time training data for small inline jobs ([`training`]).
 //! - `GET /v1/views`, `GET /metrics` (Prometheus text), `GET /healthz`.
 //!
 //! Errors are JSON `{"error": {"code": "...", "message": "..."}}` with a 4xx/5xx status.
@@ -20,6 +21,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use tokio::net::TcpListener;
+
+mod training;
 
 use crate::events::parse_line;
 use crate::pipeline::{Metrics, View};
@@ -81,6 +84,13 @@ async fn handle(app: &App, req: Request<Incoming>, _peer: SocketAddr) -> Resp {
         ),
         (&Method::GET, "/v1/views") => ("views", list_views(app)),
         (&Method::POST, "/v1/features") => ("features", read_features(app, req).await),
+        (&Method::POST, "/v1/training-data") => (
+            "training_data",
+            match body_json(req).await {
+                Ok(b) => training::training_data(app, b).await,
+                Err(r) => r,
+            },
+        ),
         (&Method::POST, p) if p.starts_with("/v1/views/") && p.ends_with("/events") => {
             let view = p["/v1/views/".len()..p.len() - "/events".len()].to_string();
             ("push", push_events(app, &view, req).await)

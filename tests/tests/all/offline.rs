@@ -263,12 +263,14 @@ async fn online_kafka_redis_equals_offline_training_data_bit_for_bit() {
         for i in (1..stage.len()).rev() {
             stage.swap(i, rng.below(i as u64 + 1) as usize);
         }
+        let payloads: Vec<String> = stage.iter().map(|e| e.payload()).collect();
         let futs: Vec<_> = stage
             .iter()
-            .map(|e| {
+            .zip(&payloads)
+            .map(|(e, p)| {
                 let rec = FutureRecord::to(&topic)
                     .key(&e.user)
-                    .payload(Box::leak(e.payload().into_boxed_str()) as &str)
+                    .payload(p)
                     .timestamp(e.ts)
                     .headers(OwnedHeaders::new().insert(Header { key: "channel", value: Some("web") }));
                 producer.send(rec, Duration::from_secs(10))
@@ -571,20 +573,20 @@ async fn kafka_backfill_then_live_consumption_counts_every_event_once() {
     let events = gen_events(21, 3000, 10, now_ms() - 3_600_000, 3_000_000);
     let users: Vec<String> = (0..10).map(|u| format!("u{u}")).collect();
     let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", brokers()).set("linger.ms", "5").create().unwrap();
-    let produce = |evs: &[Ev]| {
-        let futs: Vec<_> = evs
-            .iter()
-            .map(|e| producer.send(FutureRecord::to(&topic).key(&e.user).payload(Box::leak(e.payload().into_boxed_str()) as &str).timestamp(e.ts), Duration::from_secs(10)))
+    let payloads: Vec<String> = events.iter().map(Ev::payload).collect();
+    let produce = |range: std::ops::Range<usize>| {
+        let futs: Vec<_> = range
+            .map(|i| producer.send(FutureRecord::to(&topic).key(&events[i].user).payload(&payloads[i]).timestamp(events[i].ts), Duration::from_secs(10)))
             .collect();
         futures_join(futs)
     };
-    produce(&events[..2000]).await;
+    produce(0..2000).await;
     let view = load_view(&config);
     let store = RedisStore::connect(&redis.url()).await.unwrap();
     let o = wafer(&["backfill", "--config", config.to_str().unwrap(), "--view", "txn", "--from", &format!("kafka:{topic}")]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(online_totals(&view, &store, &users).await, truth(&events[..2000], &users), "after the backfill");
-    produce(&events[2000..]).await;
+    produce(2000..events.len()).await;
     let mut serve = Command::new(wafer_bin())
         .args(["serve", "--config", config.to_str().unwrap(), "--listen", &format!("127.0.0.1:{}", free_port())])
         .env("WAFER_CACHE_DIR", target_dir().join("test-artifact-cache"))

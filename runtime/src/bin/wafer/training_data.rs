@@ -72,9 +72,8 @@ pub fn training_data(args: TrainingDataArgs) -> Result<ExitCode> {
             _ => (String::new(), PathBuf::from(e)),
         };
         anyhow::ensure!(path.exists(), "event file {} does not exist", path.display());
-        match events.entry(view).or_insert_with(|| EventSource::Files(Vec::new())) {
-            EventSource::Files(v) => v.push(path),
-            EventSource::Inline(_) => unreachable!("only files are added here"),
+        if let EventSource::Files(v) = events.entry(view).or_insert_with(|| EventSource::Files(Vec::new())) {
+            v.push(path);
         }
     }
     let topics = manifest.views.iter().filter_map(|v| Some((v.name.clone(), v.topic.clone()?))).collect();
