@@ -11,6 +11,14 @@
 //! - [`transform`]: running stream and request transforms, with output validation against the
 //!   declared schema, instance reuse and recycling, and poison-event isolation.
 //! - [`events`]: the JSONL event file format used by `wafer run`.
+//! - [`aggregate`]: time-window aggregations (tiles: where they are folded and merged).
+//! - [`store`]: online stores (Redis, embedded) with the effectively-once watermark.
+//! - [`view`]: the manifest: stream, batch and request views, feature services.
+//! - [`pipeline`]: the streaming pipeline (transform → fold → atomic write) every source feeds.
+//! - [`sources`]: where events are consumed (Kafka).
+//! - [`serving`]: where features are served: catalog, request views, Feast shapes.
+//! - [`materialize`]: loading batch views from Parquet/CSV/JSONL files.
+//! - [`server`]: the HTTP API.
 
 pub mod aggregate;
 pub mod artifact_cache;
@@ -18,12 +26,15 @@ pub mod bindings;
 pub mod component;
 pub mod engine;
 pub mod events;
+pub mod materialize;
 pub mod offline;
 pub mod pipeline;
 pub mod sandbox;
 pub mod server;
+pub mod serving;
 pub mod sources;
 pub mod store;
+pub mod time;
 pub mod transform;
 pub mod view;
 

@@ -22,10 +22,12 @@ use wafer_runtime::offline::backfill::backfill_file;
 use wafer_runtime::offline::parquet_out;
 use wafer_runtime::offline::spine::Spine;
 use wafer_runtime::offline::training::{EventSource, TrainingJob, run};
-use wafer_runtime::pipeline::{Metrics, View};
+use wafer_runtime::pipeline::Metrics;
+use wafer_runtime::server::build_app;
 use wafer_runtime::store::OnlineStore;
-use wafer_runtime::view::{Manifest, ViewSpec};
-use wafer_runtime::{EngineConfig, Limits, Loader, WaferEngine};
+use wafer_runtime::store::embedded::EmbeddedStore;
+use wafer_runtime::view::Manifest;
+use wafer_runtime::{EngineConfig, Loader, WaferEngine};
 use wafer_tests::guests;
 
 const DAY: i64 = 86_400_000;
@@ -100,20 +102,23 @@ fn main() {
     let manifest_path = Path::new(guests::WAFER_ROOT).join("guest-examples/dev.toml");
     let mut manifest = Manifest::load(&manifest_path).unwrap();
     manifest.views[0].transform = guests::RUST_CARD_TXN.into();
+    // Only the stream view: the example's request view reads a batch view (no event history).
+    manifest.batch_views.clear();
+    manifest.request_views.clear();
+    manifest.feature_services.clear();
     let cfg = manifest.views[0].clone();
     let engine = WaferEngine::new(EngineConfig::default()).unwrap();
     let loader = Loader::new(engine, Some(&Path::new(guests::WAFER_ROOT).join("target/test-artifact-cache"))).unwrap();
-    let transform = loader.load_file(&cfg.transform, Limits::default()).unwrap();
-    let spec = ViewSpec::new(&cfg, &transform.info().outputs).unwrap();
-    let features = spec.feature_names();
-    let view = Arc::new(View::new("bench", spec, transform, Arc::new(Metrics::default())));
-    let views: HashMap<String, Arc<View>> = HashMap::from([(cfg.name.clone(), view.clone())]);
+    let app = build_app(&manifest, &loader, Arc::new(EmbeddedStore::new()), Arc::new(Metrics::default())).unwrap();
+    let view = app.views[&cfg.name].clone();
+    let features = view.spec.feature_names();
     let hwm_before = vm_hwm_mib();
 
     let started = Instant::now();
     let spine = Spine::read(&spine_path).unwrap();
     let job = TrainingJob {
-        views: &views,
+        views: &app.views,
+        catalog: &app.catalog,
         features: features.iter().map(|f| wafer_runtime::offline::training::FeatureRef { view: cfg.name.clone(), feature: f.clone() }).collect(),
         events: HashMap::from([(String::new(), EventSource::Files(vec![log.clone()]))]),
         entity_column: None,
@@ -129,11 +134,13 @@ fn main() {
     parquet_out::write(&out, &spine, &columns).unwrap();
     let total = started.elapsed().as_secs_f64();
     println!(
-        "training-data: {} events ({} failed), {} spine rows x {} features: {total:.2} s wall ({computed:.2} s transform+sweep, {:.2} s Parquet write, {:.1} MiB out); peak RSS {:.0} MiB (before the job {:.0} MiB)",
+        "training-data: {} events ({} failed), {} spine rows x {} features: {total:.2} s wall ({:.2} s read+transform, {:.2} s sweep, {:.2} s Parquet write, {:.1} MiB out); peak RSS {:.0} MiB (before the job {:.0} MiB)",
         stats.events,
         stats.failed_events,
         stats.spine_rows,
         columns.len(),
+        stats.transform_secs,
+        stats.sweep_secs,
         total - computed,
         std::fs::metadata(&out).unwrap().len() as f64 / 1048576.0,
         vm_hwm_mib(),

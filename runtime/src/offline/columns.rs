@@ -119,3 +119,22 @@ pub fn int_column(a: &ArrayRef) -> Result<impl Fn(usize) -> Option<i64> + '_, St
         }
     })
 }
+
+/// One cell as JSON (for request params taken from spine columns): numbers, strings, booleans,
+/// timestamps as ms; `None` for a type that has no JSON form here.
+pub fn json_cell(a: &ArrayRef, i: usize) -> Option<serde_json::Value> {
+    use serde_json::Value as Json;
+    if a.is_null(i) {
+        return Some(Json::Null);
+    }
+    Some(match a.data_type() {
+        DataType::Boolean => Json::Bool(a.as_boolean().value(i)),
+        DataType::Int64 => Json::from(a.as_primitive::<Int64Type>().value(i)),
+        DataType::Int32 => Json::from(a.as_primitive::<Int32Type>().value(i)),
+        DataType::Float64 => Json::from(a.as_primitive::<arrow_array::types::Float64Type>().value(i)),
+        DataType::Float32 => Json::from(f64::from(a.as_primitive::<arrow_array::types::Float32Type>().value(i))),
+        DataType::Timestamp(..) => Json::from(TimeColumn::new(a).ok()?.ms(i)?),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Json::String(TextColumn::new(a).ok()?.get(i)?.into_owned()),
+        _ => return None,
+    })
+}

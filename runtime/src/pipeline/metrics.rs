@@ -47,17 +47,22 @@ impl Counter {
     }
 }
 
-/// A histogram family with label `view` and fixed buckets (seconds).
+/// A histogram family with one label (`view` by default) and fixed buckets (seconds).
 pub struct Histogram {
     name: &'static str,
     help: &'static str,
+    label: &'static str,
     buckets: &'static [f64],
     values: Mutex<BTreeMap<String, (Vec<u64>, f64, u64)>>,
 }
 
 impl Histogram {
     fn new(name: &'static str, help: &'static str, buckets: &'static [f64]) -> Self {
-        Self { name, help, buckets, values: Mutex::new(BTreeMap::new()) }
+        Self { name, help, label: "view", buckets, values: Mutex::new(BTreeMap::new()) }
+    }
+    fn with_label(mut self, label: &'static str) -> Self {
+        self.label = label;
+        self
     }
     pub fn observe(&self, view: &str, v: f64) {
         self.observe_many(view, std::iter::once(v));
@@ -81,11 +86,36 @@ impl Histogram {
     fn render(&self, out: &mut String) {
         let _ = writeln!(out, "# HELP {} {}\n# TYPE {} histogram", self.name, self.help, self.name);
         for (view, (counts, sum, n)) in self.values.lock().iter() {
-            let v = esc(view);
+            let (l, v) = (self.label, esc(view));
             for (b, c) in self.buckets.iter().zip(counts) {
-                let _ = writeln!(out, "{}_bucket{{view=\"{v}\",le=\"{b}\"}} {c}", self.name);
+                let _ = writeln!(out, "{}_bucket{{{l}=\"{v}\",le=\"{b}\"}} {c}", self.name);
             }
-            let _ = writeln!(out, "{}_bucket{{view=\"{v}\",le=\"+Inf\"}} {n}\n{}_sum{{view=\"{v}\"}} {sum}\n{}_count{{view=\"{v}\"}} {n}", self.name, self.name, self.name);
+            let _ = writeln!(out, "{}_bucket{{{l}=\"{v}\",le=\"+Inf\"}} {n}\n{}_sum{{{l}=\"{v}\"}} {sum}\n{}_count{{{l}=\"{v}\"}} {n}", self.name, self.name, self.name);
+        }
+    }
+}
+
+/// A gauge family with label `view`.
+pub struct Gauge {
+    name: &'static str,
+    help: &'static str,
+    values: Mutex<BTreeMap<String, f64>>,
+}
+
+impl Gauge {
+    fn new(name: &'static str, help: &'static str) -> Self {
+        Self { name, help, values: Mutex::new(BTreeMap::new()) }
+    }
+    pub fn set(&self, view: &str, v: f64) {
+        self.values.lock().insert(view.to_owned(), v);
+    }
+    pub fn get(&self, view: &str) -> Option<f64> {
+        self.values.lock().get(view).copied()
+    }
+    fn render(&self, out: &mut String) {
+        let _ = writeln!(out, "# HELP {} {}\n# TYPE {} gauge", self.name, self.help, self.name);
+        for (view, v) in self.values.lock().iter() {
+            let _ = writeln!(out, "{}{{view=\"{}\"}} {v}", self.name, esc(view));
         }
     }
 }
@@ -94,6 +124,7 @@ fn esc(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
+const SERVE_LATENCY: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0];
 const LATENCY: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 
 /// All of Wafer's internal metrics.
@@ -107,8 +138,16 @@ pub struct Metrics {
     pub replays: Counter,
     /// Requests by endpoint and status class.
     pub requests: Counter,
+    /// Circuit breaker trips by view and the first failure's code.
+    pub breaker_trips: Counter,
+    /// 1 while a view is paused by its circuit breaker.
+    pub paused: Gauge,
+    /// Feature requests refused or failed, by endpoint and error code.
+    pub serve_errors: Counter,
     /// Transform + fold time per batch.
     pub transform_seconds: Histogram,
+    /// HTTP request handling time by route.
+    pub request_seconds: Histogram,
     /// Event produced (Kafka timestamp) → its features readable in the store.
     pub freshness_seconds: Histogram,
 }
@@ -121,6 +160,10 @@ impl Default for Metrics {
             store_errors: Counter::new("wafer_store_errors_total", "Online store failures (batches are retried).", "kind"),
             replays: Counter::new("wafer_replayed_batches_total", "Batches skipped because their offsets were already applied.", "source"),
             requests: Counter::new("wafer_http_requests_total", "HTTP requests by route and status.", "status").with_first("route"),
+            breaker_trips: Counter::new("wafer_breaker_trips_total", "Times a view's circuit breaker opened (paused the view).", "code"),
+            paused: Gauge::new("wafer_view_paused", "1 while the view is paused by its circuit breaker."),
+            serve_errors: Counter::new("wafer_serve_errors_total", "Feature requests refused or failed, by error code.", "code").with_first("endpoint"),
+            request_seconds: Histogram::new("wafer_http_request_seconds", "HTTP request handling time by route.", SERVE_LATENCY).with_label("route"),
             transform_seconds: Histogram::new("wafer_transform_batch_seconds", "Wasm transform + fold time per batch.", LATENCY),
             freshness_seconds: Histogram::new("wafer_freshness_seconds", "Time from event produce to features readable.", LATENCY),
         }
@@ -130,10 +173,12 @@ impl Default for Metrics {
 impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
-        for c in [&self.events, &self.rows, &self.store_errors, &self.replays, &self.requests] {
+        for c in [&self.events, &self.rows, &self.store_errors, &self.replays, &self.requests, &self.serve_errors, &self.breaker_trips] {
             c.render(&mut out);
         }
+        self.paused.render(&mut out);
         self.transform_seconds.render(&mut out);
+        self.request_seconds.render(&mut out);
         self.freshness_seconds.render(&mut out);
         out
     }

@@ -1,9 +1,9 @@
 //! The streaming pipeline shared by every source (Kafka, HTTP push, backfill):
 //! events → batched Wasm call → schema validation → fold into tile ops → one atomic store write.
 
+pub mod breaker;
 pub mod metrics;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,10 +11,10 @@ use parking_lot::Mutex;
 
 use crate::aggregate::Window;
 use crate::aggregate::fold::{FoldPlan, fold};
-use crate::aggregate::read::{FieldSource, compute, fields_for, latest};
 use crate::aggregate::spec::{DAY, HOUR, MINUTE};
 use crate::aggregate::window::retention;
-use crate::bindings::types::{Event, FeatureRow, Value, ValueType};
+use crate::bindings::types::{Event, FeatureRow};
+pub use crate::serving::stored::{Served, Status, StoredView};
 use crate::store::{Applied, OnlineStore, SourceMark, StoreError, WriteBatch};
 use crate::transform::{StreamWorker, Transform, TransformError};
 use crate::view::ViewSpec;
@@ -56,52 +56,11 @@ pub struct View {
     retention: Vec<(i64, i64)>,
     keep_ms: i64,
     workers: Mutex<Vec<StreamWorker>>,
-    /// Every served feature by name, resolved once (reads don't rebuild names per request).
-    features: HashMap<String, FeatureRef>,
+    /// The read side (shared with the serving layer).
+    pub stored: Arc<StoredView>,
+    /// Pauses the view when its transform fails persistently.
+    pub breaker: breaker::Breaker,
     pub metrics: Arc<Metrics>,
-}
-
-/// Where a served feature comes from.
-#[derive(Debug, Clone, Copy)]
-enum FeatureRef {
-    /// Index into `spec.latest`.
-    Latest(usize),
-    /// Index into `spec.aggs`, the window, and the aggregated column's type.
-    Agg(usize, Window, ValueType),
-}
-
-/// Status of one served value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Present,
-    Missing,
-    Expired,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Present => "present",
-            Status::Missing => "missing",
-            Status::Expired => "expired",
-        }
-    }
-}
-
-/// One served feature value.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Served {
-    pub value: Value,
-    pub status: Status,
-    pub event_time_ms: Option<i64>,
-}
-
-/// A requested feature the view does not have.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("view `{view}` has no feature(s) {}", .unknown.join(", "))]
-pub struct UnknownFeatures {
-    pub view: String,
-    pub unknown: Vec<String>,
 }
 
 impl View {
@@ -111,17 +70,9 @@ impl View {
         let retention = [MINUTE, HOUR, DAY].iter().map(|g| (*g, retention(*g, windows.iter().copied()))).filter(|(_, r)| *r > 0).collect();
         let has_lifetime = windows.contains(&Window::Lifetime);
         let keep_ms = if has_lifetime { 400 * DAY } else { spec.ttl_ms.max(spec.longest_window() + DAY) };
-        let mut features = HashMap::new();
-        for (i, (name, _)) in spec.latest.iter().enumerate() {
-            features.insert(name.clone(), FeatureRef::Latest(i));
-        }
-        for (i, a) in spec.aggs.iter().enumerate() {
-            let ct = spec.column_type(&a.column);
-            for w in &a.windows {
-                features.insert(a.feature_name(*w), FeatureRef::Agg(i, *w, ct));
-            }
-        }
-        Self { id: format!("{tenant}/{}", spec.name), spec, transform, plan, retention, keep_ms, workers: Mutex::new(Vec::new()), features, metrics }
+        let stored = Arc::new(StoredView::new(tenant, spec.clone()));
+        let breaker = breaker::Breaker::new(spec.breaker);
+        Self { id: stored.id.clone(), spec, transform, plan, retention, keep_ms, workers: Mutex::new(Vec::new()), stored, breaker, metrics }
     }
 
     fn with_worker<R>(&self, f: impl FnOnce(&mut StreamWorker) -> R) -> R {
@@ -190,6 +141,26 @@ impl View {
         Prepared { events: events.len(), ops, rows, failures }
     }
 
+    /// Feed a prepared batch to the circuit breaker (logs and the paused gauge follow it).
+    pub fn judge(&self, prepared: &Prepared) -> breaker::Verdict {
+        let v = self.breaker.record(prepared.events, prepared.failures.len());
+        match v {
+            breaker::Verdict::Tripped { pause } => {
+                let code = prepared.failures.first().map_or("", |f| f.code);
+                let error = prepared.failures.first().map_or("", |f| f.message.as_str());
+                tracing::error!(view = %self.id, transform = self.transform.name(), pause_ms = pause.as_millis() as u64, failed = prepared.failures.len(), events = prepared.events, code, error, "transform failing persistently: view paused");
+                self.metrics.breaker_trips.add(&self.id, code, 1);
+                self.metrics.paused.set(&self.id, 1.0);
+            }
+            breaker::Verdict::Closed => {
+                tracing::info!(view = %self.id, "transform recovered: view resumed");
+                self.metrics.paused.set(&self.id, 0.0);
+            }
+            breaker::Verdict::Pass => {}
+        }
+        v
+    }
+
     /// Write a prepared batch atomically (with its watermark). Safe to retry: a retry after a
     /// lost reply is refused as `Stale` rather than applied twice.
     pub async fn commit(&self, store: &dyn OnlineStore, prepared: &Prepared, mark: Option<SourceMark>) -> Result<Applied, StoreError> {
@@ -212,45 +183,6 @@ impl View {
         Ok(BatchOutcome { applied, rows: prepared.rows, failures: prepared.failures })
     }
 
-    /// Read features of several entities at time `t` (one store round trip).
-    pub async fn read(&self, store: &dyn OnlineStore, entities: &[&str], features: &[String], t: i64) -> Result<Result<Vec<Vec<Served>>, UnknownFeatures>, StoreError> {
-        let unknown: Vec<String> = features.iter().filter(|f| !self.features.contains_key(f.as_str())).cloned().collect();
-        if !unknown.is_empty() {
-            return Ok(Err(UnknownFeatures { view: self.spec.name.clone(), unknown }));
-        }
-        let plans: Vec<FeatureRef> = features.iter().map(|f| self.features[f.as_str()]).collect();
-        let (mut fields, mut hlls) = (Vec::new(), Vec::new());
-        for p in &plans {
-            match *p {
-                FeatureRef::Latest(i) => fields.push(crate::aggregate::ops::latest_field(&self.spec.latest[i].0)),
-                FeatureRef::Agg(i, w, _) => fields_for(&self.spec.aggs[i], w, t, &mut fields, &mut hlls),
-            }
-        }
-        fields.sort();
-        fields.dedup();
-        let records = store.read(&self.id, entities, &fields, &hlls).await?;
-        Ok(Ok(records
-            .iter()
-            .map(|rec| {
-                let empty = rec.is_empty();
-                plans
-                    .iter()
-                    .map(|p| match *p {
-                        FeatureRef::Latest(i) => match latest(&self.spec.latest[i].0, self.spec.latest[i].1, rec as &dyn FieldSource) {
-                            None => Served { value: Value::Null, status: Status::Missing, event_time_ms: None },
-                            Some((et, _)) if t - et > self.spec.ttl_ms => Served { value: Value::Null, status: Status::Expired, event_time_ms: Some(et) },
-                            Some((et, v)) => Served { value: v, status: Status::Present, event_time_ms: Some(et) },
-                        },
-                        FeatureRef::Agg(i, w, ct) => Served {
-                            value: compute(&self.spec.aggs[i], w, t, ct, rec),
-                            status: if empty { Status::Missing } else { Status::Present },
-                            event_time_ms: None,
-                        },
-                    })
-                    .collect()
-            })
-            .collect()))
-    }
 }
 
 fn failure(index: usize, e: &TransformError) -> EventFailure {

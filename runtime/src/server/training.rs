@@ -1,20 +1,24 @@
 //! `POST /v1/training-data`: point-in-time training data for small jobs, as JSON.
 //!
-//! Body: `{"features": ["txn:amount_sum_1h", ...], "spine": [{"entity": "u1", "timestamp_ms": 1700000000000}, ...],
-//! "events": [<event objects in the JSONL event format>, ...]}` (everything inline, within the
-//! request body limit). Response: `{"rows": [{"entity", "timestamp_ms", "features": {name: value}}],
-//! "events": n, "failed_events": m}`, rows in spine order. Same code as `wafer training-data`.
+//! Body: `{"features": ["txn:amount_sum_1h", ...], "spine": [{"entity": "u1", "timestamp_ms":
+//! 1700000000000, <request params>...}, ...], "events": [<event objects in the JSONL event
+//! format>, ...]}` (everything inline, within the request body limit; the events feed every
+//! stream view involved). Response: `{"rows": [{"entity", "timestamp_ms", "features": {name:
+//! value}}], "events": n, "failed_events": m}`, rows in spine order. Same code as
+//! `wafer training-data`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
-use hyper::StatusCode;
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
 use serde::Deserialize;
-use serde_json::{Value as Json, json};
+use serde_json::{Map, Value as Json, json};
 
-use super::{App, Resp, error, json_resp};
+use super::App;
+use super::respond::{Resp, body, error, json_resp};
 use crate::events::parse_line;
 use crate::offline::spine::Spine;
 use crate::offline::training::{EventSource, TrainingJob, parse_features, run};
@@ -25,23 +29,16 @@ const MAX_SPINE: usize = 100_000;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct TrainingRequest {
+struct TrainingRequest {
     features: Vec<String>,
-    spine: Vec<SpinePoint>,
+    spine: Vec<Map<String, Json>>,
     events: Vec<Json>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SpinePoint {
-    entity: Option<String>,
-    timestamp_ms: i64,
-}
-
-pub(super) async fn training_data(app: &App, body: Json) -> Resp {
-    let r: TrainingRequest = match serde_json::from_value(body) {
+pub(super) async fn training_data(app: &App, req: Request<Incoming>) -> Resp {
+    let r: TrainingRequest = match body(req).await {
         Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()),
+        Err(resp) => return resp,
     };
     if r.spine.len() > MAX_SPINE {
         return error(StatusCode::BAD_REQUEST, "spine_too_large", format!("{} spine rows; at most {MAX_SPINE} inline (use `wafer training-data`)", r.spine.len()));
@@ -58,46 +55,73 @@ pub(super) async fn training_data(app: &App, body: Json) -> Resp {
             Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_event", format!("events[{i}]: {e}")),
         }
     }
-    let schema = Arc::new(Schema::new(vec![Field::new("entity", DataType::Utf8, true), Field::new("timestamp_ms", DataType::Int64, false)]));
-    let entities: ArrayRef = Arc::new(StringArray::from(r.spine.iter().map(|p| p.entity.as_deref()).collect::<Vec<_>>()));
-    let times: ArrayRef = Arc::new(Int64Array::from(r.spine.iter().map(|p| p.timestamp_ms).collect::<Vec<_>>()));
-    let batch = match RecordBatch::try_new(schema.clone(), vec![entities, times]) {
-        Ok(b) => b,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    let spine = match spine_table(&r.spine) {
+        Ok(s) => s,
+        Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_request", message),
     };
-    let spine = Spine::new(schema, vec![batch]);
-    let views = app.views.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        let job = TrainingJob {
-            views: &views,
-            features,
-            events: HashMap::from([(String::new(), EventSource::Inline(events))]),
-            entity_column: Some("entity".into()),
-            time_column: "timestamp_ms".into(),
-            full_names: false,
-            batch_size: 512,
-            threads: 1,
-            topics: HashMap::new(),
-        };
-        run(&job, &spine, &mut |_| {}).map(|(cols, stats)| (cols, stats, spine))
-    })
-    .await;
-    let (cols, stats, _spine) = match result {
-        Ok(Ok(x)) => x,
-        Ok(Err(e)) => return error(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    let job = TrainingJob {
+        views: &app.views,
+        catalog: &app.catalog,
+        features,
+        events: HashMap::from([(String::new(), EventSource::Inline(events))]),
+        entity_column: Some("entity".into()),
+        time_column: "timestamp_ms".into(),
+        full_names: false,
+        batch_size: 512,
+        threads: 1,
+        topics: HashMap::new(),
+    };
+    // CPU-bound, with its own threads: keep it off the async workers.
+    let (cols, stats) = match tokio::task::block_in_place(|| run(&job, &spine, &mut |_| {})) {
+        Ok(x) => x,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()),
     };
     let rows: Vec<Json> = r
         .spine
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let mut m = serde_json::Map::new();
+            let mut m = Map::new();
             for c in &cols {
                 m.insert(c.name.clone(), value_to_json(&c.values[i]));
             }
-            json!({"entity": p.entity, "timestamp_ms": p.timestamp_ms, "features": m})
+            json!({"entity": p.get("entity"), "timestamp_ms": p.get("timestamp_ms"), "features": m})
         })
         .collect();
     json_resp(StatusCode::OK, &json!({"rows": rows, "events": stats.events, "failed_events": stats.failed_events}))
+}
+
+/// The inline spine as a table: `entity` (string or null), `timestamp_ms`, and every other
+/// property as a request-param column (numbers, strings or booleans, typed from the first
+/// non-null value).
+fn spine_table(rows: &[Map<String, Json>]) -> Result<Spine, String> {
+    let mut entity = Vec::with_capacity(rows.len());
+    let mut time = Vec::with_capacity(rows.len());
+    for (i, r) in rows.iter().enumerate() {
+        entity.push(match r.get("entity") {
+            None | Some(Json::Null) => None,
+            Some(Json::String(s)) => Some(s.clone()),
+            Some(other) => return Err(format!("spine[{i}].entity: expected a string, got {other}")),
+        });
+        time.push(r.get("timestamp_ms").and_then(Json::as_i64).ok_or_else(|| format!("spine[{i}].timestamp_ms: expected an integer (ms since the epoch)"))?);
+    }
+    let mut fields = vec![Field::new("entity", DataType::Utf8, true), Field::new("timestamp_ms", DataType::Int64, false)];
+    let mut cols: Vec<ArrayRef> = vec![Arc::new(StringArray::from(entity)), Arc::new(Int64Array::from(time))];
+    let mut names: Vec<&String> = rows.iter().flat_map(|r| r.keys()).filter(|k| *k != "entity" && *k != "timestamp_ms").collect();
+    names.sort();
+    names.dedup();
+    for name in names {
+        let vals: Vec<&Json> = rows.iter().map(|r| r.get(name).unwrap_or(&Json::Null)).collect();
+        let (ty, col): (DataType, ArrayRef) = match vals.iter().find(|v| !v.is_null()) {
+            Some(Json::Bool(_)) => (DataType::Boolean, Arc::new(arrow_array::BooleanArray::from(vals.iter().map(|v| v.as_bool()).collect::<Vec<_>>()))),
+            Some(Json::Number(n)) if n.is_i64() => (DataType::Int64, Arc::new(Int64Array::from(vals.iter().map(|v| v.as_i64()).collect::<Vec<_>>()))),
+            Some(Json::Number(_)) => (DataType::Float64, Arc::new(arrow_array::Float64Array::from(vals.iter().map(|v| v.as_f64()).collect::<Vec<_>>()))),
+            _ => (DataType::Utf8, Arc::new(StringArray::from(vals.iter().map(|v| v.as_str()).collect::<Vec<_>>()))),
+        };
+        fields.push(Field::new(name, ty, true));
+        cols.push(col);
+    }
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), cols).map_err(|e| e.to_string())?;
+    Ok(Spine::new(schema, vec![batch]))
 }

@@ -122,7 +122,15 @@ async fn consume(consumer: StreamConsumer, view: Arc<View>, app: Arc<App>, topic
             }
             if !evs.is_empty() {
                 let mark = SourceMark { source: topic.clone(), partition, first_offset: evs[0].offset.max(wm), next_offset: next };
-                let prepared = view.prepare(&evs);
+                // A persistently failing transform pauses the view: the same batch is retried
+                // after the breaker's cooldown, nothing is dead-lettered or committed meanwhile.
+                let prepared = loop {
+                    let p = view.prepare(&evs);
+                    match view.judge(&p) {
+                        crate::pipeline::breaker::Verdict::Tripped { pause } => tokio::time::sleep(pause).await,
+                        _ => break p,
+                    }
+                };
                 // Dead letters go out (and are acked) before the write that advances the
                 // watermark: a crash in between re-sends them on replay instead of losing them.
                 if let Some((dlq_topic, producer)) = &dlq {

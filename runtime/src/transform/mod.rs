@@ -8,7 +8,7 @@
 mod error;
 mod instance;
 pub mod json_out;
-mod request;
+pub mod request;
 pub mod schema;
 mod stream;
 

@@ -22,11 +22,35 @@
 //! column = "amount"
 //! functions = ["count", "sum", "mean", "min", "max"]
 //! windows = ["1m", "1h", "24h", "7d", "lifetime"]
+//!
+//! [[batch_view]]                # precomputed features from a file (`wafer materialize`)
+//! name = "user_stats"
+//! entity = "user"
+//! source = "user_stats.parquet" # .parquet, .csv or .jsonl (or set `format`)
+//! entity_column = "user_id"     # default: the entity name
+//! timestamp_column = "event_timestamp"  # integer ms, or RFC 3339 text
+//! ttl = "30d"
+//! features = { txn_count_7d = "int64", amount_mean_7d = "float64", last_country = "text" }
+//!
+//! [[request_view]]              # on-demand features: a request transform; its describe()
+//! name = "risk"                 # declares the request params and the `view:feature`s it reads
+//! transform = "txn_risk.wasm"
+//! deadline_ms = 10
+//!
+//! [[feature_service]]           # a named feature list (Feast's `feature_service`)
+//! name = "fraud_v1"
+//! features = ["txn:amount_sum_1h", "risk:risk_score"]
 //! ```
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+pub mod batch;
+pub mod request;
+
+pub use batch::{BatchViewConfig, SourceFormat};
+pub use request::{FeatureServiceConfig, RequestViewConfig};
 
 use crate::aggregate::read::output_type;
 use crate::aggregate::spec::{DAY, HOUR, MINUTE};
@@ -45,6 +69,12 @@ pub struct Manifest {
     pub server: ServerConfig,
     #[serde(default, rename = "stream_view")]
     pub views: Vec<StreamViewConfig>,
+    #[serde(default, rename = "batch_view")]
+    pub batch_views: Vec<BatchViewConfig>,
+    #[serde(default, rename = "request_view")]
+    pub request_views: Vec<RequestViewConfig>,
+    #[serde(default, rename = "feature_service")]
+    pub feature_services: Vec<FeatureServiceConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -110,6 +140,19 @@ pub struct StreamViewConfig {
     pub deadline_ms: u64,
     #[serde(default = "default_memory")]
     pub memory_mib: usize,
+    /// Consecutive batches with ≥ 90% failed events that pause the view (circuit breaker).
+    #[serde(default = "default_trip_after")]
+    pub breaker_trip_after: u32,
+    /// First pause of a tripped view (doubles per consecutive trip, up to 60 s).
+    #[serde(default = "default_cooldown")]
+    pub breaker_cooldown: String,
+}
+
+fn default_trip_after() -> u32 {
+    3
+}
+fn default_cooldown() -> String {
+    "5s".into()
 }
 
 fn default_ttl() -> String {
@@ -153,7 +196,37 @@ impl Manifest {
                 v.transform = base.join(&v.transform);
             }
         }
+        for v in &mut m.request_views {
+            if v.transform.is_relative() {
+                v.transform = base.join(&v.transform);
+            }
+        }
+        for v in &mut m.batch_views {
+            if v.source.is_relative() {
+                v.source = base.join(&v.source);
+            }
+        }
+        m.check_names().map_err(|message| ViewError::Parse { path: path.into(), message })?;
         Ok(m)
+    }
+
+    /// View names are unique across stream, batch and request views (they share the
+    /// `view:feature` namespace); feature services are unique too.
+    fn check_names(&self) -> Result<(), String> {
+        let mut seen = std::collections::HashSet::new();
+        let names = self.views.iter().map(|v| &v.name).chain(self.batch_views.iter().map(|v| &v.name)).chain(self.request_views.iter().map(|v| &v.name));
+        for n in names {
+            if !seen.insert(n.as_str()) {
+                return Err(format!("view name `{n}` is used twice"));
+            }
+        }
+        let mut services = std::collections::HashSet::new();
+        for s in &self.feature_services {
+            if !services.insert(s.name.as_str()) {
+                return Err(format!("feature service `{}` is defined twice", s.name));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -182,6 +255,7 @@ pub struct ViewSpec {
     /// Declared type of each aggregated column.
     pub column_types: Vec<(String, ValueType)>,
     pub ttl_ms: i64,
+    pub breaker: crate::pipeline::breaker::BreakerConfig,
 }
 
 impl ViewSpec {
@@ -216,7 +290,16 @@ impl ViewSpec {
             }
         }
         let ttl_ms = parse_duration_ms(&cfg.ttl).ok_or_else(|| err(format!("ttl `{}`: expected e.g. 30s, 15m, 1h, 7d", cfg.ttl)))?;
-        let spec = Self { name: cfg.name.clone(), entity: cfg.entity.clone(), latest, aggs, column_types, ttl_ms };
+        let cooldown = parse_duration_ms(&cfg.breaker_cooldown).ok_or_else(|| err(format!("breaker_cooldown `{}`: expected e.g. 500ms, 5s, 1m", cfg.breaker_cooldown)))?;
+        if cfg.breaker_trip_after == 0 {
+            return Err(err("breaker_trip_after must be at least 1".into()));
+        }
+        let breaker = crate::pipeline::breaker::BreakerConfig {
+            trip_after: cfg.breaker_trip_after,
+            cooldown: std::time::Duration::from_millis(cooldown as u64),
+            ..Default::default()
+        };
+        let spec = Self { name: cfg.name.clone(), entity: cfg.entity.clone(), latest, aggs, column_types, ttl_ms, breaker };
         let mut seen = std::collections::HashSet::new();
         for n in spec.feature_names() {
             if !seen.insert(n.clone()) {

@@ -7,6 +7,7 @@ mod examples;
 mod offline;
 mod sandbox;
 mod schema;
+mod serving;
 mod streaming;
 mod support;
 mod upload;

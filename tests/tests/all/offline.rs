@@ -3,7 +3,7 @@
 //! spine edge cases; backfills are resumable after SIGKILL and hand over to live consumption
 //! without double counting.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
@@ -18,11 +18,14 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use wafer_runtime::pipeline::{Metrics, View};
+use serde_json::{Value as Json, json};
+use wafer_runtime::Value;
+use wafer_runtime::pipeline::Metrics;
+use wafer_runtime::server::{App, build_app};
+use wafer_runtime::serving::Entities;
 use wafer_runtime::store::OnlineStore;
 use wafer_runtime::store::redis::RedisStore;
-use wafer_runtime::view::{Manifest, ViewSpec};
-use wafer_runtime::{Limits, Value};
+use wafer_runtime::view::Manifest;
 
 use crate::support::{RedisServer, Rng, free_port, guests, loader, now_ms, target_dir, wafer_bin};
 
@@ -58,22 +61,28 @@ fn manifest(dir: &Path, redis: Option<&str>, topic: Option<&str>, group: &str) -
     text += &format!(
         "[server]\ntenant = \"t1\"\n\n[[stream_view]]\nname = \"txn\"\nentity = \"user\"\ntransform = \"{}\"\n{}features = [\"country\", \"merchant\"]\nttl = \"7d\"\nbatch_size = 64\n\n\
          [[stream_view.aggregations]]\ncolumn = \"amount\"\nfunctions = [\"count\", \"sum\", \"mean\", \"min\", \"max\"]\nwindows = [\"1m\", \"1h\", \"24h\", \"lifetime\"]\n\n\
-         [[stream_view.aggregations]]\ncolumn = \"merchant\"\nfunctions = [\"last_n(3)\", \"approx_count_distinct\"]\nwindows = [\"1h\", \"lifetime\"]\n",
+         [[stream_view.aggregations]]\ncolumn = \"merchant\"\nfunctions = [\"last_n(3)\", \"approx_count_distinct\"]\nwindows = [\"1h\", \"lifetime\"]\n\n\
+         [[request_view]]\nname = \"score\"\ntransform = \"{}\"\n",
         guests::RUST_CARD_TXN,
-        topic.map_or(String::new(), |t| format!("topic = \"{t}\"\n"))
+        topic.map_or(String::new(), |t| format!("topic = \"{t}\"\n")),
+        guests::TXN_SCORE
     );
     let p = dir.join("wafer.toml");
     std::fs::write(&p, text).unwrap();
     p
 }
 
-/// The view, loaded in-process from the manifest (to read the online store as serving does).
-fn load_view(config: &Path) -> View {
-    let m = Manifest::load(config).unwrap();
-    let cfg = &m.views[0];
-    let t = loader().load_file(&cfg.transform, Limits::default()).unwrap();
-    let spec = ViewSpec::new(cfg, &t.info().outputs).unwrap();
-    View::new(&m.server.tenant, spec, t, Arc::new(Metrics::default()))
+/// The manifest's views, built in-process exactly as `wafer serve` builds them (to read the
+/// online store through the serving path).
+fn load_app(config: &Path, store: Arc<dyn OnlineStore>) -> App {
+    build_app(&Manifest::load(config).unwrap(), loader(), store, Arc::new(Metrics::default())).unwrap()
+}
+
+/// Serve `features` (`view:feature`) for `users` at `t` through the catalog, as `/v1/features` does.
+async fn serve_at(app: &App, users: &[String], features: &[String], request_data: &HashMap<String, Vec<Json>>, t: i64) -> Vec<Vec<Value>> {
+    let plan = app.catalog.plan(features, None).unwrap();
+    let table = app.catalog.get(app.store.as_ref(), &plan, &Entities::All(users), request_data, t).await.unwrap();
+    table.rows.into_iter().map(|r| r.into_iter().map(|s| s.value).collect()).collect()
 }
 
 #[derive(Clone, Debug)]
@@ -125,17 +134,40 @@ fn write_jsonl(path: &Path, events: &[Ev]) {
     std::fs::write(path, text).unwrap();
 }
 
+const REQUEST_FEATURES: &[&str] = &["amount_vs_mean", "count_24h", "new_country"];
+
+/// Request params of the `score` view for a spine point (deterministic per user and time).
+fn req_amount(user: &str, t: i64) -> f64 {
+    (t.rem_euclid(100_000) + user.len() as i64) as f64 / 100.0
+}
+fn req_country(user: &str, t: i64) -> &'static str {
+    ["DE", "FR", "US", "JP"][((t / 7).rem_euclid(4) as usize + user.len()) % 4]
+}
+
 /// A spine with columns `user` (nullable), `timestamp_ms` and an extra `label` column.
 fn write_spine(path: &Path, rows: &[(Option<&str>, i64)]) {
-    let schema = Arc::new(Schema::new(vec![
+    write_spine_with_params(path, rows, false)
+}
+
+/// ... plus the `score` view's request params `amount` and `country` if `params`.
+fn write_spine_with_params(path: &Path, rows: &[(Option<&str>, i64)], params: bool) {
+    let mut fields = vec![
         Field::new("user", DataType::Utf8, true),
         Field::new("timestamp_ms", DataType::Int64, false),
         Field::new("label", DataType::Int64, false),
-    ]));
+    ];
     let users: ArrayRef = Arc::new(StringArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>()));
     let ts: ArrayRef = Arc::new(Int64Array::from(rows.iter().map(|r| r.1).collect::<Vec<_>>()));
     let label: ArrayRef = Arc::new(Int64Array::from((0..rows.len() as i64).collect::<Vec<_>>()));
-    let batch = RecordBatch::try_new(schema.clone(), vec![users, ts, label]).unwrap();
+    let mut cols = vec![users, ts, label];
+    if params {
+        fields.push(Field::new("amount", DataType::Float64, false));
+        fields.push(Field::new("country", DataType::Utf8, false));
+        cols.push(Arc::new(arrow_array::Float64Array::from(rows.iter().map(|r| req_amount(r.0.unwrap_or(""), r.1)).collect::<Vec<_>>())));
+        cols.push(Arc::new(StringArray::from(rows.iter().map(|r| req_country(r.0.unwrap_or(""), r.1)).collect::<Vec<_>>())));
+    }
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), cols).unwrap();
     let mut w = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, None).unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
@@ -151,8 +183,13 @@ fn wafer(args: &[&str]) -> Output {
 }
 
 fn training_data(config: &Path, events: &Path, spine: &Path, out: &Path) {
-    let feats = FEATURES.iter().map(|f| format!("txn:{f}")).collect::<Vec<_>>().join(",");
-    let o = wafer(&[
+    let feats = FEATURES.iter().map(|f| format!("txn:{f}")).collect::<Vec<_>>();
+    training_data_with(config, events, spine, out, &feats, &[]);
+}
+
+fn training_data_with(config: &Path, events: &Path, spine: &Path, out: &Path, features: &[String], extra: &[&str]) {
+    let feats = features.join(",");
+    let mut args = vec![
         "training-data",
         "--config",
         config.to_str().unwrap(),
@@ -164,7 +201,9 @@ fn training_data(config: &Path, events: &Path, spine: &Path, out: &Path) {
         &feats,
         "--out",
         out.to_str().unwrap(),
-    ]);
+    ];
+    args.extend(extra);
+    let o = wafer(&args);
     assert!(o.status.success(), "training-data failed: {}", String::from_utf8_lossy(&o.stderr));
 }
 
@@ -250,8 +289,11 @@ async fn online_kafka_redis_equals_offline_training_data_bit_for_bit() {
         .spawn()
         .unwrap();
     let store = RedisStore::connect(&redis.url()).await.unwrap();
-    let view = load_view(&config);
-    let feats: Vec<String> = FEATURES.iter().map(|s| s.to_string()).collect();
+    let app = load_app(&config, Arc::new(RedisStore::connect(&redis.url()).await.unwrap()));
+    let view = app.views["txn"].clone();
+    // Stored features of the stream view, plus request features computed from request params
+    // (amount, country) and the stored features they read.
+    let feats: Vec<String> = FEATURES.iter().map(|f| format!("txn:{f}")).chain(REQUEST_FEATURES.iter().map(|f| format!("score:{f}"))).collect();
     let mut produced: BTreeMap<i32, i64> = BTreeMap::new();
     let mut online: Vec<(String, i64, Vec<Value>)> = Vec::new();
     let mut next = 0;
@@ -297,10 +339,12 @@ async fn online_kafka_redis_equals_offline_training_data_bit_for_bit() {
             assert!(wafer.try_wait().unwrap().is_none(), "wafer serve exited");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let entities: Vec<&str> = users.iter().map(String::as_str).collect();
-        let rows = view.read(&store, &entities, &feats, t).await.unwrap().unwrap();
-        for (u, r) in users.iter().zip(rows) {
-            online.push((u.clone(), t, r.into_iter().map(|s| s.value).collect()));
+        let request_data = HashMap::from([
+            ("amount".to_string(), users.iter().map(|u| json!(req_amount(u, t))).collect()),
+            ("country".to_string(), users.iter().map(|u| json!(req_country(u, t))).collect()),
+        ]);
+        for (u, r) in users.iter().zip(serve_at(&app, &users, &feats, &request_data, t).await) {
+            online.push((u.clone(), t, r));
         }
     }
     let _ = wafer.kill();
@@ -316,16 +360,18 @@ async fn online_kafka_redis_equals_offline_training_data_bit_for_bit() {
     let text: String = log.iter().map(|e| e.jsonl().replace(r#","value""#, r#","headers":{"channel":"web"},"value""#) + "\n").collect();
     std::fs::write(&log_path, text).unwrap();
     let spine_path = dir.path().join("spine.parquet");
-    write_spine(&spine_path, &online.iter().map(|(u, t, _)| (Some(u.as_str()), *t)).collect::<Vec<_>>());
+    let points: Vec<(Option<&str>, i64)> = online.iter().map(|(u, t, _)| (Some(u.as_str()), *t)).collect();
+    write_spine_with_params(&spine_path, &points, true);
     let out = dir.path().join("train.parquet");
-    training_data(&config, &log_path, &spine_path, &out);
+    training_data_with(&config, &log_path, &spine_path, &out, &feats, &["--full-names"]);
     let table = read_parquet(&out);
     assert_eq!(table.num_rows(), online.len());
     let mut compared = 0;
     let mut nonzero = 0;
     for (i, (u, t, want)) in online.iter().enumerate() {
-        for (k, f) in FEATURES.iter().enumerate() {
-            let got = cell(table.column_by_name(f).unwrap(), i);
+        for (k, f) in feats.iter().enumerate() {
+            let col = f.replace(':', "__");
+            let got = cell(table.column_by_name(&col).unwrap(), i);
             assert!(same(&got, &want[k]), "{u} at {t}: `{f}` offline {got:?} != online {:?}", want[k]);
             compared += 1;
         }
@@ -333,6 +379,7 @@ async fn online_kafka_redis_equals_offline_training_data_bit_for_bit() {
             nonzero += 1;
         }
     }
+    assert!(online.iter().any(|r| r.2[FEATURES.len() + 2] == Value::Boolean(false)), "some request rows see the same country");
     assert!(compared > 1000 && nonzero > 100, "too little was compared ({compared} values, {nonzero} rows with data)");
     // The leak probes really straddle an event: at e − 1 the lifetime count is one less than at e.
     for k in [0usize, 57, 200, 350] {
@@ -484,10 +531,10 @@ fn training_data_names_bad_requests() {
     };
     let (code, err) = run("txn:amount_sum_2h", &[]);
     assert_eq!(code, Some(2));
-    assert!(err.contains("view `txn` has no feature `amount_sum_2h`"), "{err}");
+    assert!(err.contains("unknown feature(s): txn:amount_sum_2h"), "{err}");
     let (code, err) = run("nope:x", &[]);
     assert_eq!(code, Some(2));
-    assert!(err.contains("no view `nope`"), "{err}");
+    assert!(err.contains("unknown view(s): nope"), "{err}");
     let (_, err) = run("amount_sum_1h", &[]);
     assert!(err.contains("expected `view:feature`"), "{err}");
     let (_, err) = run("txn:amount_sum_1h", &["--time-column", "ts"]);
@@ -498,16 +545,15 @@ fn training_data_names_bad_requests() {
 // Backfill.
 
 /// Lifetime count and sum (in cents) per user, read from the online store.
-async fn online_totals(view: &View, store: &dyn OnlineStore, users: &[String]) -> BTreeMap<String, (i64, i64)> {
-    let entities: Vec<&str> = users.iter().map(String::as_str).collect();
-    let feats = vec!["amount_count_lifetime".to_string(), "amount_sum_lifetime".to_string()];
-    let rows = view.read(store, &entities, &feats, now_ms()).await.unwrap().unwrap();
+async fn online_totals(app: &App, users: &[String]) -> BTreeMap<String, (i64, i64)> {
+    let feats = vec!["txn:amount_count_lifetime".to_string(), "txn:amount_sum_lifetime".to_string()];
+    let rows = serve_at(app, users, &feats, &HashMap::new(), now_ms()).await;
     users
         .iter()
         .zip(rows)
         .map(|(u, r)| {
-            let Value::Int64(n) = r[0].value else { panic!("count") };
-            let Value::Float64(s) = r[1].value else { panic!("sum") };
+            let Value::Int64(n) = r[0] else { panic!("count") };
+            let Value::Float64(s) = r[1] else { panic!("sum") };
             (u.clone(), (n, (s * 100.0).round() as i64))
         })
         .collect()
@@ -534,8 +580,9 @@ async fn file_backfill_resumes_after_sigkill_without_double_counting() {
     let mut text: String = events.iter().map(|e| e.jsonl() + "\n").collect();
     text += "{\"value\": {\"user_id\": \"u1\"}}\n"; // invalid: no timestamp
     std::fs::write(&path, text).unwrap();
-    let view = load_view(&config);
     let store = RedisStore::connect(&redis.url()).await.unwrap();
+    let app = load_app(&config, Arc::new(RedisStore::connect(&redis.url()).await.unwrap()));
+    let view = app.views["txn"].clone();
     let args = ["backfill", "--config", config.to_str().unwrap(), "--view", "txn", "--from", path.to_str().unwrap(), "--batch-size", "16"];
     let mut child = Command::new(wafer_bin())
         .args(args)
@@ -556,11 +603,11 @@ async fn file_backfill_resumes_after_sigkill_without_double_counting() {
     assert_eq!(o.status.code(), Some(1), "one invalid line → exit 1: {err}");
     assert!(err.contains(&format!("resumed from offset {killed_at}")), "{err}");
     assert!(err.contains("missing `timestamp_ms`"), "{err}");
-    assert_eq!(online_totals(&view, &store, &users).await, truth(&events, &users));
+    assert_eq!(online_totals(&app, &users).await, truth(&events, &users));
     // A third run has nothing left to do and changes nothing.
     let o = wafer(&args);
     assert!(String::from_utf8_lossy(&o.stderr).contains(": 0 events"), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(online_totals(&view, &store, &users).await, truth(&events, &users));
+    assert_eq!(online_totals(&app, &users).await, truth(&events, &users));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -581,11 +628,10 @@ async fn kafka_backfill_then_live_consumption_counts_every_event_once() {
         futures_join(futs)
     };
     produce(0..2000).await;
-    let view = load_view(&config);
-    let store = RedisStore::connect(&redis.url()).await.unwrap();
+    let app = load_app(&config, Arc::new(RedisStore::connect(&redis.url()).await.unwrap()));
     let o = wafer(&["backfill", "--config", config.to_str().unwrap(), "--view", "txn", "--from", &format!("kafka:{topic}")]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(online_totals(&view, &store, &users).await, truth(&events[..2000], &users), "after the backfill");
+    assert_eq!(online_totals(&app, &users).await, truth(&events[..2000], &users), "after the backfill");
     produce(2000..events.len()).await;
     let mut serve = Command::new(wafer_bin())
         .args(["serve", "--config", config.to_str().unwrap(), "--listen", &format!("127.0.0.1:{}", free_port())])
@@ -597,7 +643,7 @@ async fn kafka_backfill_then_live_consumption_counts_every_event_once() {
     let want = truth(&events, &users);
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let got = online_totals(&view, &store, &users).await;
+        let got = online_totals(&app, &users).await;
         for (u, (n, _)) in &got {
             assert!(*n <= want[u].0, "{u}: {n} events counted, only {} exist (double counting)", want[u].0);
         }
@@ -615,4 +661,46 @@ async fn futures_join<F: std::future::Future<Output = Result<T, E>>, T, E: std::
     for f in futs {
         f.await.expect("delivered");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The HTTP API for small jobs.
+
+#[test]
+fn training_data_api_serves_stored_and_request_features_as_of_each_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = manifest(dir.path(), None, None, "");
+    let w = crate::support::Wafer::start(&config, free_port());
+    let t0 = 1_700_000_000_000i64;
+    let ev = |dt: i64, amount: f64, country: &str| json!({"timestamp_ms": t0 + dt, "value": {"user_id": "a", "amount": amount, "country": country, "merchant": "m"}});
+    // Out of order on purpose; one bad event.
+    let events = json!([ev(120_000, 30.0, "FR"), ev(0, 10.0, "DE"), ev(60_000, 20.0, "DE"), {"timestamp_ms": t0, "value": {"amount": 1}}]);
+    let spine = json!([
+        {"entity": "a", "timestamp_ms": t0 - 1, "amount": 5.0, "country": "DE"},
+        {"entity": "a", "timestamp_ms": t0 + 60_000, "amount": 45.0, "country": "DE"},
+        {"entity": "a", "timestamp_ms": t0 + 119_999, "amount": 45.0, "country": "FR"},
+        {"entity": "a", "timestamp_ms": t0 + 120_000, "amount": 40.0, "country": "FR"},
+        {"entity": "zz", "timestamp_ms": t0 + 120_000, "amount": 1.0, "country": "FR"},
+    ]);
+    let features = json!(["txn:amount_count_lifetime", "txn:amount_mean_1h", "txn:country", "score:amount_vs_mean", "score:count_24h", "score:new_country"]);
+    let (code, body) = crate::support::post(w.port, "/v1/training-data", &json!({"features": features, "spine": spine, "events": events}));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!((body["events"].as_i64(), body["failed_events"].as_i64()), (Some(4), Some(1)));
+    let f = |i: usize, name: &str| body["rows"][i]["features"][name].clone();
+    let col = |name: &str| (0..5).map(|i| f(i, name)).collect::<Vec<_>>();
+    assert_eq!(col("amount_count_lifetime"), [json!(0), json!(2), json!(2), json!(3), json!(0)]);
+    assert_eq!(col("amount_mean_1h"), [Json::Null, json!(15.0), json!(15.0), json!(20.0), Json::Null]);
+    assert_eq!(col("country"), [Json::Null, json!("DE"), json!("DE"), json!("FR"), Json::Null]);
+    // Request features from the row's params and the stored features as of the row's time.
+    assert_eq!(col("amount_vs_mean"), [json!(5.0), json!(3.0), json!(3.0), json!(2.0), json!(1.0)]);
+    assert_eq!(col("count_24h"), [json!(0), json!(2), json!(2), json!(3), json!(0)]);
+    assert_eq!(col("new_country"), [json!(true), json!(false), json!(true), json!(false), json!(true)]);
+    assert_eq!(body["rows"][4]["entity"], "zz");
+
+    let (code, body) = crate::support::post(w.port, "/v1/training-data", &json!({"features": ["txn:nope", "ghost:x"], "spine": [], "events": []}));
+    assert_eq!(code, 400);
+    assert!(body["error"]["message"].as_str().unwrap().contains("ghost"), "{body}");
+    let (code, body) = crate::support::post(w.port, "/v1/training-data", &json!({"features": ["score:count_24h"], "spine": [{"entity": "a", "timestamp_ms": t0}], "events": []}));
+    assert_eq!(code, 400, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("request param `amount`"), "{body}");
 }

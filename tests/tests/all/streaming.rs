@@ -4,7 +4,7 @@
 //! the dead-letter topic with their reason. Also: HTTP push with read-after-write.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
@@ -13,65 +13,12 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value as Json, json};
 
-use crate::support::{RedisServer, free_port, guests, target_dir, wafer_bin};
+use crate::support::{RedisServer, Wafer, free_port, guests, post};
 
 fn brokers() -> String {
     std::env::var("WAFER_TEST_KAFKA_BROKERS").expect("WAFER_TEST_KAFKA_BROKERS is not set: run the suite with scripts/test.sh (it starts tansu)")
 }
 
-struct Wafer {
-    child: Child,
-    port: u16,
-}
-
-impl Wafer {
-    fn start(config: &std::path::Path, port: u16) -> Self {
-        let child = Command::new(wafer_bin())
-            .args(["serve", "--config"])
-            .arg(config)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env("WAFER_CACHE_DIR", target_dir().join("test-artifact-cache"))
-            .env("WAFER_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "wafer serve did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self { child, port }
-    }
-    fn kill9(mut self) {
-        let _ = Command::new("kill").args(["-9", &self.child.id().to_string()]).status();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Wafer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn post(port: u16, path: &str, body: &Json) -> (u16, Json) {
-    let out = Command::new("curl")
-        .args(["-s", "-w", "\n%{http_code}", "-X", "POST", "-H", "content-type: application/json", "--data-binary", "@-"])
-        .arg(format!("http://127.0.0.1:{port}{path}"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(body.to_string().as_bytes())?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    let (body, code) = text.rsplit_once('\n').unwrap();
-    (code.parse().unwrap(), serde_json::from_str(body).unwrap_or(Json::Null))
-}
 
 fn manifest(dir: &std::path::Path, redis: &str, topic: Option<&str>, group: &str) -> std::path::PathBuf {
     let kafka = topic.map_or(String::new(), |_| format!("[kafka]\nbrokers = \"{}\"\ngroup_id = \"{group}\"\n", brokers()));
@@ -288,4 +235,45 @@ fn http_push_is_readable_on_return_and_bad_requests_are_named() {
     assert_eq!((code, body["error"]["code"].as_str()), (404, Some("unknown_view")));
     let (code, _) = post(port, "/v1/features", &json!({"view": "txn"}));
     assert_eq!(code, 400);
+}
+
+#[test]
+fn a_persistently_failing_transform_pauses_only_its_view() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wafer.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\ntenant = \"t1\"\n\n[[stream_view]]\nname = \"chaos\"\nentity = \"e\"\ntransform = \"{}\"\nfeatures = [\"x\"]\nbreaker_trip_after = 2\nbreaker_cooldown = \"1s\"\n\n\
+             [[stream_view]]\nname = \"txn\"\nentity = \"user\"\ntransform = \"{}\"\nfeatures = [\"country\"]\n",
+            guests::MISBEHAVE,
+            guests::RUST_CARD_TXN
+        ),
+    )
+    .unwrap();
+    let w = Wafer::start(&config, free_port());
+    let now = crate::support::now_ms();
+    let ev = |mode: &str, x: i64| json!({"timestamp_ms": now, "value": {"mode": mode, "x": x}});
+    let traps = json!({"events": [ev("trap", 0), ev("trap", 0), ev("trap", 0)]});
+    let (code, body) = post(w.port, "/v1/views/chaos/events", &traps);
+    assert_eq!((code, body["failed"].as_array().map(Vec::len)), (200, Some(3)), "{body}");
+    // The second failing batch in a row trips the breaker: 503, nothing written.
+    let (code, body) = post(w.port, "/v1/views/chaos/events", &traps);
+    assert_eq!((code, body["error"]["code"].as_str()), (503, Some("view_paused")), "{body}");
+    let (code, body) = post(w.port, "/v1/views/chaos/events", &json!({"events": [ev("ok", 5)]}));
+    assert_eq!((code, body["error"]["code"].as_str()), (503, Some("view_paused")), "paused views refuse pushes: {body}");
+    // Other views keep working.
+    let (code, _) = post(w.port, "/v1/views/txn/events", &json!({"events": [{"timestamp_ms": now, "value": {"user_id": "a", "amount": 1, "country": "DE", "merchant": "m"}}]}));
+    assert_eq!(code, 200);
+    let (_, metrics) = crate::support::get(w.port, "/metrics");
+    assert!(metrics.contains("wafer_view_paused{view=\"t1/chaos\"} 1"), "{metrics}");
+    assert!(metrics.contains("wafer_breaker_trips_total{view=\"t1/chaos\",code=\"trap\"} 1"), "{metrics}");
+    // After the cooldown a healthy batch closes the breaker.
+    std::thread::sleep(Duration::from_millis(1100));
+    let (code, body) = post(w.port, "/v1/views/chaos/events", &json!({"events": [ev("ok", 5)]}));
+    assert_eq!((code, body["accepted"].as_u64()), (200, Some(1)), "{body}");
+    let (_, metrics) = crate::support::get(w.port, "/metrics");
+    assert!(metrics.contains("wafer_view_paused{view=\"t1/chaos\"} 0"), "{metrics}");
+    let (_, body) = post(w.port, "/v1/features", &json!({"entities": ["e1"], "features": ["chaos:x"]}));
+    assert_eq!(body["results"][0]["features"]["chaos:x"]["value"], 5, "{body}");
 }

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use serde_json::Value as Json;
+
 use wafer_runtime::{EngineConfig, Event, Limits, Loader, Transform, WaferEngine};
 
 pub use wafer_tests::guests;
@@ -130,4 +132,69 @@ impl Rng {
 
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// A `wafer serve` process, killed on drop.
+pub struct Wafer {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl Wafer {
+    pub fn start(config: &std::path::Path, port: u16) -> Self {
+        let child = Command::new(wafer_bin())
+            .args(["serve", "--config"])
+            .arg(config)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("WAFER_CACHE_DIR", target_dir().join("test-artifact-cache"))
+            .env("WAFER_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "wafer serve did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Self { child, port }
+    }
+    pub fn kill9(mut self) {
+        let _ = Command::new("kill").args(["-9", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Wafer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+
+/// POST JSON with curl: (status, parsed body or null).
+pub fn post(port: u16, path: &str, body: &Json) -> (u16, Json) {
+    let out = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", "-X", "POST", "-H", "content-type: application/json", "--data-binary", "@-"])
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(body.to_string().as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.parse().unwrap(), serde_json::from_str(body).unwrap_or(Json::Null))
+}
+
+/// GET with curl: (status, body text).
+pub fn get(port: u16, path: &str) -> (u16, String) {
+    let out = Command::new("curl").args(["-s", "-w", "\n%{http_code}"]).arg(format!("http://127.0.0.1:{port}{path}")).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.parse().unwrap(), body.to_string())
 }

@@ -11,10 +11,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 use wafer_runtime::offline::backfill::{BackfillReport, backfill_file, file_source_name};
 use wafer_runtime::offline::event_files::Progress;
 use wafer_runtime::pipeline::Metrics;
+use wafer_runtime::server::build_app;
+use wafer_runtime::store::OnlineStore;
+use wafer_runtime::store::embedded::EmbeddedStore;
+use wafer_runtime::store::redis::RedisStore;
 use wafer_runtime::view::Manifest;
 
 use crate::SandboxArgs;
-use crate::serve::{connect_store, load_views};
 
 #[derive(Args)]
 pub struct BackfillArgs {
@@ -56,9 +59,12 @@ pub fn backfill(args: BackfillArgs) -> Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     rt.block_on(async move {
         let loader = args.sandbox.loader()?;
-        let views = load_views(&manifest, &loader, &Arc::new(Metrics::default()), Some(&[args.view.as_str()]))?;
-        let view = views.get(&args.view).context("view not loaded")?.clone();
-        let store = connect_store(&manifest).await?;
+        let store: Arc<dyn OnlineStore> = match &manifest.redis {
+            Some(r) => Arc::new(RedisStore::connect(&r.url).await.with_context(|| format!("connecting to Redis at {}", r.url))?),
+            None => Arc::new(EmbeddedStore::new()),
+        };
+        let app = build_app(&manifest, &loader, store.clone(), Arc::new(Metrics::default()))?;
+        let view = app.views.get(&args.view).context("view not loaded")?.clone();
         let started = Instant::now();
         let bar = ProgressBar::new(0);
         bar.enable_steady_tick(Duration::from_millis(200));

@@ -3,6 +3,7 @@
 mod backfill;
 mod consume;
 mod inspect;
+mod materialize;
 mod run;
 mod serve;
 mod training_data;
@@ -48,6 +49,9 @@ enum Command {
     /// Point-in-time-correct training data: for each (entity, timestamp) row of a Parquet spine,
     /// every requested feature as it was at that time, written as Parquet.
     TrainingData(training_data::TrainingDataArgs),
+    /// Load a batch view's file (Parquet, CSV or JSONL) into Redis: pipelined, resumable,
+    /// newest event time wins, TTL applied. Exit code 1 if any row was bad (they are skipped).
+    Materialize(materialize::MaterializeArgs),
 }
 
 /// Sandbox and engine options shared by commands that load transforms.
@@ -113,6 +117,7 @@ fn main() -> ExitCode {
         Command::Dev(args) => serve::dev_cmd(args),
         Command::Backfill(args) => backfill::backfill(args),
         Command::TrainingData(args) => training_data::training_data(args),
+        Command::Materialize(args) => materialize::materialize_cmd(args),
     };
     match result {
         Ok(code) => code,

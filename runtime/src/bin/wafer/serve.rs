@@ -1,25 +1,24 @@
 //! `wafer serve` and `wafer dev`: run the streaming pipeline and the HTTP API.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use wafer_runtime::pipeline::{Metrics, View};
-use wafer_runtime::server::{App, serve};
+use wafer_runtime::pipeline::Metrics;
+use wafer_runtime::server::{App, build_app, serve};
 use wafer_runtime::store::OnlineStore;
 use wafer_runtime::store::embedded::EmbeddedStore;
 use wafer_runtime::store::redis::RedisStore;
-use wafer_runtime::view::{Manifest, ViewSpec};
-use wafer_runtime::{Limits, Loader, WorldKind};
+use wafer_runtime::view::Manifest;
 
 use crate::SandboxArgs;
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// The manifest (TOML): [redis], [kafka], [server] and [[stream_view]] tables.
+    /// The manifest (TOML): [redis], [kafka], [server], [[stream_view]], [[batch_view]],
+    /// [[request_view]] and [[feature_service]] tables.
     #[arg(long, value_name = "FILE", default_value = "wafer.toml")]
     config: PathBuf,
     /// Listen address (overrides [server].listen).
@@ -52,49 +51,20 @@ pub fn dev_cmd(args: DevArgs) -> Result<ExitCode> {
     run(manifest, args.listen.clone(), &args.sandbox, true)
 }
 
-/// Load the manifest's stream views (only `only`, if given), each checked against its transform.
-pub fn load_views(manifest: &Manifest, loader: &Loader, metrics: &Arc<Metrics>, only: Option<&[&str]>) -> Result<HashMap<String, Arc<View>>> {
-    let mut views = HashMap::new();
-    for cfg in &manifest.views {
-        if only.is_some_and(|o| !o.contains(&cfg.name.as_str())) {
-            continue;
-        }
-        let limits = Limits {
-            deadline: std::time::Duration::from_millis(cfg.deadline_ms),
-            memory_bytes: cfg.memory_mib << 20,
-            recycle_memory_bytes: (cfg.memory_mib << 20) / 4 * 3,
-            ..Limits::default()
-        };
-        let t = loader
-            .load_file(&cfg.transform, limits)
-            .with_context(|| format!("view `{}`: loading {}", cfg.name, cfg.transform.display()))?;
-        anyhow::ensure!(t.kind() == WorldKind::Stream, "view `{}`: {} is not a stream transform", cfg.name, cfg.transform.display());
-        let spec = ViewSpec::new(cfg, &t.info().outputs)?;
-        tracing::info!(view = %cfg.name, transform = t.name(), features = spec.feature_names().len(), "view loaded");
-        views.insert(cfg.name.clone(), Arc::new(View::new(&manifest.server.tenant, spec, t, metrics.clone())));
-    }
-    Ok(views)
-}
-
-/// The manifest's online store: Redis if configured, else a fresh embedded store.
-pub async fn connect_store(manifest: &Manifest) -> Result<Arc<dyn OnlineStore>> {
-    Ok(match &manifest.redis {
-        Some(r) => Arc::new(RedisStore::connect(&r.url).await.with_context(|| format!("connecting to Redis at {}", r.url))?),
-        None => Arc::new(EmbeddedStore::new()),
-    })
-}
-
 fn run(manifest: Manifest, listen: String, sandbox: &SandboxArgs, dev: bool) -> Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     rt.block_on(async move {
         let loader = sandbox.loader()?;
         let metrics = Arc::new(Metrics::default());
-        let views = load_views(&manifest, &loader, &metrics, None)?;
         let store: Arc<dyn OnlineStore> = match (&manifest.redis, dev) {
             (Some(r), false) => Arc::new(RedisStore::connect(&r.url).await.with_context(|| format!("connecting to Redis at {}", r.url))?),
             _ => Arc::new(EmbeddedStore::new()),
         };
-        let app = Arc::new(App { views, store, metrics });
+        let embedded = dev || manifest.redis.is_none();
+        let app = Arc::new(build_app(&manifest, &loader, store, metrics)?);
+        if embedded {
+            load_batch_views(&manifest, &app).await?;
+        }
         if !dev {
             if let Some(k) = &manifest.kafka {
                 crate::consume::start(k, &manifest, app.clone())?;
@@ -106,9 +76,31 @@ fn run(manifest: Manifest, listen: String, sandbox: &SandboxArgs, dev: bool) -> 
             if dev { "dev" } else { "serve" },
             listener.local_addr()?,
             if dev || manifest.redis.is_none() { "embedded" } else { "redis" },
-            app.views.keys().cloned().collect::<Vec<_>>().join(", ")
+            view_names(&app).join(", ")
         );
         serve(app, listener).await.context("serving HTTP")?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+fn view_names(app: &App) -> Vec<String> {
+    let mut names: Vec<String> = app.catalog.stored_views().iter().map(|v| v.name().to_owned()).collect();
+    names.extend(app.catalog.request_views().iter().map(|v| v.name.clone()));
+    names.sort();
+    names
+}
+
+/// The embedded store starts empty: load every batch view's configured source into it.
+async fn load_batch_views(manifest: &Manifest, app: &App) -> Result<()> {
+    for cfg in &manifest.batch_views {
+        let Some(view) = app.catalog.stored_views().iter().find(|v| v.name() == cfg.name) else { continue };
+        let report = wafer_runtime::materialize::materialize(app.store.as_ref(), view, cfg, None, |_, _| {})
+            .await
+            .with_context(|| format!("loading batch view `{}` from {}", cfg.name, cfg.source.display()))?;
+        eprintln!("batch view `{}`: {} rows loaded from {} ({} bad)", cfg.name, report.rows_loaded, cfg.source.display(), report.bad_rows);
+        for e in &report.first_errors {
+            eprintln!("  row {}: {}", e.row, e.message);
+        }
+    }
+    Ok(())
 }

@@ -13,10 +13,11 @@ use wafer_runtime::offline::spine::Spine;
 use wafer_runtime::offline::training::{EventSource, TrainingJob, parse_features, run};
 use wafer_runtime::offline::parquet_out;
 use wafer_runtime::pipeline::Metrics;
+use wafer_runtime::server::build_app;
+use wafer_runtime::store::embedded::EmbeddedStore;
 use wafer_runtime::view::Manifest;
 
 use crate::SandboxArgs;
-use crate::serve::load_views;
 
 #[derive(Args)]
 pub struct TrainingDataArgs {
@@ -62,9 +63,9 @@ pub fn training_data(args: TrainingDataArgs) -> Result<ExitCode> {
         features.extend(parse_features(f)?);
     }
     anyhow::ensure!(!features.is_empty(), "--features lists no `view:feature`");
-    let wanted: Vec<&str> = features.iter().map(|f| f.view.as_str()).collect();
     let loader = args.sandbox.loader()?;
-    let views = load_views(&manifest, &loader, &Arc::new(Metrics::default()), Some(&wanted))?;
+    let app = build_app(&manifest, &loader, Arc::new(EmbeddedStore::new()), Arc::new(Metrics::default()))?;
+    let views = &app.views;
     let mut events: HashMap<String, EventSource> = HashMap::new();
     for e in &args.events {
         let (view, path) = match e.split_once('=') {
@@ -79,7 +80,8 @@ pub fn training_data(args: TrainingDataArgs) -> Result<ExitCode> {
     let topics = manifest.views.iter().filter_map(|v| Some((v.name.clone(), v.topic.clone()?))).collect();
     let spine = Spine::read(&args.spine)?;
     let job = TrainingJob {
-        views: &views,
+        views,
+        catalog: &app.catalog,
         features,
         events,
         entity_column: args.entity_column.clone(),
@@ -96,14 +98,16 @@ pub fn training_data(args: TrainingDataArgs) -> Result<ExitCode> {
     bar.finish_and_clear();
     parquet_out::write(&args.out, &spine, &columns).with_context(|| format!("writing {}", args.out.display()))?;
     eprintln!(
-        "wrote {}: {} spine rows x {} features from {} events ({} failed, {} rows kept) in {:.2} s",
+        "wrote {}: {} spine rows x {} features from {} events ({} failed, {} rows kept) in {:.2} s ({:.2} s transform, {:.2} s sweep)",
         args.out.display(),
         stats.spine_rows,
         columns.len(),
         stats.events,
         stats.failed_events,
         stats.rows_kept,
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        stats.transform_secs,
+        stats.sweep_secs
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,33 @@
+//! `wafer-bench`: load generators that start their own services and report numbers.
+//!
+//! - `serving`: 100,000 users materialized from a file into a private Redis, `wafer serve`
+//!   with the `txn_risk` request view; sequential single-entity latency, throughput at N
+//!   connections, and 100-entity requests.
+//!
+//! Build first: `./scripts/build-guests.sh && cargo build --release -p wafer-runtime -p wafer-bench`.
+
+mod client;
+mod procs;
+mod serving;
+mod stats;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "wafer-bench")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Online serving: latency and throughput of POST /v1/features against Redis.
+    Serving(serving::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Serving(a) => serving::run(a),
+    }
+}

@@ -1,0 +1,80 @@
+//! Starting the services a benchmark needs: a private Redis and `wafer` itself.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn wait_port(port: u16, what: &str, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!("{what} did not start on port {port}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// A child process killed on drop.
+pub struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn redis(dir: &Path) -> Result<(Proc, u16)> {
+    let port = free_port()?;
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting redis-server (apt-get install redis-server)")?;
+    wait_port(port, "redis-server", Duration::from_secs(10))?;
+    Ok((Proc(child), port))
+}
+
+/// The repository root (this crate lives in `<root>/bench`).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+pub fn wafer_bin() -> Result<PathBuf> {
+    let p = root().join("target/release/wafer");
+    if !p.exists() {
+        bail!("{} is missing: cargo build --release -p wafer-runtime", p.display());
+    }
+    Ok(p)
+}
+
+pub fn guest(name: &str) -> Result<PathBuf> {
+    let p = root().join("target/wasm-guests/wasm32-wasip2/release").join(name);
+    if !p.exists() {
+        bail!("{} is missing: ./scripts/build-guests.sh", p.display());
+    }
+    Ok(p)
+}
+
+pub fn wafer_serve(config: &Path, port: u16) -> Result<Proc> {
+    let child = Command::new(wafer_bin()?)
+        .args(["serve", "--config"])
+        .arg(config)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("WAFER_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting wafer serve")?;
+    let p = Proc(child);
+    wait_port(port, "wafer serve", Duration::from_secs(60))?;
+    Ok(p)
+}

@@ -1,0 +1,134 @@
+//! Feature reads: the native `POST /v1/features` and Feast's `POST /get-online-features`.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use serde::Deserialize;
+use serde_json::Value as Json;
+
+use super::App;
+use super::respond::{Resp, body, bytes_resp, json_resp, serve_error};
+use crate::serving::{Entities, ServeError, feast};
+use crate::transform::json_out::value_to_json;
+
+/// Native request. `entities` is a list of keys (for every view of the request) or an object of
+/// key lists per entity type; `features` are `view:feature` (bare names resolve in `view`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeatureRequest {
+    #[serde(default)]
+    view: Option<String>,
+    entities: EntityKeys,
+    #[serde(default)]
+    features: Option<Vec<String>>,
+    #[serde(default)]
+    feature_service: Option<String>,
+    #[serde(default)]
+    request_data: HashMap<String, Vec<Json>>,
+    #[serde(default)]
+    as_of: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum EntityKeys {
+    All(Vec<String>),
+    ByType(HashMap<String, Vec<String>>),
+}
+
+pub async fn native(app: &App, req: Request<Incoming>) -> Resp {
+    let r: FeatureRequest = match body(req).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    match native_inner(app, &r).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            app.metrics.serve_errors.add("native", e.code(), 1);
+            serve_error(&e)
+        }
+    }
+}
+
+async fn native_inner(app: &App, r: &FeatureRequest) -> Result<Resp, ServeError> {
+    let service_features;
+    let features: &[String] = match (&r.features, &r.feature_service) {
+        (Some(f), None) => f,
+        (None, Some(s)) => {
+            service_features = app.catalog.service(s)?.to_vec();
+            &service_features
+        }
+        _ => return Err(ServeError::Invalid("give exactly one of `features` and `feature_service`".into())),
+    };
+    let plan = app.catalog.plan(features, r.view.as_deref())?;
+    let entities = match &r.entities {
+        EntityKeys::All(k) => Entities::All(k),
+        EntityKeys::ByType(m) => Entities::ByType(m),
+    };
+    let t = r.as_of.unwrap_or_else(super::now_ms);
+    let table = app.catalog.get(app.store.as_ref(), &plan, &entities, &r.request_data, t).await?;
+
+    // {"as_of": t, "results": [{"entity": k, "features": {name: {value, status, event_time_ms}}}]}
+    let mut out = Vec::with_capacity(64 + table.rows.len() * features.len() * 64);
+    let _ = write!(out, "{{\"as_of\":{t},\"results\":[");
+    for (i, row) in table.rows.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"entity\":");
+        match &r.entities {
+            EntityKeys::All(k) => write_json(&mut out, &Json::from(k[i].as_str())),
+            EntityKeys::ByType(m) => {
+                let obj: serde_json::Map<String, Json> = m.iter().map(|(t, k)| (t.clone(), Json::from(k.get(i).map_or("", String::as_str)))).collect();
+                write_json(&mut out, &Json::Object(obj));
+            }
+        }
+        out.extend_from_slice(b",\"features\":{");
+        for (j, (name, s)) in features.iter().zip(row).enumerate() {
+            if j > 0 {
+                out.push(b',');
+            }
+            write_json(&mut out, &Json::from(name.as_str()));
+            out.extend_from_slice(b":{\"value\":");
+            write_json(&mut out, &value_to_json(&s.value));
+            let _ = write!(out, ",\"status\":\"{}\",\"event_time_ms\":", s.status.as_str());
+            match s.event_time_ms {
+                Some(et) => {
+                    let _ = write!(out, "{et}}}");
+                }
+                None => out.extend_from_slice(b"null}"),
+            }
+        }
+        out.extend_from_slice(b"}}");
+    }
+    out.extend_from_slice(b"]}");
+    Ok(bytes_resp(StatusCode::OK, "application/json", out))
+}
+
+fn write_json(out: &mut Vec<u8>, v: &Json) {
+    let _ = serde_json::to_writer(&mut *out, v);
+}
+
+pub async fn feast(app: &App, req: Request<Incoming>) -> Resp {
+    let r: feast::FeastRequest = match body(req).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let t = r.as_of.unwrap_or_else(super::now_ms);
+    let full = r.full_feature_names;
+    let result = async {
+        let parsed = feast::parse(&app.catalog, r)?;
+        let table = feast::serve(&app.catalog, app.store.as_ref(), &parsed, t).await?;
+        Ok::<_, ServeError>(feast::response(&parsed, &table, full))
+    }
+    .await;
+    match result {
+        Ok(body) => json_resp(StatusCode::OK, &body),
+        Err(e) => {
+            app.metrics.serve_errors.add("feast", e.code(), 1);
+            serve_error(&e)
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! Building HTTP responses: JSON bodies and JSON errors.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use serde_json::{Value as Json, json};
+
+use crate::serving::ServeError;
+
+pub type Resp = Response<Full<Bytes>>;
+
+/// Largest accepted request body.
+pub const MAX_BODY: usize = 16 << 20;
+
+pub fn bytes_resp(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Resp {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
+    r
+}
+
+pub fn json_resp(status: StatusCode, body: &Json) -> Resp {
+    bytes_resp(status, "application/json", body.to_string())
+}
+
+pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Resp {
+    json_resp(status, &json!({"error": {"code": code, "message": message.into()}}))
+}
+
+pub fn serve_error(e: &ServeError) -> Resp {
+    json_resp(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.body())
+}
+
+/// Read and parse a JSON body into `T` (400 naming the problem; 413 past [`MAX_BODY`]).
+pub async fn body<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, Resp> {
+    let bytes = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("request body: {e} (limit {MAX_BODY} bytes)")))?
+        .to_bytes();
+    serde_json::from_slice(&bytes).map_err(|e| {
+        let code = if e.is_data() { "invalid_request" } else { "invalid_json" };
+        error(StatusCode::BAD_REQUEST, code, format!("request body: {e}"))
+    })
+}

@@ -1,0 +1,331 @@
+//! **Where features are served**: resolving `view:feature` names against the catalog of views,
+//! fetching stored features (all views of a request read concurrently over one multiplexed
+//! connection), running request views, and assembling one row per entity. The native endpoint
+//! and the Feast-compatible endpoint (`feast.rs`) are thin shapes over [`Catalog::get`].
+
+pub mod error;
+pub mod feast;
+pub mod request_view;
+pub mod stored;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::Value as Json;
+
+use crate::Feature;
+use crate::bindings::RequestInput;
+use crate::bindings::types::{Value, ValueType};
+use crate::store::OnlineStore;
+use crate::transform::TransformError;
+use crate::transform::json_out::value_from_json;
+pub use error::ServeError;
+pub use request_view::RequestView;
+pub use stored::{FeatureRef, Served, Status, StoredView};
+
+#[derive(Debug, Clone, Copy)]
+enum ViewId {
+    Stored(usize),
+    Request(usize),
+}
+
+/// Every servable view of a tenant, by name, and its feature services.
+#[derive(Default)]
+pub struct Catalog {
+    stored: Vec<Arc<StoredView>>,
+    request: Vec<Arc<RequestView>>,
+    by_name: HashMap<String, ViewId>,
+    services: HashMap<String, Vec<String>>,
+}
+
+/// What one request needs, resolved from its feature names.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Output columns, in request order.
+    columns: Vec<Column>,
+    /// One fetch per stored view involved.
+    groups: Vec<Group>,
+    /// Request views involved.
+    calls: Vec<Call>,
+    /// Feature names in request order (`view:feature`).
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+enum Column {
+    Stored { group: usize, pos: usize },
+    Request { call: usize, out: usize },
+}
+
+#[derive(Debug, Clone)]
+struct Group {
+    view: usize,
+    refs: Vec<FeatureRef>,
+}
+
+#[derive(Debug, Clone)]
+struct Call {
+    rv: usize,
+    /// (group, position) of each declared read.
+    reads: Vec<(usize, usize)>,
+    /// Output names requested from this view (index = `out` of its columns).
+    outputs: Vec<(String, usize)>,
+}
+
+/// The entity keys of a request: one list for every entity type, or a column per entity type.
+pub enum Entities<'a> {
+    All(&'a [String]),
+    ByType(&'a HashMap<String, Vec<String>>),
+}
+
+impl Entities<'_> {
+    fn keys(&self, entity: &str) -> Result<&[String], ServeError> {
+        match self {
+            Entities::All(k) => Ok(k),
+            Entities::ByType(m) => m.get(entity).map(Vec::as_slice).ok_or_else(|| ServeError::MissingEntity(entity.into())),
+        }
+    }
+}
+
+/// A resolved request: rows × columns of served values.
+pub struct Table {
+    pub rows: Vec<Vec<Served>>,
+}
+
+impl Catalog {
+    pub fn add_stored(&mut self, v: Arc<StoredView>) {
+        self.by_name.insert(v.name().to_owned(), ViewId::Stored(self.stored.len()));
+        self.stored.push(v);
+    }
+
+    pub fn add_request(&mut self, v: Arc<RequestView>) {
+        self.by_name.insert(v.name.clone(), ViewId::Request(self.request.len()));
+        self.request.push(v);
+    }
+
+    pub fn add_service(&mut self, name: &str, features: Vec<String>) {
+        self.services.insert(name.to_owned(), features);
+    }
+
+    pub fn stored_views(&self) -> &[Arc<StoredView>] {
+        &self.stored
+    }
+
+    pub fn request_views(&self) -> &[Arc<RequestView>] {
+        &self.request
+    }
+
+    /// Resolve a stored feature for a request view's `reads`: (view index, ref, entity type).
+    pub fn resolve_stored(&self, view: &str, feature: &str) -> Result<(usize, FeatureRef, String), String> {
+        match self.by_name.get(view) {
+            Some(ViewId::Stored(i)) => {
+                let v = &self.stored[*i];
+                let r = v.resolve(feature).ok_or_else(|| format!("view `{view}` has no feature `{feature}`"))?;
+                Ok((*i, r, v.spec.entity.clone()))
+            }
+            Some(ViewId::Request(_)) => Err(format!("`{view}` is a request view; request views can only read stored views")),
+            None => Err(format!("no view `{view}` (request views must be declared after the views they read)")),
+        }
+    }
+
+    /// The features of a feature service.
+    pub fn service(&self, name: &str) -> Result<&[String], ServeError> {
+        self.services.get(name).map(Vec::as_slice).ok_or_else(|| ServeError::UnknownService(name.into()))
+    }
+
+    /// The declared type of a `view:feature` (for typed outputs such as Parquet or OpenAPI).
+    pub fn value_type(&self, name: &str) -> Option<ValueType> {
+        let (v, f) = name.split_once(':')?;
+        match self.by_name.get(v)? {
+            ViewId::Stored(i) => Some(self.stored[*i].value_type(self.stored[*i].resolve(f)?)),
+            ViewId::Request(i) => self.request[*i].output(f).map(|(_, t)| t),
+        }
+    }
+
+    /// Resolve feature names (`view:feature`; a bare `feature` is looked up in `default_view`).
+    /// Every unknown view, then every unknown feature, is reported at once.
+    pub fn plan(&self, features: &[String], default_view: Option<&str>) -> Result<Plan, ServeError> {
+        if features.is_empty() {
+            return Err(ServeError::Invalid("no features requested".into()));
+        }
+        let mut plan = Plan { columns: Vec::with_capacity(features.len()), groups: Vec::new(), calls: Vec::new(), names: Vec::with_capacity(features.len()) };
+        let (mut unknown_views, mut unknown_features) = (Vec::new(), Vec::new());
+        for name in features {
+            let (view, feature) = match (name.split_once(':'), default_view) {
+                (Some((v, f)), _) => (v, f),
+                (None, Some(v)) => (v, name.as_str()),
+                (None, None) => return Err(ServeError::Invalid(format!("feature `{name}`: expected `view:feature`"))),
+            };
+            let full = format!("{view}:{feature}");
+            match self.by_name.get(view) {
+                None => {
+                    if !unknown_views.iter().any(|v| v == view) {
+                        unknown_views.push(view.to_owned());
+                    }
+                }
+                Some(ViewId::Stored(i)) => match self.stored[*i].resolve(feature) {
+                    None => unknown_features.push(full.clone()),
+                    Some(r) => {
+                        let (group, pos) = plan.fetch(*i, r);
+                        plan.columns.push(Column::Stored { group, pos });
+                    }
+                },
+                Some(ViewId::Request(i)) => match self.request[*i].output(feature) {
+                    None => unknown_features.push(full.clone()),
+                    Some(_) => {
+                        let call = plan.call(*i, &self.request[*i]);
+                        let outs = &mut plan.calls[call].outputs;
+                        let out = outs.len();
+                        outs.push((feature.to_owned(), self.request[*i].output(feature).map_or(0, |o| o.0)));
+                        plan.columns.push(Column::Request { call, out });
+                    }
+                },
+            }
+            plan.names.push(full);
+        }
+        if !unknown_views.is_empty() {
+            return Err(ServeError::UnknownViews(unknown_views));
+        }
+        if !unknown_features.is_empty() {
+            return Err(ServeError::UnknownFeatures(unknown_features));
+        }
+        Ok(plan)
+    }
+
+    /// Serve a planned request for `n` entity rows at time `t`.
+    pub async fn get(&self, store: &dyn OnlineStore, plan: &Plan, entities: &Entities<'_>, request_data: &HashMap<String, Vec<Json>>, t: i64) -> Result<Table, ServeError> {
+        // Check everything the caller sent before touching the store.
+        let mut keys: Vec<&[String]> = Vec::with_capacity(plan.groups.len());
+        for g in &plan.groups {
+            keys.push(entities.keys(&self.stored[g.view].spec.entity)?);
+        }
+        let n = match (keys.first(), entities) {
+            (Some(k), _) => k.len(),
+            (None, Entities::All(k)) => k.len(),
+            (None, Entities::ByType(m)) => m.values().next().map_or(0, Vec::len),
+        };
+        if n == 0 {
+            return Err(ServeError::Invalid("no entities".into()));
+        }
+        if let Some(k) = keys.iter().find(|k| k.len() != n) {
+            return Err(ServeError::Invalid(format!("entity key columns differ in length ({} and {n})", k.len())));
+        }
+        let params: Vec<Vec<Vec<Feature>>> = plan.calls.iter().map(|c| request_params(&self.request[c.rv], request_data, n)).collect::<Result<_, _>>()?;
+
+        // One concurrent read per stored view (pipelined on the store's connection).
+        let fetched: Vec<Vec<Vec<Served>>> = futures::future::try_join_all(plan.groups.iter().zip(&keys).map(|(g, k)| {
+            let view = self.stored[g.view].clone();
+            let refs = &g.refs;
+            async move {
+                let ks: Vec<&str> = k.iter().map(String::as_str).collect();
+                view.read(store, &ks, refs, t).await
+            }
+        }))
+        .await?;
+
+        // Request views: one call each, every entity batched.
+        let mut computed: Vec<Vec<Vec<Feature>>> = Vec::with_capacity(plan.calls.len());
+        for (c, params) in plan.calls.iter().zip(params) {
+            let rv = &self.request[c.rv];
+            let ekeys = match &rv.entity {
+                Some(e) => Some(entities.keys(e)?),
+                None => None,
+            };
+            let inputs: Vec<RequestInput> = params
+                .into_iter()
+                .enumerate()
+                .map(|(row, params)| RequestInput {
+                    entity_key: ekeys.map_or_else(String::new, |k| k[row].clone()),
+                    request_time_ms: t,
+                    params,
+                    stored: c.reads.iter().zip(&rv.reads).map(|(&(g, p), r)| request_view::stored_feature(&r.name, &fetched[g][row][p])).collect(),
+                })
+                .collect();
+            let results = tokio::task::block_in_place(|| rv.compute(&inputs)).map_err(|error| ServeError::Transform { view: rv.name.clone(), transform: rv.transform.name().into(), error })?;
+            let mut rows = Vec::with_capacity(n);
+            for (row, r) in results.into_iter().enumerate() {
+                match r {
+                    Ok(f) => rows.push(f),
+                    Err(TransformError::BadInput(message)) => {
+                        return Err(ServeError::Rejected { view: rv.name.clone(), entity: inputs[row].entity_key.clone(), message });
+                    }
+                    Err(error) => return Err(ServeError::Transform { view: rv.name.clone(), transform: rv.transform.name().into(), error }),
+                }
+            }
+            computed.push(rows);
+        }
+
+        let rows = (0..n)
+            .map(|row| {
+                plan.columns
+                    .iter()
+                    .map(|c| match *c {
+                        Column::Stored { group, pos } => fetched[group][row][pos].clone(),
+                        Column::Request { call, out, .. } => {
+                            let (name, hint) = &plan.calls[call].outputs[out];
+                            match request_view::pick(&computed[call][row], name, *hint) {
+                                Some(f) if f.value != Value::Null => Served { value: f.value.clone(), status: Status::Present, event_time_ms: Some(t) },
+                                _ => Served::MISSING,
+                            }
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok(Table { rows })
+    }
+}
+
+impl Plan {
+    fn fetch(&mut self, view: usize, r: FeatureRef) -> (usize, usize) {
+        let group = match self.groups.iter().position(|g| g.view == view) {
+            Some(g) => g,
+            None => {
+                self.groups.push(Group { view, refs: Vec::new() });
+                self.groups.len() - 1
+            }
+        };
+        let refs = &mut self.groups[group].refs;
+        let pos = match refs.iter().position(|x| *x == r) {
+            Some(p) => p,
+            None => {
+                refs.push(r);
+                refs.len() - 1
+            }
+        };
+        (group, pos)
+    }
+
+    fn call(&mut self, rv: usize, view: &RequestView) -> usize {
+        if let Some(c) = self.calls.iter().position(|c| c.rv == rv) {
+            return c;
+        }
+        let reads = view.reads.iter().map(|r| self.fetch(r.view, r.feature)).collect();
+        self.calls.push(Call { rv, reads, outputs: Vec::new() });
+        self.calls.len() - 1
+    }
+}
+
+/// Typed request params of one request view for every row; every missing param is named at once.
+fn request_params(rv: &RequestView, data: &HashMap<String, Vec<Json>>, n: usize) -> Result<Vec<Vec<Feature>>, ServeError> {
+    let missing: Vec<String> = rv.params.iter().filter(|p| !data.contains_key(&p.name)).map(|p| p.name.clone()).collect();
+    if !missing.is_empty() {
+        return Err(ServeError::MissingRequestData { view: rv.name.clone(), params: missing });
+    }
+    let mut rows: Vec<Vec<Feature>> = (0..n).map(|_| Vec::with_capacity(rv.params.len())).collect();
+    for p in &rv.params {
+        let col = &data[&p.name];
+        if col.len() != n {
+            return Err(ServeError::BadRequestData { param: p.name.clone(), row: col.len().min(n), message: format!("has {} values for {n} entities", col.len()) });
+        }
+        for (row, j) in col.iter().enumerate() {
+            let value = match value_from_json(p.value_type, j) {
+                Some(Value::Null) if !p.nullable => return Err(ServeError::BadRequestData { param: p.name.clone(), row, message: "must not be null".into() }),
+                Some(v) => v,
+                None => return Err(ServeError::BadRequestData { param: p.name.clone(), row, message: format!("expected {}, got {j}", p.value_type.as_str()) }),
+            };
+            rows[row].push(Feature { name: p.name.clone(), value });
+        }
+    }
+    Ok(rows)
+}

@@ -1,0 +1,134 @@
+//! Reading a stored view's features (latest values and aggregations merged from tiles) for a
+//! set of entities at a time `t`: one store round trip per view.
+
+use std::collections::HashMap;
+
+use crate::aggregate::Window;
+use crate::aggregate::ops::latest_field;
+use crate::aggregate::read::{FieldSource, compute, fields_for, latest};
+use crate::bindings::types::{Value, ValueType};
+use crate::store::{OnlineStore, StoreError};
+use crate::view::ViewSpec;
+
+/// Status of one served value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Present,
+    Missing,
+    Expired,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Present => "present",
+            Status::Missing => "missing",
+            Status::Expired => "expired",
+        }
+    }
+
+    /// Feast's name for the status.
+    pub fn feast(self) -> &'static str {
+        match self {
+            Status::Present => "PRESENT",
+            Status::Missing => "NOT_FOUND",
+            Status::Expired => "OUTSIDE_MAX_AGE",
+        }
+    }
+}
+
+/// One served feature value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Served {
+    pub value: Value,
+    pub status: Status,
+    pub event_time_ms: Option<i64>,
+}
+
+impl Served {
+    pub const MISSING: Served = Served { value: Value::Null, status: Status::Missing, event_time_ms: None };
+}
+
+/// Where a served feature comes from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FeatureRef {
+    /// Index into `spec.latest`.
+    Latest(usize),
+    /// Index into `spec.aggs`, the window, and the aggregated column's type.
+    Agg(usize, Window, ValueType),
+}
+
+/// The read side of a stream or batch view.
+pub struct StoredView {
+    /// Namespaced id (`tenant/view`): the store namespace.
+    pub id: String,
+    pub spec: ViewSpec,
+    /// Every served feature by name, resolved once.
+    features: HashMap<String, FeatureRef>,
+}
+
+impl StoredView {
+    pub fn new(tenant: &str, spec: ViewSpec) -> Self {
+        let mut features = HashMap::new();
+        for (i, (name, _)) in spec.latest.iter().enumerate() {
+            features.insert(name.clone(), FeatureRef::Latest(i));
+        }
+        for (i, a) in spec.aggs.iter().enumerate() {
+            let ct = spec.column_type(&a.column);
+            for w in &a.windows {
+                features.insert(a.feature_name(*w), FeatureRef::Agg(i, *w, ct));
+            }
+        }
+        Self { id: format!("{tenant}/{}", spec.name), spec, features }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// Resolve a feature name of this view.
+    pub fn resolve(&self, feature: &str) -> Option<FeatureRef> {
+        self.features.get(feature).copied()
+    }
+
+    /// The type of a resolved feature.
+    pub fn value_type(&self, r: FeatureRef) -> ValueType {
+        match r {
+            FeatureRef::Latest(i) => self.spec.latest[i].1,
+            FeatureRef::Agg(i, _, ct) => crate::aggregate::read::output_type(self.spec.aggs[i].function, ct),
+        }
+    }
+
+    /// Read `refs` of every entity at time `t`: `out[e][f]`.
+    pub async fn read(&self, store: &dyn OnlineStore, entities: &[&str], refs: &[FeatureRef], t: i64) -> Result<Vec<Vec<Served>>, StoreError> {
+        let (mut fields, mut hlls) = (Vec::with_capacity(refs.len()), Vec::new());
+        for r in refs {
+            match *r {
+                FeatureRef::Latest(i) => fields.push(latest_field(&self.spec.latest[i].0)),
+                FeatureRef::Agg(i, w, _) => fields_for(&self.spec.aggs[i], w, t, &mut fields, &mut hlls),
+            }
+        }
+        fields.sort_unstable();
+        fields.dedup();
+        let records = store.read(&self.id, entities, &fields, &hlls).await?;
+        Ok(records.iter().map(|rec| refs.iter().map(|r| self.serve(*r, rec, rec.is_empty(), t)).collect()).collect())
+    }
+
+    /// One value from a fetched record.
+    fn serve(&self, r: FeatureRef, rec: &dyn FieldSource, empty: bool, t: i64) -> Served {
+        match r {
+            FeatureRef::Latest(i) => match latest(&self.spec.latest[i].0, self.spec.latest[i].1, rec) {
+                None => Served::MISSING,
+                // Written after `t` (an `as_of` read of the past): not known at `t`.
+                Some((et, _)) if et > t => Served::MISSING,
+                Some((et, _)) if t - et > self.spec.ttl_ms => Served { value: Value::Null, status: Status::Expired, event_time_ms: Some(et) },
+                Some((et, v)) => Served { value: v, status: Status::Present, event_time_ms: Some(et) },
+            },
+            FeatureRef::Agg(i, w, ct) => Served {
+                value: compute(&self.spec.aggs[i], w, t, ct, rec),
+                status: if empty { Status::Missing } else { Status::Present },
+                event_time_ms: None,
+            },
+        }
+    }
+}

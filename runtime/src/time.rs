@@ -1,0 +1,100 @@
+//! Timestamps as text: RFC 3339 (UTC) formatting and parsing, without a calendar dependency.
+
+/// Days since 1970-01-01 → (year, month, day) (proleptic Gregorian; H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `ms` since the epoch as RFC 3339 UTC: `2024-05-01T12:00:00Z` (with `.mmm` when not whole seconds).
+pub fn format_rfc3339(ms: i64) -> String {
+    let (days, rem) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    let (y, mo, d) = civil_from_days(days);
+    let (h, mi, s, milli) = (rem / 3_600_000, rem / 60_000 % 60, rem / 1000 % 60, rem % 1000);
+    if milli == 0 { format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z") } else { format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}Z") }
+}
+
+/// Parse RFC 3339 / ISO 8601 (`2024-05-01T12:00:00Z`, `2024-05-01 12:00:00.5+02:00`,
+/// `2024-05-01`) into ms since the epoch. Fractions beyond milliseconds are truncated.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
+    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let (y, mo, d) = (num(0..4)?, num(5..7)? as u32, num(8..10)? as u32);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let mut ms = days_from_civil(y, mo, d) * 86_400_000;
+    if b.len() == 10 {
+        return Some(ms);
+    }
+    if !matches!(b[10], b'T' | b't' | b' ') || b.len() < 19 || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    ms += h * 3_600_000 + mi * 60_000 + sec * 1000;
+    let mut i = 19;
+    if b.get(i) == Some(&b'.') {
+        let start = i + 1;
+        i = start;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        let frac = &s[start..i.min(start + 3)];
+        ms += frac.parse::<i64>().ok()? * 10_i64.pow(3 - frac.len() as u32);
+    }
+    match &s[i..] {
+        "" | "Z" | "z" => Some(ms),
+        off if off.len() == 6 && (off.starts_with('+') || off.starts_with('-')) && off.as_bytes()[3] == b':' => {
+            let oh: i64 = off[1..3].parse().ok()?;
+            let om: i64 = off[4..6].parse().ok()?;
+            let delta = (oh * 60 + om) * 60_000;
+            Some(if off.starts_with('+') { ms - delta } else { ms + delta })
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        for ms in [0, 1_714_564_800_000, 1_714_564_800_123, -86_400_000, 951_782_400_000] {
+            assert_eq!(parse_rfc3339(&format_rfc3339(ms)), Some(ms), "{}", format_rfc3339(ms));
+        }
+        assert_eq!(format_rfc3339(1_714_564_800_000), "2024-05-01T12:00:00Z");
+        assert_eq!(format_rfc3339(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(parse_rfc3339("2024-05-01T14:00:00.5+02:00"), Some(1_714_564_800_500));
+        assert_eq!(parse_rfc3339("2024-05-01"), Some(1_714_521_600_000));
+        assert_eq!(parse_rfc3339("2024-13-01"), None);
+        assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+}
