@@ -13,7 +13,7 @@
 use std::path::Path;
 
 use super::event_files::{EventBatch, EventFile, EventFileError, Progress};
-use crate::pipeline::View;
+use crate::pipeline::{Prepared, View};
 use crate::store::{Applied, OnlineStore, SourceMark, StoreError};
 
 /// Failures kept in a report (the counts are always complete).
@@ -58,8 +58,20 @@ pub fn file_source_name(path: &Path) -> String {
     format!("backfill:{}", path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned()))
 }
 
+/// A transformed batch waiting for its store write.
+struct Pending {
+    prepared: Prepared,
+    mark: SourceMark,
+    positions: Vec<i64>,
+    invalid: Vec<(i64, String)>,
+    events: usize,
+}
+
 /// Backfill `path` (JSONL or Parquet) into `store` through `view`, resuming from the stored
 /// watermark of `source`. `on_progress` is called after every batch.
+///
+/// Batches are written strictly in order (each write checks and advances the watermark); the
+/// transform of batch k+1 runs while batch k's write is in flight.
 pub async fn backfill_file(
     view: &View,
     store: &dyn OnlineStore,
@@ -73,27 +85,44 @@ pub async fn backfill_file(
     let mut file = EventFile::open(path, topic, start)?;
     let mut report = BackfillReport { resumed_from: start, next_offset: start, ..Default::default() };
     let mut batch = EventBatch::default();
+    let mut pending: Option<Pending> = None;
     loop {
         let first = file.position();
-        if !file.next_batch(batch_size, &mut batch)? {
+        let next = if file.next_batch(batch_size, &mut batch)? {
+            // Applied even when every line was invalid, so the watermark moves past them.
+            let mark = SourceMark { source: source.into(), partition: 0, first_offset: first, next_offset: batch.next_position };
+            Some((mark, std::mem::take(&mut batch.events), std::mem::take(&mut batch.positions), std::mem::take(&mut batch.invalid)))
+        } else {
+            None
+        };
+        let done = next.is_none();
+        let write = async {
+            match pending.take() {
+                Some(p) => view.commit(store, &p.prepared, Some(p.mark.clone())).await.map(|a| Some((p, a))),
+                None => Ok(None),
+            }
+        };
+        let prepare = async { next.map(|(mark, events, positions, invalid)| Pending { prepared: view.prepare(&events), mark, positions, invalid, events: events.len() }) };
+        let (written, prepared) = futures::join!(write, prepare);
+        if let Some((p, applied)) = written? {
+            if let Applied::Stale { watermark } = applied {
+                return Err(BackfillError::Concurrent { source_name: source.into(), watermark, position: p.mark.first_offset });
+            }
+            for (pos, why) in p.invalid {
+                report.fail(pos, "invalid_event", why);
+            }
+            for f in &p.prepared.failures {
+                report.fail(p.positions[f.index.min(p.positions.len().saturating_sub(1))], f.code, f.message.clone());
+            }
+            report.events += p.events as u64;
+            report.rows += p.prepared.rows as u64;
+            report.next_offset = p.mark.next_offset;
+            on_progress(file.progress(), &report);
+        }
+        pending = prepared;
+        if done {
             break;
         }
-        // Applied even when every line was invalid, so the watermark moves past them.
-        let mark = SourceMark { source: source.into(), partition: 0, first_offset: first, next_offset: batch.next_position };
-        let outcome = view.process(store, &batch.events, Some(mark)).await?;
-        if let Applied::Stale { watermark } = outcome.applied {
-            return Err(BackfillError::Concurrent { source_name: source.into(), watermark, position: first });
-        }
-        for (pos, why) in batch.invalid.drain(..) {
-            report.fail(pos, "invalid_event", why);
-        }
-        for f in outcome.failures {
-            report.fail(batch.positions[f.index.min(batch.positions.len().saturating_sub(1))], f.code, f.message);
-        }
-        report.events += batch.events.len() as u64;
-        report.rows += outcome.rows as u64;
-        report.next_offset = batch.next_position;
-        on_progress(file.progress(), &report);
     }
     report.failures.sort_by_key(|f| f.0);
     Ok(report)
