@@ -40,6 +40,8 @@ pub enum KafkaHistoryError {
     NoTopic(String),
     #[error("online store: {0}")]
     Store(#[from] StoreError),
+    #[error("no messages for {IDLE:?} before the end of history: (partition, position, end) {stalled:?}; what was read is applied, rerun to resume")]
+    Stalled { stalled: Vec<(i32, i64, i64)> },
     #[error("partition {partition} was advanced to {watermark} by someone else (is `wafer serve` or another backfill consuming it?)")]
     Concurrent { partition: i32, watermark: i64 },
 }
@@ -106,8 +108,28 @@ pub async fn backfill(
     while !ranges.is_empty() {
         let msg = match tokio::time::timeout(IDLE, consumer.recv()).await {
             Err(_) => {
-                tracing::warn!(%topic, partitions = ?ranges.keys().collect::<Vec<_>>(), "no messages for {IDLE:?} before the end of history; stopping");
-                break;
+                // Nothing for a while: partitions whose position reached the end are complete
+                // (their last offsets were control records, never delivered); others stalled.
+                let positions = consumer.position()?;
+                let mut stalled = Vec::new();
+                for (p, (_, end)) in ranges.clone() {
+                    match positions.find_partition(topic, p).map(|e| e.offset()) {
+                        Some(Offset::Offset(o)) if o >= end => {
+                            if let Some(events) = buffers.remove(&p) {
+                                apply(view, store, topic, p, &events, &mut report).await?;
+                            }
+                            ranges.remove(&p);
+                        }
+                        other => stalled.push((p, other.and_then(|o| o.to_raw()).unwrap_or(-1), end)),
+                    }
+                }
+                if !stalled.is_empty() {
+                    for (p, events) in std::mem::take(&mut buffers) {
+                        apply(view, store, topic, p, &events, &mut report).await?;
+                    }
+                    return Err(KafkaHistoryError::Stalled { stalled });
+                }
+                continue;
             }
             Ok(m) => m?,
         };
@@ -128,11 +150,6 @@ pub async fn backfill(
             if done {
                 ranges.remove(&p);
             }
-        }
-    }
-    for (p, events) in buffers {
-        if !events.is_empty() {
-            apply(view, store, topic, p, &events, &mut report).await?;
         }
     }
     on_progress(read, total, &report);
