@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs what it needs (wasm32-wasip2 target,
-# componentize-py, Redis, the tansu Kafka broker), starts Redis and tansu on free loopback ports,
+# componentize-py, componentize-qjs/componentize-js, clang + wasi-libc, Redis, the tansu Kafka broker), starts Redis and tansu on free loopback ports,
 # runs `cargo test` over the workspace, and stops the services.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +15,22 @@ if ! .venv-tools/bin/componentize-py --version 2>/dev/null | grep -q '0.25.1'; t
   .venv-tools/bin/pip install -q componentize-py==0.25.1
 fi
 export COMPONENTIZE_PY=$ROOT/.venv-tools/bin/componentize-py
+# JavaScript: QuickJS (recommended) and StarlingMonkey, each pinned, installed only when missing.
+npm_tool() { # dir package@version bin
+  if ! [ -x "$TOOLS/$1/node_modules/.bin/$3" ] || ! grep -q "\"version\": \"${2##*@}\"" "$TOOLS/$1/node_modules/${2%@*}/package.json" 2>/dev/null; then
+    mkdir -p "$TOOLS/$1"
+    (cd "$TOOLS/$1" && npm install -q --no-audit --no-fund --no-save "$2" >/dev/null)
+  fi
+}
+npm_tool js-qjs componentize-qjs@0.4.5 componentize-qjs
+npm_tool js-sm @bytecodealliance/componentize-js@0.23.0 componentize-js
+export COMPONENTIZE_QJS=$TOOLS/js-qjs/node_modules/.bin/componentize-qjs
+export COMPONENTIZE_JS=$TOOLS/js-sm/node_modules/.bin/componentize-js
+# C: Debian's clang + lld + wasi-libc (bindings and the component step are the wasm-c crate's).
+if ! [ -f /usr/include/wasm32-wasi/stdlib.h ] || ! command -v clang-19 >/dev/null || ! command -v wasm-ld-19 >/dev/null; then
+  (apt-get update -qq && apt-get install -y -qq --no-install-recommends clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32) >/dev/null
+fi
+export WAFER_CLANG=$(command -v clang-19)
 
 echo "== services"
 if ! command -v redis-server >/dev/null; then

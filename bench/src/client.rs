@@ -9,6 +9,7 @@ use hyper_util::rt::TokioIo;
 pub struct Conn {
     tx: SendRequest<Full<Bytes>>,
     authority: String,
+    auth: Option<String>,
 }
 
 impl Conn {
@@ -17,12 +18,21 @@ impl Conn {
         stream.set_nodelay(true)?;
         let (tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(conn);
-        Ok(Self { tx, authority: format!("127.0.0.1:{port}") })
+        Ok(Self { tx, authority: format!("127.0.0.1:{port}"), auth: None })
+    }
+
+    /// Send `Authorization: Bearer <key>` with every request.
+    pub fn auth(&mut self, key: &str) {
+        self.auth = Some(format!("Bearer {key}"));
     }
 
     /// POST a JSON body; returns the response body (errors on a non-200).
     pub async fn post(&mut self, path: &str, body: Bytes) -> Result<Bytes> {
-        let req = hyper::Request::post(path).header("host", &self.authority).header("content-type", "application/json").body(Full::new(body))?;
+        let mut req = hyper::Request::post(path).header("host", &self.authority).header("content-type", "application/json");
+        if let Some(a) = &self.auth {
+            req = req.header("authorization", a);
+        }
+        let req = req.body(Full::new(body))?;
         self.tx.ready().await?;
         let resp = self.tx.send_request(req).await?;
         let status = resp.status();

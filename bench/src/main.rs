@@ -10,6 +10,7 @@ mod client;
 mod procs;
 mod serving;
 mod stats;
+mod tenants;
 
 use clap::{Parser, Subcommand};
 
@@ -24,10 +25,13 @@ struct Cli {
 enum Command {
     /// Online serving: latency and throughput of POST /v1/features against Redis.
     Serving(serving::Args),
+    /// Multi-tenant: upload → first request, memory of many tenant transforms, noisy neighbour.
+    Tenants(tenants::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serving(a) => serving::run(a),
+        Command::Tenants(a) => tenants::run(a),
     }
 }

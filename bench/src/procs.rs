@@ -24,6 +24,12 @@ fn wait_port(port: u16, what: &str, timeout: Duration) -> Result<()> {
 /// A child process killed on drop.
 pub struct Proc(Child);
 
+impl Proc {
+    pub fn new(c: Child) -> Self {
+        Self(c)
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.kill();

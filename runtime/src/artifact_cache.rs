@@ -39,6 +39,19 @@ impl ArtifactCache {
         Ok(Self { root, dir })
     }
 
+    /// The cache of one tenant: a subdirectory opened through this directory's handle, so a
+    /// name can never reach outside it (`name` must already be a validated tenant name).
+    pub fn namespace(&self, name: &str) -> Result<Self, CacheError> {
+        let path = self.root.join(name);
+        let err = |source| CacheError::Dir { path: path.clone(), source };
+        if name.is_empty() || name.contains(['/', '\\', '.']) {
+            return Err(err(io::Error::new(io::ErrorKind::InvalidInput, "invalid namespace name")));
+        }
+        self.dir.create_dir_all(name).map_err(err)?;
+        let dir = self.dir.open_dir(name).map_err(err)?;
+        Ok(Self { root: path, dir })
+    }
+
     fn name(sha256_hex: &str) -> String {
         format!("{sha256_hex}.cwasm")
     }

@@ -134,6 +134,16 @@ impl Loader {
         self.load(&bytes, limits)
     }
 
+    /// A loader sharing this one's engine and linker whose artifact cache is the tenant's own
+    /// subdirectory.
+    pub fn for_tenant(&self, tenant: &str) -> Result<Self, LoadError> {
+        let cache = match &self.cache {
+            Some(c) => Some(Arc::new(c.namespace(tenant)?)),
+            None => None,
+        };
+        Ok(Self { engine: self.engine.clone(), linker: self.linker.clone(), cache })
+    }
+
     /// Validate, compile (or fetch from cache), describe: a ready [`Transform`].
     pub fn load(&self, bytes: &[u8], limits: Limits) -> Result<Transform, LoadError> {
         let start = Instant::now();

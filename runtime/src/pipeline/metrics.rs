@@ -142,6 +142,8 @@ pub struct Metrics {
     pub breaker_trips: Counter,
     /// 1 while a view is paused by its circuit breaker.
     pub paused: Gauge,
+    /// Requests or changes refused by a tenant quota, by tenant and limit.
+    pub quota_exceeded: Counter,
     /// Feature requests refused or failed, by endpoint and error code.
     pub serve_errors: Counter,
     /// Transform + fold time per batch.
@@ -162,7 +164,8 @@ impl Default for Metrics {
             requests: Counter::new("wafer_http_requests_total", "HTTP requests by route and status.", "status").with_first("route"),
             breaker_trips: Counter::new("wafer_breaker_trips_total", "Times a view's circuit breaker opened (paused the view).", "code"),
             paused: Gauge::new("wafer_view_paused", "1 while the view is paused by its circuit breaker."),
-            serve_errors: Counter::new("wafer_serve_errors_total", "Feature requests refused or failed, by error code.", "code").with_first("endpoint"),
+            quota_exceeded: Counter::new("wafer_quota_exceeded_total", "Requests or changes refused by a tenant quota.", "limit").with_first("tenant"),
+            serve_errors: Counter::new("wafer_serve_errors_total", "Feature requests refused or failed, by tenant and error code.", "code").with_first("tenant"),
             request_seconds: Histogram::new("wafer_http_request_seconds", "HTTP request handling time by route.", SERVE_LATENCY).with_label("route"),
             transform_seconds: Histogram::new("wafer_transform_batch_seconds", "Wasm transform + fold time per batch.", LATENCY),
             freshness_seconds: Histogram::new("wafer_freshness_seconds", "Time from event produce to features readable.", LATENCY),
@@ -173,7 +176,7 @@ impl Default for Metrics {
 impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
-        for c in [&self.events, &self.rows, &self.store_errors, &self.replays, &self.requests, &self.serve_errors, &self.breaker_trips] {
+        for c in [&self.events, &self.rows, &self.store_errors, &self.replays, &self.requests, &self.serve_errors, &self.breaker_trips, &self.quota_exceeded] {
             c.render(&mut out);
         }
         self.paused.render(&mut out);

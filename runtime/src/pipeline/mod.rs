@@ -7,7 +7,6 @@ pub mod metrics;
 use std::sync::Arc;
 use std::time::Instant;
 
-use parking_lot::Mutex;
 
 use crate::aggregate::Window;
 use crate::aggregate::fold::{FoldPlan, fold};
@@ -55,7 +54,7 @@ pub struct View {
     plan: FoldPlan,
     retention: Vec<(i64, i64)>,
     keep_ms: i64,
-    workers: Mutex<Vec<StreamWorker>>,
+    workers: crate::transform::pool::Pool<StreamWorker>,
     /// The read side (shared with the serving layer).
     pub stored: Arc<StoredView>,
     /// Pauses the view when its transform fails persistently.
@@ -72,16 +71,18 @@ impl View {
         let keep_ms = if has_lifetime { 400 * DAY } else { spec.ttl_ms.max(spec.longest_window() + DAY) };
         let stored = Arc::new(StoredView::new(tenant, spec.clone()));
         let breaker = breaker::Breaker::new(spec.breaker);
-        Self { id: stored.id.clone(), spec, transform, plan, retention, keep_ms, workers: Mutex::new(Vec::new()), stored, breaker, metrics }
+        let workers = crate::transform::pool::Pool::new(transform.limits().max_instances);
+        Self { id: stored.id.clone(), spec, transform, plan, retention, keep_ms, workers, stored, breaker, metrics }
     }
 
     fn with_worker<R>(&self, f: impl FnOnce(&mut StreamWorker) -> R) -> R {
-        let mut w = match self.workers.lock().pop() {
-            Some(w) => w,
-            None => self.transform.stream_worker().expect("a view's transform is a stream transform"),
+        let mut w = match self.workers.take(|| self.transform.stream_worker()) {
+            Ok(w) => w,
+            // Checked when the view was built; kept as a contract failure rather than a panic.
+            Err(e) => unreachable!("view {} holds a non-stream transform: {e}", self.id),
         };
         let r = f(&mut w);
-        self.workers.lock().push(w);
+        self.workers.put(w);
         r
     }
 

@@ -33,6 +33,8 @@ pub struct Limits {
     pub recycle_memory_bytes: usize,
     /// Recycle an instance after this many calls regardless of memory (0 = never).
     pub recycle_after_calls: u64,
+    /// Live instances of this transform per node (a tenant quota); more concurrent calls wait.
+    pub max_instances: usize,
     /// Cap on the size of one call's output (sum of rows, names and values).
     pub output_bytes: usize,
     /// Longest guest log line kept; longer ones are truncated.
@@ -51,6 +53,7 @@ impl Default for Limits {
             memory_bytes: 64 << 20,
             recycle_memory_bytes: 48 << 20,
             recycle_after_calls: 0,
+            max_instances: 64,
             output_bytes: 16 << 20,
             log_line_bytes: 1024,
             log_lines_per_call: 20,

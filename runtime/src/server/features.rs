@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use super::App;
+use crate::tenant::TenantApp;
 use super::respond::{Resp, body, bytes_resp, json_resp, serve_error};
 use crate::serving::{Entities, ServeError, feast};
 use crate::transform::json_out::value_to_json;
@@ -38,41 +39,41 @@ enum EntityKeys {
     ByType(HashMap<String, Vec<String>>),
 }
 
-pub async fn native(app: &App, req: Request<Incoming>) -> Resp {
+pub async fn native(app: &App, t: &TenantApp, req: Request<Incoming>) -> Resp {
     let r: FeatureRequest = match body(req).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    match native_inner(app, &r).await {
+    match native_inner(app, t, &r).await {
         Ok(resp) => resp,
         Err(e) => {
-            app.metrics.serve_errors.add("native", e.code(), 1);
+            app.metrics.serve_errors.add(&t.name, e.code(), 1);
             serve_error(&e)
         }
     }
 }
 
-async fn native_inner(app: &App, r: &FeatureRequest) -> Result<Resp, ServeError> {
+async fn native_inner(app: &App, t: &TenantApp, r: &FeatureRequest) -> Result<Resp, ServeError> {
     let service_features;
     let features: &[String] = match (&r.features, &r.feature_service) {
         (Some(f), None) => f,
         (None, Some(s)) => {
-            service_features = app.catalog.service(s)?.to_vec();
+            service_features = t.catalog.service(s)?.to_vec();
             &service_features
         }
         _ => return Err(ServeError::Invalid("give exactly one of `features` and `feature_service`".into())),
     };
-    let plan = app.catalog.plan(features, r.view.as_deref())?;
+    let plan = t.catalog.plan(features, r.view.as_deref())?;
     let entities = match &r.entities {
         EntityKeys::All(k) => Entities::All(k),
         EntityKeys::ByType(m) => Entities::ByType(m),
     };
-    let t = r.as_of.unwrap_or_else(super::now_ms);
-    let table = app.catalog.get(app.store.as_ref(), &plan, &entities, &r.request_data, t).await?;
+    let now = r.as_of.unwrap_or_else(super::now_ms);
+    let table = t.catalog.get(app.store.as_ref(), &plan, &entities, &r.request_data, now).await?;
 
     // {"as_of": t, "results": [{"entity": k, "features": {name: {value, status, event_time_ms}}}]}
     let mut out = Vec::with_capacity(64 + table.rows.len() * features.len() * 64);
-    let _ = write!(out, "{{\"as_of\":{t},\"results\":[");
+    let _ = write!(out, "{{\"as_of\":{now},\"results\":[");
     for (i, row) in table.rows.iter().enumerate() {
         if i > 0 {
             out.push(b',');
@@ -111,7 +112,7 @@ fn write_json(out: &mut Vec<u8>, v: &Json) {
     let _ = serde_json::to_writer(&mut *out, v);
 }
 
-pub async fn feast(app: &App, req: Request<Incoming>) -> Resp {
+pub async fn feast(app: &App, tenant: &TenantApp, req: Request<Incoming>) -> Resp {
     let r: feast::FeastRequest = match body(req).await {
         Ok(r) => r,
         Err(resp) => return resp,
@@ -119,15 +120,15 @@ pub async fn feast(app: &App, req: Request<Incoming>) -> Resp {
     let t = r.as_of.unwrap_or_else(super::now_ms);
     let full = r.full_feature_names;
     let result = async {
-        let parsed = feast::parse(&app.catalog, r)?;
-        let table = feast::serve(&app.catalog, app.store.as_ref(), &parsed, t).await?;
+        let parsed = feast::parse(&tenant.catalog, r)?;
+        let table = feast::serve(&tenant.catalog, app.store.as_ref(), &parsed, t).await?;
         Ok::<_, ServeError>(feast::response(&parsed, &table, full))
     }
     .await;
     match result {
         Ok(body) => json_resp(StatusCode::OK, &body),
         Err(e) => {
-            app.metrics.serve_errors.add("feast", e.code(), 1);
+            app.metrics.serve_errors.add(&tenant.name, e.code(), 1);
             serve_error(&e)
         }
     }

@@ -9,7 +9,9 @@
 //!
 //! Errors are JSON `{"error": {"code": "...", "message": "...", ...}}` with a 4xx/5xx status.
 
-pub mod build;
+pub mod admin;
+pub mod auth;
+pub mod control;
 mod features;
 mod push;
 mod training;
@@ -26,10 +28,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value as Json, json};
 use tokio::net::TcpListener;
 
+use parking_lot::RwLock;
+
 use crate::pipeline::{Metrics, View};
-use crate::serving::Catalog;
+use crate::registry::ApiKey;
 use crate::store::OnlineStore;
-pub use build::{BuildError, build_app};
+use crate::tenant::TenantApp;
 use respond::{Resp, bytes_resp, error, json_resp};
 
 /// The OpenAPI document of every route.
@@ -45,15 +49,71 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/features"),
     ("POST", "/get-online-features"),
     ("POST", "/v1/training-data"),
+    ("GET", "/v1/metrics"),
+    ("GET", "/v1/transforms"),
+    ("GET", "/v1/transforms/{name}"),
+    ("PUT", "/v1/transforms/{name}"),
+    ("POST", "/v1/transforms/{name}/activate"),
+    ("PUT", "/v1/views/{view}"),
+    ("DELETE", "/v1/views/{view}"),
+    ("GET", "/v1/admin/tenants"),
+    ("POST", "/v1/admin/tenants"),
+    ("PATCH", "/v1/admin/tenants/{tenant}"),
+    ("POST", "/v1/admin/tenants/{tenant}/keys"),
+    ("DELETE", "/v1/admin/tenants/{tenant}/keys/{key}"),
 ];
 
+/// A node: the online store, metrics, and the tenants it serves (swapped atomically when the
+/// registry changes; requests in flight keep the state they started with).
 pub struct App {
-    /// Stream views by name (push targets).
-    pub views: HashMap<String, Arc<View>>,
-    /// Everything servable: stream, batch and request views, feature services.
-    pub catalog: Catalog,
     pub store: Arc<dyn OnlineStore>,
     pub metrics: Arc<Metrics>,
+    state: RwLock<Arc<NodeState>>,
+    /// The control plane (registry mode); `None` serves one manifest tenant without keys.
+    pub control: Option<Arc<crate::control::Control>>,
+}
+
+/// What the node serves right now.
+#[derive(Default)]
+pub struct NodeState {
+    pub tenants: HashMap<String, Arc<TenantApp>>,
+    /// sha256(secret) → key (registry mode).
+    pub keys: HashMap<String, ApiKey>,
+    /// Manifest mode: every request is this tenant's, no key needed.
+    pub open_tenant: Option<String>,
+    /// Registry version this state was built from.
+    pub version: u64,
+}
+
+impl App {
+    /// Manifest mode: one tenant, no keys.
+    pub fn single(tenant: TenantApp, store: Arc<dyn OnlineStore>, metrics: Arc<Metrics>) -> Self {
+        let name = tenant.name.clone();
+        let state = NodeState { tenants: HashMap::from([(name.clone(), Arc::new(tenant))]), open_tenant: Some(name), ..NodeState::default() };
+        Self { store, metrics, state: RwLock::new(Arc::new(state)), control: None }
+    }
+
+    /// Registry mode: tenants and keys come from the control plane's sync loop.
+    pub fn registry(control: Arc<crate::control::Control>, store: Arc<dyn OnlineStore>, metrics: Arc<Metrics>) -> Self {
+        Self { store, metrics, state: RwLock::new(Arc::new(NodeState::default())), control: Some(control) }
+    }
+
+    pub fn state(&self) -> Arc<NodeState> {
+        self.state.read().clone()
+    }
+
+    pub fn swap_state(&self, s: NodeState) {
+        *self.state.write() = Arc::new(s);
+    }
+
+    pub fn tenant(&self, name: &str) -> Option<Arc<TenantApp>> {
+        self.state.read().tenants.get(name).cloned()
+    }
+
+    /// The current stream view `view` of `tenant` (a hot swap replaces it between batches).
+    pub fn view(&self, tenant: &str, view: &str) -> Option<Arc<View>> {
+        self.state.read().tenants.get(tenant)?.views.get(view).cloned()
+    }
 }
 
 /// Serve until the listener fails.
@@ -72,37 +132,89 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) -> std::io::Result<()> 
     }
 }
 
-async fn handle(app: &App, req: Request<Incoming>) -> Resp {
+async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Resp {
     let started = Instant::now();
-    let method = req.method().clone();
-    let (route, resp) = match (&method, req.uri().path()) {
-        (&Method::POST, "/v1/features") => ("features", features::native(app, req).await),
-        (&Method::POST, "/get-online-features") => ("feast", features::feast(app, req).await),
-        (&Method::POST, "/v1/training-data") => ("training_data", training::training_data(app, req).await),
-        (&Method::POST, p) if p.starts_with("/v1/views/") && p.ends_with("/events") && p.len() > "/v1/views//events".len() => {
-            let view = p["/v1/views/".len()..p.len() - "/events".len()].to_string();
-            ("push", push::push_events(app, &view, req).await)
-        }
-        (&Method::GET, "/healthz") => ("healthz", json_resp(StatusCode::OK, &json!({"status": "ok"}))),
-        (&Method::GET, "/metrics") => ("metrics", bytes_resp(StatusCode::OK, "text/plain; version=0.0.4", app.metrics.render())),
-        (&Method::GET, "/openapi.json") => ("openapi", bytes_resp(StatusCode::OK, "application/json", OPENAPI)),
-        (&Method::GET, "/v1/views") => ("views", list_views(app)),
-        (m, p) => {
-            let known = ROUTES.iter().any(|(_, r)| *r == p);
-            let resp = if known {
-                error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{m} is not allowed on {p}"))
-            } else {
-                error(StatusCode::NOT_FOUND, "not_found", format!("no route {m} {p}"))
-            };
-            ("unknown", resp)
-        }
-    };
+    let (route, resp) = route(app, req).await;
     app.metrics.requests.add(route, resp.status().as_str(), 1);
     app.metrics.request_seconds.observe(route, started.elapsed().as_secs_f64());
     resp
 }
 
-fn list_views(app: &App) -> Resp {
+async fn route(app: &Arc<App>, req: Request<Incoming>) -> (&'static str, Resp) {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    match (&method, path.as_str()) {
+        (&Method::GET, "/healthz") => return ("healthz", json_resp(StatusCode::OK, &json!({"status": "ok"}))),
+        (&Method::GET, "/openapi.json") => return ("openapi", bytes_resp(StatusCode::OK, "application/json", OPENAPI)),
+        (&Method::GET, "/metrics") => {
+            // Every tenant's metrics: the operator's (admin token in registry mode).
+            if let Err(r) = auth::admin(app, &req) {
+                return ("metrics", r);
+            }
+            return ("metrics", bytes_resp(StatusCode::OK, "text/plain; version=0.0.4", app.metrics.render()));
+        }
+        (_, p) if p.starts_with("/v1/admin/") => {
+            if let Err(r) = auth::admin(app, &req) {
+                return ("admin", r);
+            }
+            return ("admin", admin::handle(app, req, &method, &path).await);
+        }
+        _ => {}
+    }
+    if !ROUTES.iter().any(|(_, r)| matches_template(r, &path)) && !control::is_control_path(&path) {
+        return ("unknown", error(StatusCode::NOT_FOUND, "not_found", format!("no route {method} {path}")));
+    }
+    let tenant = match auth::tenant(app, &req) {
+        Ok(t) => t,
+        Err(r) => return ("auth", r),
+    };
+    if let Err(retry_after) = tenant.rate.check() {
+        app.metrics.quota_exceeded.add(&tenant.name, "requests_per_second", 1);
+        let mut r = error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("tenant `{}` is over its quota of {} requests/s", tenant.name, tenant.quotas.requests_per_second));
+        r.headers_mut().insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from(retry_after));
+        return ("rate_limited", r);
+    }
+    let t = &tenant;
+    match (&method, path.as_str()) {
+        (&Method::POST, "/v1/features") => ("features", features::native(app, t, req).await),
+        (&Method::POST, "/get-online-features") => ("feast", features::feast(app, t, req).await),
+        (&Method::POST, "/v1/training-data") => ("training_data", training::training_data(t, req).await),
+        (&Method::GET, "/v1/views") => ("views", list_views(t)),
+        (&Method::GET, "/v1/metrics") => ("metrics", bytes_resp(StatusCode::OK, "text/plain; version=0.0.4", tenant_metrics(&app.metrics.render(), &t.name))),
+        (&Method::POST, p) if p.starts_with("/v1/views/") && p.ends_with("/events") && p.len() > "/v1/views//events".len() => {
+            let view = p["/v1/views/".len()..p.len() - "/events".len()].to_string();
+            ("push", push::push_events(app, t, &view, req).await)
+        }
+        (m, p) if control::is_control_path(p) => ("control", control::handle(app, t, req, m, p).await),
+        (m, p) => ("unknown", error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{m} is not allowed on {p}"))),
+    }
+}
+
+/// Whether `path` matches a route template such as `/v1/views/{view}/events`.
+pub(super) fn matches_template(template: &str, path: &str) -> bool {
+    let (mut t, mut p) = (template.split('/'), path.split('/'));
+    loop {
+        match (t.next(), p.next()) {
+            (None, None) => return true,
+            (Some(a), Some(b)) if a.starts_with('{') && !b.is_empty() => {}
+            (Some(a), Some(b)) if a == b => {}
+            _ => return false,
+        }
+    }
+}
+
+/// Only the metric lines of one tenant (views are `tenant/view`; tenant labels are the name).
+fn tenant_metrics(all: &str, tenant: &str) -> String {
+    let view = format!("view=\"{tenant}/");
+    let label = format!("tenant=\"{tenant}\"");
+    all.lines().filter(|l| l.starts_with('#') || l.contains(&view) || l.contains(&label)).fold(String::new(), |mut o, l| {
+        o.push_str(l);
+        o.push('\n');
+        o
+    })
+}
+
+fn list_views(app: &TenantApp) -> Resp {
     let mut views: Vec<Json> = app
         .catalog
         .stored_views()

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
 use super::App;
+use crate::tenant::TenantApp;
 use super::respond::{Resp, body, error, json_resp};
 use crate::events::parse_line;
 use crate::pipeline::breaker::Verdict;
@@ -16,8 +17,8 @@ struct PushRequest {
     events: Vec<Json>,
 }
 
-pub async fn push_events(app: &App, view: &str, req: Request<Incoming>) -> Resp {
-    let Some(v) = app.views.get(view) else {
+pub async fn push_events(app: &App, t: &TenantApp, view: &str, req: Request<Incoming>) -> Resp {
+    let Some(v) = t.views.get(view) else {
         return error(StatusCode::NOT_FOUND, "unknown_view", format!("no stream view `{view}`"));
     };
     let items = match body::<PushRequest>(req).await {

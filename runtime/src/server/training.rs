@@ -17,7 +17,7 @@ use hyper::{Request, StatusCode};
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 
-use super::App;
+use crate::tenant::TenantApp;
 use super::respond::{Resp, body, error, json_resp};
 use crate::events::parse_line;
 use crate::offline::spine::Spine;
@@ -35,7 +35,7 @@ struct TrainingRequest {
     events: Vec<Json>,
 }
 
-pub(super) async fn training_data(app: &App, req: Request<Incoming>) -> Resp {
+pub(super) async fn training_data(tenant: &TenantApp, req: Request<Incoming>) -> Resp {
     let r: TrainingRequest = match body(req).await {
         Ok(r) => r,
         Err(resp) => return resp,
@@ -60,8 +60,8 @@ pub(super) async fn training_data(app: &App, req: Request<Incoming>) -> Resp {
         Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_request", message),
     };
     let job = TrainingJob {
-        views: &app.views,
-        catalog: &app.catalog,
+        views: &tenant.views,
+        catalog: &tenant.catalog,
         features,
         events: HashMap::from([(String::new(), EventSource::Inline(events))]),
         entity_column: Some("entity".into()),

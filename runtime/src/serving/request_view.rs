@@ -1,8 +1,6 @@
 //! Request (on-demand) views: a request transform called once per request with every entity
 //! batched, after the host prefetched the stored features it declared in `reads`.
 
-use parking_lot::Mutex;
-
 use crate::bindings::types::{Feature, ValueType};
 use crate::bindings::{RequestInput, StoredFeature};
 use crate::transform::request::EntityResult;
@@ -28,7 +26,7 @@ pub struct RequestView {
     pub reads: Vec<Read>,
     /// Entity type whose key is passed as `entity-key` (that of the first read view).
     pub entity: Option<String>,
-    workers: Mutex<Vec<RequestWorker>>,
+    workers: crate::transform::pool::Pool<RequestWorker>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +61,7 @@ impl RequestView {
             }
             reads.push(Read { name: r.clone(), view, feature });
         }
-        Ok(Self { name: name.into(), params: info.params.clone(), reads, entity, transform, workers: Mutex::new(Vec::new()) })
+        Ok(Self { name: name.into(), params: info.params.clone(), reads, entity, workers: crate::transform::pool::Pool::new(transform.limits().max_instances), transform })
     }
 
     /// The output's position and type, if the transform declares it.
@@ -73,12 +71,9 @@ impl RequestView {
 
     /// Call the transform on every input (CPU: runs on the caller's thread, under its deadline).
     pub fn compute(&self, inputs: &[RequestInput]) -> Result<Vec<EntityResult>, TransformError> {
-        let mut w = match self.workers.lock().pop() {
-            Some(w) => w,
-            None => self.transform.request_worker().map_err(|e| TransformError::Instantiate(e.to_string()))?,
-        };
+        let mut w = self.workers.take(|| self.transform.request_worker().map_err(|e| TransformError::Instantiate(e.to_string())))?;
         let r = w.compute(inputs);
-        self.workers.lock().push(w);
+        self.workers.put(w);
         r
     }
 }

@@ -26,43 +26,36 @@ use crate::bindings::types::{Event, Header as EventHeader};
 use crate::pipeline::View;
 use crate::server::{App, now_ms};
 use crate::store::{Applied, SourceMark};
-use crate::view::{KafkaConfig, Manifest};
+use crate::tenant::StreamSource;
+use crate::view::KafkaConfig;
 
 /// Longest wait to fill a batch once its first event arrived.
 const LINGER: Duration = Duration::from_millis(5);
 
-pub fn spawn_consumers(kafka: &KafkaConfig, manifest: &Manifest, app: Arc<App>) -> Result<()> {
-    for cfg in &manifest.views {
-        let Some(topic) = cfg.topic.clone() else { continue };
-        let view = app.views.get(&cfg.name).cloned().context("view not loaded")?;
-        let group = format!("{}.{}.{}", kafka.group_id, manifest.server.tenant, cfg.name);
-        let consumer: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &kafka.brokers)
-            .set("group.id", &group)
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "10000")
-            .set("fetch.wait.max.ms", "5")
-            .create()
-            .with_context(|| format!("creating the Kafka consumer for view `{}`", cfg.name))?;
-        consumer.subscribe(&[&topic]).with_context(|| format!("subscribing to `{topic}`"))?;
-        let dlq = match &cfg.dead_letter_topic {
-            Some(t) => Some((
-                t.clone(),
-                ClientConfig::new()
-                    .set("bootstrap.servers", &kafka.brokers)
-                    .set("linger.ms", "1")
-                    .create::<FutureProducer>()
-                    .context("creating the dead-letter producer")?,
-            )),
-            None => None,
-        };
-        tracing::info!(view = %cfg.name, %topic, %group, "consuming");
-        let batch_size = cfg.batch_size.max(1);
-        let app = app.clone();
-        tokio::spawn(async move { consume(consumer, view, app, topic, batch_size, dlq).await });
-    }
-    Ok(())
+/// Start consuming `src.topic` for a tenant's stream view (group `<group_id>.<tenant>.<view>`).
+/// The task looks the view up before every batch, so a hot swap takes effect at the next batch
+/// and a deleted view stops its consumer.
+pub fn spawn_consumer(kafka: &KafkaConfig, app: Arc<App>, src: StreamSource) -> Result<tokio::task::JoinHandle<()>> {
+    let group = format!("{}.{}.{}", kafka.group_id, src.tenant, src.view);
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &kafka.brokers)
+        .set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "10000")
+        .set("fetch.wait.max.ms", "5")
+        .create()
+        .with_context(|| format!("creating the Kafka consumer for view `{}`", src.view))?;
+    consumer.subscribe(&[&src.topic]).with_context(|| format!("subscribing to `{}`", src.topic))?;
+    let dlq = match &src.dead_letter_topic {
+        Some(t) => Some((
+            t.clone(),
+            ClientConfig::new().set("bootstrap.servers", &kafka.brokers).set("linger.ms", "1").create::<FutureProducer>().context("creating the dead-letter producer")?,
+        )),
+        None => None,
+    };
+    tracing::info!(tenant = %src.tenant, view = %src.view, topic = %src.topic, %group, "consuming");
+    Ok(tokio::spawn(async move { consume(consumer, app, src, dlq).await }))
 }
 
 pub(crate) fn to_event(m: &BorrowedMessage<'_>) -> Event {
@@ -80,15 +73,16 @@ pub(crate) fn to_event(m: &BorrowedMessage<'_>) -> Event {
     }
 }
 
-async fn consume(consumer: StreamConsumer, view: Arc<View>, app: Arc<App>, topic: String, batch_size: usize, dlq: Option<(String, FutureProducer)>) {
+async fn consume(consumer: StreamConsumer, app: Arc<App>, src: StreamSource, dlq: Option<(String, FutureProducer)>) {
     let mut watermarks: HashMap<i32, i64> = HashMap::new();
+    let (topic, batch_size) = (src.topic.clone(), src.batch_size);
     loop {
         // Gather a batch: block for the first message, then linger briefly.
         let mut events: Vec<Event> = Vec::with_capacity(batch_size);
         match consumer.recv().await {
             Ok(m) => events.push(to_event(&m)),
             Err(e) => {
-                tracing::warn!(view = %view.id, error = %e, "kafka receive failed");
+                tracing::warn!(tenant = %src.tenant, view = %src.view, error = %e, "kafka receive failed");
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
@@ -100,6 +94,10 @@ async fn consume(consumer: StreamConsumer, view: Arc<View>, app: Arc<App>, topic
                 _ => break,
             }
         }
+        let Some(view) = app.view(&src.tenant, &src.view) else {
+            tracing::info!(tenant = %src.tenant, view = %src.view, "view deleted: consumer stops");
+            return;
+        };
         let mut by_partition: HashMap<i32, Vec<Event>> = HashMap::new();
         for e in events {
             by_partition.entry(e.partition).or_default().push(e);

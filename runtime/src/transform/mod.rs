@@ -8,6 +8,7 @@
 mod error;
 mod instance;
 pub mod json_out;
+pub mod pool;
 pub mod request;
 pub mod schema;
 mod stream;

@@ -66,6 +66,12 @@ impl StreamWorker {
         s
     }
 
+    /// Linear memory of the live instance in bytes; `None` when no instance is live (before the
+    /// first call, or right after the instance was recycled or discarded).
+    pub fn instance_memory(&self) -> Option<usize> {
+        self.live.as_ref().map(|l| l.store.data().limiter.current())
+    }
+
     /// Transform a batch: exactly one result per event, in order.
     pub fn process(&mut self, events: &[Event]) -> Vec<EventResult> {
         if events.is_empty() {

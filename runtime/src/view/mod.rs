@@ -67,6 +67,10 @@ pub struct Manifest {
     pub kafka: Option<KafkaConfig>,
     #[serde(default)]
     pub server: ServerConfig,
+    /// Registry mode: tenants, keys, transforms and views live in Redis and are managed through
+    /// the API (needs `[redis]`; the manifest then declares no views).
+    #[serde(default)]
+    pub control: Option<ControlConfig>,
     #[serde(default, rename = "stream_view")]
     pub views: Vec<StreamViewConfig>,
     #[serde(default, rename = "batch_view")]
@@ -75,6 +79,24 @@ pub struct Manifest {
     pub request_views: Vec<RequestViewConfig>,
     #[serde(default, rename = "feature_service")]
     pub feature_services: Vec<FeatureServiceConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    /// Environment variable holding the admin token (never put the token itself in a file).
+    #[serde(default = "default_admin_env")]
+    pub admin_token_env: String,
+    /// Uploads compiled at once (compiles take CPU from serving).
+    #[serde(default = "default_compile_slots")]
+    pub compile_slots: usize,
+}
+
+fn default_admin_env() -> String {
+    "WAFER_ADMIN_TOKEN".into()
+}
+fn default_compile_slots() -> usize {
+    1
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -207,6 +229,9 @@ impl Manifest {
             }
         }
         m.check_names().map_err(|message| ViewError::Parse { path: path.into(), message })?;
+        if m.control.is_some() && (m.redis.is_none() || !m.views.is_empty() || !m.batch_views.is_empty() || !m.request_views.is_empty()) {
+            return Err(ViewError::Parse { path: path.into(), message: "[control] (registry mode) needs [redis] and declares no views: create them through the API".into() });
+        }
         Ok(m)
     }
 

@@ -76,7 +76,7 @@ fn inspect_shows_world_schema_and_imports() {
 
 #[test]
 fn every_command_has_help() {
-    for args in [&["--help"][..], &["run", "--help"], &["inspect", "--help"]] {
+    for args in [&["--help"][..], &["run", "--help"], &["inspect", "--help"], &["serve", "--help"], &["dev", "--help"], &["materialize", "--help"], &["deploy", "--help"], &["tenants", "--help"], &["views", "--help"]] {
         let out = wafer().args(args).output().unwrap();
         assert!(out.status.success());
         let text = String::from_utf8(out.stdout).unwrap();

@@ -7,7 +7,7 @@ use wafer_runtime::{Event, Feature, Header, Value};
 
 use crate::support::{event, guests, load};
 
-fn card_events() -> Vec<Event> {
+pub(crate) fn card_events() -> Vec<Event> {
     let mut evs = vec![
         event(0, 1_700_000_000_000, json!({"user_id":"u1","amount":12.5,"country":"DE","merchant":"m9"})),
         event(1, 1_700_003_600_000, json!({"user_id":"u2","amount":900,"country":"FR","merchant":"m1"})),
@@ -28,7 +28,7 @@ fn card_events() -> Vec<Event> {
 }
 
 /// What every card_txn implementation must return for `card_events()`: rows, or an error code.
-fn expected_card_outputs() -> Vec<serde_json::Value> {
+pub(crate) fn expected_card_outputs() -> Vec<serde_json::Value> {
     vec![
         json!([{"entity_key":"u1","event_time_ms":1_700_000_000_000i64,"features":{"amount":12.5,"country":"DE","merchant":"m9","is_high_value":false,"hour_of_day":22,"channel":"web"}}]),
         json!([{"entity_key":"u2","event_time_ms":1_700_003_600_000i64,"features":{"amount":900.0,"country":"FR","merchant":"m1","is_high_value":true,"hour_of_day":23,"channel":null}}]),
@@ -43,7 +43,7 @@ fn expected_card_outputs() -> Vec<serde_json::Value> {
     ]
 }
 
-fn run_card(path: &str, batch: usize) -> Vec<serde_json::Value> {
+pub(crate) fn run_card(path: &str, batch: usize) -> Vec<serde_json::Value> {
     let t = load(path);
     let mut w = t.stream_worker().unwrap();
     let evs = card_events();
@@ -98,7 +98,7 @@ fn card_txn_declares_its_schema() {
     assert_eq!(py.info().outputs, info.outputs);
 }
 
-fn risk_input(entity: &str, amount: f64, country: &str, stored: &[(&str, Value)]) -> RequestInput {
+pub(crate) fn risk_input(entity: &str, amount: f64, country: &str, stored: &[(&str, Value)]) -> RequestInput {
     RequestInput {
         entity_key: entity.into(),
         request_time_ms: 1_700_000_000_000,

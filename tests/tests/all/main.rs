@@ -4,10 +4,13 @@
 mod aggregate;
 mod cli;
 mod examples;
+mod languages;
 mod offline;
 mod sandbox;
+mod scaffold;
 mod schema;
 mod serving;
 mod streaming;
+mod tenants;
 mod support;
 mod upload;

@@ -21,7 +21,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value as Json, json};
 use wafer_runtime::Value;
 use wafer_runtime::pipeline::Metrics;
-use wafer_runtime::server::{App, build_app};
+use wafer_runtime::tenant::{TenantApp, TenantSpec, build_tenant};
 use wafer_runtime::serving::Entities;
 use wafer_runtime::store::OnlineStore;
 use wafer_runtime::store::redis::RedisStore;
@@ -72,16 +72,23 @@ fn manifest(dir: &Path, redis: Option<&str>, topic: Option<&str>, group: &str) -
     p
 }
 
-/// The manifest's views, built in-process exactly as `wafer serve` builds them (to read the
-/// online store through the serving path).
+/// The manifest's views, built in-process exactly as `wafer serve` builds them, over `store`
+/// (to read the online store through the serving path).
+struct App {
+    tenant: TenantApp,
+    store: Arc<dyn OnlineStore>,
+}
+
 fn load_app(config: &Path, store: Arc<dyn OnlineStore>) -> App {
-    build_app(&Manifest::load(config).unwrap(), loader(), store, Arc::new(Metrics::default())).unwrap()
+    let load = |path: &Path, limits| loader().load_file(path, limits);
+    let tenant = build_tenant(&TenantSpec::from_manifest(&Manifest::load(config).unwrap()), &load, Arc::new(Metrics::default()), 0).unwrap();
+    App { tenant, store }
 }
 
 /// Serve `features` (`view:feature`) for `users` at `t` through the catalog, as `/v1/features` does.
 async fn serve_at(app: &App, users: &[String], features: &[String], request_data: &HashMap<String, Vec<Json>>, t: i64) -> Vec<Vec<Value>> {
-    let plan = app.catalog.plan(features, None).unwrap();
-    let table = app.catalog.get(app.store.as_ref(), &plan, &Entities::All(users), request_data, t).await.unwrap();
+    let plan = app.tenant.catalog.plan(features, None).unwrap();
+    let table = app.tenant.catalog.get(app.store.as_ref(), &plan, &Entities::All(users), request_data, t).await.unwrap();
     table.rows.into_iter().map(|r| r.into_iter().map(|s| s.value).collect()).collect()
 }
 
@@ -290,7 +297,7 @@ async fn online_kafka_redis_equals_offline_training_data_bit_for_bit() {
         .unwrap();
     let store = RedisStore::connect(&redis.url()).await.unwrap();
     let app = load_app(&config, Arc::new(RedisStore::connect(&redis.url()).await.unwrap()));
-    let view = app.views["txn"].clone();
+    let view = app.tenant.views["txn"].clone();
     // Stored features of the stream view, plus request features computed from request params
     // (amount, country) and the stored features they read.
     let feats: Vec<String> = FEATURES.iter().map(|f| format!("txn:{f}")).chain(REQUEST_FEATURES.iter().map(|f| format!("score:{f}"))).collect();
@@ -582,7 +589,7 @@ async fn file_backfill_resumes_after_sigkill_without_double_counting() {
     std::fs::write(&path, text).unwrap();
     let store = RedisStore::connect(&redis.url()).await.unwrap();
     let app = load_app(&config, Arc::new(RedisStore::connect(&redis.url()).await.unwrap()));
-    let view = app.views["txn"].clone();
+    let view = app.tenant.views["txn"].clone();
     let args = ["backfill", "--config", config.to_str().unwrap(), "--view", "txn", "--from", path.to_str().unwrap(), "--batch-size", "16"];
     let mut child = Command::new(wafer_bin())
         .args(args)

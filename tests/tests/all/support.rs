@@ -142,7 +142,13 @@ pub struct Wafer {
 
 impl Wafer {
     pub fn start(config: &std::path::Path, port: u16) -> Self {
+        Self::start_with(config, port, &[])
+    }
+
+    /// Start with extra environment variables (e.g. the admin token).
+    pub fn start_with(config: &std::path::Path, port: u16, env: &[(&str, &str)]) -> Self {
         let child = Command::new(wafer_bin())
+            .envs(env.iter().copied())
             .args(["serve", "--config"])
             .arg(config)
             .args(["--listen", &format!("127.0.0.1:{port}")])

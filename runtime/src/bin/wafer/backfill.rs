@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use wafer_runtime::offline::backfill::{BackfillReport, backfill_file, file_source_name};
 use wafer_runtime::offline::event_files::Progress;
 use wafer_runtime::pipeline::Metrics;
-use wafer_runtime::server::build_app;
+use wafer_runtime::tenant::{TenantSpec, build_tenant};
 use wafer_runtime::store::OnlineStore;
 use wafer_runtime::store::embedded::EmbeddedStore;
 use wafer_runtime::store::redis::RedisStore;
@@ -63,7 +63,8 @@ pub fn backfill(args: BackfillArgs) -> Result<ExitCode> {
             Some(r) => Arc::new(RedisStore::connect(&r.url).await.with_context(|| format!("connecting to Redis at {}", r.url))?),
             None => Arc::new(EmbeddedStore::new()),
         };
-        let app = build_app(&manifest, &loader, store.clone(), Arc::new(Metrics::default()))?;
+        let load = |path: &std::path::Path, limits| loader.load_file(path, limits);
+        let app = build_tenant(&TenantSpec::from_manifest(&manifest), &load, Arc::new(Metrics::default()), 0)?;
         let view = app.views.get(&args.view).context("view not loaded")?.clone();
         let started = Instant::now();
         let bar = ProgressBar::new(0);

@@ -1,10 +1,12 @@
 //! The `wafer` command line.
 
 mod backfill;
-mod consume;
+mod client;
 mod inspect;
 mod materialize;
+mod new;
 mod run;
+mod run_request;
 mod serve;
 mod training_data;
 
@@ -35,6 +37,10 @@ enum Command {
     /// "value": <any JSON, passed as its JSON text> | "value_text": "<raw text>" |
     /// "value_base64": "<bytes>", "key": "<key>", "topic": "…", "partition": 0, "offset": 7,
     /// "headers": {"name": "value"}}. Blank lines and lines starting with # are skipped.
+    ///
+    /// A request transform reads request inputs instead, one per line:
+    /// {"entity_key":"u1","request_time_ms":…,"params":{"amount":12.5},"stored":{"view:feature":3}},
+    /// and prints {"line":N,"entity_key":…,"features":{…}}.
     Run(run::RunArgs),
     /// Show which world a component implements, its declared schema and its imports.
     Inspect(inspect::InspectArgs),
@@ -52,6 +58,16 @@ enum Command {
     /// Load a batch view's file (Parquet, CSV or JSONL) into Redis: pipelined, resumable,
     /// newest event time wins, TTL applied. Exit code 1 if any row was bad (they are skipped).
     Materialize(materialize::MaterializeArgs),
+    /// Upload a transform to a running server (validated, precompiled, activated unless
+    /// --no-activate); prints the version id, schema and compile time.
+    Deploy(client::DeployArgs),
+    /// Manage tenants and their API keys on a running server (admin token).
+    Tenants(client::TenantsArgs),
+    /// Manage a tenant's views and transform versions on a running server (API key).
+    Views(client::ViewsArgs),
+    /// Scaffold a transform project: source, the WIT, a build script, sample input and a test
+    /// script that runs `wafer run` over it.
+    New(new::NewArgs),
 }
 
 /// Sandbox and engine options shared by commands that load transforms.
@@ -75,6 +91,11 @@ pub struct SandboxArgs {
     /// Use on-demand instance allocation instead of the pooling allocator.
     #[arg(long)]
     no_pooling: bool,
+    /// Live instances per node with the pooling allocator (all tenants, views and requests).
+    /// Each slot reserves virtual memory for one instance (memory cap + guard), not RSS; when
+    /// the pool is exhausted, instantiation fails.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pool_instances: u32,
 }
 
 impl SandboxArgs {
@@ -91,7 +112,7 @@ impl SandboxArgs {
 
     fn loader(&self) -> anyhow::Result<Loader> {
         use anyhow::Context as _;
-        let config = EngineConfig { pooling: !self.no_pooling, pool_instances: 16, ..EngineConfig::default() };
+        let config = EngineConfig { pooling: !self.no_pooling, pool_instances: self.pool_instances, ..EngineConfig::default() };
         let engine = WaferEngine::new(config).map_err(|e| anyhow::anyhow!("{e:#}")).context("creating the wasm engine")?;
         let cache = if self.no_cache {
             None
@@ -118,6 +139,10 @@ fn main() -> ExitCode {
         Command::Backfill(args) => backfill::backfill(args),
         Command::TrainingData(args) => training_data::training_data(args),
         Command::Materialize(args) => materialize::materialize_cmd(args),
+        Command::Deploy(args) => client::deploy(args),
+        Command::Tenants(args) => client::tenants(args),
+        Command::Views(args) => client::views(args),
+        Command::New(args) => new::new(args),
     };
     match result {
         Ok(code) => code,

@@ -1,4 +1,4 @@
-//! `wafer run`: a stream transform over a JSONL file.
+//! `wafer run`: a stream transform over a JSONL file of events (request transforms: run_request.rs).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use wafer_runtime::Event;
+use wafer_runtime::{Event, WorldKind};
 use wafer_runtime::events::{is_blank, parse_line};
 use wafer_runtime::transform::json_out::row_to_json;
 
@@ -15,10 +15,11 @@ use crate::SandboxArgs;
 
 #[derive(Args)]
 pub struct RunArgs {
-    /// The stream transform component (.wasm).
+    /// The transform component (.wasm): a stream transform, or a request transform (then each
+    /// line is a request input, see below).
     #[arg(long, value_name = "FILE")]
     transform: PathBuf,
-    /// JSONL file of events ("-" for stdin).
+    /// JSONL file of events, or of request inputs for a request transform ("-" for stdin).
     #[arg(long, value_name = "FILE")]
     events: PathBuf,
     /// Events per call into the transform.
@@ -36,7 +37,6 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let transform = loader
         .load_file(&args.transform, args.sandbox.limits())
         .with_context(|| format!("loading {}", args.transform.display()))?;
-    let mut worker = transform.stream_worker().with_context(|| format!("{} cannot be run over events", args.transform.display()))?;
     let reader: Box<dyn BufRead> = if args.events.as_os_str() == "-" {
         Box::new(BufReader::new(std::io::stdin().lock()))
     } else {
@@ -44,6 +44,10 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     };
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
+    if transform.kind() == WorldKind::Request {
+        return crate::run_request::run(&transform, reader, &mut out);
+    }
+    let mut worker = transform.stream_worker().with_context(|| format!("{} cannot be run over events", args.transform.display()))?;
     let batch_size = args.batch_size as usize;
     let mut batch: Vec<Event> = Vec::with_capacity(batch_size);
     let mut lines: Vec<usize> = Vec::with_capacity(batch_size);

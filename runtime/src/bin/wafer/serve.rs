@@ -7,7 +7,10 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 use wafer_runtime::pipeline::Metrics;
-use wafer_runtime::server::{App, build_app, serve};
+use wafer_runtime::control::Control;
+use wafer_runtime::registry::Registry;
+use wafer_runtime::server::{App, serve};
+use wafer_runtime::tenant::{TenantSpec, build_tenant};
 use wafer_runtime::store::OnlineStore;
 use wafer_runtime::store::embedded::EmbeddedStore;
 use wafer_runtime::store::redis::RedisStore;
@@ -61,22 +64,40 @@ fn run(manifest: Manifest, listen: String, sandbox: &SandboxArgs, dev: bool) -> 
             _ => Arc::new(EmbeddedStore::new()),
         };
         let embedded = dev || manifest.redis.is_none();
-        let app = Arc::new(build_app(&manifest, &loader, store, metrics)?);
-        if embedded {
-            load_batch_views(&manifest, &app).await?;
-        }
-        if !dev {
-            if let Some(k) = &manifest.kafka {
-                crate::consume::start(k, &manifest, app.clone())?;
+        let app = match (&manifest.control, &manifest.redis) {
+            (Some(c), Some(r)) if !dev => {
+                let token = std::env::var(&c.admin_token_env).with_context(|| format!("registry mode needs the admin token in ${}", c.admin_token_env))?;
+                anyhow::ensure!(token.len() >= 16, "the admin token in ${} must be at least 16 characters", c.admin_token_env);
+                let registry = Registry::connect(&r.url).await.with_context(|| format!("connecting to the registry in Redis at {}", r.url))?;
+                let control = Arc::new(Control::new(registry, &token, loader, c.compile_slots, manifest.kafka.clone()));
+                let app = Arc::new(App::registry(control.clone(), store, metrics));
+                wafer_runtime::control::sync::reload(&app, &control).await.context("loading the registry")?;
+                tokio::spawn(wafer_runtime::control::sync::run(app.clone()));
+                app
             }
-        }
+            _ => {
+                let spec = TenantSpec::from_manifest(&manifest);
+                let load = |path: &std::path::Path, limits| loader.load_file(path, limits);
+                let tenant = build_tenant(&spec, &load, metrics.clone(), 0)?;
+                let app = Arc::new(App::single(tenant, store, metrics));
+                if embedded {
+                    load_batch_views(&manifest, &app).await?;
+                }
+                if let (Some(k), false) = (&manifest.kafka, dev) {
+                    for src in app.tenant(&spec.name).map(|t| t.sources.clone()).unwrap_or_default() {
+                        wafer_runtime::sources::kafka::spawn_consumer(k, app.clone(), src)?;
+                    }
+                }
+                app
+            }
+        };
         let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("listening on {listen}"))?;
         eprintln!(
-            "wafer {} listening on http://{} ({} store; views: {})",
+            "wafer {} listening on http://{} ({} store; {})",
             if dev { "dev" } else { "serve" },
             listener.local_addr()?,
-            if dev || manifest.redis.is_none() { "embedded" } else { "redis" },
-            view_names(&app).join(", ")
+            if embedded { "embedded" } else { "redis" },
+            if app.control.is_some() { "registry mode".to_string() } else { format!("views: {}", view_names(&app).join(", ")) }
         );
         serve(app, listener).await.context("serving HTTP")?;
         Ok(ExitCode::SUCCESS)
@@ -84,8 +105,10 @@ fn run(manifest: Manifest, listen: String, sandbox: &SandboxArgs, dev: bool) -> 
 }
 
 fn view_names(app: &App) -> Vec<String> {
-    let mut names: Vec<String> = app.catalog.stored_views().iter().map(|v| v.name().to_owned()).collect();
-    names.extend(app.catalog.request_views().iter().map(|v| v.name.clone()));
+    let state = app.state();
+    let Some(t) = state.tenants.values().next() else { return Vec::new() };
+    let mut names: Vec<String> = t.catalog.stored_views().iter().map(|v| v.name().to_owned()).collect();
+    names.extend(t.catalog.request_views().iter().map(|v| v.name.clone()));
     names.sort();
     names
 }
@@ -93,8 +116,9 @@ fn view_names(app: &App) -> Vec<String> {
 /// The embedded store starts empty: load every batch view's configured source into it.
 async fn load_batch_views(manifest: &Manifest, app: &App) -> Result<()> {
     for cfg in &manifest.batch_views {
-        let Some(view) = app.catalog.stored_views().iter().find(|v| v.name() == cfg.name) else { continue };
-        let report = wafer_runtime::materialize::materialize(app.store.as_ref(), view, cfg, None, |_, _| {})
+        let Some(tenant) = app.tenant(&manifest.server.tenant) else { continue };
+        let Some(view) = tenant.catalog.stored_views().iter().find(|v| v.name() == cfg.name).cloned() else { continue };
+        let report = wafer_runtime::materialize::materialize(app.store.as_ref(), &view, cfg, None, |_, _| {})
             .await
             .with_context(|| format!("loading batch view `{}` from {}", cfg.name, cfg.source.display()))?;
         eprintln!("batch view `{}`: {} rows loaded from {} ({} bad)", cfg.name, report.rows_loaded, cfg.source.display(), report.bad_rows);

@@ -13,8 +13,7 @@ use wafer_runtime::offline::spine::Spine;
 use wafer_runtime::offline::training::{EventSource, TrainingJob, parse_features, run};
 use wafer_runtime::offline::parquet_out;
 use wafer_runtime::pipeline::Metrics;
-use wafer_runtime::server::build_app;
-use wafer_runtime::store::embedded::EmbeddedStore;
+use wafer_runtime::tenant::{TenantSpec, build_tenant};
 use wafer_runtime::view::Manifest;
 
 use crate::SandboxArgs;
@@ -64,7 +63,8 @@ pub fn training_data(args: TrainingDataArgs) -> Result<ExitCode> {
     }
     anyhow::ensure!(!features.is_empty(), "--features lists no `view:feature`");
     let loader = args.sandbox.loader()?;
-    let app = build_app(&manifest, &loader, Arc::new(EmbeddedStore::new()), Arc::new(Metrics::default()))?;
+    let load = |path: &std::path::Path, limits| loader.load_file(path, limits);
+    let app = build_tenant(&TenantSpec::from_manifest(&manifest), &load, Arc::new(Metrics::default()), 0)?;
     let views = &app.views;
     let mut events: HashMap<String, EventSource> = HashMap::new();
     for e in &args.events {

@@ -1,0 +1,158 @@
+//! Keeping a node in step with the registry: poll the change counter (every 200 ms, or at once
+//! after a change made through this node), rebuild only tenants whose configuration changed,
+//! swap the node state atomically (in-flight requests and batches finish on the state they
+//! started with), and start/stop Kafka consumers to match the stream views.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Control;
+use crate::component::LoadError;
+use crate::registry::{Snapshot, TransformRecord};
+use crate::server::{App, NodeState};
+use crate::tenant::build::fingerprint;
+use crate::tenant::{RateLimiter, TenantApp, TenantSpec, build_tenant};
+
+pub const POLL: Duration = Duration::from_millis(200);
+
+/// Run forever: reload whenever the registry version changes.
+pub async fn run(app: Arc<App>) {
+    let Some(control) = app.control.clone() else { return };
+    loop {
+        match control.registry.version().await {
+            Ok(v) if v != app.state().version || app.state().version == 0 => {
+                if let Err(e) = reload(&app, &control).await {
+                    tracing::warn!(error = %e, "registry reload failed; retrying");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "registry unreachable; serving the last known state"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            _ = control.changed.notified() => {}
+        }
+    }
+}
+
+/// Bytes of every transform a tenant's views reference (active versions), fetched once per node.
+async fn fetch_blobs(control: &Control, transforms: &HashMap<String, TransformRecord>) -> Result<HashMap<String, Arc<Vec<u8>>>, crate::registry::RegistryError> {
+    let mut out = HashMap::new();
+    for rec in transforms.values() {
+        let Some(id) = &rec.active else { continue };
+        let bytes = match control.cached_blob(id) {
+            Some(b) => b,
+            None => match control.registry.blob(id).await? {
+                Some(b) => {
+                    let b = Arc::new(b);
+                    control.remember_blob(id, b.clone());
+                    b
+                }
+                None => continue,
+            },
+        };
+        out.insert(rec.name.clone(), bytes);
+    }
+    Ok(out)
+}
+
+/// The fingerprint of a tenant's configuration in a snapshot.
+fn tenant_fingerprint(snap: &Snapshot, tenant: &str) -> u64 {
+    let t = serde_json::to_string(&snap.tenants.get(tenant)).unwrap_or_default();
+    let mut views: Vec<String> = snap.views.get(tenant).map(|v| v.values().map(|r| serde_json::to_string(r).unwrap_or_default()).collect()).unwrap_or_default();
+    views.sort();
+    let mut active: Vec<String> = snap.transforms.get(tenant).map(|m| m.values().map(|r| format!("{}={:?}", r.name, r.active)).collect()).unwrap_or_default();
+    active.sort();
+    let views = views.join("\n");
+    let active = active.join("\n");
+    fingerprint(&[&t, &views, &active])
+}
+
+/// Build one tenant from a snapshot (the caller keeps the previous one if this fails).
+pub async fn build_from_snapshot(app: &App, control: &Arc<Control>, snap: &Snapshot, tenant: &str) -> Result<TenantApp, String> {
+    let spec = TenantSpec::from_registry(snap, tenant)?;
+    let empty = HashMap::new();
+    let transforms = snap.transforms.get(tenant).unwrap_or(&empty);
+    let blobs = fetch_blobs(control, transforms).await.map_err(|e| e.to_string())?;
+    let loader = control.loader(tenant).map_err(|e| e.to_string())?;
+    let metrics = app.metrics.clone();
+    let fp = tenant_fingerprint(snap, tenant);
+    tokio::task::spawn_blocking(move || {
+        let load = |name: &Path, limits| {
+            let n = name.to_string_lossy();
+            let bytes = blobs.get(n.as_ref()).ok_or_else(|| LoadError::Invalid(format!("no uploaded transform `{n}` with an active version")))?;
+            loader.load(bytes, limits)
+        };
+        build_tenant(&spec, &load, metrics, fp).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// Reload the registry into the node.
+pub async fn reload(app: &Arc<App>, control: &Arc<Control>) -> Result<(), crate::registry::RegistryError> {
+    let _one = control.reloading.lock().await;
+    let snap = control.registry.snapshot().await?;
+    let old = app.state();
+    if snap.version != 0 && snap.version < old.version {
+        return Ok(()); // a newer state is already in place
+    }
+    let mut tenants = HashMap::new();
+    for (name, t) in &snap.tenants {
+        if t.disabled {
+            continue;
+        }
+        let fp = tenant_fingerprint(&snap, name);
+        if let Some(existing) = old.tenants.get(name).filter(|e| e.fingerprint == fp) {
+            tenants.insert(name.clone(), existing.clone());
+            continue;
+        }
+        match build_from_snapshot(app, control, &snap, name).await {
+            Ok(t) => {
+                tracing::info!(tenant = %name, views = t.catalog.stored_views().len() + t.catalog.request_views().len(), "tenant (re)loaded");
+                tenants.insert(name.clone(), Arc::new(t));
+            }
+            Err(e) => {
+                tracing::error!(tenant = %name, error = %e, "tenant configuration failed to load; keeping the previous one");
+                let keep = old.tenants.get(name).cloned().unwrap_or_else(|| {
+                    Arc::new(TenantApp {
+                        name: name.clone(),
+                        quotas: t.quotas,
+                        views: HashMap::new(),
+                        catalog: Default::default(),
+                        rate: RateLimiter::new(t.quotas.requests_per_second),
+                        sources: Vec::new(),
+                        fingerprint: 0,
+                    })
+                });
+                tenants.insert(name.clone(), keep);
+            }
+        }
+    }
+    let sources: Vec<_> = tenants.values().flat_map(|t| t.sources.clone()).collect();
+    app.swap_state(NodeState { tenants, keys: snap.keys.clone(), open_tenant: None, version: snap.version.max(1) });
+    if let Some(kafka) = &control.kafka {
+        let mut consumers = control.consumers.lock();
+        consumers.retain(|src, handle| {
+            let keep = sources.contains(src) && !handle.is_finished();
+            if !keep {
+                handle.abort();
+            }
+            keep
+        });
+        for src in sources {
+            if consumers.contains_key(&src) {
+                continue;
+            }
+            match crate::sources::kafka::spawn_consumer(kafka, app.clone(), src.clone()) {
+                Ok(h) => {
+                    consumers.insert(src, h);
+                }
+                Err(e) => tracing::error!(tenant = %src.tenant, view = %src.view, error = %e, "cannot start the Kafka consumer"),
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,242 @@
+//! **The registry**: tenants, API keys (hashed), transforms (content-addressed versions and the
+//! active one), views — in Redis, so every `wafer serve` node shares it. Every change bumps one
+//! version counter; nodes poll it ([`crate::control::sync`]) and reload within a second.
+//!
+//! Keys share the hash tag `{wafer-registry}` (one Redis Cluster slot), so each change is one
+//! atomic MULTI/EXEC:
+//! - `{wafer-registry}:version`: change counter
+//! - `{wafer-registry}:tenants`: tenant → [`Tenant`]
+//! - `{wafer-registry}:keys`: sha256(secret) → [`ApiKey`]
+//! - `{wafer-registry}:transforms:<tenant>`: name → [`TransformRecord`]
+//! - `{wafer-registry}:views:<tenant>`: name → [`ViewRecord`]
+//! - `{wafer-registry}:blob:<sha256>`: component bytes
+
+pub mod model;
+
+use std::collections::HashMap;
+
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use sha2::{Digest, Sha256};
+
+pub use model::{ApiKey, Quotas, Tenant, TransformRecord, Version, ViewKind, ViewRecord};
+
+const P: &str = "{wafer-registry}";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("corrupt registry entry {key}: {message}")]
+    Corrupt { key: String, message: String },
+    #[error("no tenant `{0}`")]
+    NoTenant(String),
+    #[error("tenant `{0}` already exists")]
+    TenantExists(String),
+    #[error("no transform `{0}`")]
+    NoTransform(String),
+    #[error("transform `{name}` has no version `{version}`")]
+    NoVersion { name: String, version: String },
+    #[error("no view `{0}`")]
+    NoView(String),
+    #[error("no key `{0}`")]
+    NoKey(String),
+}
+
+impl RegistryError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::NoTenant(_) | Self::NoTransform(_) | Self::NoVersion { .. } | Self::NoView(_) | Self::NoKey(_))
+    }
+}
+
+/// Everything a node needs, read in one pass.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub version: u64,
+    pub tenants: HashMap<String, Tenant>,
+    /// sha256(secret) hex → key.
+    pub keys: HashMap<String, ApiKey>,
+    pub transforms: HashMap<String, HashMap<String, TransformRecord>>,
+    pub views: HashMap<String, HashMap<String, ViewRecord>>,
+}
+
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(key: &str, s: &str) -> Result<T, RegistryError> {
+    serde_json::from_str(s).map_err(|e| RegistryError::Corrupt { key: key.into(), message: e.to_string() })
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+#[derive(Clone)]
+pub struct Registry {
+    conn: ConnectionManager,
+}
+
+impl Registry {
+    pub async fn connect(url: &str) -> Result<Self, RegistryError> {
+        let client = redis::Client::open(url)?;
+        let cfg = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
+            .set_response_timeout(Some(std::time::Duration::from_secs(5)));
+        Ok(Self { conn: ConnectionManager::new_with_config(client, cfg).await? })
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// The change counter.
+    pub async fn version(&self) -> Result<u64, RegistryError> {
+        let v: Option<u64> = self.conn().get(format!("{P}:version")).await?;
+        Ok(v.unwrap_or(0))
+    }
+
+    /// Read everything (the registry is small: configs and hashes, not blobs).
+    pub async fn snapshot(&self) -> Result<Snapshot, RegistryError> {
+        let mut c = self.conn();
+        let (version, tenants, keys): (Option<u64>, HashMap<String, String>, HashMap<String, String>) =
+            redis::pipe().get(format!("{P}:version")).hgetall(format!("{P}:tenants")).hgetall(format!("{P}:keys")).query_async(&mut c).await?;
+        let mut snap = Snapshot { version: version.unwrap_or(0), ..Snapshot::default() };
+        for (name, v) in tenants {
+            snap.tenants.insert(name, parse(&format!("{P}:tenants"), &v)?);
+        }
+        for (h, v) in keys {
+            snap.keys.insert(h, parse(&format!("{P}:keys"), &v)?);
+        }
+        if !snap.tenants.is_empty() {
+            let mut pipe = redis::pipe();
+            let names: Vec<&String> = snap.tenants.keys().collect();
+            for t in &names {
+                pipe.hgetall(format!("{P}:transforms:{t}")).hgetall(format!("{P}:views:{t}"));
+            }
+            let res: Vec<HashMap<String, String>> = pipe.query_async(&mut c).await?;
+            for (i, t) in names.iter().enumerate() {
+                let mut ts = HashMap::new();
+                for (n, v) in &res[2 * i] {
+                    ts.insert(n.clone(), parse(&format!("{P}:transforms:{t}"), v)?);
+                }
+                let mut vs = HashMap::new();
+                for (n, v) in &res[2 * i + 1] {
+                    vs.insert(n.clone(), parse(&format!("{P}:views:{t}"), v)?);
+                }
+                snap.transforms.insert((*t).clone(), ts);
+                snap.views.insert((*t).clone(), vs);
+            }
+        }
+        Ok(snap)
+    }
+
+    /// Write `hash[field] = value` and bump the version, atomically.
+    async fn put(&self, hash: String, field: &str, value: String) -> Result<(), RegistryError> {
+        let mut c = self.conn();
+        let _: () = redis::pipe().atomic().hset(hash, field, value).ignore().incr(format!("{P}:version"), 1).ignore().query_async(&mut c).await?;
+        Ok(())
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(&self, hash: String, field: &str) -> Result<Option<T>, RegistryError> {
+        let v: Option<String> = self.conn().hget(&hash, field).await?;
+        v.map(|s| parse(&hash, &s)).transpose()
+    }
+
+    pub async fn tenant(&self, name: &str) -> Result<Tenant, RegistryError> {
+        self.get(format!("{P}:tenants"), name).await?.ok_or_else(|| RegistryError::NoTenant(name.into()))
+    }
+
+    pub async fn create_tenant(&self, t: &Tenant) -> Result<(), RegistryError> {
+        let mut c = self.conn();
+        let created: bool = c.hset_nx(format!("{P}:tenants"), &t.name, to_json(t)).await?;
+        if !created {
+            return Err(RegistryError::TenantExists(t.name.clone()));
+        }
+        let _: u64 = c.incr(format!("{P}:version"), 1).await?;
+        Ok(())
+    }
+
+    pub async fn update_tenant(&self, t: &Tenant) -> Result<(), RegistryError> {
+        self.tenant(&t.name).await?;
+        self.put(format!("{P}:tenants"), &t.name, to_json(t)).await
+    }
+
+    /// Store a new key for `tenant`; the secret is returned once and never stored.
+    pub async fn issue_key(&self, tenant: &str, secret: &str, now_ms: i64) -> Result<ApiKey, RegistryError> {
+        self.tenant(tenant).await?;
+        let h = hash_secret(secret);
+        let key = ApiKey { id: h[..16].to_owned(), tenant: tenant.into(), created_ms: now_ms, revoked: false };
+        self.put(format!("{P}:keys"), &h, to_json(&key)).await?;
+        Ok(key)
+    }
+
+    /// Revoke a tenant's key by its id.
+    pub async fn revoke_key(&self, tenant: &str, id: &str) -> Result<(), RegistryError> {
+        let keys: HashMap<String, String> = self.conn().hgetall(format!("{P}:keys")).await?;
+        for (h, v) in keys {
+            let mut k: ApiKey = parse(&format!("{P}:keys"), &v)?;
+            if k.id == id && k.tenant == tenant {
+                k.revoked = true;
+                return self.put(format!("{P}:keys"), &h, to_json(&k)).await;
+            }
+        }
+        Err(RegistryError::NoKey(id.into()))
+    }
+
+    pub async fn blob(&self, sha256: &str) -> Result<Option<Vec<u8>>, RegistryError> {
+        Ok(self.conn().get(format!("{P}:blob:{sha256}")).await?)
+    }
+
+    pub async fn transform(&self, tenant: &str, name: &str) -> Result<Option<TransformRecord>, RegistryError> {
+        self.get(format!("{P}:transforms:{tenant}"), name).await
+    }
+
+    /// Add a validated, compiled version (and its bytes), optionally activating it; atomic.
+    pub async fn add_version(&self, tenant: &str, name: &str, version: Version, bytes: &[u8], activate: bool) -> Result<TransformRecord, RegistryError> {
+        let mut rec = self.transform(tenant, name).await?.unwrap_or(TransformRecord { name: name.into(), active: None, versions: Vec::new() });
+        let id = version.id.clone();
+        if rec.version(&id).is_none() {
+            rec.versions.push(version);
+        }
+        if activate || rec.active.is_none() {
+            rec.active = Some(id.clone());
+        }
+        let mut c = self.conn();
+        let _: () = redis::pipe()
+            .atomic()
+            .set(format!("{P}:blob:{id}"), bytes)
+            .ignore()
+            .hset(format!("{P}:transforms:{tenant}"), name, to_json(&rec))
+            .ignore()
+            .incr(format!("{P}:version"), 1)
+            .ignore()
+            .query_async(&mut c)
+            .await?;
+        Ok(rec)
+    }
+
+    /// Make `version` the active one (also a rollback).
+    pub async fn activate(&self, tenant: &str, name: &str, version: &str) -> Result<TransformRecord, RegistryError> {
+        let mut rec = self.transform(tenant, name).await?.ok_or_else(|| RegistryError::NoTransform(name.into()))?;
+        if rec.version(version).is_none() {
+            return Err(RegistryError::NoVersion { name: name.into(), version: version.into() });
+        }
+        rec.active = Some(version.into());
+        self.put(format!("{P}:transforms:{tenant}"), name, to_json(&rec)).await?;
+        Ok(rec)
+    }
+
+    pub async fn put_view(&self, tenant: &str, view: &ViewRecord) -> Result<(), RegistryError> {
+        self.put(format!("{P}:views:{tenant}"), &view.name, to_json(view)).await
+    }
+
+    pub async fn delete_view(&self, tenant: &str, name: &str) -> Result<(), RegistryError> {
+        let mut c = self.conn();
+        let (n, _): (u64, u64) = redis::pipe().atomic().hdel(format!("{P}:views:{tenant}"), name).incr(format!("{P}:version"), 1).query_async(&mut c).await?;
+        if n == 0 {
+            return Err(RegistryError::NoView(name.into()));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,417 @@
+//! The multi-tenant control plane against a private Redis, with `wafer serve` in registry mode:
+//! credentials on every route, isolation between tenants, invalid uploads refused without a
+//! trace, hot swap under continuous load with exact aggregates, rollback, quotas, view deletion,
+//! and changes reaching a second node within a second.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value as Json, json};
+
+use crate::support::{RedisServer, Wafer, free_port, guests};
+
+const ADMIN: &str = "test-admin-token-0123456789";
+
+/// An HTTP call with curl: (status, JSON body or null, raw headers).
+fn call(port: u16, method: &str, path: &str, key: Option<&str>, body: Body) -> (u16, Json, String) {
+    let mut c = Command::new("curl");
+    c.args(["-s", "-D", "/dev/stderr", "-w", "\n%{http_code}", "-X", method]).arg(format!("http://127.0.0.1:{port}{path}"));
+    if let Some(k) = key {
+        c.args(["-H", &format!("authorization: Bearer {k}")]);
+    }
+    match body {
+        Body::None => {}
+        Body::Json(j) => {
+            c.args(["-H", "content-type: application/json", "--data-binary", &j.to_string()]);
+        }
+        Body::File(f) => {
+            c.args(["-H", "content-type: application/wasm", "--data-binary"]).arg(format!("@{}", f.display()));
+        }
+    }
+    let out = c.output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.parse().unwrap(), serde_json::from_str(body).unwrap_or(Json::Null), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+enum Body<'a> {
+    None,
+    Json(Json),
+    File(&'a Path),
+}
+
+struct Platform {
+    redis: RedisServer,
+    dir: tempfile::TempDir,
+    nodes: Vec<Wafer>,
+}
+
+impl Platform {
+    fn start(nodes: usize) -> Self {
+        let redis = RedisServer::start();
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = Self { redis, dir, nodes: Vec::new() };
+        for _ in 0..nodes {
+            p.add_node();
+        }
+        p
+    }
+
+    fn add_node(&mut self) {
+        let config = self.dir.path().join("wafer.toml");
+        std::fs::write(&config, format!("[redis]\nurl = \"{}\"\n[control]\n", self.redis.url())).unwrap();
+        self.nodes.push(Wafer::start_with(&config, free_port(), &[("WAFER_ADMIN_TOKEN", ADMIN)]));
+    }
+
+    fn port(&self, node: usize) -> u16 {
+        self.nodes[node].port
+    }
+
+    fn admin(&self, method: &str, path: &str, body: Body) -> (u16, Json) {
+        let (c, b, _) = call(self.port(0), method, path, Some(ADMIN), body);
+        (c, b)
+    }
+
+    /// Create a tenant (with optional quotas) and return a key.
+    fn tenant(&self, name: &str, quotas: Json) -> String {
+        let (c, b) = self.admin("POST", "/v1/admin/tenants", Body::Json(json!({"name": name, "quotas": quotas})));
+        assert_eq!(c, 201, "{b}");
+        let (c, b) = self.admin("POST", &format!("/v1/admin/tenants/{name}/keys"), Body::None);
+        assert_eq!(c, 201, "{b}");
+        b["key"].as_str().unwrap().to_owned()
+    }
+}
+
+/// Call until `ok` holds (changes reach nodes within a poll interval); panics after `limit`.
+fn eventually<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> (T, Duration) {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return (v, start.elapsed());
+        }
+        assert!(start.elapsed() < limit, "not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn stream_view(transform: &str) -> Json {
+    json!({"kind": "stream", "entity": "user", "transform": transform, "features": ["country"],
+           "aggregations": [{"column": "amount", "functions": ["count", "sum"], "windows": ["lifetime"]}]})
+}
+
+fn upload(port: u16, key: &str, name: &str, file: &str, activate: bool) -> (u16, Json) {
+    let q = if activate { "" } else { "?activate=false" };
+    let (c, b, _) = call(port, "PUT", &format!("/v1/transforms/{name}{q}"), Some(key), Body::File(Path::new(file)));
+    (c, b)
+}
+
+#[test]
+fn every_route_checks_credentials_and_tenants_are_isolated() {
+    let p = Platform::start(1);
+    let port = p.port(0);
+    let ka = p.tenant("alpha", json!({}));
+    let kb = p.tenant("beta", json!({}));
+    let (_, revoked) = p.admin("POST", "/v1/admin/tenants/alpha/keys", Body::None);
+    let (c, _) = p.admin("DELETE", &format!("/v1/admin/tenants/alpha/keys/{}", revoked["id"].as_str().unwrap()), Body::None);
+    assert_eq!(c, 200);
+    let kr = revoked["key"].as_str().unwrap().to_owned();
+    let (c, b) = upload(port, &ka, "card_txn", guests::RUST_CARD_TXN, true);
+    assert_eq!(c, 201, "{b}");
+    let (c, b, _) = call(port, "PUT", "/v1/views/txn", Some(&ka), Body::Json(stream_view("card_txn")));
+    assert_eq!(c, 200, "{b}");
+
+    let tenant_routes: Vec<(&str, &str, Body)> = vec![
+        ("GET", "/v1/views", Body::None),
+        ("POST", "/v1/views/txn/events", Body::Json(json!({"events": []}))),
+        ("POST", "/v1/features", Body::Json(json!({"entities": ["u"], "features": ["txn:country"]}))),
+        ("POST", "/get-online-features", Body::Json(json!({"features": ["txn:country"], "entities": {"user": ["u"]}}))),
+        ("GET", "/v1/metrics", Body::None),
+        ("GET", "/v1/transforms", Body::None),
+        ("GET", "/v1/transforms/card_txn", Body::None),
+        ("PUT", "/v1/transforms/x", Body::File(Path::new(guests::RUST_CARD_TXN))),
+        ("POST", "/v1/transforms/card_txn/activate", Body::Json(json!({"version": "0"}))),
+        ("PUT", "/v1/views/v2", Body::Json(stream_view("card_txn"))),
+        ("DELETE", "/v1/views/txn", Body::None),
+    ];
+    let admin_routes: Vec<(&str, &str, Body)> = vec![
+        ("GET", "/metrics", Body::None),
+        ("GET", "/v1/admin/tenants", Body::None),
+        ("POST", "/v1/admin/tenants", Body::Json(json!({"name": "gamma"}))),
+        ("PATCH", "/v1/admin/tenants/alpha", Body::Json(json!({"disabled": false}))),
+        ("POST", "/v1/admin/tenants/alpha/keys", Body::None),
+        ("DELETE", "/v1/admin/tenants/alpha/keys/nope", Body::None),
+    ];
+    let documented: std::collections::BTreeSet<(String, String)> =
+        tenant_routes.iter().chain(&admin_routes).map(|(m, p, _)| (m.to_string(), p.replace("/txn", "/{view}").replace("/v2", "/{view}").replace("/card_txn", "/{name}").replace("/x", "/{name}").replace("/alpha", "/{tenant}").replace("/nope", "/{key}"))).collect();
+    for (m, r) in wafer_runtime::server::ROUTES {
+        if !["/healthz", "/openapi.json"].contains(r) {
+            assert!(documented.contains(&(m.to_string(), r.to_string())), "route {m} {r} is not covered by this test");
+        }
+    }
+    for (m, path, body) in &tenant_routes {
+        let b = || match body {
+            Body::None => Body::None,
+            Body::Json(j) => Body::Json(j.clone()),
+            Body::File(f) => Body::File(f),
+        };
+        assert_eq!(call(port, m, path, None, b()).0, 401, "{m} {path} without a key");
+        assert_eq!(call(port, m, path, Some("wfr_made_up"), b()).0, 401, "{m} {path} with an unknown key");
+        assert_eq!(call(port, m, path, Some(&kr), b()).0, 401, "{m} {path} with a revoked key");
+        assert_eq!(call(port, m, path, Some(ADMIN), b()).0, 403, "{m} {path} with the admin token");
+    }
+    for (m, path, body) in &admin_routes {
+        let b = || match body {
+            Body::Json(j) => Body::Json(j.clone()),
+            _ => Body::None,
+        };
+        assert_eq!(call(port, m, path, None, b()).0, 401, "{m} {path} without a key");
+        assert_eq!(call(port, m, path, Some(&kr), b()).0, 401, "{m} {path} with a revoked key");
+        let (c, body, _) = call(port, m, path, Some(&ka), b());
+        assert_eq!((c, body["error"]["code"].as_str()), (403, Some("forbidden")), "{m} {path} with a tenant key");
+    }
+
+    // Beta cannot see or touch alpha's transforms, views, features or metrics.
+    let now = crate::support::now_ms();
+    let ev = json!({"events": [{"timestamp_ms": now, "value": {"user_id": "u1", "amount": 4.5, "country": "DE", "merchant": "m"}}]});
+    assert_eq!(call(port, "POST", "/v1/views/txn/events", Some(&ka), Body::Json(ev.clone())).0, 200);
+    assert_eq!(call(port, "POST", "/v1/views/txn/events", Some(&kb), Body::Json(ev.clone())).0, 404);
+    let (c, b, _) = call(port, "POST", "/v1/features", Some(&kb), Body::Json(json!({"entities": ["u1"], "features": ["txn:amount_sum_lifetime"]})));
+    assert_eq!((c, b["error"]["code"].as_str()), (400, Some("unknown_views")));
+    assert_eq!(call(port, "GET", "/v1/transforms/card_txn", Some(&kb), Body::None).0, 404);
+    assert_eq!(call(port, "POST", "/v1/transforms/card_txn/activate", Some(&kb), Body::Json(json!({"version": "x"}))).0, 404);
+    assert_eq!(call(port, "DELETE", "/v1/views/txn", Some(&kb), Body::None).0, 404);
+    let (_, _, _) = call(port, "GET", "/v1/views", Some(&kb), Body::None);
+    let (c, b, _) = call(port, "GET", "/v1/views", Some(&kb), Body::None);
+    assert_eq!((c, b["views"].as_array().map(Vec::len)), (200, Some(0)));
+    // Beta's own view of the same name is a different namespace.
+    upload(port, &kb, "card_txn", guests::RUST_CARD_TXN, true);
+    assert_eq!(call(port, "PUT", "/v1/views/txn", Some(&kb), Body::Json(stream_view("card_txn"))).0, 200);
+    eventually(Duration::from_secs(3), || (call(port, "POST", "/v1/views/txn/events", Some(&kb), Body::Json(ev.clone())).0 == 200).then_some(()));
+    let read = |k: &str| call(port, "POST", "/v1/features", Some(k), Body::Json(json!({"entities": ["u1"], "features": ["txn:amount_count_lifetime"]}))).1;
+    assert_eq!(read(&ka)["results"][0]["features"]["txn:amount_count_lifetime"]["value"], 1);
+    assert_eq!(read(&kb)["results"][0]["features"]["txn:amount_count_lifetime"]["value"], 1);
+    let (_, _, _) = call(port, "GET", "/v1/metrics", Some(&kb), Body::None);
+    let out = Command::new("curl").args(["-s", "-H", &format!("authorization: Bearer {kb}")]).arg(format!("http://127.0.0.1:{port}/v1/metrics")).output().unwrap();
+    let m = String::from_utf8(out.stdout).unwrap();
+    assert!(m.contains("view=\"beta/txn\"") && !m.contains("alpha"), "{m}");
+}
+
+#[test]
+fn invalid_uploads_are_refused_with_their_error_and_change_nothing() {
+    let p = Platform::start(1);
+    let port = p.port(0);
+    let k = p.tenant("alpha", json!({"upload_mib": 1}));
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, bytes: &[u8]| {
+        let f = dir.path().join(name);
+        std::fs::write(&f, bytes).unwrap();
+        f
+    };
+    let before = call(port, "GET", "/v1/transforms", Some(&k), Body::None).1;
+    let big = write("big.wasm", &vec![0u8; 2 << 20]);
+    let cases: Vec<(String, std::path::PathBuf, u16, &str)> = vec![
+        ("t".into(), write("text.wasm", b"hello"), 400, "not_wasm"),
+        ("t".into(), write("core.wasm", b"\0asm\x01\0\0\0"), 400, "core_module_not_component"),
+        ("t".into(), guests::NOT_A_TRANSFORM.into(), 400, "wrong_world"),
+        ("t".into(), guests::FORBIDDEN_IMPORT.into(), 400, "forbidden_import"),
+        ("t".into(), big, 413, "upload_too_large"),
+        ("bad/name".into(), guests::RUST_CARD_TXN.into(), 404, "not_found"),
+        ("9bad".into(), guests::RUST_CARD_TXN.into(), 400, "invalid_name"),
+    ];
+    for (name, file, status, code) in cases {
+        let (c, b, _) = call(port, "PUT", &format!("/v1/transforms/{name}"), Some(&k), Body::File(&file));
+        assert_eq!((c, b["error"]["code"].as_str()), (status, Some(code)), "{}: {b}", file.display());
+        assert_eq!(call(port, "GET", "/v1/transforms", Some(&k), Body::None).1, before, "the registry is unchanged");
+    }
+    // A view referencing a missing transform, or asking more than the quota, is refused too.
+    let (c, b, _) = call(port, "PUT", "/v1/views/v", Some(&k), Body::Json(stream_view("nope")));
+    assert_eq!((c, b["error"]["code"].as_str()), (400, Some("invalid_view")), "{b}");
+    upload(port, &k, "card_txn", guests::RUST_CARD_TXN, true);
+    let mut v = stream_view("card_txn");
+    v["deadline_ms"] = json!(5000);
+    let (c, b, _) = call(port, "PUT", "/v1/views/v", Some(&k), Body::Json(v));
+    assert_eq!((c, b["error"]["code"].as_str()), (403, Some("quota_exceeded")), "{b}");
+    let mut v = stream_view("card_txn");
+    v["aggregations"][0]["column"] = json!("country");
+    let (c, b, _) = call(port, "PUT", "/v1/views/v", Some(&k), Body::Json(v));
+    assert_eq!((c, b["error"]["code"].as_str()), (400, Some("invalid_view")), "sum over a text column: {b}");
+    assert_eq!(call(port, "GET", "/v1/views", Some(&k), Body::None).1["views"], json!([]));
+}
+
+#[test]
+fn hot_swap_under_load_loses_nothing_and_rollback_is_one_call() {
+    let Some(python) = guests::PYTHON_CARD_TXN else {
+        panic!("the Python example was not built (componentize-py missing): run scripts/test.sh");
+    };
+    let p = Platform::start(1);
+    let port = p.port(0);
+    let k = p.tenant("alpha", json!({}));
+    let (c, v1) = upload(port, &k, "card_txn", guests::RUST_CARD_TXN, true);
+    assert_eq!(c, 201, "{v1}");
+    assert_eq!(call(port, "PUT", "/v1/views/txn", Some(&k), Body::Json(stream_view("card_txn"))).0, 200);
+    eventually(Duration::from_secs(3), || (call(port, "GET", "/v1/views", Some(&k), Body::None).1["views"].as_array()?.len() == 1).then_some(()));
+
+    // Continuous pushes and reads while versions change.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pusher = {
+        let (k, stop) = (k.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let now = crate::support::now_ms();
+            let mut truth = std::collections::BTreeMap::<String, (i64, i64)>::new();
+            let mut i = 0i64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || i < 40 {
+                let events: Vec<Json> = (0..5)
+                    .map(|j| {
+                        let n = i * 5 + j;
+                        let user = format!("u{}", n % 7);
+                        let e = truth.entry(user.clone()).or_default();
+                        e.0 += 1;
+                        e.1 += n * 25;
+                        json!({"timestamp_ms": now, "value": {"user_id": user, "amount": n as f64 * 0.25, "country": "DE", "merchant": "m"}})
+                    })
+                    .collect();
+                let (c, b, _) = call(port, "POST", "/v1/views/txn/events", Some(&k), Body::Json(json!({"events": events})));
+                assert_eq!((c, b["accepted"].as_u64()), (200, Some(5)), "push {i} during the swap: {b}");
+                i += 1;
+            }
+            truth
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let (c, v2) = upload(port, &k, "card_txn", python, true);
+    assert_eq!(c, 201, "{v2}");
+    assert_ne!(v1["version"], v2["version"]);
+    std::thread::sleep(Duration::from_millis(500));
+    // Rollback: one call.
+    let (c, b, _) = call(port, "POST", "/v1/transforms/card_txn/activate", Some(&k), Body::Json(json!({"version": v1["version"]})));
+    assert_eq!((c, &b["active"]), (200, &v1["version"]), "{b}");
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let truth = pusher.join().unwrap();
+    let (_, rec, _) = call(port, "GET", "/v1/transforms/card_txn", Some(&k), Body::None);
+    assert_eq!(rec["versions"].as_array().map(Vec::len), Some(2));
+    assert_eq!(rec["active"], v1["version"]);
+    let users: Vec<&String> = truth.keys().collect();
+    let (_, b, _) = call(port, "POST", "/v1/features", Some(&k), Body::Json(json!({"entities": users, "features": ["txn:amount_count_lifetime", "txn:amount_sum_lifetime"]})));
+    for (i, (user, (count, cents))) in truth.iter().enumerate() {
+        let f = &b["results"][i]["features"];
+        assert_eq!(f["txn:amount_count_lifetime"]["value"].as_i64(), Some(*count), "{user}");
+        assert_eq!(f["txn:amount_sum_lifetime"]["value"].as_f64(), Some(*cents as f64 / 100.0), "{user}");
+    }
+}
+
+#[test]
+fn changes_reach_every_node_within_a_second() {
+    let p = Platform::start(2);
+    let (a, b) = (p.port(0), p.port(1));
+    let k = p.tenant("alpha", json!({}));
+    let ok = |port: u16| call(port, "GET", "/v1/views", Some(&k), Body::None).0 == 200;
+    let (_, took) = eventually(Duration::from_secs(2), || ok(b).then_some(()));
+    eprintln!("new key usable on the other node after {took:?}");
+    let (_, keys) = p.admin("GET", "/v1/admin/tenants", Body::None);
+    let id = keys["tenants"][0]["keys"][0]["id"].as_str().unwrap().to_owned();
+    assert!(ok(a) && ok(b));
+    let (c, _) = p.admin("DELETE", &format!("/v1/admin/tenants/alpha/keys/{id}"), Body::None);
+    assert_eq!(c, 200);
+    let (_, took) = eventually(Duration::from_secs(1), || (call(b, "GET", "/v1/views", Some(&k), Body::None).0 == 401).then_some(()));
+    eprintln!("revoked key refused by the other node after {took:?}");
+    // A disabled tenant's fresh key stops working too.
+    let k2 = {
+        let (_, r) = p.admin("POST", "/v1/admin/tenants/alpha/keys", Body::None);
+        r["key"].as_str().unwrap().to_owned()
+    };
+    eventually(Duration::from_secs(1), || (call(b, "GET", "/v1/views", Some(&k2), Body::None).0 == 200).then_some(()));
+    p.admin("PATCH", "/v1/admin/tenants/alpha", Body::Json(json!({"disabled": true})));
+    eventually(Duration::from_secs(1), || {
+        let (c, body, _) = call(b, "GET", "/v1/views", Some(&k2), Body::None);
+        (c == 403 && body["error"]["code"] == "tenant_disabled").then_some(())
+    });
+}
+
+#[test]
+fn quotas_limit_only_their_tenant() {
+    let p = Platform::start(1);
+    let port = p.port(0);
+    let slow = p.tenant("slow", json!({"requests_per_second": 5, "max_views": 1}));
+    let fast = p.tenant("fast", json!({}));
+    let mut limited = 0;
+    let mut retry_after = String::new();
+    for _ in 0..20 {
+        let (c, b, headers) = call(port, "GET", "/v1/views", Some(&slow), Body::None);
+        if c == 429 {
+            limited += 1;
+            assert_eq!(b["error"]["code"], "rate_limited");
+            retry_after = headers.lines().find(|l| l.to_ascii_lowercase().starts_with("retry-after")).unwrap_or_default().to_owned();
+        }
+        assert_eq!(call(port, "GET", "/v1/views", Some(&fast), Body::None).0, 200, "the other tenant is not limited");
+    }
+    assert!(limited >= 10, "{limited} of 20 were limited");
+    assert!(retry_after.to_ascii_lowercase().starts_with("retry-after: "), "{retry_after}");
+    let (_, _, _) = call(port, "GET", "/metrics", Some(ADMIN), Body::None);
+    let out = Command::new("curl").args(["-s", "-H", &format!("authorization: Bearer {ADMIN}")]).arg(format!("http://127.0.0.1:{port}/metrics")).output().unwrap();
+    let m = String::from_utf8(out.stdout).unwrap();
+    assert!(m.contains("wafer_quota_exceeded_total{tenant=\"slow\",limit=\"requests_per_second\"}"), "{m}");
+
+    // max_views = 1.
+    std::thread::sleep(Duration::from_millis(1100));
+    upload(port, &slow, "card_txn", guests::RUST_CARD_TXN, true);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(call(port, "PUT", "/v1/views/one", Some(&slow), Body::Json(stream_view("card_txn"))).0, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    let (c, b, _) = call(port, "PUT", "/v1/views/two", Some(&slow), Body::Json(stream_view("card_txn")));
+    assert_eq!((c, b["error"]["code"].as_str()), (403, Some("quota_exceeded")), "{b}");
+}
+
+#[test]
+fn deleting_a_view_stops_it_and_removes_its_data() {
+    let p = Platform::start(1);
+    let port = p.port(0);
+    let k = p.tenant("alpha", json!({}));
+    upload(port, &k, "card_txn", guests::RUST_CARD_TXN, true);
+    assert_eq!(call(port, "PUT", "/v1/views/txn", Some(&k), Body::Json(stream_view("card_txn"))).0, 200);
+    let ev = json!({"events": [{"timestamp_ms": crate::support::now_ms(), "value": {"user_id": "u1", "amount": 2, "country": "DE", "merchant": "m"}}]});
+    eventually(Duration::from_secs(2), || (call(port, "POST", "/v1/views/txn/events", Some(&k), Body::Json(ev.clone())).0 == 200).then_some(()));
+    let keys = || Command::new("redis-cli").args(["-p", &p.redis.port.to_string(), "--scan", "--pattern", "wafer:{alpha/txn}*"]).output().unwrap().stdout;
+    assert!(!keys().is_empty());
+    let (c, b, _) = call(port, "DELETE", "/v1/views/txn", Some(&k), Body::None);
+    assert_eq!(c, 200, "{b}");
+    assert!(keys().is_empty(), "online data removed");
+    assert_eq!(call(port, "POST", "/v1/views/txn/events", Some(&k), Body::Json(ev)).0, 404);
+    assert_eq!(call(port, "DELETE", "/v1/views/txn", Some(&k), Body::None).0, 404);
+}
+
+#[test]
+fn the_cli_drives_the_control_plane() {
+    let p = Platform::start(1);
+    let server = format!("http://127.0.0.1:{}", p.port(0));
+    let wafer = |args: &[&str], env: &[(&str, &str)]| {
+        let out = Command::new(crate::support::wafer_bin()).args(args).env("WAFER_SERVER", &server).envs(env.iter().copied()).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let admin = [("WAFER_ADMIN_TOKEN", ADMIN)];
+    assert_eq!(wafer(&["tenants", "create", "acme", "--quotas", r#"{"max_views": 3}"#], &admin).0, Some(0));
+    let (code, out) = wafer(&["tenants", "key", "acme"], &admin);
+    assert_eq!(code, Some(0), "{out}");
+    let key: Json = serde_json::from_str(&out).unwrap();
+    let key = key["key"].as_str().unwrap().to_owned();
+    let api = [("WAFER_API_KEY", key.as_str())];
+    let (code, out) = wafer(&["deploy", "--name", "card_txn", guests::RUST_CARD_TXN], &api);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("\"world\": \"stream\""), "{out}");
+    let dir = tempfile::tempdir().unwrap();
+    let view = dir.path().join("txn.json");
+    std::fs::write(&view, stream_view("card_txn").to_string()).unwrap();
+    let (code, out) = wafer(&["views", "put", "txn", view.to_str().unwrap()], &api);
+    assert_eq!(code, Some(0), "{out}");
+    let (out, _) = eventually(Duration::from_secs(2), || {
+        let (_, out) = wafer(&["views", "list"], &api);
+        out.contains("\"name\": \"txn\"").then_some(out)
+    });
+    assert!(out.contains("amount_sum_lifetime"), "{out}");
+    let (code, out) = wafer(&["deploy", "--name", "bad", "/etc/hostname"], &api);
+    assert_eq!(code, Some(1), "a refused upload exits 1: {out}");
+    assert!(out.contains("not_wasm"), "{out}");
+    let (code, _) = wafer(&["tenants", "list"], &api.map(|(_, v)| ("WAFER_ADMIN_TOKEN", v)));
+    assert_eq!(code, Some(1), "a tenant key is not the admin token");
+}
