@@ -42,6 +42,7 @@ fn main() {
         ("RUST_TXN_RISK", "txn_risk.wasm"),
         ("MISBEHAVE", "misbehave.wasm"),
         ("REQUEST_MISBEHAVE", "request_misbehave.wasm"),
+        ("TXN_SCORE", "txn_score.wasm"),
         ("NOT_A_TRANSFORM", "not-a-transform.wasm"),
         ("FORBIDDEN_IMPORT", "forbidden_import.wasm"),
     ] {

@@ -28,6 +28,7 @@ pub mod control;
 pub mod engine;
 pub mod events;
 pub mod materialize;
+pub mod offline;
 pub mod pipeline;
 pub mod registry;
 pub mod sandbox;

@@ -11,7 +11,19 @@ pub fn latest_field(feature: &str) -> String {
 }
 
 pub fn tile_field(g: i64, start: i64, column: &str, component: &str) -> String {
-    format!("t:{g}:{start}:{column}:{component}")
+    let mut s = String::with_capacity(TILE_FIELD_SLACK + column.len() + component.len());
+    write_tile_field(&mut s, g, start, column, component);
+    s
+}
+
+/// Room for `t:`, two i64s and the separators: sized once, so building a name never reallocates.
+const TILE_FIELD_SLACK: usize = 46;
+
+/// Write a tile field name into `out` (cleared first), for lookups that reuse one buffer.
+pub fn write_tile_field(out: &mut String, g: i64, start: i64, column: &str, component: &str) {
+    use std::fmt::Write as _;
+    out.clear();
+    let _ = write!(out, "t:{g}:{start}:{column}:{component}");
 }
 
 /// Parse `t:<g>:<start>:...` → (g, start), for expiring old tiles.

@@ -1,7 +1,7 @@
 //! Merging the tiles a window covers into a feature value, at read time.
 
 use super::hll;
-use super::ops::{latest_field, tile_field};
+use super::ops::{latest_field, tile_field, write_tile_field};
 use super::spec::{AggFunction, AggSpec, Window};
 use super::window::tiles_for;
 use crate::bindings::types::{Value, ValueType};
@@ -57,7 +57,13 @@ pub fn compute(spec: &AggSpec, w: Window, t: i64, column: ValueType, src: &dyn F
     let g = w.tile().unwrap_or(0);
     let starts = tiles_for(w, t);
     let int_col = column == ValueType::Int64;
-    let get = |start: i64, comp: &str| src.field(&tile_field(g, start, &spec.column, comp));
+    // One name buffer for every lookup of this read (no allocation per tile).
+    let name = std::cell::RefCell::new(String::new());
+    let get = |start: i64, comp: &str| {
+        let mut n = name.borrow_mut();
+        write_tile_field(&mut n, g, start, &spec.column, comp);
+        src.field(&n)
+    };
     let sum_i = |comp: &str| -> i64 { starts.iter().filter_map(|s| get(*s, comp)?.parse::<i64>().ok()).sum() };
     let nums = |comp: &str| starts.iter().filter_map(|s| get(*s, comp)?.parse::<f64>().ok()).collect::<Vec<f64>>();
     let typed = |x: f64| if int_col { Value::Int64(x as i64) } else { Value::Float64(x) };
@@ -75,8 +81,9 @@ pub fn compute(spec: &AggSpec, w: Window, t: i64, column: ValueType, src: &dyn F
         AggFunction::Max => nums("mx").into_iter().reduce(f64::max).map_or(Value::Null, typed),
         AggFunction::LastN(k) => {
             let mut merged: Vec<(i64, String)> = Vec::new();
+            let comp = format!("l{k}");
             for s in &starts {
-                if let Some(raw) = get(*s, &format!("l{k}")) {
+                if let Some(raw) = get(*s, &comp) {
                     let items: Vec<(i64, String)> = serde_json::from_str(raw).unwrap_or_default();
                     super::ops::merge_last_n(&mut merged, &items, k as usize);
                 }

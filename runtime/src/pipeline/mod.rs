@@ -87,18 +87,9 @@ impl View {
         r
     }
 
-    /// Run the transform over `events` (CPU; call from a blocking context) and fold the rows.
-    pub fn transform_batch(&self, events: &[Event]) -> (Vec<crate::aggregate::ops::EntityOps>, usize, Vec<EventFailure>) {
-        let mut parts = self.transform_groups(events, std::slice::from_ref(&(0..events.len())));
-        let p = parts.pop().unwrap_or(Prepared { events: 0, ops: Vec::new(), rows: 0, failures: Vec::new() });
-        (p.ops, p.rows, p.failures)
-    }
-
-    /// One transform call over all `events`, folded separately for each of `groups` (sorted,
-    /// non-overlapping index ranges, e.g. one per source partition, each written with its own
-    /// watermark). Failure indices are relative to their group's start.
-    fn transform_groups(&self, events: &[Event], groups: &[Range<usize>]) -> Vec<Prepared> {
-        let started = Instant::now();
+    /// Run the transform over `events` (CPU; call from a blocking context): the validated rows,
+    /// the index of the event each row came from, and the events that failed.
+    pub fn transform_rows(&self, events: &[Event]) -> (Vec<FeatureRow>, Vec<usize>, Vec<EventFailure>) {
         let results = if events.is_empty() { Vec::new() } else { self.with_worker(|w| w.process(events)) };
         let mut rows: Vec<FeatureRow> = Vec::with_capacity(events.len());
         let mut row_event: Vec<usize> = Vec::with_capacity(events.len());
@@ -114,6 +105,37 @@ impl View {
                 Err(e) => failures.push(failure(i, &e)),
             }
         }
+        (rows, row_event, failures)
+    }
+
+    /// Whether the view stores or aggregates a row feature of this name (other outputs of the
+    /// transform are never read, so offline jobs may drop them early).
+    pub fn uses_column(&self, name: &str) -> bool {
+        self.plan.latest.iter().any(|l| l == name) || self.plan.columns.iter().any(|c| c.column == name)
+    }
+
+    /// Fold already-transformed rows into a batch ready to [`commit`](Self::commit) (the offline
+    /// path: rows are replayed in event-time order). A row value that cannot be aggregated is
+    /// reported as a failure with the row's index, exactly as the online path reports it.
+    pub fn prepare_rows(&self, rows: &[FeatureRow]) -> Prepared {
+        let (ops, fold_errors) = fold(&self.plan, rows);
+        let failures = fold_errors.into_iter().map(|(ri, e)| EventFailure { index: ri, code: "aggregation", message: e.to_string() }).collect();
+        Prepared { events: rows.len(), ops, rows: rows.len(), failures }
+    }
+
+    /// Run the transform over `events` (CPU; call from a blocking context) and fold the rows.
+    pub fn transform_batch(&self, events: &[Event]) -> (Vec<crate::aggregate::ops::EntityOps>, usize, Vec<EventFailure>) {
+        let mut parts = self.transform_groups(events, std::slice::from_ref(&(0..events.len())));
+        let p = parts.pop().unwrap_or(Prepared { events: 0, ops: Vec::new(), rows: 0, failures: Vec::new() });
+        (p.ops, p.rows, p.failures)
+    }
+
+    /// One transform call over all `events`, folded separately for each of `groups` (sorted,
+    /// non-overlapping index ranges, e.g. one per source partition, each written with its own
+    /// watermark). Failure indices are relative to their group's start.
+    fn transform_groups(&self, events: &[Event], groups: &[Range<usize>]) -> Vec<Prepared> {
+        let started = Instant::now();
+        let (rows, row_event, failures) = self.transform_rows(events);
         // Rows are in event order: each group's rows are one contiguous run.
         let out = groups
             .iter()
@@ -179,7 +201,7 @@ impl View {
         let batch = WriteBatch { view: &self.id, mark, entities: &prepared.ops, keep_ms: self.keep_ms, retention: &self.retention };
         let applied = store.apply(&batch).await?;
         if applied == Applied::Applied {
-            self.metrics.events.add(&self.id, "ok", (prepared.events - prepared.failures.len()) as u64);
+            self.metrics.events.add(&self.id, "ok", prepared.events.saturating_sub(prepared.failures.len()) as u64);
             for f in &prepared.failures {
                 self.metrics.events.add(&self.id, f.code, 1);
             }

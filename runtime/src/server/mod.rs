@@ -4,6 +4,7 @@
 //!   processed synchronously, so when the response arrives the features are readable.
 //! - `POST /v1/features`: native feature reads (stored, aggregated and request-view features).
 //! - `POST /get-online-features`: Feast-compatible reads.
+//! - `POST /v1/training-data`: point-in-time training data for small inline jobs ([`training`]).
 //! - `GET /v1/views`, `GET /metrics` (Prometheus text), `GET /healthz`, `GET /openapi.json`.
 //!
 //! Errors are JSON `{"error": {"code": "...", "message": "...", ...}}` with a 4xx/5xx status.
@@ -13,6 +14,7 @@ pub mod auth;
 pub mod control;
 mod features;
 mod push;
+mod training;
 pub mod respond;
 
 use std::collections::HashMap;
@@ -46,6 +48,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/views/{view}/events"),
     ("POST", "/v1/features"),
     ("POST", "/get-online-features"),
+    ("POST", "/v1/training-data"),
     ("GET", "/v1/metrics"),
     ("GET", "/v1/transforms"),
     ("GET", "/v1/transforms/{name}"),
@@ -175,6 +178,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> (&'static str, Resp) {
     match (&method, path.as_str()) {
         (&Method::POST, "/v1/features") => ("features", features::native(app, t, req).await),
         (&Method::POST, "/get-online-features") => ("feast", features::feast(app, t, req).await),
+        (&Method::POST, "/v1/training-data") => ("training_data", training::training_data(t, req).await),
         (&Method::GET, "/v1/views") => ("views", list_views(t)),
         (&Method::GET, "/v1/metrics") => ("metrics", bytes_resp(StatusCode::OK, "text/plain; version=0.0.4", tenant_metrics(&app.metrics.render(), &t.name))),
         (&Method::POST, p) if p.starts_with("/v1/views/") && p.ends_with("/events") && p.len() > "/v1/views//events".len() => {

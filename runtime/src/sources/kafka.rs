@@ -65,7 +65,7 @@ pub fn spawn_consumer(kafka: &KafkaConfig, app: Arc<App>, src: StreamSource) -> 
     Ok(tokio::spawn(async move { consume(consumer, app, src, dlq).await }))
 }
 
-fn to_event(m: &BorrowedMessage<'_>) -> Event {
+pub(crate) fn to_event(m: &BorrowedMessage<'_>) -> Event {
     Event {
         topic: m.topic().to_string(),
         partition: m.partition(),

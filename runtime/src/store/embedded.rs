@@ -22,6 +22,9 @@ pub(crate) struct Data {
 struct Record {
     data: Data,
     expires: Option<Instant>,
+    /// Newest tile start per tile size (as the Redis store's `m:<g>` markers): old tiles are
+    /// swept only when a newer tile starts, not on every write.
+    newest: Vec<(i64, i64)>,
 }
 
 #[derive(Default)]
@@ -85,18 +88,35 @@ pub(crate) fn apply_op(rec: &mut Data, op: &TileOp) {
     }
 }
 
-/// Delete tiles older than their retention relative to the newest tile of the same size.
-pub(crate) fn sweep(rec: &mut Data, retention: &[(i64, i64)]) {
-    let mut newest: HashMap<i64, i64> = HashMap::new();
-    for f in rec.fields.keys().chain(rec.hlls.keys()) {
-        if let Some((g, s)) = parse_tile_field(f) {
-            let e = newest.entry(g).or_insert(s);
-            *e = (*e).max(s);
+/// Advance the record's newest-tile markers with a batch's ops; true if any moved.
+fn advance_markers(newest: &mut Vec<(i64, i64)>, ops: &[TileOp]) -> bool {
+    let mut moved = false;
+    for op in ops {
+        if let Some((g, s)) = parse_tile_field(op.field()) {
+            if g == 0 {
+                continue;
+            }
+            match newest.iter_mut().find(|(ng, _)| *ng == g) {
+                Some(n) if n.1 >= s => {}
+                Some(n) => {
+                    n.1 = s;
+                    moved = true;
+                }
+                None => {
+                    newest.push((g, s));
+                    moved = true;
+                }
+            }
         }
     }
+    moved
+}
+
+/// Delete tiles older than their retention relative to the newest tile of the same size.
+pub(crate) fn sweep(rec: &mut Data, retention: &[(i64, i64)], newest: &[(i64, i64)]) {
     let keep = |f: &String| match parse_tile_field(f) {
-        Some((g, s)) if g > 0 => match (retention.iter().find(|(rg, _)| *rg == g), newest.get(&g)) {
-            (Some((_, keep)), Some(n)) => s > n - keep,
+        Some((g, s)) if g > 0 => match (retention.iter().find(|(rg, _)| *rg == g), newest.iter().find(|(ng, _)| *ng == g)) {
+            (Some((_, keep)), Some((_, n))) => s > n - keep,
             _ => true,
         },
         _ => true,
@@ -130,7 +150,9 @@ impl OnlineStore for EmbeddedStore {
             for op in &e.ops {
                 apply_op(&mut rec.data, op);
             }
-            sweep(&mut rec.data, batch.retention);
+            if advance_markers(&mut rec.newest, &e.ops) {
+                sweep(&mut rec.data, batch.retention, &rec.newest);
+            }
             rec.expires = Some(now + Duration::from_millis(batch.keep_ms.max(1) as u64));
         }
         Ok(Applied::Applied)

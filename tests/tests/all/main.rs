@@ -5,6 +5,7 @@ mod aggregate;
 mod cli;
 mod examples;
 mod languages;
+mod offline;
 mod sandbox;
 mod scaffold;
 mod schema;

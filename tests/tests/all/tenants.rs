@@ -126,6 +126,7 @@ fn every_route_checks_credentials_and_tenants_are_isolated() {
         ("POST", "/v1/views/txn/events", Body::Json(json!({"events": []}))),
         ("POST", "/v1/features", Body::Json(json!({"entities": ["u"], "features": ["txn:country"]}))),
         ("POST", "/get-online-features", Body::Json(json!({"features": ["txn:country"], "entities": {"user": ["u"]}}))),
+        ("POST", "/v1/training-data", Body::Json(json!({"features": ["txn:country"], "spine": [], "events": []}))),
         ("GET", "/v1/metrics", Body::None),
         ("GET", "/v1/transforms", Body::None),
         ("GET", "/v1/transforms/card_txn", Body::None),

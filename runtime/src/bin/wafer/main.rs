@@ -1,5 +1,6 @@
 //! The `wafer` command line.
 
+mod backfill;
 mod client;
 mod inspect;
 mod materialize;
@@ -7,6 +8,7 @@ mod new;
 mod run;
 mod run_request;
 mod serve;
+mod training_data;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,6 +49,12 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run the example views on the embedded store with HTTP push (no Redis, no Kafka).
     Dev(serve::DevArgs),
+    /// Replay historical events (JSONL/Parquet file or a Kafka topic) through a view's transform
+    /// and aggregator into its online store: resumable, effectively once, with progress.
+    Backfill(backfill::BackfillArgs),
+    /// Point-in-time-correct training data: for each (entity, timestamp) row of a Parquet spine,
+    /// every requested feature as it was at that time, written as Parquet.
+    TrainingData(training_data::TrainingDataArgs),
     /// Load a batch view's file (Parquet, CSV or JSONL) into Redis: pipelined, resumable,
     /// newest event time wins, TTL applied. Exit code 1 if any row was bad (they are skipped).
     Materialize(materialize::MaterializeArgs),
@@ -128,6 +136,8 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::inspect(args),
         Command::Serve(args) => serve::serve_cmd(args),
         Command::Dev(args) => serve::dev_cmd(args),
+        Command::Backfill(args) => backfill::backfill(args),
+        Command::TrainingData(args) => training_data::training_data(args),
         Command::Materialize(args) => materialize::materialize_cmd(args),
         Command::Deploy(args) => client::deploy(args),
         Command::Tenants(args) => client::tenants(args),

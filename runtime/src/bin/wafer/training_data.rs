@@ -1,0 +1,113 @@
+//! `wafer training-data`: point-in-time-correct features for every row of a spine, as Parquet.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use wafer_runtime::offline::spine::Spine;
+use wafer_runtime::offline::training::{EventSource, TrainingJob, parse_features, run};
+use wafer_runtime::offline::parquet_out;
+use wafer_runtime::pipeline::Metrics;
+use wafer_runtime::tenant::{TenantSpec, build_tenant};
+use wafer_runtime::view::Manifest;
+
+use crate::SandboxArgs;
+
+#[derive(Args)]
+pub struct TrainingDataArgs {
+    /// The manifest (TOML) declaring the views.
+    #[arg(long, value_name = "FILE", default_value = "wafer.toml")]
+    config: PathBuf,
+    /// Parquet spine: one row per (entity, timestamp) to compute features at.
+    #[arg(long, value_name = "FILE")]
+    spine: PathBuf,
+    /// Features as `view:feature`, comma-separated (repeatable).
+    #[arg(long, value_name = "LIST", required = true)]
+    features: Vec<String>,
+    /// The event history (JSONL or Parquet), for every view, or `VIEW=FILE` for one view (repeatable).
+    #[arg(long, value_name = "[VIEW=]FILE", required = true)]
+    events: Vec<String>,
+    /// Output Parquet file.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Spine column holding entity keys [default: each view's `entity` name].
+    #[arg(long)]
+    entity_column: Option<String>,
+    /// Spine column holding the time (Int64 ms since the epoch, or a Timestamp).
+    #[arg(long, default_value = "timestamp_ms")]
+    time_column: String,
+    /// Name feature columns `view__feature` instead of `feature`.
+    #[arg(long)]
+    full_names: bool,
+    /// Events per transform call.
+    #[arg(long, default_value_t = 1024)]
+    batch_size: usize,
+    /// Threads for the point-in-time sweep [default: available cores].
+    #[arg(long)]
+    threads: Option<usize>,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
+}
+
+pub fn training_data(args: TrainingDataArgs) -> Result<ExitCode> {
+    let started = Instant::now();
+    let manifest = Manifest::load(&args.config)?;
+    let mut features = Vec::new();
+    for f in &args.features {
+        features.extend(parse_features(f)?);
+    }
+    anyhow::ensure!(!features.is_empty(), "--features lists no `view:feature`");
+    let loader = args.sandbox.loader()?;
+    let load = |path: &std::path::Path, limits| loader.load_file(path, limits);
+    let app = build_tenant(&TenantSpec::from_manifest(&manifest), &load, Arc::new(Metrics::default()), 0)?;
+    let views = &app.views;
+    let mut events: HashMap<String, EventSource> = HashMap::new();
+    for e in &args.events {
+        let (view, path) = match e.split_once('=') {
+            Some((v, p)) if views.contains_key(v) => (v.to_string(), PathBuf::from(p)),
+            _ => (String::new(), PathBuf::from(e)),
+        };
+        anyhow::ensure!(path.exists(), "event file {} does not exist", path.display());
+        if let EventSource::Files(v) = events.entry(view).or_insert_with(|| EventSource::Files(Vec::new())) {
+            v.push(path);
+        }
+    }
+    let topics = manifest.views.iter().filter_map(|v| Some((v.name.clone(), v.topic.clone()?))).collect();
+    let spine = Spine::read(&args.spine)?;
+    let job = TrainingJob {
+        views,
+        catalog: &app.catalog,
+        features,
+        events,
+        entity_column: args.entity_column.clone(),
+        time_column: args.time_column.clone(),
+        full_names: args.full_names,
+        batch_size: args.batch_size.max(1),
+        threads: args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        topics,
+    };
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(ProgressStyle::with_template("{spinner} {pos} events read ({per_sec})  {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let (columns, stats) = run(&job, &spine, &mut |n| bar.set_position(n)).context("computing training data")?;
+    bar.finish_and_clear();
+    parquet_out::write(&args.out, &spine, &columns).with_context(|| format!("writing {}", args.out.display()))?;
+    eprintln!(
+        "wrote {}: {} spine rows x {} features from {} events ({} failed, {} rows kept) in {:.2} s ({:.2} s transform, {:.2} s sweep)",
+        args.out.display(),
+        stats.spine_rows,
+        columns.len(),
+        stats.events,
+        stats.failed_events,
+        stats.rows_kept,
+        started.elapsed().as_secs_f64(),
+        stats.transform_secs,
+        stats.sweep_secs
+    );
+    Ok(ExitCode::SUCCESS)
+}

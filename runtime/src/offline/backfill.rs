@@ -1,0 +1,129 @@
+//! Backfill: replay history through a view's transform and aggregator into the online store,
+//! effectively once.
+//!
+//! Batches go through [`View::process`] with a [`SourceMark`], like live Kafka batches: the
+//! batch's tile updates and the source's watermark are written in one atomic store write. A
+//! rerun after a crash reads the watermark and resumes there, so nothing is applied twice.
+//! - File sources use the source name `backfill:<file name>` (partition 0) and the event's
+//!   position in the file (JSONL line index, Parquet row index) as its offset.
+//! - Kafka sources (`sources::kafka::backfill`) use the topic's own `(topic, partition)`
+//!   watermark, the one live consumption uses, so `wafer serve` afterwards skips exactly what
+//!   the backfill applied.
+
+use std::path::Path;
+
+use super::event_files::{EventBatch, EventFile, EventFileError, Progress};
+use crate::pipeline::{Prepared, View};
+use crate::store::{Applied, OnlineStore, SourceMark, StoreError};
+
+/// Failures kept in a report (the counts are always complete).
+const MAX_REPORTED: usize = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackfillError {
+    #[error(transparent)]
+    Events(#[from] EventFileError),
+    #[error("online store: {0}")]
+    Store(#[from] StoreError),
+    #[error("source `{source_name}` was advanced to {watermark} by someone else while this backfill was at {position}; is another backfill of it running?")]
+    Concurrent { source_name: String, watermark: i64, position: i64 },
+}
+
+/// What a backfill did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct BackfillReport {
+    /// Offset the run started from (the stored watermark; 0 for a fresh source).
+    pub resumed_from: i64,
+    /// Watermark after the run.
+    pub next_offset: i64,
+    /// Events applied by this run, and rows they produced.
+    pub events: u64,
+    pub rows: u64,
+    /// Events that failed (invalid lines, transform errors); the first ones with their reason.
+    pub failed: u64,
+    pub failures: Vec<(i64, &'static str, String)>,
+}
+
+impl BackfillReport {
+    pub(crate) fn fail(&mut self, offset: i64, code: &'static str, message: String) {
+        self.failed += 1;
+        if self.failures.len() < MAX_REPORTED {
+            self.failures.push((offset, code, message));
+        }
+    }
+}
+
+/// The watermark source name of a file backfill: `backfill:<file name>`.
+pub fn file_source_name(path: &Path) -> String {
+    format!("backfill:{}", path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned()))
+}
+
+/// A transformed batch waiting for its store write.
+struct Pending {
+    prepared: Prepared,
+    mark: SourceMark,
+    positions: Vec<i64>,
+    invalid: Vec<(i64, String)>,
+    events: usize,
+}
+
+/// Backfill `path` (JSONL or Parquet) into `store` through `view`, resuming from the stored
+/// watermark of `source`. `on_progress` is called after every batch.
+///
+/// Batches are written strictly in order (each write checks and advances the watermark); the
+/// transform of batch k+1 runs while batch k's write is in flight.
+pub async fn backfill_file(
+    view: &View,
+    store: &dyn OnlineStore,
+    path: &Path,
+    source: &str,
+    topic: &str,
+    batch_size: usize,
+    on_progress: &mut (dyn FnMut(Progress, &BackfillReport) + Send),
+) -> Result<BackfillReport, BackfillError> {
+    let start = store.watermark(&view.id, source, 0).await?.unwrap_or(0);
+    let mut file = EventFile::open(path, topic, start)?;
+    let mut report = BackfillReport { resumed_from: start, next_offset: start, ..Default::default() };
+    let mut batch = EventBatch::default();
+    let mut pending: Option<Pending> = None;
+    loop {
+        let first = file.position();
+        let next = if file.next_batch(batch_size, &mut batch)? {
+            // Applied even when every line was invalid, so the watermark moves past them.
+            let mark = SourceMark { source: source.into(), partition: 0, first_offset: first, next_offset: batch.next_position };
+            Some((mark, std::mem::take(&mut batch.events), std::mem::take(&mut batch.positions), std::mem::take(&mut batch.invalid)))
+        } else {
+            None
+        };
+        let done = next.is_none();
+        let write = async {
+            match pending.take() {
+                Some(p) => view.commit(store, &p.prepared, Some(p.mark.clone())).await.map(|a| Some((p, a))),
+                None => Ok(None),
+            }
+        };
+        let prepare = async { next.map(|(mark, events, positions, invalid)| Pending { prepared: view.prepare(&events), mark, positions, invalid, events: events.len() }) };
+        let (written, prepared) = futures::join!(write, prepare);
+        if let Some((p, applied)) = written? {
+            if let Applied::Stale { watermark } = applied {
+                return Err(BackfillError::Concurrent { source_name: source.into(), watermark, position: p.mark.first_offset });
+            }
+            for (pos, why) in p.invalid {
+                report.fail(pos, "invalid_event", why);
+            }
+            for f in &p.prepared.failures {
+                report.fail(p.positions[f.index.min(p.positions.len().saturating_sub(1))], f.code, f.message.clone());
+            }
+            report.events += p.events as u64;
+            report.rows += p.prepared.rows as u64;
+            report.next_offset = p.mark.next_offset;
+            on_progress(file.progress(), &report);
+        }
+        pending = prepared;
+        if done {
+            break;
+        }
+    }
+    report.failures.sort_by_key(|f| f.0);
+    Ok(report)
+}

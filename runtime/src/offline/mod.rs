@@ -1,0 +1,22 @@
+//! The offline path: backfills into the online store and point-in-time-correct training data.
+//!
+//! Zero training/serving skew by construction: offline jobs run the *same* Wasm transform
+//! ([`crate::pipeline::View::transform_rows`]), the *same* aggregator (`aggregate::fold` via
+//! [`crate::pipeline::View::prepare_rows`]), the same store semantics (tile merge ops, retention)
+//! and the same serving read ([`crate::pipeline::View::read`]) as the online path.
+//!
+//! - [`event_files`]: streaming JSONL / Parquet event readers with stable positions.
+//! - [`backfill`]: history → view → online store, effectively once and resumable.
+//! - [`spine`]: the (entity, timestamp) rows of a training set.
+//! - [`point_in_time`]: the sweep that computes each feature as of each spine time.
+//! - [`parquet_out`]: the typed Parquet output.
+//! - [`training`]: a whole training-data job (feature references, sources, the columns).
+
+mod columns;
+
+pub mod backfill;
+pub mod event_files;
+pub mod parquet_out;
+pub mod point_in_time;
+pub mod spine;
+pub mod training;

@@ -1,0 +1,183 @@
+//! The point-in-time sweep: for every (entity, t) of a spine, the value each feature had at `t`.
+//!
+//! It runs the online code, not a copy of it: rows come from each view's transform
+//! ([`View::transform_rows`]), are folded by the same aggregator ([`View::prepare_rows`] →
+//! `aggregate::fold`) into the same kind of store the online path writes (an in-process
+//! [`EmbeddedStore`] per entity, same merge ops and tile retention), and every spine row is
+//! served by the online serving entry point, [`Catalog::get`], at `t`: stored features through
+//! `StoredView::read` (`fields_for` / `compute` / `latest`, the TTL rule), request features by
+//! calling the request view's transform with the spine row's request params and the stored
+//! features it reads, as of `t`.
+//!
+//! Point-in-time correctness: each entity's rows are sorted by event time and its spine points
+//! by `t`; before serving at `t`, exactly the rows with event time `e ≤ t` have been applied. So
+//! an aggregation read at `t` covers the rows with `floor(t/g)·g + g − W ≤ e ≤ t` (the window
+//! semantics in [`crate::aggregate`]), a plain feature is the latest row with `e ≤ t` (expired
+//! once `t − e` exceeds the view's TTL, as online), and no event after `t` is ever visible.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use serde_json::Value as Json;
+
+use crate::bindings::types::{Event, FeatureRow, Value};
+use crate::pipeline::{EventFailure, View};
+use crate::serving::{Catalog, Entities, Plan, ServeError};
+use crate::store::StoreError;
+use crate::store::embedded::EmbeddedStore;
+
+/// The transformed history of the stream views of one entity type, kept only for the entities
+/// a spine asks about.
+pub struct History {
+    views: usize,
+    wanted: HashSet<String>,
+    /// Entity → per view (index into the sweep's `views`), its rows.
+    by_entity: HashMap<String, Vec<Vec<FeatureRow>>>,
+    /// Events transformed, events that failed, rows kept.
+    pub events: u64,
+    pub failed: u64,
+    pub rows: u64,
+}
+
+impl History {
+    /// A history of `views` views that keeps rows of `entities` only (rows of other entities
+    /// are dropped as they are produced: memory is bounded by the spine's entities, not the log).
+    pub fn new<'a>(views: usize, entities: impl IntoIterator<Item = &'a str>) -> Self {
+        Self { views, wanted: entities.into_iter().map(String::from).collect(), by_entity: HashMap::new(), events: 0, failed: 0, rows: 0 }
+    }
+
+    /// Transform a batch of events with view number `vi`'s transform and keep the rows that
+    /// matter. Returns the events that failed (index into `events`).
+    pub fn add(&mut self, vi: usize, view: &View, events: &[Event]) -> Vec<EventFailure> {
+        let (rows, _, failures) = view.transform_rows(events);
+        self.events += events.len() as u64;
+        self.failed += failures.len() as u64;
+        for mut row in rows {
+            if !self.wanted.contains(&row.entity_key) {
+                continue;
+            }
+            row.features.retain(|f| view.uses_column(&f.name));
+            row.features.shrink_to_fit();
+            self.rows += 1;
+            let per_view = match self.by_entity.get_mut(&row.entity_key) {
+                Some(v) => v,
+                None => self.by_entity.entry(row.entity_key.clone()).or_insert_with(|| vec![Vec::new(); self.views]),
+            };
+            per_view[vi].push(row);
+        }
+        failures
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error("spine row {row}: {error}")]
+    Serve { row: usize, error: ServeError },
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("starting the sweep runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("a sweep thread panicked")]
+    Panicked,
+}
+
+/// What to serve: a catalog plan over features of one entity type, and the stream views whose
+/// history feeds it (the views the `History` was built with, in the same order).
+pub struct Sweep<'a> {
+    pub catalog: &'a Catalog,
+    pub plan: &'a Plan,
+    pub views: &'a [Arc<View>],
+    /// Request params of a spine row (`{param: [value]}`), for request views.
+    pub params: &'a (dyn Fn(usize) -> HashMap<String, Vec<Json>> + Sync),
+    pub threads: usize,
+}
+
+/// Values of the plan's features for every spine row: `out[row][feature]`. A row whose entity
+/// or time is null gets nulls. Work is split by entity over `threads` threads.
+pub fn sweep(s: &Sweep<'_>, history: History, entities: &[Option<String>], times: &[Option<i64>]) -> Result<Vec<Vec<Value>>, SweepError> {
+    let width = s.plan.names.len();
+    let mut points: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, (e, t)) in entities.iter().zip(times).enumerate() {
+        if let (Some(e), Some(_)) = (e, t) {
+            points.entry(e.as_str()).or_default().push(i);
+        }
+    }
+    let mut by_entity = history.by_entity;
+    let mut work: Vec<Work<'_>> = points
+        .into_iter()
+        .map(|(e, idx)| {
+            let rows = by_entity.remove(e).unwrap_or_else(|| vec![Vec::new(); s.views.len()]);
+            Work { entity: e, points: idx, rows }
+        })
+        .collect();
+    drop(by_entity);
+    // Balance threads by rows + points, biggest first.
+    let weight = |w: &Work<'_>| w.rows.iter().map(Vec::len).sum::<usize>() + w.points.len();
+    work.sort_by_key(|w| std::cmp::Reverse(weight(w)));
+    let threads = s.threads.clamp(1, 64);
+    let mut shards: Vec<Vec<Work<'_>>> = (0..threads).map(|_| Vec::new()).collect();
+    let mut load = vec![0usize; threads];
+    for w in work {
+        let k = (0..threads).min_by_key(|k| load[*k]).unwrap_or(0);
+        load[k] += weight(&w);
+        shards[k].push(w);
+    }
+    // Request views run under `block_in_place`, which needs a multi-thread runtime context.
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().map_err(SweepError::Runtime)?;
+    let handle = rt.handle();
+    let results: Vec<Result<Vec<(usize, Vec<Value>)>, SweepError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = shards.into_iter().map(|shard| scope.spawn(move || handle.block_on(sweep_shard(s, shard, times)))).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(Err(SweepError::Panicked))).collect()
+    });
+    let mut out: Vec<Vec<Value>> = vec![Vec::new(); entities.len()];
+    for r in results {
+        for (i, vals) in r? {
+            out[i] = vals;
+        }
+    }
+    for v in &mut out {
+        if v.is_empty() {
+            *v = vec![Value::Null; width];
+        }
+    }
+    Ok(out)
+}
+
+struct Work<'a> {
+    entity: &'a str,
+    points: Vec<usize>,
+    rows: Vec<Vec<FeatureRow>>,
+}
+
+async fn sweep_shard(s: &Sweep<'_>, shard: Vec<Work<'_>>, times: &[Option<i64>]) -> Result<Vec<(usize, Vec<Value>)>, SweepError> {
+    let mut out = Vec::new();
+    for Work { entity, points: mut idx, mut rows } in shard {
+        for r in &mut rows {
+            r.sort_by_key(|r| r.event_time_ms);
+        }
+        idx.sort_by_key(|i| times[*i]);
+        let store = EmbeddedStore::new();
+        let mut applied = vec![0usize; rows.len()];
+        let keys = [entity.to_string()];
+        for i in idx {
+            let Some(t) = times[i] else { continue };
+            for (vi, view) in s.views.iter().enumerate() {
+                let (from, rs) = (applied[vi], &rows[vi]);
+                let end = from + rs[from..].partition_point(|r| r.event_time_ms <= t);
+                if end > from {
+                    let prepared = view.prepare_rows(&rs[from..end]);
+                    view.commit(&store, &prepared, None).await?;
+                    applied[vi] = end;
+                }
+            }
+            let table = s
+                .catalog
+                .get(&store, s.plan, &Entities::All(&keys), &(s.params)(i), t)
+                .await
+                .map_err(|error| SweepError::Serve { row: i, error })?;
+            let vals = table.rows.into_iter().next().unwrap_or_default().into_iter().map(|v| v.value).collect();
+            out.push((i, vals));
+        }
+    }
+    Ok(out)
+}

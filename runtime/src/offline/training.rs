@@ -1,0 +1,251 @@
+//! A training-data job: feature references, event sources per view, the spine → feature columns.
+//!
+//! Features are grouped by entity type (a stream view's `entity`; a request view's is that of the
+//! views it reads): each group is served by one catalog plan at every spine row, with the spine's
+//! entity column of that type, after replaying the stream views the plan reads.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::Value as Json;
+
+use super::columns::json_cell;
+use super::event_files::{EventBatch, EventFile, EventFileError};
+use super::parquet_out::FeatureColumn;
+use super::point_in_time::{History, Sweep, SweepError, sweep};
+use super::spine::{Spine, SpineError};
+use crate::bindings::types::{Event, Value};
+use crate::pipeline::View;
+use crate::serving::{Catalog, ServeError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainingError {
+    #[error("feature `{0}`: expected `view:feature`")]
+    BadFeatureRef(String),
+    #[error(transparent)]
+    Resolve(#[from] ServeError),
+    #[error("`{view}` is a batch view: its history is not an event log, so it has no point-in-time values here (use stream or request views)")]
+    BatchView { view: String },
+    #[error("no events given for view `{0}` (pass --events FILE or --events {0}=FILE)")]
+    NoEvents(String),
+    #[error("two output columns would be named `{0}` (use --full-names for `view__feature` columns)")]
+    DuplicateColumn(String),
+    #[error("request param `{0}` has no column of that name in the spine")]
+    MissingParam(String),
+    #[error("spine column `{0}` (a request param) has a type that cannot be passed to a transform")]
+    ParamType(String),
+    #[error(transparent)]
+    Events(#[from] EventFileError),
+    #[error(transparent)]
+    Spine(#[from] SpineError),
+    #[error(transparent)]
+    Sweep(#[from] SweepError),
+}
+
+/// `view:feature`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeatureRef {
+    pub view: String,
+    pub feature: String,
+}
+
+impl FeatureRef {
+    pub fn full(&self) -> String {
+        format!("{}:{}", self.view, self.feature)
+    }
+}
+
+/// Parse `view:feature,view:feature,...` (whitespace around items is ignored).
+pub fn parse_features(list: &str) -> Result<Vec<FeatureRef>, TrainingError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| match s.split_once(':') {
+            Some((v, f)) if !v.is_empty() && !f.is_empty() => Ok(FeatureRef { view: v.into(), feature: f.into() }),
+            _ => Err(TrainingError::BadFeatureRef(s.into())),
+        })
+        .collect()
+}
+
+/// Where a view's history comes from.
+pub enum EventSource {
+    /// Event files (JSONL or Parquet), read in order.
+    Files(Vec<PathBuf>),
+    /// Events in memory (the HTTP API's small jobs).
+    Inline(Vec<Event>),
+}
+
+/// A job: which features, from which events, how the spine names its columns.
+pub struct TrainingJob<'a> {
+    /// Stream views by name (their transforms replay the history).
+    pub views: &'a HashMap<String, Arc<View>>,
+    /// Everything servable (stream and request views), as `wafer serve` builds it.
+    pub catalog: &'a Catalog,
+    pub features: Vec<FeatureRef>,
+    /// Per stream view name; the entry `""` applies to every view without its own.
+    pub events: HashMap<String, EventSource>,
+    /// The spine's entity column for every entity type (default: the entity type's name).
+    pub entity_column: Option<String>,
+    pub time_column: String,
+    /// Name feature columns `view__feature` instead of `feature`.
+    pub full_names: bool,
+    pub batch_size: usize,
+    pub threads: usize,
+    /// Default topic of file events per view (the view's Kafka topic, so transforms see the
+    /// same `topic` offline as online); the view's name when absent.
+    pub topics: HashMap<String, String>,
+}
+
+/// What a job did.
+#[derive(Debug, Default, Clone)]
+pub struct TrainingStats {
+    pub events: u64,
+    pub failed_events: u64,
+    pub rows_kept: u64,
+    pub spine_rows: usize,
+    /// Seconds reading + transforming events, and sweeping (folding + serving at every row).
+    pub transform_secs: f64,
+    pub sweep_secs: f64,
+}
+
+/// One entity type's share of the job.
+struct Group {
+    /// `None`: request views that read no stored features.
+    entity: Option<String>,
+    /// (output column, `view:feature`).
+    features: Vec<(usize, String)>,
+    /// Stream views replayed for this group.
+    views: Vec<Arc<View>>,
+    /// Request params the group's request views take.
+    params: Vec<String>,
+}
+
+/// Run the job over `spine`: one column per requested feature, in request order, aligned with
+/// the spine's rows. `on_events` is called with the number of events read so far.
+pub fn run(job: &TrainingJob<'_>, spine: &Spine, on_events: &mut dyn FnMut(u64)) -> Result<(Vec<FeatureColumn>, TrainingStats), TrainingError> {
+    let mut stats = TrainingStats { spine_rows: spine.rows, ..Default::default() };
+    let full: Vec<String> = job.features.iter().map(FeatureRef::full).collect();
+    // Resolve everything up front: unknown views/features are all named at once.
+    job.catalog.plan(&full, None)?;
+    let mut names = Vec::with_capacity(full.len());
+    let mut types = Vec::with_capacity(full.len());
+    let mut groups: Vec<Group> = Vec::new();
+    for (i, f) in job.features.iter().enumerate() {
+        let name = if job.full_names { format!("{}__{}", f.view, f.feature) } else { f.feature.clone() };
+        if names.contains(&name) {
+            return Err(TrainingError::DuplicateColumn(name));
+        }
+        names.push(name);
+        types.push(job.catalog.value_type(&full[i]).ok_or_else(|| ServeError::UnknownFeatures(vec![full[i].clone()]))?);
+        let (entity, views, params) = sources(job, &f.view)?;
+        let g = match groups.iter().position(|g| g.entity == entity) {
+            Some(g) => g,
+            None => {
+                groups.push(Group { entity, features: Vec::new(), views: Vec::new(), params: Vec::new() });
+                groups.len() - 1
+            }
+        };
+        let g = &mut groups[g];
+        g.features.push((i, full[i].clone()));
+        for v in views {
+            if !g.views.iter().any(|x| Arc::ptr_eq(x, &v)) {
+                g.views.push(v);
+            }
+        }
+        for p in params {
+            if !g.params.contains(&p) {
+                g.params.push(p);
+            }
+        }
+    }
+    let times = spine.times(&job.time_column)?;
+    let mut columns: Vec<Vec<Value>> = vec![Vec::new(); job.features.len()];
+    let mut read_so_far = 0u64;
+    for g in &groups {
+        let started = std::time::Instant::now();
+        let entities: Vec<Option<String>> = match &g.entity {
+            Some(e) => spine.entities(job.entity_column.as_deref().unwrap_or(e))?,
+            None => vec![Some(String::new()); spine.rows],
+        };
+        let mut history = History::new(g.views.len(), entities.iter().flatten().map(String::as_str));
+        for (vi, view) in g.views.iter().enumerate() {
+            let source = job.events.get(&view.spec.name).or_else(|| job.events.get("")).ok_or_else(|| TrainingError::NoEvents(view.spec.name.clone()))?;
+            match source {
+                EventSource::Inline(events) => {
+                    for chunk in events.chunks(job.batch_size.max(1)) {
+                        history.add(vi, view, chunk);
+                    }
+                }
+                EventSource::Files(paths) => {
+                    let mut batch = EventBatch::default();
+                    let topic = job.topics.get(&view.spec.name).unwrap_or(&view.spec.name);
+                    for p in paths {
+                        let mut f = EventFile::open(p, topic, 0)?;
+                        while f.next_batch(job.batch_size, &mut batch)? {
+                            stats.failed_events += batch.invalid.len() as u64;
+                            read_so_far += (batch.events.len() + batch.invalid.len()) as u64;
+                            history.add(vi, view, &batch.events);
+                            on_events(read_so_far);
+                        }
+                    }
+                }
+            }
+        }
+        stats.events += history.events;
+        stats.failed_events += history.failed;
+        stats.rows_kept += history.rows;
+        stats.transform_secs += started.elapsed().as_secs_f64();
+        let started = std::time::Instant::now();
+        let params = param_columns(spine, &g.params)?;
+        let row_params = |row: usize| -> HashMap<String, Vec<Json>> { params.iter().map(|(name, col)| (name.clone(), vec![col[row].clone()])).collect() };
+        let fnames: Vec<String> = g.features.iter().map(|(_, f)| f.clone()).collect();
+        let plan = job.catalog.plan(&fnames, None)?;
+        let s = Sweep { catalog: job.catalog, plan: &plan, views: &g.views, params: &row_params, threads: job.threads };
+        let mut values = sweep(&s, history, &entities, &times)?;
+        for (k, (i, _)) in g.features.iter().enumerate() {
+            columns[*i] = values.iter_mut().map(|row| std::mem::replace(&mut row[k], Value::Null)).collect();
+        }
+        stats.sweep_secs += started.elapsed().as_secs_f64();
+    }
+    let out = names.into_iter().zip(types).zip(columns).map(|((name, ty), values)| FeatureColumn { name, ty, values }).collect();
+    Ok((out, stats))
+}
+
+/// A requested view's entity type, the stream views whose history it needs, its request params.
+fn sources(job: &TrainingJob<'_>, view: &str) -> Result<(Option<String>, Vec<Arc<View>>, Vec<String>), TrainingError> {
+    if let Some(v) = job.views.get(view) {
+        return Ok((Some(v.spec.entity.clone()), vec![v.clone()], Vec::new()));
+    }
+    if let Some(rv) = job.catalog.request_views().iter().find(|r| r.name == view) {
+        let mut views = Vec::new();
+        for r in &rv.reads {
+            let stored = &job.catalog.stored_views()[r.view];
+            let v = job.views.get(stored.name()).ok_or_else(|| TrainingError::BatchView { view: stored.name().into() })?;
+            if !views.iter().any(|x| Arc::ptr_eq(x, v)) {
+                views.push(v.clone());
+            }
+        }
+        return Ok((rv.entity.clone(), views, rv.params.iter().map(|p| p.name.clone()).collect()));
+    }
+    Err(TrainingError::BatchView { view: view.into() })
+}
+
+/// Spine columns holding request params, as JSON per row.
+fn param_columns(spine: &Spine, params: &[String]) -> Result<Vec<(String, Vec<Json>)>, TrainingError> {
+    let mut out = Vec::with_capacity(params.len());
+    for p in params {
+        if spine.schema.column_with_name(p).is_none() {
+            return Err(TrainingError::MissingParam(p.clone()));
+        }
+        let mut col = Vec::with_capacity(spine.rows);
+        for b in &spine.batches {
+            let a = b.column_by_name(p).ok_or_else(|| TrainingError::ParamType(p.clone()))?;
+            for i in 0..b.num_rows() {
+                col.push(json_cell(a, i).ok_or_else(|| TrainingError::ParamType(p.clone()))?);
+            }
+        }
+        out.push((p.clone(), col));
+    }
+    Ok(out)
+}
