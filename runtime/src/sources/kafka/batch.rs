@@ -92,11 +92,23 @@ pub(super) async fn prepare(view: &View, app: &App, topic: &str, watermarks: &mu
 /// store is unavailable, then record freshness for what was applied.
 pub(super) async fn write(view: Arc<View>, app: Arc<App>, ready: Ready) -> Vec<(i32, i64, Written)> {
     let writes = ready.parts.iter().zip(&ready.prepared).map(|(p, prep)| {
-        let (view, app) = (&view, &app);
+        let (view, app, events) = (&view, &app, &ready.events);
         async move {
             let Some(mark) = &p.mark else { return Written::Skipped };
             match retry_store(view, || view.commit(app.store.as_ref(), prep, Some(mark.clone()))).await {
                 Applied::Applied => Written::Applied,
+                // Another consumer (before a rebalance) applied the start of this range: apply the
+                // rest from its watermark now, or nobody ever will (our fetch position is past it).
+                Applied::Stale { watermark } if watermark < p.next => {
+                    let rest: Vec<Event> = events[p.range.clone()].iter().filter(|e| e.offset >= watermark).cloned().collect();
+                    view.metrics.replays.add(&view.id, "kafka", (p.range.len() - rest.len()) as u64);
+                    let prep = view.prepare(&rest);
+                    let mark = SourceMark { first_offset: watermark, ..mark.clone() };
+                    match retry_store(view, || view.commit(app.store.as_ref(), &prep, Some(mark.clone()))).await {
+                        Applied::Applied => Written::Applied,
+                        Applied::Stale { watermark } => Written::Stale(watermark, rest.len() as u64),
+                    }
+                }
                 Applied::Stale { watermark } => Written::Stale(watermark, p.range.len() as u64),
             }
         }
