@@ -28,24 +28,21 @@ impl Conn {
 
     /// POST a JSON body; returns the response body (errors on a non-200).
     pub async fn post(&mut self, path: &str, body: Bytes) -> Result<Bytes> {
-        let mut req = hyper::Request::post(path).header("host", &self.authority).header("content-type", "application/json");
-        if let Some(a) = &self.auth {
-            req = req.header("authorization", a);
-        }
-        let req = req.body(Full::new(body))?;
-        self.tx.ready().await?;
-        let resp = self.tx.send_request(req).await?;
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await?.to_bytes();
-        if status != 200 {
-            bail!("HTTP {status}: {}", String::from_utf8_lossy(&bytes));
-        }
-        Ok(bytes)
+        let req = hyper::Request::post(path).header("content-type", "application/json");
+        self.send(req, body).await
     }
 
     /// GET a path; returns the response body (errors on a non-200).
     pub async fn get(&mut self, path: &str) -> Result<Bytes> {
-        let req = hyper::Request::get(path).header("host", &self.authority).body(Full::new(Bytes::new()))?;
+        self.send(hyper::Request::get(path), Bytes::new()).await
+    }
+
+    async fn send(&mut self, req: hyper::http::request::Builder, body: Bytes) -> Result<Bytes> {
+        let mut req = req.header("host", &self.authority);
+        if let Some(a) = &self.auth {
+            req = req.header("authorization", a);
+        }
+        let req = req.body(Full::new(body))?;
         self.tx.ready().await?;
         let resp = self.tx.send_request(req).await?;
         let status = resp.status();

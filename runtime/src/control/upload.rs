@@ -19,12 +19,7 @@ pub struct Validated {
 pub async fn validate(control: &Arc<Control>, tenant: &str, quotas: &Quotas, bytes: Arc<Vec<u8>>, now_ms: i64) -> Result<Validated, LoadError> {
     let _slot = control.compile_slots.acquire().await.map_err(|_| LoadError::Invalid("shutting down".into()))?;
     let loader = control.loader(tenant)?;
-    let limits = Limits {
-        deadline: Duration::from_millis(quotas.deadline_ms.min(10_000)),
-        memory_bytes: quotas.memory_mib.min(4096) << 20,
-        recycle_memory_bytes: (quotas.memory_mib.min(4096) << 20) / 4 * 3,
-        ..Limits::default()
-    };
+    let limits = Limits::capped(Duration::from_millis(quotas.deadline_ms.min(10_000)), quotas.memory_mib.min(4096) << 20);
     let started = Instant::now();
     let b = bytes.clone();
     let t = tokio::task::spawn_blocking(move || loader.load(&b, limits)).await.map_err(|e| LoadError::Invalid(format!("compile task failed: {e}")))??;

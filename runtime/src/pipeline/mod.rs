@@ -30,14 +30,6 @@ pub struct EventFailure {
     pub message: String,
 }
 
-/// The result of one batch.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BatchOutcome {
-    pub applied: Applied,
-    pub rows: usize,
-    pub failures: Vec<EventFailure>,
-}
-
 /// A transformed, folded batch, ready to be written.
 pub struct Prepared {
     events: usize,
@@ -208,13 +200,6 @@ impl View {
             self.metrics.rows.add(&self.id, "written", prepared.rows as u64);
         }
         Ok(applied)
-    }
-
-    /// Process a batch end to end (prepare, then commit).
-    pub async fn process(&self, store: &dyn OnlineStore, events: &[Event], mark: Option<SourceMark>) -> Result<BatchOutcome, StoreError> {
-        let prepared = self.prepare(events);
-        let applied = self.commit(store, &prepared, mark).await?;
-        Ok(BatchOutcome { applied, rows: prepared.rows, failures: prepared.failures })
     }
 
 }

@@ -188,6 +188,13 @@ impl Registry {
         Ok(self.conn().get(format!("{P}:blob:{sha256}")).await?)
     }
 
+    /// Every transform of a tenant.
+    pub async fn transforms(&self, tenant: &str) -> Result<HashMap<String, TransformRecord>, RegistryError> {
+        let hash = format!("{P}:transforms:{tenant}");
+        let raw: HashMap<String, String> = self.conn().hgetall(&hash).await?;
+        raw.into_iter().map(|(n, v)| Ok((n, parse(&hash, &v)?))).collect()
+    }
+
     pub async fn transform(&self, tenant: &str, name: &str) -> Result<Option<TransformRecord>, RegistryError> {
         self.get(format!("{P}:transforms:{tenant}"), name).await
     }

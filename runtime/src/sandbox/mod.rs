@@ -46,6 +46,13 @@ pub struct Limits {
     pub asset_dir: Option<PathBuf>,
 }
 
+impl Limits {
+    /// Default limits with this deadline and memory cap; instances are recycled at ¾ of the cap.
+    pub fn capped(deadline: Duration, memory_bytes: usize) -> Self {
+        Self { deadline, memory_bytes, recycle_memory_bytes: memory_bytes / 4 * 3, ..Self::default() }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self {

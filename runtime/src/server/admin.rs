@@ -14,8 +14,8 @@ use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
 use super::App;
-use super::respond::{Resp, body, error, json_resp};
-use crate::registry::{Quotas, RegistryError, Tenant};
+use super::respond::{Resp, body, error, json_resp, registry_error};
+use crate::registry::{Quotas, Tenant};
 use crate::transform::schema::valid_name;
 
 #[derive(Deserialize)]
@@ -33,14 +33,6 @@ struct TenantPatch {
     disabled: Option<bool>,
     #[serde(default)]
     quotas: Option<Quotas>,
-}
-
-fn registry_error(e: &RegistryError) -> Resp {
-    match e {
-        RegistryError::TenantExists(_) => error(StatusCode::CONFLICT, "tenant_exists", e.to_string()),
-        e if e.is_not_found() => error(StatusCode::NOT_FOUND, "not_found", e.to_string()),
-        e => error(StatusCode::SERVICE_UNAVAILABLE, "registry_unavailable", e.to_string()),
-    }
 }
 
 /// A valid tenant name: it becomes part of Redis keys, topic names and a cache directory.

@@ -19,22 +19,14 @@ use hyper::{Method, Request, StatusCode};
 use serde_json::{Value as Json, json};
 
 use super::App;
-use super::respond::{Resp, error, json_resp};
+use super::respond::{Resp, error, json_resp, registry_error};
 use crate::control::Control;
-use crate::registry::{RegistryError, ViewKind, ViewRecord};
+use crate::registry::{ViewKind, ViewRecord};
 use crate::tenant::TenantApp;
 use crate::transform::schema::valid_name;
 
 pub fn is_control_path(p: &str) -> bool {
     p == "/v1/transforms" || p.starts_with("/v1/transforms/") || (p.starts_with("/v1/views/") && !p.ends_with("/events") && p.len() > "/v1/views/".len())
-}
-
-fn registry_error(e: &RegistryError) -> Resp {
-    if e.is_not_found() {
-        error(StatusCode::NOT_FOUND, "not_found", e.to_string())
-    } else {
-        error(StatusCode::SERVICE_UNAVAILABLE, "registry_unavailable", e.to_string())
-    }
 }
 
 pub async fn handle(app: &Arc<App>, t: &TenantApp, req: Request<Incoming>, method: &Method, path: &str) -> Resp {
@@ -77,9 +69,9 @@ async fn route(app: &Arc<App>, control: &Arc<Control>, t: &TenantApp, req: Reque
 }
 
 async fn list_transforms(control: &Control, t: &TenantApp) -> Resp {
-    match control.registry.snapshot().await {
-        Ok(s) => {
-            let mut list: Vec<Json> = s.transforms.get(&t.name).map(|m| m.values().map(|r| json!(r)).collect()).unwrap_or_default();
+    match control.registry.transforms(&t.name).await {
+        Ok(m) => {
+            let mut list: Vec<Json> = m.values().map(|r| json!(r)).collect();
             list.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
             json_resp(StatusCode::OK, &json!({"transforms": list}))
         }

@@ -161,7 +161,8 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> (&'static str, Resp) {
         }
         _ => {}
     }
-    if !ROUTES.iter().any(|(_, r)| matches_template(r, &path)) && !control::is_control_path(&path) {
+    let hot = matches!(path.as_str(), "/v1/features" | "/get-online-features");
+    if !hot && !ROUTES.iter().any(|(_, r)| matches_template(r, &path)) && !control::is_control_path(&path) {
         return ("unknown", error(StatusCode::NOT_FOUND, "not_found", format!("no route {method} {path}")));
     }
     let tenant = match auth::tenant(app, &req) {

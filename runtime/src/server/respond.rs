@@ -28,6 +28,15 @@ pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Resp
     json_resp(status, &json!({"error": {"code": code, "message": message.into()}}))
 }
 
+/// A registry failure: 409 for an existing tenant, 404 for anything not found, else 503.
+pub fn registry_error(e: &crate::registry::RegistryError) -> Resp {
+    match e {
+        crate::registry::RegistryError::TenantExists(_) => error(StatusCode::CONFLICT, "tenant_exists", e.to_string()),
+        e if e.is_not_found() => error(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+        e => error(StatusCode::SERVICE_UNAVAILABLE, "registry_unavailable", e.to_string()),
+    }
+}
+
 pub fn serve_error(e: &ServeError) -> Resp {
     json_resp(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.body())
 }

@@ -37,7 +37,7 @@ pub struct FeastRequest {
 
 /// A Feast request split into what [`Catalog::get`] takes.
 pub struct Parsed {
-    pub plan: Plan,
+    pub plan: std::sync::Arc<Plan>,
     /// Join-key columns (in request order) with their keys as text.
     pub join_keys: Vec<(String, Vec<Json>)>,
     pub keys: HashMap<String, Vec<String>>,
@@ -51,7 +51,7 @@ pub fn parse(catalog: &Catalog, req: FeastRequest) -> Result<Parsed, ServeError>
         (Some(_), Some(_)) => return Err(ServeError::Invalid("give either `features` or `feature_service`, not both".into())),
         (None, None) => return Err(ServeError::Invalid("`features` or `feature_service` is required".into())),
     };
-    let plan = catalog.plan(&features, None)?;
+    let plan = catalog.plan_shared(&features, None)?;
     let entity_types: Vec<&str> = catalog.stored_views().iter().map(|v| v.spec.entity.as_str()).collect();
     let mut columns: Vec<(String, Vec<Json>)> = req.entities.into_iter().collect();
     columns.sort_by(|a, b| a.0.cmp(&b.0));

@@ -237,7 +237,7 @@ impl Catalog {
 
         // One concurrent read per stored view (pipelined on the store's connection).
         let fetched: Vec<Vec<Vec<Served>>> = futures::future::try_join_all(plan.groups.iter().zip(&keys).map(|(g, k)| {
-            let view = self.stored[g.view].clone();
+            let view = &self.stored[g.view];
             let refs = &g.refs;
             async move {
                 let ks: Vec<&str> = k.iter().map(String::as_str).collect();

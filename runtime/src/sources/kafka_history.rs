@@ -160,15 +160,15 @@ pub async fn backfill(
 async fn apply(view: &View, store: &dyn OnlineStore, topic: &str, partition: i32, events: &[Event], report: &mut BackfillReport) -> Result<(), KafkaHistoryError> {
     let (Some(first), Some(last)) = (events.first(), events.last()) else { return Ok(()) };
     let mark = SourceMark { source: topic.into(), partition, first_offset: first.offset, next_offset: last.offset + 1 };
-    let outcome = view.process(store, events, Some(mark)).await?;
-    if let Applied::Stale { watermark } = outcome.applied {
+    let prepared = view.prepare(events);
+    if let Applied::Stale { watermark } = view.commit(store, &prepared, Some(mark)).await? {
         return Err(KafkaHistoryError::Concurrent { partition, watermark });
     }
-    for f in outcome.failures {
+    report.events += events.len() as u64;
+    report.rows += prepared.rows as u64;
+    for f in prepared.failures {
         report.fail(events[f.index].offset, f.code, f.message);
     }
-    report.events += events.len() as u64;
-    report.rows += outcome.rows as u64;
     report.next_offset = report.next_offset.max(last.offset + 1);
     Ok(())
 }

@@ -56,13 +56,7 @@ fn limits(view: &str, deadline_ms: u64, memory_mib: usize, q: &Quotas) -> Result
     if memory_mib > q.memory_mib {
         return Err(BuildError::Quota { view: view.into(), limit: "memory_mib", asked: memory_mib as u64, quota: q.memory_mib as u64 });
     }
-    Ok(Limits {
-        deadline: Duration::from_millis(deadline_ms),
-        memory_bytes: memory_mib << 20,
-        recycle_memory_bytes: (memory_mib << 20) / 4 * 3,
-        max_instances: q.max_instances,
-        ..Limits::default()
-    })
+    Ok(Limits { max_instances: q.max_instances, ..Limits::capped(Duration::from_millis(deadline_ms), memory_mib << 20) })
 }
 
 /// How a view's `transform` (a file path in manifests, a transform name in the registry) becomes

@@ -101,13 +101,7 @@ pub struct SandboxArgs {
 impl SandboxArgs {
     fn limits(&self) -> Limits {
         let memory_bytes = self.memory_mib << 20;
-        Limits {
-            deadline: std::time::Duration::from_millis(self.deadline_ms),
-            memory_bytes,
-            recycle_memory_bytes: memory_bytes / 4 * 3,
-            asset_dir: self.asset_dir.clone(),
-            ..Limits::default()
-        }
+        Limits { asset_dir: self.asset_dir.clone(), ..Limits::capped(std::time::Duration::from_millis(self.deadline_ms), memory_bytes) }
     }
 
     fn loader(&self) -> anyhow::Result<Loader> {
