@@ -92,11 +92,13 @@ pub fn guest(name: &str) -> Result<PathBuf> {
     Ok(p)
 }
 
-pub fn wafer_serve(config: &Path, port: u16) -> Result<Proc> {
+/// `wafer serve` on `port`; `extra` are more arguments (e.g. `--worker-threads 1`).
+pub fn wafer_serve(config: &Path, port: u16, extra: &[String]) -> Result<Proc> {
     let child = Command::new(wafer_bin()?)
         .args(["serve", "--config"])
         .arg(config)
         .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
         .env("WAFER_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()

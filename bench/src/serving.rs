@@ -32,6 +32,9 @@ pub struct Args {
     /// Requests in the batch phase.
     #[arg(long, default_value_t = 3_000)]
     batch_requests: usize,
+    /// `wafer serve --worker-threads` (default: wafer's, one per core).
+    #[arg(long)]
+    worker_threads: Option<usize>,
 }
 
 const COUNTRIES: &[&str] = &["DE", "FR", "US", "GB", "IT", "ES", "NL", "PL"];
@@ -106,7 +109,9 @@ pub fn run(a: Args) -> Result<()> {
     println!("materialize: {} rows in {:.2} s ({:.0} rows/s)", a.users, took.as_secs_f64(), a.users as f64 / took.as_secs_f64());
 
     let port = procs::free_port()?;
-    let _wafer = procs::wafer_serve(&config, port)?;
+    let extra: Vec<String> = a.worker_threads.map(|n| vec!["--worker-threads".into(), n.to_string()]).unwrap_or_default();
+    let _wafer = procs::wafer_serve(&config, port, &extra)?;
+    println!("wafer serve worker threads: {}", a.worker_threads.map_or("default (one per core)".into(), |n| n.to_string()));
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         // Check one answer before measuring.

@@ -84,7 +84,7 @@ pub fn run(a: Args) -> Result<()> {
             let config = dir.path().join("wafer.toml");
             std::fs::write(&config, manifest(redis_port, &brokers, 512)?)?;
             let port = procs::free_port()?;
-            let _wafer = procs::wafer_serve(&config, port)?;
+            let _wafer = procs::wafer_serve(&config, port, &[])?;
             let mut http = Conn::open(port).await?;
             return freshness(&mut http, port, &brokers, &a, a.rate.unwrap_or(1000.0)).await;
         }
@@ -98,7 +98,7 @@ pub fn run(a: Args) -> Result<()> {
         let config = dir.path().join("wafer.toml");
         std::fs::write(&config, manifest(redis_port, &brokers, 512)?)?;
         let port = procs::free_port()?;
-        let _wafer = procs::wafer_serve(&config, port)?;
+        let _wafer = procs::wafer_serve(&config, port, &[])?;
         let mut http = Conn::open(port).await?;
 
         let eps = throughput(&mut http, a.events).await?;

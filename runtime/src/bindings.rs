@@ -9,12 +9,15 @@ pub mod stream {
     });
 }
 
-/// Bindings for the `request-transform` world; shares types with [`stream`].
+/// Bindings for the `request-transform` world; shares types with [`stream`]. Its exports are
+/// called asynchronously (on a fiber, from the serving task itself): WASI's async bindings then
+/// never block a runtime thread, and a long call yields to the executor at every epoch tick.
 pub mod request {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "request-transform",
         additional_derives: [PartialEq],
+        exports: { default: async },
         with: {
             "wafer:transform/types": super::stream::wafer::transform::types,
             "wafer:transform/host": super::stream::wafer::transform::host,

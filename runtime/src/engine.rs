@@ -56,7 +56,10 @@ impl EngineConfig {
                 .total_core_instances(n * 10)
                 .total_memories(n * 2)
                 .total_tables(n * 4)
-                .total_stacks(0)
+                // Fiber stacks for async calls (request transforms): a store keeps its stack
+                // between calls, so one per live request instance; each reserves
+                // `async_stack_size` (2 MiB) of address space, touched only as used.
+                .total_stacks(n)
                 .max_memories_per_module(2)
                 .max_tables_per_module(4)
                 .table_elements(200_000)

@@ -102,26 +102,32 @@ pub struct LoadStats {
     pub imports: Vec<String>,
 }
 
-/// Loads components into one engine. Holds the shared [`Linker`] (WASI + Wafer's host import).
+/// Loads components into one engine. Holds the shared [`Linker`]s (WASI + Wafer's host import):
+/// a synchronous one for stream transforms, which run on blocking threads, and an async one for
+/// request transforms, which run on the serving task itself.
 #[derive(Clone)]
 pub struct Loader {
     engine: WaferEngine,
     linker: Arc<Linker<HostState>>,
+    async_linker: Arc<Linker<HostState>>,
     cache: Option<Arc<ArtifactCache>>,
 }
 
 impl Loader {
     /// A loader caching compiled artifacts under `cache_dir` (none: compile every time).
     pub fn new(engine: WaferEngine, cache_dir: Option<&Path>) -> Result<Self, LoadError> {
+        let invalid = |e: wasmtime::Error| LoadError::Invalid(format!("{e:#}"));
         let mut linker = Linker::<HostState>::new(engine.engine());
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
-        crate::bindings::host::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
-            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(invalid)?;
+        crate::bindings::host::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s).map_err(invalid)?;
+        let mut async_linker = Linker::<HostState>::new(engine.engine());
+        wasmtime_wasi::p2::add_to_linker_async(&mut async_linker).map_err(invalid)?;
+        crate::bindings::host::add_to_linker::<HostState, HasSelf<HostState>>(&mut async_linker, |s| s).map_err(invalid)?;
         let cache = match cache_dir {
             Some(dir) => Some(Arc::new(ArtifactCache::open(dir, engine.engine(), &engine.config().fingerprint())?)),
             None => None,
         };
-        Ok(Self { engine, linker: Arc::new(linker), cache })
+        Ok(Self { engine, linker: Arc::new(linker), async_linker: Arc::new(async_linker), cache })
     }
 
     pub fn engine(&self) -> &WaferEngine {
@@ -141,7 +147,7 @@ impl Loader {
             Some(c) => Some(Arc::new(c.namespace(tenant)?)),
             None => None,
         };
-        Ok(Self { engine: self.engine.clone(), linker: self.linker.clone(), cache })
+        Ok(Self { engine: self.engine.clone(), linker: self.linker.clone(), async_linker: self.async_linker.clone(), cache })
     }
 
     /// Validate, compile (or fetch from cache), describe: a ready [`Transform`].
@@ -154,8 +160,11 @@ impl Loader {
         let kind = validate::world_of(engine, &component)?;
         let imports = validate::imports_of(engine, &component);
         validate::check_imports(&imports)?;
-        let pre = self
-            .linker
+        let linker = match kind {
+            WorldKind::Stream => &self.linker,
+            WorldKind::Request => &self.async_linker,
+        };
+        let pre = linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::ImportMismatch(format!("{e:#}")))?;
         let stats = LoadStats { sha256, wasm_bytes: bytes.len(), compile, from_cache, total: Duration::ZERO, imports };

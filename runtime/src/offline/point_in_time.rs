@@ -122,7 +122,7 @@ pub fn sweep(s: &Sweep<'_>, history: History, entities: &[Option<String>], times
         load[k] += weight(&w);
         shards[k].push(w);
     }
-    // Request views run under `block_in_place`, which needs a multi-thread runtime context.
+    // One runtime (for the store's I/O and WASI's blocking work); each shard drives its own sweep.
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().map_err(SweepError::Runtime)?;
     let handle = rt.handle();
     let results: Vec<Result<Vec<(usize, Vec<Value>)>, SweepError>> = std::thread::scope(|scope| {

@@ -76,6 +76,9 @@ pub struct HostState {
     pub(crate) limiter: MemoryLimiter,
     pub(crate) clock: CallClock,
     pub(crate) log: GuestLog,
+    /// Epoch ticks left in the current async call (request transforms; see
+    /// `transform::instance::new_async_store`).
+    pub(crate) ticks_left: u64,
 }
 
 impl HostState {
@@ -105,6 +108,7 @@ impl HostState {
             limiter: MemoryLimiter::new(limits.memory_bytes),
             clock,
             log,
+            ticks_left: 0,
         })
     }
 }

@@ -264,9 +264,7 @@ impl Catalog {
                     stored: c.reads.iter().zip(&rv.reads).map(|(&(g, p), r)| request_view::stored_feature(&r.name, &fetched[g][row][p])).collect(),
                 })
                 .collect();
-            // Always off the async worker: besides CPU, WASI's stdio (a guest's stderr, its panic
-            // message) blocks on the runtime, which panics when called on an async worker.
-            let results = tokio::task::block_in_place(|| rv.compute(&inputs)).map_err(|error| ServeError::Transform { view: rv.name.clone(), transform: rv.transform.name().into(), error })?;
+            let results = rv.compute(&inputs).await.map_err(|error| ServeError::Transform { view: rv.name.clone(), transform: rv.transform.name().into(), error })?;
             let mut rows = Vec::with_capacity(n);
             for (row, r) in results.into_iter().enumerate() {
                 match r {

@@ -26,7 +26,7 @@ pub struct RequestView {
     pub reads: Vec<Read>,
     /// Entity type whose key is passed as `entity-key` (that of the first read view).
     pub entity: Option<String>,
-    workers: crate::transform::pool::Pool<RequestWorker>,
+    workers: crate::transform::pool::AsyncPool<RequestWorker>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +61,7 @@ impl RequestView {
             }
             reads.push(Read { name: r.clone(), view, feature });
         }
-        Ok(Self { name: name.into(), params: info.params.clone(), reads, entity, workers: crate::transform::pool::Pool::new(transform.limits().max_instances), transform })
+        Ok(Self { name: name.into(), params: info.params.clone(), reads, entity, workers: crate::transform::pool::AsyncPool::new(transform.limits().max_instances), transform })
     }
 
     /// The output's position and type, if the transform declares it.
@@ -69,12 +69,11 @@ impl RequestView {
         self.transform.info().outputs.iter().position(|o| o.name == feature).map(|i| (i, self.transform.info().outputs[i].value_type))
     }
 
-    /// Call the transform on every input (CPU: runs on the caller's thread, under its deadline).
-    pub fn compute(&self, inputs: &[RequestInput]) -> Result<Vec<EntityResult>, TransformError> {
-        let mut w = self.workers.take(|| self.transform.request_worker().map_err(|e| TransformError::Instantiate(e.to_string())))?;
-        let r = w.compute(inputs);
-        self.workers.put(w);
-        r
+    /// Call the transform on every input, on the caller's task, under its deadline (a long call
+    /// yields at every epoch tick). Waits for an instance when the view's cap is reached.
+    pub async fn compute(&self, inputs: &[RequestInput]) -> Result<Vec<EntityResult>, TransformError> {
+        let mut w = self.workers.take(|| self.transform.request_worker().map_err(|e| TransformError::Instantiate(e.to_string()))).await?;
+        w.compute_async(inputs).await
     }
 }
 

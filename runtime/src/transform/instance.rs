@@ -1,6 +1,6 @@
 //! One sandboxed instance and the guard around every call into it.
 
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::{Inner, TransformError, TypedPre};
 use crate::bindings::types::TransformInfo;
@@ -14,6 +14,35 @@ pub(crate) fn new_store(engine: &WaferEngine, name: &str, limits: &Limits) -> Re
     store.limiter(|s| &mut s.limiter);
     store.epoch_deadline_trap();
     Ok(store)
+}
+
+/// A fresh store for async calls (request transforms). The deadline is the same number of epoch
+/// ticks, but at every tick the guest yields to the executor first, so a call that loops holds a
+/// runtime thread for at most one tick at a time; when its ticks are spent it traps.
+pub(crate) fn new_async_store(engine: &WaferEngine, name: &str, limits: &Limits) -> Result<Store<HostState>, TransformError> {
+    let state = HostState::new(name, limits).map_err(|e| TransformError::Instantiate(e.to_string()))?;
+    let mut store = Store::new(engine.engine(), state);
+    store.limiter(|s| &mut s.limiter);
+    store.epoch_deadline_callback(|mut cx| {
+        let left = &mut cx.data_mut().ticks_left;
+        if *left <= 1 {
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        *left -= 1;
+        Ok(UpdateDeadline::Yield(1))
+    });
+    Ok(store)
+}
+
+/// Prepare `store` (made by [`new_async_store`]) for one async call: the call's clock, seed, log
+/// budget and deadline. Map the call's error with [`classify`].
+pub(crate) fn begin_async_call(store: &mut Store<HostState>, ticks: u64, now_ms: i64, seed: u64) {
+    let st = store.data_mut();
+    st.clock.begin_call(now_ms, seed);
+    st.log.begin_call();
+    st.limiter.take_refused();
+    st.ticks_left = ticks;
+    store.set_epoch_deadline(1);
 }
 
 /// Run `f` against `store` under the deadline, with the call's clock and seed set, and turn a
@@ -39,7 +68,7 @@ pub(crate) fn guarded<R>(
     }
 }
 
-fn classify(store: &mut Store<HostState>, limits: &Limits, e: &wasmtime::Error) -> TransformError {
+pub(crate) fn classify(store: &mut Store<HostState>, limits: &Limits, e: &wasmtime::Error) -> TransformError {
     let trap = e.downcast_ref::<Trap>().copied();
     if trap == Some(Trap::Interrupt) {
         return TransformError::Deadline(limits.deadline);
@@ -61,18 +90,26 @@ fn classify(store: &mut Store<HostState>, limits: &Limits, e: &wasmtime::Error) 
     TransformError::Trap(msg)
 }
 
-/// Call `describe` once on a fresh instance, under the transform's limits.
+/// Call `describe` once on a fresh instance, under the transform's limits. Request transforms are
+/// async-linked; their describe runs to completion on this thread.
 pub(crate) fn describe(engine: &WaferEngine, pre: &TypedPre, limits: &Limits, ticks: u64) -> Result<TransformInfo, TransformError> {
-    let mut store = new_store(engine, "describe", limits)?;
     match pre {
         TypedPre::Stream(p) => {
+            let mut store = new_store(engine, "describe", limits)?;
             let b = guarded(&mut store, limits, ticks, 0, 0, |s| p.instantiate(s))?;
             guarded(&mut store, limits, ticks, 0, 0, |s| b.wafer_transform_describe().call_describe(s))
         }
-        TypedPre::Request(p) => {
-            let b = guarded(&mut store, limits, ticks, 0, 0, |s| p.instantiate(s))?;
-            guarded(&mut store, limits, ticks, 0, 0, |s| b.wafer_transform_describe().call_describe(s))
-        }
+        TypedPre::Request(p) => futures::executor::block_on(async {
+            let mut store = new_async_store(engine, "describe", limits)?;
+            begin_async_call(&mut store, ticks, 0, 0);
+            let b = match p.instantiate_async(&mut store).await {
+                Ok(b) => b,
+                Err(e) => return Err(classify(&mut store, limits, &e)),
+            };
+            begin_async_call(&mut store, ticks, 0, 0);
+            let r = b.wafer_transform_describe().call_describe(&mut store).await;
+            r.map_err(|e| classify(&mut store, limits, &e))
+        }),
     }
 }
 

@@ -49,6 +49,73 @@ impl<W> Pool<W> {
     }
 }
 
+/// [`Pool`] for async callers: a call that finds the cap reached awaits a returned worker
+/// instead of blocking its thread. Taking and returning an idle worker is one uncontended
+/// semaphore permit and one short lock.
+pub struct AsyncPool<W> {
+    idle: Mutex<Vec<W>>,
+    permits: tokio::sync::Semaphore,
+    live: std::sync::atomic::AtomicUsize,
+}
+
+/// A worker on loan from an [`AsyncPool`]; returned to it on drop.
+pub struct Loan<'a, W> {
+    pool: &'a AsyncPool<W>,
+    worker: Option<W>,
+    _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl<W> AsyncPool<W> {
+    pub fn new(max: usize) -> Self {
+        Self { idle: Mutex::new(Vec::new()), permits: tokio::sync::Semaphore::new(max.max(1)), live: 0.into() }
+    }
+
+    /// Borrow an idle worker, or make one with `create` (under the cap), or wait for one.
+    pub async fn take<E>(&self, create: impl FnOnce() -> Result<W, E>) -> Result<Loan<'_, W>, E> {
+        use std::sync::atomic::Ordering;
+        // The semaphore is never closed, so acquiring only waits.
+        let permit = match self.permits.acquire().await {
+            Ok(p) => p,
+            Err(_) => unreachable!("the pool's semaphore is never closed"),
+        };
+        let worker = match self.idle.lock().pop() {
+            Some(w) => w,
+            None => {
+                let w = create()?;
+                self.live.fetch_add(1, Ordering::Relaxed);
+                w
+            }
+        };
+        Ok(Loan { pool: self, worker: Some(worker), _permit: permit })
+    }
+
+    /// Workers currently alive (idle or on loan).
+    pub fn live(&self) -> usize {
+        self.live.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl<W> std::ops::Deref for Loan<'_, W> {
+    type Target = W;
+    fn deref(&self) -> &W {
+        self.worker.as_ref().expect("a loan holds its worker until dropped")
+    }
+}
+
+impl<W> std::ops::DerefMut for Loan<'_, W> {
+    fn deref_mut(&mut self) -> &mut W {
+        self.worker.as_mut().expect("a loan holds its worker until dropped")
+    }
+}
+
+impl<W> Drop for Loan<'_, W> {
+    fn drop(&mut self) {
+        if let Some(w) = self.worker.take() {
+            self.pool.idle.lock().push(w);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +135,23 @@ mod tests {
         assert_eq!(pool.live(), 2);
         pool.put(b);
         assert!(pool.take(|| Err::<u32, _>("no")).is_ok());
+    }
+
+    #[tokio::test]
+    async fn async_pool_caps_live_workers_and_a_waiter_gets_the_returned_one() {
+        let pool = Arc::new(AsyncPool::new(2));
+        let a = pool.take(|| Ok::<_, ()>(1u32)).await.unwrap();
+        let b = pool.take(|| Ok::<_, ()>(2u32)).await.unwrap();
+        assert_eq!(pool.live(), 2);
+        let p = pool.clone();
+        let waiter = tokio::spawn(async move { *p.take(|| Ok::<_, ()>(99)).await.unwrap() });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished(), "the third caller waits at the cap");
+        drop(a);
+        assert_eq!(waiter.await.unwrap(), 1, "the waiter got the returned worker, not a new one");
+        drop(b);
+        let c = pool.take(|| Ok::<_, ()>(3)).await.unwrap();
+        assert!([1, 2].contains(&*c), "idle workers are reused before new ones are made");
+        assert_eq!(pool.live(), 2);
     }
 }

@@ -1,12 +1,13 @@
 //! Running a request (on-demand) transform: all entities of one request in one call.
 //!
 //! The clock reads the request time; random is seeded from the first entity key and the request
-//! time. A failed call (trap, deadline, OOM) fails the whole request: request transforms are
+//! time. Calls are async (see [`crate::bindings::request`]): on a runtime thread they never
+//! block it, and a long one yields at every epoch tick until its deadline. A failed call (trap, deadline, OOM) fails the whole request: request transforms are
 //! latency-critical, and re-running entity by entity would multiply the worst case.
 
 use wasmtime::Store;
 
-use super::instance::{guarded, new_store};
+use super::instance::{begin_async_call, classify, new_async_store};
 use super::schema::features_size;
 use super::{Transform, TransformError, TypedPre, WorkerStats};
 use crate::bindings::RequestInput;
@@ -44,9 +45,14 @@ impl RequestWorker {
         self.stats
     }
 
+    /// [`Self::compute_async`] run to completion on this thread (tools, tests, batch jobs).
+    pub fn compute(&mut self, inputs: &[RequestInput]) -> Result<Vec<EntityResult>, TransformError> {
+        futures::executor::block_on(self.compute_async(inputs))
+    }
+
     /// Compute features for every input. `Err` means the call as a whole failed (trap, deadline,
     /// OOM, contract); `Ok` holds one result per input.
-    pub fn compute(&mut self, inputs: &[RequestInput]) -> Result<Vec<EntityResult>, TransformError> {
+    pub async fn compute_async(&mut self, inputs: &[RequestInput]) -> Result<Vec<EntityResult>, TransformError> {
         if inputs.is_empty() {
             return Ok(Vec::new());
         }
@@ -55,15 +61,16 @@ impl RequestWorker {
         let seed = clock_seed(&[first.entity_key.as_bytes(), &first.request_time_ms.to_le_bytes()]);
         let mut live = match self.live.take() {
             Some(l) => l,
-            None => self.instantiate()?,
+            None => self.instantiate().await?,
         };
         live.calls += 1;
         self.stats.calls += 1;
         self.stats.items += inputs.len() as u64;
-        let bindings = &live.bindings;
-        let result = guarded(&mut live.store, &inner.limits, inner.ticks, first.request_time_ms, seed, |s| {
-            bindings.wafer_transform_request().call_compute(s, inputs)
-        });
+        begin_async_call(&mut live.store, inner.ticks, first.request_time_ms, seed);
+        let result = match live.bindings.wafer_transform_request().call_compute(&mut live.store, inputs).await {
+            Ok(raw) => Ok(raw),
+            Err(e) => Err(classify(&mut live.store, &inner.limits, &e)),
+        };
         let raw = match result {
             Ok(raw) => {
                 if inner.should_recycle(&live.store, live.calls) {
@@ -102,14 +109,18 @@ impl RequestWorker {
             .collect())
     }
 
-    fn instantiate(&mut self) -> Result<Live, TransformError> {
+    async fn instantiate(&mut self) -> Result<Live, TransformError> {
         let inner = &self.transform.inner;
         let TypedPre::Request(pre) = &inner.pre else {
             return Err(TransformError::Instantiate("not a request transform".into()));
         };
-        let mut store = new_store(&inner.engine, &inner.info.name, &inner.limits)?;
+        let mut store = new_async_store(&inner.engine, &inner.info.name, &inner.limits)?;
         self.stats.instantiations += 1;
-        let bindings = guarded(&mut store, &inner.limits, inner.ticks, 0, 0, |s| pre.instantiate(s))?;
+        begin_async_call(&mut store, inner.ticks, 0, 0);
+        let bindings = match pre.instantiate_async(&mut store).await {
+            Ok(b) => b,
+            Err(e) => return Err(classify(&mut store, &inner.limits, &e)),
+        };
         Ok(Live { store, bindings, calls: 0 })
     }
 }

@@ -16,6 +16,12 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use wafer_runtime::{EngineConfig, Limits, Loader, WaferEngine};
 
+/// mimalloc instead of glibc's malloc: the serving path's short-lived allocations (request
+/// parsing, responses, Redis replies) cost about a fifth of the server's CPU under glibc
+/// (`wafer-bench serving`, 16 connections; see docs/benchmarks.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Wafer: a real-time ML feature platform whose feature transforms are WebAssembly components.
 #[derive(Parser)]
 #[command(name = "wafer", version, propagate_version = true)]
