@@ -43,6 +43,10 @@ pub struct Args {
     /// request: 1 ms floods it at these rates, 2 ms measured best).
     #[arg(long, default_value_t = 2)]
     linger_ms: u32,
+    /// librdkafka consumer properties for wafer's consumers (`[kafka] consumer`), e.g.
+    /// `--consumer fetch.wait.max.ms=2`; repeatable.
+    #[arg(long, value_name = "KEY=VALUE")]
+    consumer: Vec<String>,
     /// Marker events (measured client-side) per second in the freshness phase.
     #[arg(long, default_value_t = 200.0)]
     markers: f64,
@@ -55,9 +59,14 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-fn manifest(redis_port: u16, brokers: &str, batch_size: usize) -> Result<String> {
+fn manifest(redis_port: u16, brokers: &str, batch_size: usize, consumer: &[String]) -> Result<String> {
     let wasm = procs::guest("card_txn.wasm")?.display().to_string();
-    let mut m = format!("[redis]\nurl = \"redis://127.0.0.1:{redis_port}/\"\n[kafka]\nbrokers = \"{brokers}\"\ngroup_id = \"bench\"\n[server]\ntenant = \"bench\"\n");
+    let mut props = String::new();
+    for kv in consumer {
+        let (k, v) = kv.split_once('=').with_context(|| format!("--consumer {kv}: expected KEY=VALUE"))?;
+        let _ = write!(props, "{}{k:?} = {v:?}", if props.is_empty() { "" } else { ", " });
+    }
+    let mut m = format!("[redis]\nurl = \"redis://127.0.0.1:{redis_port}/\"\n[kafka]\nbrokers = \"{brokers}\"\ngroup_id = \"bench\"\nconsumer = {{ {props} }}\n[server]\ntenant = \"bench\"\n");
     for (name, topic) in [("txn", TXNS), ("fresh", FRESH)] {
         let _ = write!(
             m,
@@ -82,7 +91,7 @@ pub fn run(a: Args) -> Result<()> {
         kafka::create_topics(&brokers, &[TXNS, FRESH]).await?;
         if a.only_freshness {
             let config = dir.path().join("wafer.toml");
-            std::fs::write(&config, manifest(redis_port, &brokers, 512)?)?;
+            std::fs::write(&config, manifest(redis_port, &brokers, 512, &a.consumer)?)?;
             let port = procs::free_port()?;
             let _wafer = procs::wafer_serve(&config, port, &[])?;
             let mut http = Conn::open(port).await?;
@@ -96,7 +105,7 @@ pub fn run(a: Args) -> Result<()> {
         println!("ceiling (consume + 1 pipelined HINCRBY per event, no transform): {ceiling:.0} events/s");
 
         let config = dir.path().join("wafer.toml");
-        std::fs::write(&config, manifest(redis_port, &brokers, 512)?)?;
+        std::fs::write(&config, manifest(redis_port, &brokers, 512, &a.consumer)?)?;
         let port = procs::free_port()?;
         let _wafer = procs::wafer_serve(&config, port, &[])?;
         let mut http = Conn::open(port).await?;
@@ -169,7 +178,9 @@ async fn freshness(http: &mut Conn, port: u16, brokers: &str, a: &Args, rate: f6
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let before = prom::buckets(std::str::from_utf8(&http.get("/metrics").await?)?, "wafer_freshness_seconds", "view", "bench/fresh");
+    let text = http.get("/metrics").await?;
+    let before = prom::buckets(std::str::from_utf8(&text)?, "wafer_freshness_seconds", "view", "bench/fresh");
+    let lag_before = prom::buckets(std::str::from_utf8(&text)?, "wafer_source_lag_seconds", "view", "bench/fresh");
 
     let total = (rate * a.seconds as f64) as usize;
     let every = ((rate / a.markers.max(1.0)) as usize).max(1);
@@ -226,6 +237,12 @@ async fn freshness(http: &mut Conn, port: u16, brokers: &str, a: &Args, rate: f6
                 "freshness, wafer_freshness_seconds (Kafka timestamp -> written): {n} events, p50 {:.2} ms, p99 {:.2} ms (histogram_quantile)",
                 prom::quantile(0.5, &h) * 1e3,
                 prom::quantile(0.99, &h) * 1e3
+            );
+            let lag = prom::diff(&prom::buckets(text, "wafer_source_lag_seconds", "view", "bench/fresh"), &lag_before);
+            println!(
+                "  of which wafer_source_lag_seconds (Kafka timestamp -> batch received: producer + broker): p50 {:.2} ms, p99 {:.2} ms",
+                prom::quantile(0.5, &lag) * 1e3,
+                prom::quantile(0.99, &lag) * 1e3
             );
             return Ok(());
         }

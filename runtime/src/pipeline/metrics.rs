@@ -180,6 +180,10 @@ pub struct Metrics {
     pub request_seconds: Histogram,
     /// Event produced (Kafka timestamp) → its features readable in the store.
     pub freshness_seconds: Histogram,
+    /// Event produced (Kafka timestamp) → its batch received by Wafer's consumer (after the
+    /// ≤ 1 ms linger): the producer's and broker's share of `freshness_seconds`; the rest is
+    /// Wafer's (transform, fold, store write).
+    pub source_lag_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -197,6 +201,7 @@ impl Default for Metrics {
             request_seconds: Histogram::new("wafer_http_request_seconds", "HTTP request handling time by route.", SERVE_LATENCY).with_label("route"),
             transform_seconds: Histogram::new("wafer_transform_batch_seconds", "Wasm transform + fold time per batch.", LATENCY),
             freshness_seconds: Histogram::new("wafer_freshness_seconds", "Time from event produce to features readable.", FRESHNESS),
+            source_lag_seconds: Histogram::new("wafer_source_lag_seconds", "Time from event produce to its batch received by the consumer.", FRESHNESS),
         }
     }
 }
@@ -211,6 +216,7 @@ impl Metrics {
         self.transform_seconds.render(&mut out);
         self.request_seconds.render(&mut out);
         self.freshness_seconds.render(&mut out);
+        self.source_lag_seconds.render(&mut out);
         out
     }
 }

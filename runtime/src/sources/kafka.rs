@@ -23,7 +23,6 @@ use std::time::Duration;
 mod batch;
 
 use anyhow::{Context, Result};
-use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -44,20 +43,15 @@ const LINGER: Duration = Duration::from_millis(1);
 /// and a deleted view stops its consumer.
 pub fn spawn_consumer(kafka: &KafkaConfig, app: Arc<App>, src: StreamSource) -> Result<tokio::task::JoinHandle<()>> {
     let group = format!("{}.{}.{}", kafka.group_id, src.tenant, src.view);
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &kafka.brokers)
-        .set("group.id", &group)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "10000")
-        .set("fetch.wait.max.ms", "5")
+    let consumer: StreamConsumer = kafka
+        .consumer_config(&group)
         .create()
         .with_context(|| format!("creating the Kafka consumer for view `{}`", src.view))?;
     consumer.subscribe(&[&src.topic]).with_context(|| format!("subscribing to `{}`", src.topic))?;
     let dlq = match &src.dead_letter_topic {
         Some(t) => Some((
             t.clone(),
-            ClientConfig::new().set("bootstrap.servers", &kafka.brokers).set("linger.ms", "1").create::<FutureProducer>().context("creating the dead-letter producer")?,
+            kafka.producer_config().create::<FutureProducer>().context("creating the dead-letter producer")?,
         )),
         None => None,
     };
@@ -117,6 +111,8 @@ async fn consume(consumer: StreamConsumer, app: Arc<App>, src: StreamSource, dlq
                 _ => break,
             }
         }
+        let received = crate::server::now_ms();
+        view.metrics.source_lag_seconds.observe_many(&view.id, events.iter().map(|e| (received - e.timestamp_ms).max(0) as f64 / 1e3));
         // The current version of the view (a hot swap takes effect here; a deleted view stops).
         match app.view(&src.tenant, &src.view) {
             Some(v) => view = v,

@@ -58,6 +58,9 @@ pub(crate) struct Inner {
     pub(crate) limits: Limits,
     pub(crate) ticks: u64,
     pub(crate) stats: LoadStats,
+    /// Request transforms: set while this transform's calls outlive an epoch tick, so that its
+    /// next calls start off the async workers (see `request::drive`).
+    pub(crate) runs_long: std::sync::atomic::AtomicBool,
 }
 
 /// A loaded, validated transform. Cheap to clone and share between threads.
@@ -90,7 +93,7 @@ impl Transform {
         if kind == WorldKind::Stream && (!info.params.is_empty() || !info.reads.is_empty()) {
             return Err(LoadError::InvalidInfo("a stream transform cannot declare request params or stored reads".into()));
         }
-        Ok(Self { inner: Arc::new(Inner { engine, kind, pre: typed, info, schema, limits, ticks, stats }) })
+        Ok(Self { inner: Arc::new(Inner { engine, kind, pre: typed, info, schema, limits, ticks, stats, runs_long: false.into() }) })
     }
 
     pub(crate) fn set_total_load_time(&mut self, d: Duration) {

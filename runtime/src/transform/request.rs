@@ -67,7 +67,7 @@ impl RequestWorker {
         self.stats.calls += 1;
         self.stats.items += inputs.len() as u64;
         begin_async_call(&mut live.store, inner.ticks, first.request_time_ms, seed);
-        let result = match live.bindings.wafer_transform_request().call_compute(&mut live.store, inputs).await {
+        let result = match drive(live.bindings.wafer_transform_request().call_compute(&mut live.store, inputs), &inner.runs_long).await {
             Ok(raw) => Ok(raw),
             Err(e) => Err(classify(&mut live.store, &inner.limits, &e)),
         };
@@ -117,10 +117,44 @@ impl RequestWorker {
         let mut store = new_async_store(&inner.engine, &inner.info.name, &inner.limits)?;
         self.stats.instantiations += 1;
         begin_async_call(&mut store, inner.ticks, 0, 0);
-        let bindings = match pre.instantiate_async(&mut store).await {
+        let bindings = match drive(pre.instantiate_async(&mut store), &inner.runs_long).await {
             Ok(b) => b,
             Err(e) => return Err(classify(&mut store, &inner.limits, &e)),
         };
         Ok(Live { store, bindings, calls: 0 })
+    }
+}
+
+/// A call of a transform flagged `runs_long` that finishes within this clears the flag.
+const SHORT_CALL: std::time::Duration = std::time::Duration::from_micros(250);
+
+/// Drive a guest call. Short calls run inline on the caller's task: no thread hand-off. A call
+/// that outlives an epoch tick (it yields: see `new_async_store`) or waits on WASI is finished off
+/// the async worker (`block_in_place`) and flags its transform, whose next calls then start off
+/// the worker until one is short again. A transform burning its whole deadline thus holds an
+/// async worker for at most one tick, once, and is otherwise time-sliced by the OS like any
+/// thread, leaving the workers to other requests and tenants.
+async fn drive<F: std::future::Future>(call: F, runs_long: &std::sync::atomic::AtomicBool) -> F::Output {
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::task::Poll;
+    let mut call = std::pin::pin!(call);
+    let multi_thread = matches!(tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()), Ok(tokio::runtime::RuntimeFlavor::MultiThread));
+    if !multi_thread {
+        return call.await;
+    }
+    if runs_long.load(Relaxed) {
+        let started = std::time::Instant::now();
+        let out = tokio::task::block_in_place(|| futures::executor::block_on(call));
+        if started.elapsed() < SHORT_CALL {
+            runs_long.store(false, Relaxed);
+        }
+        return out;
+    }
+    match std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await {
+        Poll::Ready(out) => out,
+        Poll::Pending => {
+            runs_long.store(true, Relaxed);
+            tokio::task::block_in_place(|| futures::executor::block_on(call))
+        }
     }
 }

@@ -6,6 +6,8 @@
 //! [kafka]                       # omit for HTTP push only
 //! brokers = "127.0.0.1:9092"
 //! group_id = "wafer"
+//! consumer = { "fetch.wait.max.ms" = "2" }   # librdkafka properties over Wafer's defaults
+//! producer = { "linger.ms" = "5" }           # for dead letters
 //! [server]
 //! listen = "127.0.0.1:8080"
 //!
@@ -111,6 +113,42 @@ pub struct KafkaConfig {
     pub brokers: String,
     #[serde(default = "default_group")]
     pub group_id: String,
+    /// librdkafka consumer properties applied over Wafer's defaults (`enable.auto.commit` and
+    /// `group.id` stay Wafer's: offsets are committed only after the batch's write).
+    #[serde(default)]
+    pub consumer: std::collections::BTreeMap<String, String>,
+    /// librdkafka producer properties (dead-letter producer) applied over Wafer's defaults.
+    #[serde(default)]
+    pub producer: std::collections::BTreeMap<String, String>,
+}
+
+impl KafkaConfig {
+    /// The consumer's librdkafka configuration for `group`: Wafer's defaults, the manifest's
+    /// `consumer` overrides, then the settings effectively-once delivery depends on.
+    pub fn consumer_config(&self, group: &str) -> rdkafka::ClientConfig {
+        let mut c = rdkafka::ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000")
+            // Broker-side wait when a fetch finds nothing new: bounds the idle-to-first-event
+            // latency (freshness) at the cost of more fetch requests when idle.
+            .set("fetch.wait.max.ms", "5");
+        for (k, v) in &self.consumer {
+            c.set(k, v);
+        }
+        c.set("group.id", group).set("enable.auto.commit", "false");
+        c
+    }
+
+    /// The dead-letter producer's librdkafka configuration.
+    pub fn producer_config(&self) -> rdkafka::ClientConfig {
+        let mut c = rdkafka::ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers).set("linger.ms", "1");
+        for (k, v) in &self.producer {
+            c.set(k, v);
+        }
+        c
+    }
 }
 
 fn default_group() -> String {
