@@ -39,9 +39,11 @@ pub struct Args {
     /// Skip the ceiling and throughput phases (needs --rate).
     #[arg(long, requires = "rate")]
     only_freshness: bool,
-    /// Producer linger (ms) in the freshness phase (tansu spends ~1 ms of CPU per produce
-    /// request: 1 ms floods it at these rates, 2 ms measured best).
-    #[arg(long, default_value_t = 2)]
+    /// Producer linger (ms) in the freshness phase. tansu's CPU per produce request grows with
+    /// the topic's size (in-memory storage): at 55k events/s with 2 ms it reaches a full core
+    /// within 10 s and freshness then measures the broker's queue; 5 ms keeps it near half a core
+    /// (wafer_source_lag_seconds shows the producer's and broker's share).
+    #[arg(long, default_value_t = 5)]
     linger_ms: u32,
     /// librdkafka consumer properties for wafer's consumers (`[kafka] consumer`), e.g.
     /// `--consumer fetch.wait.max.ms=2`; repeatable.

@@ -23,20 +23,22 @@ use std::time::Duration;
 mod batch;
 
 use anyhow::{Context, Result};
+use futures::FutureExt as _;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-use batch::{Written, finish, prepare, write};
+use batch::{Commits, Written, finish, prepare, write};
 use crate::bindings::types::{Event, Header as EventHeader};
 use crate::server::App;
 use crate::tenant::StreamSource;
 use crate::view::KafkaConfig;
 
-/// Longest wait to fill a batch once its first event arrived. Short: under load the fetched
-/// queue already holds a full batch (and events keep arriving while the previous write is in
-/// flight); when caught up, every millisecond here is freshness lost.
-const LINGER: Duration = Duration::from_millis(1);
+/// Offsets are committed at most this often (and when the consumer goes idle). Effectively-once
+/// rests on the store's watermarks, not on commits, so committing less often only means more
+/// already-applied events skipped after a restart; each commit is a broker request, and one per
+/// batch at small batches is a load the broker feels.
+const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Start consuming `src.topic` for a tenant's stream view (group `<group_id>.<tenant>.<view>`).
 /// The task looks the view up before every batch, so a hot swap takes effect at the next batch
@@ -83,17 +85,28 @@ async fn consume(consumer: StreamConsumer, app: Arc<App>, src: StreamSource, dlq
     let Some(mut view) = app.view(&src.tenant, &src.view) else { return };
     let mut watermarks: HashMap<i32, i64> = HashMap::new();
     let mut inflight: Option<tokio::task::JoinHandle<Vec<(i32, i64, Written)>>> = None;
+    let mut commits = Commits::new(COMMIT_INTERVAL);
     loop {
-        // Block for the first message (finishing the write in flight if it completes first),
-        // then linger briefly to fill the batch.
+        // Block for the first message, finishing the write in flight if it completes first and
+        // committing what is due once idle.
         let first = loop {
-            let Some(h) = inflight.as_mut() else { break consumer.recv().await };
+            let Some(h) = inflight.as_mut() else {
+                let idle = commits.pending();
+                tokio::select! {
+                    m = consumer.recv() => break m,
+                    _ = tokio::time::sleep(COMMIT_INTERVAL), if idle => {
+                        commits.flush(&consumer, &view, &topic);
+                        continue;
+                    }
+                }
+            };
             let done = tokio::select! {
                 m = consumer.recv() => break m,
                 r = h => r,
             };
             inflight = None;
-            finish(&consumer, &view, &topic, &mut watermarks, done);
+            finish(&mut commits, &view, &mut watermarks, done);
+            commits.flush_if_due(&consumer, &view, &topic);
         };
         let mut events: Vec<Event> = Vec::with_capacity(batch_size);
         match first {
@@ -104,10 +117,11 @@ async fn consume(consumer: StreamConsumer, app: Arc<App>, src: StreamSource, dlq
                 continue;
             }
         }
-        let deadline = tokio::time::Instant::now() + LINGER;
+        // The batch is what has already arrived: no linger. Under load the previous batch's write
+        // lets the next one fill; caught up, every event goes out at once.
         while events.len() < batch_size {
-            match tokio::time::timeout_at(deadline, consumer.recv()).await {
-                Ok(Ok(m)) => events.push(to_event(&m)),
+            match consumer.recv().now_or_never() {
+                Some(Ok(m)) => events.push(to_event(&m)),
                 _ => break,
             }
         }
@@ -118,8 +132,9 @@ async fn consume(consumer: StreamConsumer, app: Arc<App>, src: StreamSource, dlq
             Some(v) => view = v,
             None => {
                 if let Some(h) = inflight.take() {
-                    finish(&consumer, &view, &topic, &mut watermarks, h.await);
+                    finish(&mut commits, &view, &mut watermarks, h.await);
                 }
+                commits.flush(&consumer, &view, &topic);
                 tracing::info!(tenant = %src.tenant, view = %src.view, "view deleted: consumer stops");
                 return;
             }
@@ -129,7 +144,9 @@ async fn consume(consumer: StreamConsumer, app: Arc<App>, src: StreamSource, dlq
         let mut ready = prepare(&view, &app, &topic, &mut watermarks, events).await;
         if let Some(h) = inflight.take() {
             // A refused (stale) write moved a watermark this batch was filtered against: redo it.
-            if finish(&consumer, &view, &topic, &mut watermarks, h.await) {
+            let stale = finish(&mut commits, &view, &mut watermarks, h.await);
+            commits.flush_if_due(&consumer, &view, &topic);
+            if stale {
                 ready = prepare(&view, &app, &topic, &mut watermarks, ready.events).await;
             }
         }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -125,16 +125,15 @@ pub(super) async fn write(view: Arc<View>, app: Arc<App>, ready: Ready) -> Vec<(
     ready.parts.iter().zip(results).map(|(p, w)| (p.partition, p.next, w)).collect()
 }
 
-/// After a batch's write: advance the watermarks and commit the offsets. True when a write was
-/// refused as stale (another consumer applied those offsets: the watermark is resynced).
-pub(super) fn finish(consumer: &StreamConsumer, view: &View, topic: &str, watermarks: &mut HashMap<i32, i64>, done: Result<Vec<(i32, i64, Written)>, tokio::task::JoinError>) -> bool {
+/// After a batch's write: advance the watermarks and note the offsets to commit. True when a
+/// write was refused as stale (another consumer applied those offsets: the watermark is resynced).
+pub(super) fn finish(commits: &mut Commits, view: &View, watermarks: &mut HashMap<i32, i64>, done: Result<Vec<(i32, i64, Written)>, tokio::task::JoinError>) -> bool {
     let results = match done {
         Ok(r) => r,
         // Only a panic ends the write task: let it end this view's consumption, as it would
         // have without the task (nothing of the batch is committed).
         Err(e) => std::panic::resume_unwind(e.into_panic()),
     };
-    let mut commit = TopicPartitionList::new();
     let mut stale = false;
     for (partition, next, w) in results {
         let to = match w {
@@ -146,14 +145,53 @@ pub(super) fn finish(consumer: &StreamConsumer, view: &View, topic: &str, waterm
             }
         };
         watermarks.insert(partition, to);
-        let _ = commit.add_partition_offset(topic, partition, Offset::Offset(to));
+        commits.note(partition, to);
     }
-    if commit.count() > 0 {
-        if let Err(e) = consumer.commit(&commit, CommitMode::Async) {
+    stale
+}
+
+/// Offsets written but not yet committed, committed at most once per interval.
+pub(super) struct Commits {
+    pending: HashMap<i32, i64>,
+    last: Instant,
+    every: Duration,
+}
+
+impl Commits {
+    pub(super) fn new(every: Duration) -> Self {
+        Self { pending: HashMap::new(), last: Instant::now(), every }
+    }
+
+    fn note(&mut self, partition: i32, offset: i64) {
+        self.pending.insert(partition, offset);
+    }
+
+    pub(super) fn pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Commit if the interval has passed since the last commit.
+    pub(super) fn flush_if_due(&mut self, consumer: &StreamConsumer, view: &View, topic: &str) {
+        if self.last.elapsed() >= self.every {
+            self.flush(consumer, view, topic);
+        }
+    }
+
+    /// Commit what is pending now (asynchronously: a lost commit only means more replays skipped
+    /// by the watermark).
+    pub(super) fn flush(&mut self, consumer: &StreamConsumer, view: &View, topic: &str) {
+        self.last = Instant::now();
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut list = TopicPartitionList::new();
+        for (partition, offset) in self.pending.drain() {
+            let _ = list.add_partition_offset(topic, partition, Offset::Offset(offset));
+        }
+        if let Err(e) = consumer.commit(&list, CommitMode::Async) {
             tracing::warn!(view = %view.id, error = %e, "offset commit failed (replays are skipped by the watermark)");
         }
     }
-    stale
 }
 
 /// Retry a store operation with backoff while the error is transient (consumption pauses).
