@@ -9,11 +9,9 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
-pub const PARTITIONS: i32 = 4;
-
-pub async fn create_topics(brokers: &str, topics: &[&str]) -> Result<()> {
+pub async fn create_topics(brokers: &str, topics: &[&str], partitions: i32) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers).create().context("creating the Kafka admin client")?;
-    let new: Vec<NewTopic> = topics.iter().map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1))).collect();
+    let new: Vec<NewTopic> = topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1))).collect();
     for r in admin.create_topics(&new, &AdminOptions::new()).await.context("creating topics")? {
         if let Err((t, e)) = r {
             bail!("creating topic {t}: {e}");

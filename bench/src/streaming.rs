@@ -45,6 +45,11 @@ pub struct Args {
     /// (wafer_source_lag_seconds shows the producer's and broker's share).
     #[arg(long, default_value_t = 5)]
     linger_ms: u32,
+    /// Partitions of each topic. tansu's CPU per produce and fetch request grows with the
+    /// partitions a request touches and with their size: at 4 partitions it nears a full core
+    /// in the freshness phase and adds ~2 ms to the median (wafer_source_lag_seconds).
+    #[arg(long, default_value_t = 2)]
+    partitions: i32,
     /// librdkafka consumer properties for wafer's consumers (`[kafka] consumer`), e.g.
     /// `--consumer fetch.wait.max.ms=2`; repeatable.
     #[arg(long, value_name = "KEY=VALUE")]
@@ -90,7 +95,7 @@ pub fn run(a: Args) -> Result<()> {
     let redis_url = format!("redis://127.0.0.1:{redis_port}/");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
-        kafka::create_topics(&brokers, &[TXNS, FRESH]).await?;
+        kafka::create_topics(&brokers, &[TXNS, FRESH], a.partitions).await?;
         if a.only_freshness {
             let config = dir.path().join("wafer.toml");
             std::fs::write(&config, manifest(redis_port, &brokers, 512, &a.consumer)?)?;
@@ -101,7 +106,7 @@ pub fn run(a: Args) -> Result<()> {
         }
         let bulk = kafka::producer(&brokers, 5)?;
         let secs = kafka::produce_bulk(&bulk, TXNS, a.events, a.users, now_ms()).await?;
-        println!("produce: {} events to {TXNS} ({} partitions, {} users) in {secs:.2} s ({:.0} events/s)", a.events, kafka::PARTITIONS, a.users, a.events as f64 / secs);
+        println!("produce: {} events to {TXNS} ({} partitions, {} users) in {secs:.2} s ({:.0} events/s)", a.events, a.partitions, a.users, a.events as f64 / secs);
 
         let ceiling = ceiling::run(&brokers, &redis_url, TXNS, a.events).await?;
         println!("ceiling (consume + 1 pipelined HINCRBY per event, no transform): {ceiling:.0} events/s");
