@@ -192,7 +192,7 @@ impl Default for Metrics {
             events: Counter::new("wafer_events_total", "Events processed, by outcome (ok or error code).", "outcome"),
             rows: Counter::new("wafer_rows_total", "Feature rows written.", "kind"),
             store_errors: Counter::new("wafer_store_errors_total", "Online store failures (batches are retried).", "kind"),
-            replays: Counter::new("wafer_replayed_batches_total", "Batches skipped because their offsets were already applied.", "source"),
+            replays: Counter::new("wafer_replayed_events_total", "Events skipped because their offsets were already applied (replays after a restart or rebalance).", "source"),
             requests: Counter::new("wafer_http_requests_total", "HTTP requests by route and status.", "status").with_first("route"),
             breaker_trips: Counter::new("wafer_breaker_trips_total", "Times a view's circuit breaker opened (paused the view).", "code"),
             paused: Gauge::new("wafer_view_paused", "1 while the view is paused by its circuit breaker."),
