@@ -17,8 +17,8 @@ pub(crate) fn new_store(engine: &WaferEngine, name: &str, limits: &Limits) -> Re
 }
 
 /// A fresh store for async calls (request transforms). The deadline is the same number of epoch
-/// ticks, but at every tick the guest yields to the executor first, so a call that loops holds a
-/// runtime thread for at most one tick at a time; when its ticks are spent it traps.
+/// ticks, but at every tick the guest first yields to its caller, which is how `request::drive`
+/// learns that a call is long and moves it off the async worker; when its ticks are spent it traps.
 pub(crate) fn new_async_store(engine: &WaferEngine, name: &str, limits: &Limits) -> Result<Store<HostState>, TransformError> {
     let state = HostState::new(name, limits).map_err(|e| TransformError::Instantiate(e.to_string()))?;
     let mut store = Store::new(engine.engine(), state);

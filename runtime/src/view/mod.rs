@@ -397,3 +397,26 @@ impl ViewSpec {
         self.aggs.iter().flat_map(|a| a.windows.iter()).filter_map(|w| match w { Window::Sliding(l) => Some(*l), _ => None }).max().unwrap_or(0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::KafkaConfig;
+
+    #[test]
+    fn consumer_overrides_apply_but_never_the_delivery_settings() {
+        let k: KafkaConfig = toml::from_str(
+            r#"brokers = "b:9092"
+            consumer = { "fetch.wait.max.ms" = "2", "enable.auto.commit" = "true", "group.id" = "theirs", "client.id" = "x" }
+            producer = { "linger.ms" = "7" }"#,
+        )
+        .unwrap();
+        let c = k.consumer_config("wafer.t.v");
+        assert_eq!(c.get("fetch.wait.max.ms"), Some("2"), "an override replaces Wafer's default");
+        assert_eq!(c.get("client.id"), Some("x"), "other librdkafka properties pass through");
+        assert_eq!(c.get("auto.offset.reset"), Some("earliest"), "defaults stay where not overridden");
+        assert_eq!(c.get("enable.auto.commit"), Some("false"), "offsets are committed by Wafer after the write");
+        assert_eq!(c.get("group.id"), Some("wafer.t.v"), "the group is per tenant and view");
+        assert_eq!(k.producer_config().get("linger.ms"), Some("7"));
+        assert_eq!(k.producer_config().get("bootstrap.servers"), Some("b:9092"));
+    }
+}
