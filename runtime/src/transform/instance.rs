@@ -3,26 +3,38 @@
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::{Inner, TransformError, TypedPre};
+use crate::bindings::request::{RequestTransform, RequestTransformPre};
 use crate::bindings::types::TransformInfo;
 use crate::engine::WaferEngine;
 use crate::sandbox::{HostState, Limits};
 
-/// A fresh store with the transform's limits installed.
-pub(crate) fn new_store(engine: &WaferEngine, name: &str, limits: &Limits) -> Result<Store<HostState>, TransformError> {
+/// A fresh store with the transform's sandbox and memory limit (the deadline is set by the caller).
+fn sandboxed_store(engine: &WaferEngine, name: &str, limits: &Limits) -> Result<Store<HostState>, TransformError> {
     let state = HostState::new(name, limits).map_err(|e| TransformError::Instantiate(e.to_string()))?;
     let mut store = Store::new(engine.engine(), state);
     store.limiter(|s| &mut s.limiter);
+    Ok(store)
+}
+
+/// A fresh store for synchronous calls: the deadline traps.
+pub(crate) fn new_store(engine: &WaferEngine, name: &str, limits: &Limits) -> Result<Store<HostState>, TransformError> {
+    let mut store = sandboxed_store(engine, name, limits)?;
     store.epoch_deadline_trap();
     Ok(store)
+}
+
+/// Reset the per-call state: the call's clock and seed, the log budget, the refused-growth mark.
+fn begin_call(st: &mut HostState, now_ms: i64, seed: u64) {
+    st.clock.begin_call(now_ms, seed);
+    st.log.begin_call();
+    st.limiter.take_refused();
 }
 
 /// A fresh store for async calls (request transforms). The deadline is the same number of epoch
 /// ticks, but at every tick the guest first yields to its caller, which is how `request::drive`
 /// learns that a call is long and moves it off the async worker; when its ticks are spent it traps.
 pub(crate) fn new_async_store(engine: &WaferEngine, name: &str, limits: &Limits) -> Result<Store<HostState>, TransformError> {
-    let state = HostState::new(name, limits).map_err(|e| TransformError::Instantiate(e.to_string()))?;
-    let mut store = Store::new(engine.engine(), state);
-    store.limiter(|s| &mut s.limiter);
+    let mut store = sandboxed_store(engine, name, limits)?;
     store.epoch_deadline_callback(|mut cx| {
         let left = &mut cx.data_mut().ticks_left;
         if *left <= 1 {
@@ -38,11 +50,25 @@ pub(crate) fn new_async_store(engine: &WaferEngine, name: &str, limits: &Limits)
 /// budget and deadline. Map the call's error with [`classify`].
 pub(crate) fn begin_async_call(store: &mut Store<HostState>, ticks: u64, now_ms: i64, seed: u64) {
     let st = store.data_mut();
-    st.clock.begin_call(now_ms, seed);
-    st.log.begin_call();
-    st.limiter.take_refused();
+    begin_call(st, now_ms, seed);
     st.ticks_left = ticks;
     store.set_epoch_deadline(1);
+}
+
+/// A fresh async store with an instance of the request transform `pre` in it.
+pub(crate) async fn instantiate_request(
+    engine: &WaferEngine,
+    pre: &RequestTransformPre<HostState>,
+    name: &str,
+    limits: &Limits,
+    ticks: u64,
+) -> Result<(Store<HostState>, RequestTransform), TransformError> {
+    let mut store = new_async_store(engine, name, limits)?;
+    begin_async_call(&mut store, ticks, 0, 0);
+    match pre.instantiate_async(&mut store).await {
+        Ok(b) => Ok((store, b)),
+        Err(e) => Err(classify(&mut store, limits, &e)),
+    }
 }
 
 /// Run `f` against `store` under the deadline, with the call's clock and seed set, and turn a
@@ -55,12 +81,7 @@ pub(crate) fn guarded<R>(
     seed: u64,
     f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
 ) -> Result<R, TransformError> {
-    {
-        let st = store.data_mut();
-        st.clock.begin_call(now_ms, seed);
-        st.log.begin_call();
-        st.limiter.take_refused();
-    }
+    begin_call(store.data_mut(), now_ms, seed);
     store.set_epoch_deadline(ticks);
     match f(store) {
         Ok(r) => Ok(r),
@@ -100,12 +121,7 @@ pub(crate) fn describe(engine: &WaferEngine, pre: &TypedPre, limits: &Limits, ti
             guarded(&mut store, limits, ticks, 0, 0, |s| b.wafer_transform_describe().call_describe(s))
         }
         TypedPre::Request(p) => futures::executor::block_on(async {
-            let mut store = new_async_store(engine, "describe", limits)?;
-            begin_async_call(&mut store, ticks, 0, 0);
-            let b = match p.instantiate_async(&mut store).await {
-                Ok(b) => b,
-                Err(e) => return Err(classify(&mut store, limits, &e)),
-            };
+            let (mut store, b) = instantiate_request(engine, p, "describe", limits, ticks).await?;
             begin_async_call(&mut store, ticks, 0, 0);
             let r = b.wafer_transform_describe().call_describe(&mut store).await;
             r.map_err(|e| classify(&mut store, limits, &e))

@@ -7,7 +7,7 @@
 
 use wasmtime::Store;
 
-use super::instance::{begin_async_call, classify, new_async_store};
+use super::instance::{begin_async_call, classify, instantiate_request};
 use super::schema::features_size;
 use super::{Transform, TransformError, TypedPre, WorkerStats};
 use crate::bindings::RequestInput;
@@ -114,13 +114,8 @@ impl RequestWorker {
         let TypedPre::Request(pre) = &inner.pre else {
             return Err(TransformError::Instantiate("not a request transform".into()));
         };
-        let mut store = new_async_store(&inner.engine, &inner.info.name, &inner.limits)?;
         self.stats.instantiations += 1;
-        begin_async_call(&mut store, inner.ticks, 0, 0);
-        let bindings = match drive(pre.instantiate_async(&mut store), &inner.runs_long).await {
-            Ok(b) => b,
-            Err(e) => return Err(classify(&mut store, &inner.limits, &e)),
-        };
+        let (store, bindings) = drive(instantiate_request(&inner.engine, pre, &inner.info.name, &inner.limits, inner.ticks), &inner.runs_long).await?;
         Ok(Live { store, bindings, calls: 0 })
     }
 }
