@@ -59,7 +59,9 @@ fn main() {
         writeln!(consts, "pub const {name}: Option<&str> = {v};").unwrap();
     }
     // The tools themselves, for tests that build scaffolded projects (`wafer new`).
-    for (name, tool) in [("TOOL_COMPONENTIZE_PY", &tools.componentize_py), ("TOOL_COMPONENTIZE_QJS", &tools.componentize_qjs)] {
+    for (name, tool) in
+        [("TOOL_COMPONENTIZE_PY", &tools.componentize_py), ("TOOL_COMPONENTIZE_QJS", &tools.componentize_qjs)]
+    {
         let v = tool.as_ref().map_or("None".to_string(), |p| format!("Some({:?})", p.display().to_string()));
         writeln!(consts, "pub const {name}: Option<&str> = {v};").unwrap();
     }
@@ -81,9 +83,21 @@ struct Tools {
 impl Tools {
     fn find(root: &Path) -> Self {
         Self {
-            componentize_py: find_tool("COMPONENTIZE_PY", &root.join(".venv-tools/bin/componentize-py"), "componentize-py"),
-            componentize_qjs: find_tool("COMPONENTIZE_QJS", &root.join(".tools/js-qjs/node_modules/.bin/componentize-qjs"), "componentize-qjs"),
-            componentize_js: find_tool("COMPONENTIZE_JS", &root.join(".tools/js-sm/node_modules/.bin/componentize-js"), "componentize-js"),
+            componentize_py: find_tool(
+                "COMPONENTIZE_PY",
+                &root.join(".venv-tools/bin/componentize-py"),
+                "componentize-py",
+            ),
+            componentize_qjs: find_tool(
+                "COMPONENTIZE_QJS",
+                &root.join(".tools/js-qjs/node_modules/.bin/componentize-qjs"),
+                "componentize-qjs",
+            ),
+            componentize_js: find_tool(
+                "COMPONENTIZE_JS",
+                &root.join(".tools/js-sm/node_modules/.bin/componentize-js"),
+                "componentize-js",
+            ),
             clang: wasm_c::Compiler::find().is_ok(),
         }
     }
@@ -110,15 +124,24 @@ fn jobs(root: &Path, target_dir: &Path, tools: &Tools) -> Vec<Job> {
     let out = target_dir.join("python");
     let app = examples.join("python-card-txn");
     watch(&app);
-    jobs.push(tool_job("PYTHON_CARD_TXN", tools.componentize_py.clone(), "componentize-py (pip install componentize-py==0.25.1)", {
-        let (wit, out) = (wit.clone(), out.clone());
-        move |tool: PathBuf| {
-            let dst = out.join("card_txn_py.wasm");
-            let mut c = Command::new(tool);
-            c.arg("-d").arg(&wit).args(["-w", "stream-transform", "componentize", "app", "-o"]).arg(&dst).current_dir(&app);
-            (c, dst)
-        }
-    }));
+    jobs.push(tool_job(
+        "PYTHON_CARD_TXN",
+        tools.componentize_py.clone(),
+        "componentize-py (pip install componentize-py==0.25.1)",
+        {
+            let (wit, out) = (wit.clone(), out.clone());
+            move |tool: PathBuf| {
+                let dst = out.join("card_txn_py.wasm");
+                let mut c = Command::new(tool);
+                c.arg("-d")
+                    .arg(&wit)
+                    .args(["-w", "stream-transform", "componentize", "app", "-o"])
+                    .arg(&dst)
+                    .current_dir(&app);
+                (c, dst)
+            }
+        },
+    ));
 
     // JavaScript: the same source with both engines.
     let js_out = target_dir.join("js");
@@ -129,19 +152,38 @@ fn jobs(root: &Path, target_dir: &Path, tools: &Tools) -> Vec<Job> {
         let app = examples.join(dir);
         watch(&app);
         let (wit2, out2, app2) = (wit.clone(), js_out.clone(), app.clone());
-        jobs.push(tool_job(leak(format!("JS_QJS_{name}")), tools.componentize_qjs.clone(), "componentize-qjs (npm install componentize-qjs@0.4.5)", move |tool: PathBuf| {
-            let dst = out2.join(format!("{file}_qjs.wasm"));
-            let mut c = Command::new(tool);
-            c.arg("--wit").arg(&wit2).args(["--js", "app.js", "-n", world, "--sync", "-o"]).arg(&dst).current_dir(&app2);
-            (c, dst)
-        }));
+        jobs.push(tool_job(
+            leak(format!("JS_QJS_{name}")),
+            tools.componentize_qjs.clone(),
+            "componentize-qjs (npm install componentize-qjs@0.4.5)",
+            move |tool: PathBuf| {
+                let dst = out2.join(format!("{file}_qjs.wasm"));
+                let mut c = Command::new(tool);
+                c.arg("--wit")
+                    .arg(&wit2)
+                    .args(["--js", "app.js", "-n", world, "--sync", "-o"])
+                    .arg(&dst)
+                    .current_dir(&app2);
+                (c, dst)
+            },
+        ));
         let (wit2, out2) = (wit.clone(), js_out.clone());
-        jobs.push(tool_job(leak(format!("JS_SM_{name}")), tools.componentize_js.clone(), "componentize-js (npm install @bytecodealliance/componentize-js@0.23.0)", move |tool: PathBuf| {
-            let dst = out2.join(format!("{file}_sm.wasm"));
-            let mut c = Command::new(tool);
-            c.arg("--wit").arg(&wit2).args(["--world-name", world, "-d", "stdio", "random", "clocks", "http", "fetch-event", "-o"]).arg(&dst).arg("app.js").current_dir(&app);
-            (c, dst)
-        }));
+        jobs.push(tool_job(
+            leak(format!("JS_SM_{name}")),
+            tools.componentize_js.clone(),
+            "componentize-js (npm install @bytecodealliance/componentize-js@0.23.0)",
+            move |tool: PathBuf| {
+                let dst = out2.join(format!("{file}_sm.wasm"));
+                let mut c = Command::new(tool);
+                c.arg("--wit")
+                    .arg(&wit2)
+                    .args(["--world-name", world, "-d", "stdio", "random", "clocks", "http", "fetch-event", "-o"])
+                    .arg(&dst)
+                    .arg("app.js")
+                    .current_dir(&app);
+                (c, dst)
+            },
+        ));
     }
 
     // C: clang + wasi-libc, bindings and component step by the wasm-c crate.
@@ -220,11 +262,22 @@ fn cargo_wasm(workspace: &Path, target_dir: &Path) {
         .arg(target_dir)
         .current_dir(workspace);
     // Don't leak the host build's flags into the guest build.
-    for var in ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_PROFILE_RELEASE_DEBUG", "RUSTC_WORKSPACE_WRAPPER"] {
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_PROFILE_RELEASE_DEBUG",
+        "RUSTC_WORKSPACE_WRAPPER",
+    ] {
         cmd.env_remove(var);
     }
     let status = cmd.status().unwrap_or_else(|e| panic!("running cargo for {}: {e}", workspace.display()));
-    assert!(status.success(), "building the guests in {} failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`)", workspace.display());
+    assert!(
+        status.success(),
+        "building the guests in {} failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`)",
+        workspace.display()
+    );
 }
 
 /// `$var`, else `installed` if it exists, else `name` on PATH.

@@ -35,7 +35,8 @@ pub async fn run(brokers: &str, redis_url: &str, topic: &str, n: usize) -> Resul
     while done < n {
         pipe.clear();
         let mut batch = 0;
-        let first = tokio::time::timeout(Duration::from_secs(60), consumer.recv()).await.context("no event for 60 s")??;
+        let first =
+            tokio::time::timeout(Duration::from_secs(60), consumer.recv()).await.context("no event for 60 s")??;
         let mut add = |m: &rdkafka::message::BorrowedMessage<'_>, pipe: &mut redis::Pipeline| {
             key.clear();
             key.push_str("ceil:");

@@ -10,7 +10,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 pub async fn create_topics(brokers: &str, topics: &[&str], partitions: i32) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers).create().context("creating the Kafka admin client")?;
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", brokers).create().context("creating the Kafka admin client")?;
     let new: Vec<NewTopic> = topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1))).collect();
     for r in admin.create_topics(&new, &AdminOptions::new()).await.context("creating topics")? {
         if let Err((t, e)) = r {
@@ -35,7 +36,13 @@ pub fn payload(out: &mut String, user: &str, i: usize) {
     use std::fmt::Write as _;
     out.clear();
     let cents = (i * 7919) % 100_000;
-    let _ = write!(out, r#"{{"user_id":"{user}","amount":{}.{:02},"country":"DE","merchant":"m{}"}}"#, cents / 100, cents % 100, i % 7);
+    let _ = write!(
+        out,
+        r#"{{"user_id":"{user}","amount":{}.{:02},"country":"DE","merchant":"m{}"}}"#,
+        cents / 100,
+        cents % 100,
+        i % 7
+    );
 }
 
 /// Enqueue one record (waiting while the local queue is full); the future resolves on delivery.
@@ -43,7 +50,9 @@ pub async fn send(p: &FutureProducer, topic: &str, key: &str, value: &str, ts_ms
     loop {
         match p.send_result(FutureRecord::to(topic).key(key).payload(value).timestamp(ts_ms)) {
             Ok(f) => return Ok(f),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => tokio::time::sleep(Duration::from_millis(1)).await,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                tokio::time::sleep(Duration::from_millis(1)).await
+            }
             Err((e, _)) => bail!("producing to {topic}: {e}"),
         }
     }

@@ -16,8 +16,8 @@ mod procs;
 mod prom;
 mod serving;
 mod stats;
-mod tenants;
 mod streaming;
+mod tenants;
 
 use clap::{Parser, Subcommand};
 

@@ -65,7 +65,15 @@ pub fn tansu(dir: &Path) -> Result<(Proc, u16)> {
     let url = format!("tcp://127.0.0.1:{port}");
     let log = std::fs::File::create(dir.join("tansu.log")).context("creating tansu.log")?;
     let child = Command::new(bin)
-        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"])
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "memory://tansu/",
+        ])
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()

@@ -83,7 +83,13 @@ pub fn run(a: Args) -> Result<()> {
     for u in 0..a.users {
         let n = rng.below(20);
         let mean = rng.below(30_000) as f64 / 100.0;
-        let _ = writeln!(csv, "u{u},{},{n},{:.2},{mean:.2},{}", now - 3_600_000, mean * n as f64, COUNTRIES[rng.below(COUNTRIES.len())]);
+        let _ = writeln!(
+            csv,
+            "u{u},{},{n},{:.2},{mean:.2},{}",
+            now - 3_600_000,
+            mean * n as f64,
+            COUNTRIES[rng.below(COUNTRIES.len())]
+        );
     }
     let source = dir.path().join("user_stats.csv");
     std::fs::write(&source, csv)?;
@@ -101,17 +107,29 @@ pub fn run(a: Args) -> Result<()> {
 
     // Materialize.
     let started = Instant::now();
-    let out = std::process::Command::new(procs::wafer_bin()?).args(["materialize", "--quiet", "--view", "user_stats", "--config"]).arg(&config).output()?;
+    let out = std::process::Command::new(procs::wafer_bin()?)
+        .args(["materialize", "--quiet", "--view", "user_stats", "--config"])
+        .arg(&config)
+        .output()?;
     let took = started.elapsed();
     if !out.status.success() {
         bail!("wafer materialize failed: {}", String::from_utf8_lossy(&out.stderr));
     }
-    println!("materialize: {} rows in {:.2} s ({:.0} rows/s)", a.users, took.as_secs_f64(), a.users as f64 / took.as_secs_f64());
+    println!(
+        "materialize: {} rows in {:.2} s ({:.0} rows/s)",
+        a.users,
+        took.as_secs_f64(),
+        a.users as f64 / took.as_secs_f64()
+    );
 
     let port = procs::free_port()?;
-    let extra: Vec<String> = a.worker_threads.map(|n| vec!["--worker-threads".into(), n.to_string()]).unwrap_or_default();
+    let extra: Vec<String> =
+        a.worker_threads.map(|n| vec!["--worker-threads".into(), n.to_string()]).unwrap_or_default();
     let _wafer = procs::wafer_serve(&config, port, &extra)?;
-    println!("wafer serve worker threads: {}", a.worker_threads.map_or("default (one per core)".into(), |n| n.to_string()));
+    println!(
+        "wafer serve worker threads: {}",
+        a.worker_threads.map_or("default (one per core)".into(), |n| n.to_string())
+    );
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         // Check one answer before measuring.
@@ -136,7 +154,13 @@ pub fn run(a: Args) -> Result<()> {
             lat.push(t.elapsed());
         }
         let secs = started.elapsed().as_secs_f64();
-        println!("sequential, 1 entity: {} requests, p50 {:.3} ms, p99 {:.3} ms, {:.0} req/s", lat.len(), lat.pct(50.0), lat.pct(99.0), lat.len() as f64 / secs);
+        println!(
+            "sequential, 1 entity: {} requests, p50 {:.3} ms, p99 {:.3} ms, {:.0} req/s",
+            lat.len(),
+            lat.pct(50.0),
+            lat.pct(99.0),
+            lat.len() as f64 / secs
+        );
 
         // Concurrent single-entity.
         let (lat, secs) = concurrent(port, a.connections, Duration::from_secs(a.seconds), &pool).await?;

@@ -73,7 +73,9 @@ fn manifest(redis_port: u16, brokers: &str, batch_size: usize, consumer: &[Strin
         let (k, v) = kv.split_once('=').with_context(|| format!("--consumer {kv}: expected KEY=VALUE"))?;
         let _ = write!(props, "{}{k:?} = {v:?}", if props.is_empty() { "" } else { ", " });
     }
-    let mut m = format!("[redis]\nurl = \"redis://127.0.0.1:{redis_port}/\"\n[kafka]\nbrokers = \"{brokers}\"\ngroup_id = \"bench\"\nconsumer = {{ {props} }}\n[server]\ntenant = \"bench\"\n");
+    let mut m = format!(
+        "[redis]\nurl = \"redis://127.0.0.1:{redis_port}/\"\n[kafka]\nbrokers = \"{brokers}\"\ngroup_id = \"bench\"\nconsumer = {{ {props} }}\n[server]\ntenant = \"bench\"\n"
+    );
     for (name, topic) in [("txn", TXNS), ("fresh", FRESH)] {
         let _ = write!(
             m,
@@ -147,11 +149,20 @@ async fn throughput(http: &mut Conn, n: usize) -> Result<f64> {
             }
             let sum = prom::value(text, "wafer_transform_batch_seconds_sum{view=\"bench/txn\"}").unwrap_or(0.0);
             let count = prom::value(text, "wafer_transform_batch_seconds_count{view=\"bench/txn\"}").unwrap_or(0.0);
-            println!("  {count} transform batches ({:.0} events each), {sum:.2} s in transform + fold of {secs:.2} s", n as f64 / count.max(1.0));
+            println!(
+                "  {count} transform batches ({:.0} events each), {sum:.2} s in transform + fold of {secs:.2} s",
+                n as f64 / count.max(1.0)
+            );
             return Ok((n as f64 - c0) / secs);
         }
         if now > deadline {
-            bail!("only {done} of {n} events applied after 300 s; errors: {}", text.lines().filter(|l| l.starts_with("wafer_events_total") && !l.contains("outcome=\"ok\"")).collect::<Vec<_>>().join("; "));
+            bail!(
+                "only {done} of {n} events applied after 300 s; errors: {}",
+                text.lines()
+                    .filter(|l| l.starts_with("wafer_events_total") && !l.contains("outcome=\"ok\""))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -161,8 +172,14 @@ async fn throughput(http: &mut Conn, n: usize) -> Result<f64> {
 async fn check_counts(http: &mut Conn, users: usize, n: usize) -> Result<()> {
     let entities: Vec<String> = (0..users).map(|u| format!("u{u}")).collect();
     let body = json!({"view": "txn", "entities": entities, "features": ["amount_count_1h"]});
-    let resp: serde_json::Value = serde_json::from_slice(&http.post("/v1/features", Bytes::from(body.to_string())).await?)?;
-    let total: i64 = resp["results"].as_array().context("no results")?.iter().map(|r| r["features"]["amount_count_1h"]["value"].as_i64().unwrap_or(0)).sum();
+    let resp: serde_json::Value =
+        serde_json::from_slice(&http.post("/v1/features", Bytes::from(body.to_string())).await?)?;
+    let total: i64 = resp["results"]
+        .as_array()
+        .context("no results")?
+        .iter()
+        .map(|r| r["features"]["amount_count_1h"]["value"].as_i64().unwrap_or(0))
+        .sum();
     if total != n as i64 {
         bail!("the txn view counted {total} events, {n} were produced");
     }
@@ -230,7 +247,12 @@ async fn freshness(http: &mut Conn, port: u16, brokers: &str, a: &Args, rate: f6
         sent as f64 / secs,
         client.len()
     );
-    println!("freshness, client-side (produce -> readable over HTTP, 1 ms polling): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (targets p50 < 10, p99 < 50)", client.pct(50.0), client.pct(99.0), client.pct(100.0));
+    println!(
+        "freshness, client-side (produce -> readable over HTTP, 1 ms polling): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (targets p50 < 10, p99 < 50)",
+        client.pct(50.0),
+        client.pct(99.0),
+        client.pct(100.0)
+    );
 
     // Wafer's own histogram, over the events of this phase only.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -263,7 +285,8 @@ async fn poll_markers(port: u16, pending: Pending, produced: Arc<std::sync::atom
     let mut lat = Latencies::with_capacity(4096);
     let mut idle_since: Option<Instant> = None;
     loop {
-        let batch: Vec<(String, Instant)> = pending.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.iter().take(64).cloned().collect();
+        let batch: Vec<(String, Instant)> =
+            pending.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.iter().take(64).cloned().collect();
         if batch.is_empty() {
             if produced.load(std::sync::atomic::Ordering::Acquire) {
                 return Ok(lat);
@@ -271,7 +294,8 @@ async fn poll_markers(port: u16, pending: Pending, produced: Arc<std::sync::atom
         } else {
             let ents: Vec<&str> = batch.iter().map(|(k, _)| k.as_str()).collect();
             let body = json!({"view": "fresh", "entities": ents, "features": ["amount_count_1h"]});
-            let resp: serde_json::Value = serde_json::from_slice(&conn.post("/v1/features", Bytes::from(body.to_string())).await?)?;
+            let resp: serde_json::Value =
+                serde_json::from_slice(&conn.post("/v1/features", Bytes::from(body.to_string())).await?)?;
             let now = Instant::now();
             let results = resp["results"].as_array().context("no results")?;
             let mut seen = Vec::new();

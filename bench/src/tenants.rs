@@ -36,9 +36,17 @@ pub struct Args {
 }
 
 /// curl, for control calls (not on the measured path).
-fn call(port: u16, method: &str, path: &str, token: &str, body: Option<&Json>, file: Option<&Path>) -> Result<(u16, Json)> {
+fn call(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<&Json>,
+    file: Option<&Path>,
+) -> Result<(u16, Json)> {
     let mut c = Command::new("curl");
-    c.args(["-s", "-w", "\n%{http_code}", "-X", method, "-H", &format!("authorization: Bearer {token}")]).arg(format!("http://127.0.0.1:{port}{path}"));
+    c.args(["-s", "-w", "\n%{http_code}", "-X", method, "-H", &format!("authorization: Bearer {token}")])
+        .arg(format!("http://127.0.0.1:{port}{path}"));
     if let Some(b) = body {
         c.args(["-H", "content-type: application/json", "--data-binary", &b.to_string()]);
     }
@@ -111,7 +119,12 @@ fn now_ms() -> i64 {
 
 fn rss_mib(pid: u32) -> Result<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kb: f64 = s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).context("VmRSS")?.parse()?;
+    let kb: f64 = s
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .context("VmRSS")?
+        .parse()?;
     Ok(kb / 1024.0)
 }
 
@@ -185,7 +198,8 @@ fn memory(tenants: usize, per_tenant: usize) -> Result<()> {
             if c != 201 {
                 bail!("upload: {c} {b}");
             }
-            let (c, b) = call(node.port, "PUT", &format!("/v1/views/v{i}"), &key, Some(&stream_view(&format!("t{i}"))), None)?;
+            let (c, b) =
+                call(node.port, "PUT", &format!("/v1/views/v{i}"), &key, Some(&stream_view(&format!("t{i}"))), None)?;
             if c != 200 {
                 bail!("view: {c} {b}");
             }
@@ -235,13 +249,24 @@ fn noisy(dur: Duration) -> Result<()> {
         bail!("{b}");
     }
     call(node.port, "PUT", "/v1/transforms/chaos", &noisy, None, Some(&chaos))?;
-    let (c, b) = call(node.port, "PUT", "/v1/views/chaos", &noisy, Some(&json!({"kind": "request", "transform": "chaos", "deadline_ms": 50})), None)?;
+    let (c, b) = call(
+        node.port,
+        "PUT",
+        "/v1/views/chaos",
+        &noisy,
+        Some(&json!({"kind": "request", "transform": "chaos", "deadline_ms": 50})),
+        None,
+    )?;
     if c != 200 {
         bail!("{b}");
     }
     std::thread::sleep(Duration::from_millis(500));
-    let quiet_body = Bytes::from(json!({"entities": ["u1"], "features": ["user_stats:country", "user_stats:amount_sum_1h"]}).to_string());
-    let noisy_body = Bytes::from(json!({"entities": ["x"], "features": ["chaos:y"], "request_data": {"mode": ["loop"]}}).to_string());
+    let quiet_body = Bytes::from(
+        json!({"entities": ["u1"], "features": ["user_stats:country", "user_stats:amount_sum_1h"]}).to_string(),
+    );
+    let noisy_body = Bytes::from(
+        json!({"entities": ["x"], "features": ["chaos:y"], "request_data": {"mode": ["loop"]}}).to_string(),
+    );
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let port = node.port;
     rt.block_on(async move {

@@ -25,9 +25,9 @@ pub mod request {
     });
 }
 
+pub use request::exports::wafer::transform::request::{RequestInput, StoredFeature};
 pub use stream::wafer::transform::host;
 pub use stream::wafer::transform::types;
-pub use request::exports::wafer::transform::request::{RequestInput, StoredFeature};
 
 /// Fully qualified interface names, as they appear in a component's imports and exports.
 pub mod names {

@@ -59,12 +59,16 @@ pub fn parse_line(line: &str, default_topic: &str, default_offset: i64) -> Resul
     let value = match (l.value, l.value_text, l.value_base64) {
         (Some(v), None, None) => serde_json::to_vec(&v).map_err(|e| EventLineError::Json(e.to_string()))?,
         (None, Some(t), None) => t.into_bytes(),
-        (None, None, Some(b)) => B64.decode(b).map_err(|e| EventLineError::Base64 { field: "value_base64", error: e.to_string() })?,
+        (None, None, Some(b)) => {
+            B64.decode(b).map_err(|e| EventLineError::Base64 { field: "value_base64", error: e.to_string() })?
+        }
         _ => return Err(EventLineError::Payload),
     };
     let key = match (l.key, l.key_base64) {
         (Some(k), _) => Some(k.into_bytes()),
-        (None, Some(b)) => Some(B64.decode(b).map_err(|e| EventLineError::Base64 { field: "key_base64", error: e.to_string() })?),
+        (None, Some(b)) => {
+            Some(B64.decode(b).map_err(|e| EventLineError::Base64 { field: "key_base64", error: e.to_string() })?)
+        }
         (None, None) => None,
     };
     Ok(Event {

@@ -28,7 +28,11 @@ pub fn format_rfc3339(ms: i64) -> String {
     let (days, rem) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
     let (y, mo, d) = civil_from_days(days);
     let (h, mi, s, milli) = (rem / 3_600_000, rem / 60_000 % 60, rem / 1000 % 60, rem % 1000);
-    if milli == 0 { format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z") } else { format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}Z") }
+    if milli == 0 {
+        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+    } else {
+        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}Z")
+    }
 }
 
 /// Parse RFC 3339 / ISO 8601 (`2024-05-01T12:00:00Z`, `2024-05-01 12:00:00.5+02:00`,

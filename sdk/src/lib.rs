@@ -43,9 +43,9 @@ pub use spec::*;
 pub mod prelude {
     pub use crate::spec::*;
     pub use crate::{
-        Event, Feature, FeatureRow, FeatureSpec, Features, RequestInput, RequestTransform, Row, StoredFeature,
-        StreamTransform, TransformError, TransformInfo, Value, ValueType, export_request_transform,
-        export_stream_transform, json, log, RequestInputExt, ValueExt, EventExt,
+        Event, EventExt, Feature, FeatureRow, FeatureSpec, Features, RequestInput, RequestInputExt, RequestTransform,
+        Row, StoredFeature, StreamTransform, TransformError, TransformInfo, Value, ValueExt, ValueType,
+        export_request_transform, export_stream_transform, json, log,
     };
 }
 
@@ -77,6 +77,7 @@ pub mod __private {
 }
 
 /// Export a [`StreamTransform`] implementation as the component's `stream-transform` world.
+#[rustfmt::skip]
 #[macro_export]
 macro_rules! export_stream_transform {
     ($t:ty) => {
@@ -90,7 +91,8 @@ macro_rules! export_stream_transform {
             impl $crate::bindings::stream::exports::wafer::transform::stream_processor::Guest for WaferStreamExport {
                 fn process(
                     events: ::std::vec::Vec<$crate::Event>,
-                ) -> ::std::vec::Vec<::std::result::Result<::std::vec::Vec<$crate::FeatureRow>, $crate::TransformError>> {
+                ) -> ::std::vec::Vec<::std::result::Result<::std::vec::Vec<$crate::FeatureRow>, $crate::TransformError>>
+                {
                     $crate::__private::process_batch::<$t>(events)
                 }
             }
@@ -142,10 +144,14 @@ impl RequestInputExt for RequestInput {
         self.stored.iter().find(|f| f.name == name).map_or(&Value::Null, |f| &f.value)
     }
     fn param_f64(&self, name: &str) -> Result<f64, TransformError> {
-        self.param(name).as_f64().ok_or_else(|| TransformError::BadInput(format!("request param `{name}` must be a number")))
+        self.param(name)
+            .as_f64()
+            .ok_or_else(|| TransformError::BadInput(format!("request param `{name}` must be a number")))
     }
     fn param_str(&self, name: &str) -> Result<&str, TransformError> {
-        self.param(name).as_str().ok_or_else(|| TransformError::BadInput(format!("request param `{name}` must be text")))
+        self.param(name)
+            .as_str()
+            .ok_or_else(|| TransformError::BadInput(format!("request param `{name}` must be text")))
     }
 }
 

@@ -19,7 +19,13 @@ fn events(n: usize) -> Vec<Event> {
             offset: i as i64,
             timestamp_ms: 1_700_000_000_000 + i as i64 * 1000,
             key: None,
-            value: format!(r#"{{"user_id":"u{}","amount":{}.5,"country":"DE","merchant":"m{}"}}"#, i % 1000, (i * 37) % 2000, i % 97).into_bytes(),
+            value: format!(
+                r#"{{"user_id":"u{}","amount":{}.5,"country":"DE","merchant":"m{}"}}"#,
+                i % 1000,
+                (i * 37) % 2000,
+                i % 97
+            )
+            .into_bytes(),
             headers: vec![],
         })
         .collect()
@@ -55,7 +61,9 @@ fn main() {
     ];
     let batch = events(512);
     let one = events(1);
-    println!("| language | component | Wasm compile | new instance + 1st call | per event (batch 512) | memory / instance | after 200 batches |");
+    println!(
+        "| language | component | Wasm compile | new instance + 1st call | per event (batch 512) | memory / instance | after 200 batches |"
+    );
     println!("|---|---|---|---|---|---|---|");
     for (lang, path) in all {
         if filter.as_ref().is_some_and(|f| !lang.to_lowercase().contains(&f.to_lowercase())) {
@@ -67,11 +75,26 @@ fn main() {
         };
         let size = std::fs::metadata(path).expect("guest").len();
         let l = loader();
-        let t = l.load_file(path.as_ref(), Limits { memory_bytes: 512 << 20, recycle_memory_bytes: usize::MAX, deadline: Duration::from_secs(1), ..Limits::default() }).expect("load");
+        let t = l
+            .load_file(
+                path.as_ref(),
+                Limits {
+                    memory_bytes: 512 << 20,
+                    recycle_memory_bytes: usize::MAX,
+                    deadline: Duration::from_secs(1),
+                    ..Limits::default()
+                },
+            )
+            .expect("load");
         let compile = t.load_stats().compile;
 
         // Fresh instance for every call: instantiate + first call + drop.
-        let fresh = l.load_file(path.as_ref(), Limits { recycle_after_calls: 1, deadline: Duration::from_secs(1), ..Limits::default() }).expect("load");
+        let fresh = l
+            .load_file(
+                path.as_ref(),
+                Limits { recycle_after_calls: 1, deadline: Duration::from_secs(1), ..Limits::default() },
+            )
+            .expect("load");
         let mut w = fresh.stream_worker().unwrap();
         let cold: Vec<Duration> = (0..30)
             .map(|_| {

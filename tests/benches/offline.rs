@@ -23,8 +23,8 @@ use wafer_runtime::offline::parquet_out;
 use wafer_runtime::offline::spine::Spine;
 use wafer_runtime::offline::training::{EventSource, TrainingJob, run};
 use wafer_runtime::pipeline::Metrics;
-use wafer_runtime::tenant::{TenantSpec, build_tenant};
 use wafer_runtime::store::OnlineStore;
+use wafer_runtime::tenant::{TenantSpec, build_tenant};
 use wafer_runtime::view::Manifest;
 use wafer_runtime::{EngineConfig, Loader, WaferEngine};
 use wafer_tests::guests;
@@ -38,7 +38,11 @@ fn env(name: &str, default: usize) -> usize {
 
 fn vm_hwm_mib() -> f64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    s.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok()).unwrap_or(0.0) / 1024.0
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
 }
 
 struct Rng(u64);
@@ -76,7 +80,10 @@ fn write_spine(path: &Path, n: usize, users: u64) {
     let mut rng = Rng(2);
     let u: Vec<String> = (0..n).map(|_| format!("u{}", rng.below(users))).collect();
     let t: Vec<i64> = (0..n).map(|_| T0 + rng.below(31 * DAY as u64) as i64).collect();
-    let schema = Arc::new(Schema::new(vec![Field::new("user", DataType::Utf8, false), Field::new("timestamp_ms", DataType::Int64, false)]));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("user", DataType::Utf8, false),
+        Field::new("timestamp_ms", DataType::Int64, false),
+    ]));
     let cols: Vec<ArrayRef> = vec![Arc::new(StringArray::from(u)), Arc::new(Int64Array::from(t))];
     let batch = RecordBatch::try_new(schema.clone(), cols).unwrap();
     let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, None).unwrap();
@@ -95,7 +102,11 @@ fn main() {
     let t = Instant::now();
     write_log(&log, n_events, users);
     write_spine(&spine_path, n_spine, users);
-    println!("generated {n_events} events ({:.0} MiB) and a {n_spine}-row spine in {:.1} s", std::fs::metadata(&log).unwrap().len() as f64 / 1048576.0, t.elapsed().as_secs_f64());
+    println!(
+        "generated {n_events} events ({:.0} MiB) and a {n_spine}-row spine in {:.1} s",
+        std::fs::metadata(&log).unwrap().len() as f64 / 1048576.0,
+        t.elapsed().as_secs_f64()
+    );
 
     // The example view, with the transform the tests build.
     let manifest_path = Path::new(guests::WAFER_ROOT).join("guest-examples/dev.toml");
@@ -119,7 +130,10 @@ fn main() {
     let job = TrainingJob {
         views: &app.views,
         catalog: &app.catalog,
-        features: features.iter().map(|f| wafer_runtime::offline::training::FeatureRef { view: cfg.name.clone(), feature: f.clone() }).collect(),
+        features: features
+            .iter()
+            .map(|f| wafer_runtime::offline::training::FeatureRef { view: cfg.name.clone(), feature: f.clone() })
+            .collect(),
         events: HashMap::from([(String::new(), EventSource::Files(vec![log.clone()]))]),
         entity_column: None,
         time_column: "timestamp_ms".into(),
@@ -153,17 +167,28 @@ fn main() {
     write_log(&small, n_backfill, users);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let mut stores: Vec<(&str, Arc<dyn OnlineStore>)> = vec![("embedded", Arc::new(wafer_runtime::store::embedded::EmbeddedStore::new()))];
+        let mut stores: Vec<(&str, Arc<dyn OnlineStore>)> =
+            vec![("embedded", Arc::new(wafer_runtime::store::embedded::EmbeddedStore::new()))];
         match std::env::var("WAFER_TEST_REDIS_URL") {
-            Ok(url) => stores.push(("redis", Arc::new(wafer_runtime::store::redis::RedisStore::connect(&url).await.unwrap()))),
+            Ok(url) => {
+                stores.push(("redis", Arc::new(wafer_runtime::store::redis::RedisStore::connect(&url).await.unwrap())))
+            }
             Err(_) => println!("backfill into Redis: skipped (WAFER_TEST_REDIS_URL is not set)"),
         }
         for (name, store) in stores {
             store.delete_view(&view.id).await.unwrap();
             let t = Instant::now();
-            let report = backfill_file(&view, store.as_ref(), &small, "backfill:bench", "txns", cfg.batch_size, &mut |_, _| {}).await.unwrap();
+            let report =
+                backfill_file(&view, store.as_ref(), &small, "backfill:bench", "txns", cfg.batch_size, &mut |_, _| {})
+                    .await
+                    .unwrap();
             let secs = t.elapsed().as_secs_f64();
-            println!("backfill into {name}: {} events in {secs:.2} s = {:.0} events/s (batch {})", report.events, report.events as f64 / secs, cfg.batch_size);
+            println!(
+                "backfill into {name}: {} events in {secs:.2} s = {:.0} events/s (batch {})",
+                report.events,
+                report.events as f64 / secs,
+                cfg.batch_size
+            );
             store.delete_view(&view.id).await.unwrap();
         }
     });

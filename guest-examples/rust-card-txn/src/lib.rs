@@ -32,7 +32,9 @@ impl StreamTransform for CardTxn {
         let amount = json::f64(&v, "amount")?;
         if !amount.is_finite() || amount < 0.0 {
             log::warn(&format!("rejecting amount {amount} for user {user}"));
-            return Err(TransformError::BadInput(format!("field `amount` must be a non-negative number, got {amount}")));
+            return Err(TransformError::BadInput(format!(
+                "field `amount` must be a non-negative number, got {amount}"
+            )));
         }
         let country = json::str(&v, "country")?;
         let merchant = json::str(&v, "merchant")?;

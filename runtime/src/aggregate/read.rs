@@ -44,10 +44,18 @@ pub fn output_type(f: AggFunction, column: ValueType) -> ValueType {
         AggFunction::Count | AggFunction::ApproxCountDistinct => ValueType::Int64,
         AggFunction::Mean => ValueType::Float64,
         AggFunction::Sum | AggFunction::Min | AggFunction::Max => {
-            if column == ValueType::Int64 { ValueType::Int64 } else { ValueType::Float64 }
+            if column == ValueType::Int64 {
+                ValueType::Int64
+            } else {
+                ValueType::Float64
+            }
         }
         AggFunction::LastN(_) => {
-            if column == ValueType::Int64 { ValueType::Int64s } else { ValueType::Texts }
+            if column == ValueType::Int64 {
+                ValueType::Int64s
+            } else {
+                ValueType::Texts
+            }
         }
     }
 }
@@ -101,7 +109,11 @@ pub fn compute(spec: &AggSpec, w: Window, t: i64, column: ValueType, src: &dyn F
                     hll::merge_into(&mut regs, r);
                 }
             }
-            if regs.iter().all(|r| *r == 0) { Value::Int64(0) } else { Value::Int64(hll::estimate(&regs).round() as i64) }
+            if regs.iter().all(|r| *r == 0) {
+                Value::Int64(0)
+            } else {
+                Value::Int64(hll::estimate(&regs).round() as i64)
+            }
         }
     }
 }

@@ -47,11 +47,15 @@ pub enum LoadError {
     Invalid(String),
     #[error("the component does not implement a Wafer world: it is missing {missing} (it exports: {exports})")]
     WrongWorld { exports: String, missing: String },
-    #[error("the component exports both the stream and the request interface; a transform implements exactly one world")]
+    #[error(
+        "the component exports both the stream and the request interface; a transform implements exactly one world"
+    )]
     AmbiguousWorld,
     #[error("the component's exports do not match Wafer's WIT ({world}): {detail}")]
     ExportMismatch { world: &'static str, detail: String },
-    #[error("the component imports `{name}`, which Wafer does not provide (transforms may import only wafer:transform/host@0.1.0 and sandboxed WASI 0.2); all unsupported imports: {all}")]
+    #[error(
+        "the component imports `{name}`, which Wafer does not provide (transforms may import only wafer:transform/host@0.1.0 and sandboxed WASI 0.2); all unsupported imports: {all}"
+    )]
     ForbiddenImport { name: String, all: String },
     #[error("the component's imports do not match what Wafer provides: {0}")]
     ImportMismatch(String),
@@ -122,7 +126,8 @@ impl Loader {
         crate::bindings::host::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s).map_err(invalid)?;
         let mut async_linker = Linker::<HostState>::new(engine.engine());
         wasmtime_wasi::p2::add_to_linker_async(&mut async_linker).map_err(invalid)?;
-        crate::bindings::host::add_to_linker::<HostState, HasSelf<HostState>>(&mut async_linker, |s| s).map_err(invalid)?;
+        crate::bindings::host::add_to_linker::<HostState, HasSelf<HostState>>(&mut async_linker, |s| s)
+            .map_err(invalid)?;
         let cache = match cache_dir {
             Some(dir) => Some(Arc::new(ArtifactCache::open(dir, engine.engine(), &engine.config().fingerprint())?)),
             None => None,
@@ -147,7 +152,12 @@ impl Loader {
             Some(c) => Some(Arc::new(c.namespace(tenant)?)),
             None => None,
         };
-        Ok(Self { engine: self.engine.clone(), linker: self.linker.clone(), async_linker: self.async_linker.clone(), cache })
+        Ok(Self {
+            engine: self.engine.clone(),
+            linker: self.linker.clone(),
+            async_linker: self.async_linker.clone(),
+            cache,
+        })
     }
 
     /// Validate, compile (or fetch from cache), describe: a ready [`Transform`].
@@ -164,9 +174,7 @@ impl Loader {
             WorldKind::Stream => &self.linker,
             WorldKind::Request => &self.async_linker,
         };
-        let pre = linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::ImportMismatch(format!("{e:#}")))?;
+        let pre = linker.instantiate_pre(&component).map_err(|e| LoadError::ImportMismatch(format!("{e:#}")))?;
         let stats = LoadStats { sha256, wasm_bytes: bytes.len(), compile, from_cache, total: Duration::ZERO, imports };
         let mut transform = Transform::new(self.engine.clone(), kind, pre, limits, stats)?;
         transform.set_total_load_time(start.elapsed());
@@ -193,7 +201,8 @@ impl Loader {
             let compile = t.elapsed();
             let path = cache.store(sha256, &artifact)?;
             // SAFETY: just written by us from `precompile_component` on this engine.
-            let c = unsafe { Component::deserialize_file(engine, &path) }.map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+            let c = unsafe { Component::deserialize_file(engine, &path) }
+                .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
             Ok((c, compile, false))
         } else {
             let t = Instant::now();

@@ -30,9 +30,7 @@ pub fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
         return Err(LoadError::CoreModule);
     }
     if version[2..] != COMPONENT_LAYER {
-        return Err(LoadError::NotWasm {
-            reason: format!("unknown Wasm binary version/layer {version:02x?}"),
-        });
+        return Err(LoadError::NotWasm { reason: format!("unknown Wasm binary version/layer {version:02x?}") });
     }
     Ok(())
 }
@@ -54,7 +52,9 @@ pub fn world_of(engine: &Engine, component: &Component) -> Result<WorldKind, Loa
             missing: [(names::DESCRIBE, describe), (names::STREAM, stream || request)]
                 .iter()
                 .filter(|(_, ok)| !ok)
-                .map(|(n, _)| if *n == names::STREAM { format!("{} or {}", names::STREAM, names::REQUEST) } else { n.to_string() })
+                .map(|(n, _)| {
+                    if *n == names::STREAM { format!("{} or {}", names::STREAM, names::REQUEST) } else { n.to_string() }
+                })
                 .collect::<Vec<_>>()
                 .join(" and "),
         }),

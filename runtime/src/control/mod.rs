@@ -36,7 +36,13 @@ pub struct Control {
 }
 
 impl Control {
-    pub fn new(registry: Registry, admin_token: &str, loader: Loader, compile_slots: usize, kafka: Option<KafkaConfig>) -> Self {
+    pub fn new(
+        registry: Registry,
+        admin_token: &str,
+        loader: Loader,
+        compile_slots: usize,
+        kafka: Option<KafkaConfig>,
+    ) -> Self {
         Self {
             registry,
             admin_hash: Sha256::digest(admin_token.as_bytes()).into(),

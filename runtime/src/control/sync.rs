@@ -38,7 +38,10 @@ pub async fn run(app: Arc<App>) {
 }
 
 /// Bytes of every transform a tenant's views reference (active versions), fetched once per node.
-async fn fetch_blobs(control: &Control, transforms: &HashMap<String, TransformRecord>) -> Result<HashMap<String, Arc<Vec<u8>>>, crate::registry::RegistryError> {
+async fn fetch_blobs(
+    control: &Control,
+    transforms: &HashMap<String, TransformRecord>,
+) -> Result<HashMap<String, Arc<Vec<u8>>>, crate::registry::RegistryError> {
     let mut out = HashMap::new();
     for rec in transforms.values() {
         let Some(id) = &rec.active else { continue };
@@ -61,9 +64,17 @@ async fn fetch_blobs(control: &Control, transforms: &HashMap<String, TransformRe
 /// The fingerprint of a tenant's configuration in a snapshot.
 fn tenant_fingerprint(snap: &Snapshot, tenant: &str) -> u64 {
     let t = serde_json::to_string(&snap.tenants.get(tenant)).unwrap_or_default();
-    let mut views: Vec<String> = snap.views.get(tenant).map(|v| v.values().map(|r| serde_json::to_string(r).unwrap_or_default()).collect()).unwrap_or_default();
+    let mut views: Vec<String> = snap
+        .views
+        .get(tenant)
+        .map(|v| v.values().map(|r| serde_json::to_string(r).unwrap_or_default()).collect())
+        .unwrap_or_default();
     views.sort();
-    let mut active: Vec<String> = snap.transforms.get(tenant).map(|m| m.values().map(|r| format!("{}={:?}", r.name, r.active)).collect()).unwrap_or_default();
+    let mut active: Vec<String> = snap
+        .transforms
+        .get(tenant)
+        .map(|m| m.values().map(|r| format!("{}={:?}", r.name, r.active)).collect())
+        .unwrap_or_default();
     active.sort();
     let views = views.join("\n");
     let active = active.join("\n");
@@ -71,7 +82,12 @@ fn tenant_fingerprint(snap: &Snapshot, tenant: &str) -> u64 {
 }
 
 /// Build one tenant from a snapshot (the caller keeps the previous one if this fails).
-pub async fn build_from_snapshot(app: &App, control: &Arc<Control>, snap: &Snapshot, tenant: &str) -> Result<TenantApp, String> {
+pub async fn build_from_snapshot(
+    app: &App,
+    control: &Arc<Control>,
+    snap: &Snapshot,
+    tenant: &str,
+) -> Result<TenantApp, String> {
     let spec = TenantSpec::from_registry(snap, tenant)?;
     let empty = HashMap::new();
     let transforms = snap.transforms.get(tenant).unwrap_or(&empty);
@@ -82,7 +98,9 @@ pub async fn build_from_snapshot(app: &App, control: &Arc<Control>, snap: &Snaps
     tokio::task::spawn_blocking(move || {
         let load = |name: &Path, limits| {
             let n = name.to_string_lossy();
-            let bytes = blobs.get(n.as_ref()).ok_or_else(|| LoadError::Invalid(format!("no uploaded transform `{n}` with an active version")))?;
+            let bytes = blobs
+                .get(n.as_ref())
+                .ok_or_else(|| LoadError::Invalid(format!("no uploaded transform `{n}` with an active version")))?;
             loader.load(bytes, limits)
         };
         build_tenant(&spec, &load, metrics, fp).map_err(|e| e.to_string())
@@ -150,7 +168,9 @@ pub async fn reload(app: &Arc<App>, control: &Arc<Control>) -> Result<(), crate:
                 Ok(h) => {
                     consumers.insert(src, h);
                 }
-                Err(e) => tracing::error!(tenant = %src.tenant, view = %src.view, error = %e, "cannot start the Kafka consumer"),
+                Err(e) => {
+                    tracing::error!(tenant = %src.tenant, view = %src.view, error = %e, "cannot start the Kafka consumer")
+                }
             }
         }
     }

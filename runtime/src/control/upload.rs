@@ -16,13 +16,22 @@ pub struct Validated {
 
 /// Validate (a component, a Wafer world, only Wafer's imports, `describe` within the tenant's
 /// deadline) and precompile into the tenant's artifact cache. Nothing is stored in the registry.
-pub async fn validate(control: &Arc<Control>, tenant: &str, quotas: &Quotas, bytes: Arc<Vec<u8>>, now_ms: i64) -> Result<Validated, LoadError> {
+pub async fn validate(
+    control: &Arc<Control>,
+    tenant: &str,
+    quotas: &Quotas,
+    bytes: Arc<Vec<u8>>,
+    now_ms: i64,
+) -> Result<Validated, LoadError> {
     let _slot = control.compile_slots.acquire().await.map_err(|_| LoadError::Invalid("shutting down".into()))?;
     let loader = control.loader(tenant)?;
-    let limits = Limits::capped(Duration::from_millis(quotas.deadline_ms.min(10_000)), quotas.memory_mib.min(4096) << 20);
+    let limits =
+        Limits::capped(Duration::from_millis(quotas.deadline_ms.min(10_000)), quotas.memory_mib.min(4096) << 20);
     let started = Instant::now();
     let b = bytes.clone();
-    let t = tokio::task::spawn_blocking(move || loader.load(&b, limits)).await.map_err(|e| LoadError::Invalid(format!("compile task failed: {e}")))??;
+    let t = tokio::task::spawn_blocking(move || loader.load(&b, limits))
+        .await
+        .map_err(|e| LoadError::Invalid(format!("compile task failed: {e}")))??;
     let stats = t.load_stats();
     let info = t.info();
     let version = Version {

@@ -21,7 +21,9 @@ impl Cell<'_> {
         match j {
             serde_json::Value::Null => Cell::Null,
             serde_json::Value::Bool(b) => Cell::Bool(*b),
-            serde_json::Value::Number(n) => n.as_i64().map_or_else(|| Cell::Float(n.as_f64().unwrap_or(f64::NAN)), Cell::Int),
+            serde_json::Value::Number(n) => {
+                n.as_i64().map_or_else(|| Cell::Float(n.as_f64().unwrap_or(f64::NAN)), Cell::Int)
+            }
             serde_json::Value::String(s) => Cell::Str(s),
             _ => Cell::Null,
         }
@@ -84,8 +86,15 @@ impl Cell<'_> {
         match self {
             Cell::Int(i) | Cell::TimestampMs(i) => Ok(i),
             Cell::Float(f) if f.is_finite() => Ok(f as i64),
-            Cell::Str(s) => s.trim().parse().ok().or_else(|| parse_rfc3339(s)).ok_or_else(|| format!("event time {s:?} is neither integer ms nor RFC 3339")),
-            other => Err(format!("event time must be integer ms, a timestamp or RFC 3339 text, got {}", other.describe())),
+            Cell::Str(s) => s
+                .trim()
+                .parse()
+                .ok()
+                .or_else(|| parse_rfc3339(s))
+                .ok_or_else(|| format!("event time {s:?} is neither integer ms nor RFC 3339")),
+            other => {
+                Err(format!("event time must be integer ms, a timestamp or RFC 3339 text, got {}", other.describe()))
+            }
         }
     }
 }

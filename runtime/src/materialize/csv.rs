@@ -21,9 +21,20 @@ impl CsvSource {
     pub fn open(path: &Path, columns: Columns) -> Result<Self, MaterializeError> {
         let io = |e: std::io::Error| MaterializeError::Io { path: path.into(), source: e };
         let total = count_lines(path).map_err(io)?.saturating_sub(1);
-        let mut reader = csv::ReaderBuilder::new().has_headers(true).from_path(path).map_err(|e| MaterializeError::Parse { path: path.into(), message: e.to_string() })?;
-        let headers = reader.headers().map_err(|e| MaterializeError::Parse { path: path.into(), message: e.to_string() })?.clone();
-        let find = |name: &str| headers.iter().position(|h| h == name).ok_or_else(|| MaterializeError::MissingColumn { path: path.into(), column: name.into() });
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .from_path(path)
+            .map_err(|e| MaterializeError::Parse { path: path.into(), message: e.to_string() })?;
+        let headers = reader
+            .headers()
+            .map_err(|e| MaterializeError::Parse { path: path.into(), message: e.to_string() })?
+            .clone();
+        let find = |name: &str| {
+            headers
+                .iter()
+                .position(|h| h == name)
+                .ok_or_else(|| MaterializeError::MissingColumn { path: path.into(), column: name.into() })
+        };
         let mut idx = vec![find(&columns.entity)?, find(&columns.timestamp)?];
         for (f, _) in &columns.features {
             idx.push(find(f)?);
@@ -58,8 +69,11 @@ impl RowSource for CsvSource {
             match self.reader.read_record(&mut self.record) {
                 Ok(false) => break,
                 Ok(true) => {
-                    let cell = |i: usize| self.record.get(i).map_or(Cell::Null, |s| if s.is_empty() { Cell::Null } else { Cell::Str(s) });
-                    match self.columns.row(cell(self.idx[0]), cell(self.idx[1]), self.idx[2..].iter().map(|i| cell(*i))) {
+                    let cell = |i: usize| {
+                        self.record.get(i).map_or(Cell::Null, |s| if s.is_empty() { Cell::Null } else { Cell::Str(s) })
+                    };
+                    match self.columns.row(cell(self.idx[0]), cell(self.idx[1]), self.idx[2..].iter().map(|i| cell(*i)))
+                    {
                         Ok(r) => chunk.rows.push(r),
                         Err(message) => chunk.errors.push(RowError { row, message }),
                     }

@@ -50,7 +50,11 @@ impl RowSource for JsonlSource {
                 }
             };
             let cell = |name: &str| obj.get(name).map_or(Cell::Null, Cell::from_json);
-            match self.columns.row(cell(&self.columns.entity), cell(&self.columns.timestamp), self.columns.features.iter().map(|(f, _)| cell(f))) {
+            match self.columns.row(
+                cell(&self.columns.entity),
+                cell(&self.columns.timestamp),
+                self.columns.features.iter().map(|(f, _)| cell(f)),
+            ) {
                 Ok(r) => chunk.rows.push(r),
                 Err(message) => chunk.errors.push(RowError { row, message }),
             }

@@ -85,7 +85,11 @@ pub async fn materialize(
     let format = cfg.format_of(&path)?;
     let source = source_name(&path)?;
     let resumed_from = store.watermark(&view.id, &source, 0).await?.unwrap_or(0).max(0) as u64;
-    let columns = Columns { entity: cfg.entity_column().to_owned(), timestamp: cfg.timestamp_column.clone(), features: view.spec.latest.clone() };
+    let columns = Columns {
+        entity: cfg.entity_column().to_owned(),
+        timestamp: cfg.timestamp_column.clone(),
+        features: view.spec.latest.clone(),
+    };
     let mut rows = source::open(&path, format, columns)?;
     let total = rows.total_rows();
     let plan = FoldPlan::new(view.spec.latest.iter().map(|(n, _)| n.clone()).collect(), &[]);
@@ -131,8 +135,14 @@ pub async fn materialize(
         }
         let (ops, fold_errors) = fold(&plan, &chunk.rows);
         debug_assert!(fold_errors.is_empty(), "latest-only plans cannot fail to fold");
-        let mark = SourceMark { source: source.clone(), partition: 0, first_offset: chunk.first_row as i64, next_offset: end as i64 };
-        let batch = WriteBatch { view: &view.id, mark: Some(mark), entities: &ops, keep_ms: view.spec.ttl_ms, retention: &[] };
+        let mark = SourceMark {
+            source: source.clone(),
+            partition: 0,
+            first_offset: chunk.first_row as i64,
+            next_offset: end as i64,
+        };
+        let batch =
+            WriteBatch { view: &view.id, mark: Some(mark), entities: &ops, keep_ms: view.spec.ttl_ms, retention: &[] };
         match store.apply(&batch).await? {
             Applied::Applied => report.rows_loaded += chunk.rows.len() as u64,
             // Another run loaded it concurrently: nothing to do.

@@ -34,8 +34,12 @@ impl ParquetSource {
         let total = builder.metadata().file_metadata().num_rows().max(0) as u64;
         let schema = builder.schema().clone();
         let mut roots = Vec::new();
-        for name in std::iter::once(&columns.entity).chain([&columns.timestamp]).chain(columns.features.iter().map(|(f, _)| f)) {
-            let i = schema.index_of(name).map_err(|_| MaterializeError::MissingColumn { path: path.into(), column: name.clone() })?;
+        for name in
+            std::iter::once(&columns.entity).chain([&columns.timestamp]).chain(columns.features.iter().map(|(f, _)| f))
+        {
+            let i = schema
+                .index_of(name)
+                .map_err(|_| MaterializeError::MissingColumn { path: path.into(), column: name.clone() })?;
             roots.push(i);
         }
         let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
@@ -99,7 +103,8 @@ impl RowSource for ParquetSource {
                 _ => match self.reader.next() {
                     None => break,
                     Some(b) => {
-                        let b = b.map_err(|e| MaterializeError::Parse { path: self.path.clone(), message: e.to_string() })?;
+                        let b =
+                            b.map_err(|e| MaterializeError::Parse { path: self.path.clone(), message: e.to_string() })?;
                         self.current = Some((b, 0));
                         continue;
                     }

@@ -37,7 +37,12 @@ pub struct Columns {
 
 impl Columns {
     /// Build one row from cells looked up by column index (`None` = column absent → null).
-    pub(super) fn row<'a>(&self, entity: Cell<'a>, ts: Cell<'a>, features: impl Iterator<Item = Cell<'a>>) -> Result<FeatureRow, String> {
+    pub(super) fn row<'a>(
+        &self,
+        entity: Cell<'a>,
+        ts: Cell<'a>,
+        features: impl Iterator<Item = Cell<'a>>,
+    ) -> Result<FeatureRow, String> {
         let entity_key = entity.to_key().map_err(|e| format!("column `{}`: {e}", self.entity))?;
         let event_time_ms = ts.to_time_ms().map_err(|e| format!("column `{}`: {e}", self.timestamp))?;
         let mut out = Vec::with_capacity(self.features.len());

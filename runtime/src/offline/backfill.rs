@@ -25,7 +25,9 @@ pub enum BackfillError {
     Events(#[from] EventFileError),
     #[error("online store: {0}")]
     Store(#[from] StoreError),
-    #[error("source `{source_name}` was advanced to {watermark} by someone else while this backfill was at {position}; is another backfill of it running?")]
+    #[error(
+        "source `{source_name}` was advanced to {watermark} by someone else while this backfill was at {position}; is another backfill of it running?"
+    )]
     Concurrent { source_name: String, watermark: i64, position: i64 },
 }
 
@@ -55,7 +57,10 @@ impl BackfillReport {
 
 /// The watermark source name of a file backfill: `backfill:<file name>`.
 pub fn file_source_name(path: &Path) -> String {
-    format!("backfill:{}", path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned()))
+    format!(
+        "backfill:{}",
+        path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+    )
 }
 
 /// A transformed batch waiting for its store write.
@@ -90,8 +95,18 @@ pub async fn backfill_file(
         let first = file.position();
         let next = if file.next_batch(batch_size, &mut batch)? {
             // Applied even when every line was invalid, so the watermark moves past them.
-            let mark = SourceMark { source: source.into(), partition: 0, first_offset: first, next_offset: batch.next_position };
-            Some((mark, std::mem::take(&mut batch.events), std::mem::take(&mut batch.positions), std::mem::take(&mut batch.invalid)))
+            let mark = SourceMark {
+                source: source.into(),
+                partition: 0,
+                first_offset: first,
+                next_offset: batch.next_position,
+            };
+            Some((
+                mark,
+                std::mem::take(&mut batch.events),
+                std::mem::take(&mut batch.positions),
+                std::mem::take(&mut batch.invalid),
+            ))
         } else {
             None
         };
@@ -102,11 +117,23 @@ pub async fn backfill_file(
                 None => Ok(None),
             }
         };
-        let prepare = async { next.map(|(mark, events, positions, invalid)| Pending { prepared: view.prepare(&events), mark, positions, invalid, events: events.len() }) };
+        let prepare = async {
+            next.map(|(mark, events, positions, invalid)| Pending {
+                prepared: view.prepare(&events),
+                mark,
+                positions,
+                invalid,
+                events: events.len(),
+            })
+        };
         let (written, prepared) = futures::join!(write, prepare);
         if let Some((p, applied)) = written? {
             if let Applied::Stale { watermark } = applied {
-                return Err(BackfillError::Concurrent { source_name: source.into(), watermark, position: p.mark.first_offset });
+                return Err(BackfillError::Concurrent {
+                    source_name: source.into(),
+                    watermark,
+                    position: p.mark.first_offset,
+                });
             }
             for (pos, why) in p.invalid {
                 report.fail(pos, "invalid_event", why);

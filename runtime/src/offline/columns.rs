@@ -4,7 +4,10 @@
 use std::borrow::Cow;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Int32Type, Int64Type, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType};
+use arrow_array::types::{
+    Int32Type, Int64Type, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    TimestampSecondType,
+};
 use arrow_array::{Array, ArrayRef};
 use arrow_schema::{DataType, TimeUnit};
 
@@ -134,7 +137,9 @@ pub fn json_cell(a: &ArrayRef, i: usize) -> Option<serde_json::Value> {
         DataType::Float64 => Json::from(a.as_primitive::<arrow_array::types::Float64Type>().value(i)),
         DataType::Float32 => Json::from(f64::from(a.as_primitive::<arrow_array::types::Float32Type>().value(i))),
         DataType::Timestamp(..) => Json::from(TimeColumn::new(a).ok()?.ms(i)?),
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Json::String(TextColumn::new(a).ok()?.get(i)?.into_owned()),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            Json::String(TextColumn::new(a).ok()?.get(i)?.into_owned())
+        }
         _ => return None,
     })
 }

@@ -91,7 +91,10 @@ impl EventFile {
         let total = file.metadata().map(|m| m.len()).unwrap_or(0);
         let is_parquet = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
         let inner = if is_parquet {
-            let perr = |e: parquet::errors::ParquetError| EventFileError::Parquet { path: path.into(), message: e.to_string() };
+            let perr = |e: parquet::errors::ParquetError| EventFileError::Parquet {
+                path: path.into(),
+                message: e.to_string(),
+            };
             let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(perr)?;
             let total = builder.metadata().file_metadata().num_rows().max(0) as u64;
             let skip = start.clamp(0, total as i64) as usize;
@@ -105,9 +108,11 @@ impl EventFile {
             Inner::Jsonl { reader, line, bytes_read, .. } => {
                 while f.position < start {
                     line.clear();
-                    let n = reader
-                        .read_line(line)
-                        .map_err(|source| EventFileError::Read { path: path.into(), line: f.position as u64 + 1, source })?;
+                    let n = reader.read_line(line).map_err(|source| EventFileError::Read {
+                        path: path.into(),
+                        line: f.position as u64 + 1,
+                        source,
+                    })?;
                     if n == 0 {
                         break;
                     }
@@ -145,9 +150,11 @@ impl EventFile {
             Inner::Jsonl { reader, line, bytes_read, .. } => {
                 while batch.events.len() < max {
                     line.clear();
-                    let n = reader
-                        .read_line(line)
-                        .map_err(|source| EventFileError::Read { path: self.path.clone(), line: self.position as u64 + 1, source })?;
+                    let n = reader.read_line(line).map_err(|source| EventFileError::Read {
+                        path: self.path.clone(),
+                        line: self.position as u64 + 1,
+                        source,
+                    })?;
                     if n == 0 {
                         break;
                     }
@@ -172,7 +179,13 @@ impl EventFile {
                         Some(p) => p,
                         None => match reader.next() {
                             None => break,
-                            Some(r) => (r.map_err(|e| EventFileError::Parquet { path: self.path.clone(), message: e.to_string() })?, 0),
+                            Some(r) => (
+                                r.map_err(|e| EventFileError::Parquet {
+                                    path: self.path.clone(),
+                                    message: e.to_string(),
+                                })?,
+                                0,
+                            ),
                         },
                     };
                     let take = (max - batch.events.len() - batch.invalid.len()).min(rb.num_rows() - from);
@@ -191,16 +204,28 @@ impl EventFile {
 }
 
 /// Convert rows `from..from + n` of a Parquet record batch into events.
-fn append_rows(path: &Path, default_topic: &str, rb: &RecordBatch, from: usize, n: usize, first_pos: i64, out: &mut EventBatch) -> Result<(), EventFileError> {
-    let col_err = |column: &str, message: String| EventFileError::Column { path: path.into(), column: column.into(), message };
-    let required = |name: &str| rb.column_by_name(name).ok_or_else(|| col_err(name, "is missing (required in Parquet event files)".into()));
+fn append_rows(
+    path: &Path,
+    default_topic: &str,
+    rb: &RecordBatch,
+    from: usize,
+    n: usize,
+    first_pos: i64,
+    out: &mut EventBatch,
+) -> Result<(), EventFileError> {
+    let col_err =
+        |column: &str, message: String| EventFileError::Column { path: path.into(), column: column.into(), message };
+    let required = |name: &str| {
+        rb.column_by_name(name).ok_or_else(|| col_err(name, "is missing (required in Parquet event files)".into()))
+    };
     let ts_arr = required("timestamp_ms")?;
     let ts = TimeColumn::new(ts_arr).map_err(|m| col_err("timestamp_ms", m))?;
     let val_arr = required("value")?;
     let value = BytesColumn::new(val_arr).map_err(|m| col_err("value", m))?;
     let key = rb.column_by_name("key").map(BytesColumn::new).transpose().map_err(|m| col_err("key", m))?;
     let topic = rb.column_by_name("topic").map(TextColumn::new).transpose().map_err(|m| col_err("topic", m))?;
-    let partition = rb.column_by_name("partition").map(|a| int_column(a)).transpose().map_err(|m| col_err("partition", m))?;
+    let partition =
+        rb.column_by_name("partition").map(|a| int_column(a)).transpose().map_err(|m| col_err("partition", m))?;
     let offset = rb.column_by_name("offset").map(|a| int_column(a)).transpose().map_err(|m| col_err("offset", m))?;
     for i in from..from + n {
         let pos = first_pos + (i - from) as i64;

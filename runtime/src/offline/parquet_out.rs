@@ -6,7 +6,9 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow_array::builder::{BinaryBuilder, BooleanBuilder, Float32Builder, Float64Builder, Int64Builder, ListBuilder, StringBuilder};
+use arrow_array::builder::{
+    BinaryBuilder, BooleanBuilder, Float32Builder, Float64Builder, Int64Builder, ListBuilder, StringBuilder,
+};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
@@ -53,7 +55,8 @@ pub fn arrow_type(ty: ValueType) -> DataType {
 
 /// An Arrow array of `values` typed `ty` (`Value::Null` → null).
 pub fn to_array(name: &str, ty: ValueType, values: &[Value]) -> Result<ArrayRef, WriteError> {
-    let mismatch = |v: &Value| WriteError::TypeMismatch { column: name.into(), declared: ty.as_str(), found: v.clone() };
+    let mismatch =
+        |v: &Value| WriteError::TypeMismatch { column: name.into(), declared: ty.as_str(), found: v.clone() };
     macro_rules! build {
         ($builder:expr, $($pat:pat => $append:expr),+) => {{
             let mut b = $builder;
@@ -68,25 +71,37 @@ pub fn to_array(name: &str, ty: ValueType, values: &[Value]) -> Result<ArrayRef,
         }};
     }
     Ok(match ty {
-        ValueType::Boolean => build!(BooleanBuilder::with_capacity(values.len()), Value::Boolean(x) => |b: &mut BooleanBuilder| b.append_value(*x)),
-        ValueType::Int64 => build!(Int64Builder::with_capacity(values.len()), Value::Int64(x) => |b: &mut Int64Builder| b.append_value(*x)),
-        ValueType::Float64 => build!(Float64Builder::with_capacity(values.len()), Value::Float64(x) => |b: &mut Float64Builder| b.append_value(*x)),
+        ValueType::Boolean => {
+            build!(BooleanBuilder::with_capacity(values.len()), Value::Boolean(x) => |b: &mut BooleanBuilder| b.append_value(*x))
+        }
+        ValueType::Int64 => {
+            build!(Int64Builder::with_capacity(values.len()), Value::Int64(x) => |b: &mut Int64Builder| b.append_value(*x))
+        }
+        ValueType::Float64 => {
+            build!(Float64Builder::with_capacity(values.len()), Value::Float64(x) => |b: &mut Float64Builder| b.append_value(*x))
+        }
         ValueType::Text => build!(StringBuilder::new(), Value::Text(x) => |b: &mut StringBuilder| b.append_value(x)),
         ValueType::Bytes => build!(BinaryBuilder::new(), Value::Bytes(x) => |b: &mut BinaryBuilder| b.append_value(x)),
-        ValueType::Float32s => build!(ListBuilder::new(Float32Builder::new()), Value::Float32s(x) => |b: &mut ListBuilder<Float32Builder>| {
-            b.values().append_slice(x);
-            b.append(true)
-        }),
-        ValueType::Int64s => build!(ListBuilder::new(Int64Builder::new()), Value::Int64s(x) => |b: &mut ListBuilder<Int64Builder>| {
-            b.values().append_slice(x);
-            b.append(true)
-        }),
-        ValueType::Texts => build!(ListBuilder::new(StringBuilder::new()), Value::Texts(x) => |b: &mut ListBuilder<StringBuilder>| {
-            for s in x {
-                b.values().append_value(s);
-            }
-            b.append(true)
-        }),
+        ValueType::Float32s => {
+            build!(ListBuilder::new(Float32Builder::new()), Value::Float32s(x) => |b: &mut ListBuilder<Float32Builder>| {
+                b.values().append_slice(x);
+                b.append(true)
+            })
+        }
+        ValueType::Int64s => {
+            build!(ListBuilder::new(Int64Builder::new()), Value::Int64s(x) => |b: &mut ListBuilder<Int64Builder>| {
+                b.values().append_slice(x);
+                b.append(true)
+            })
+        }
+        ValueType::Texts => {
+            build!(ListBuilder::new(StringBuilder::new()), Value::Texts(x) => |b: &mut ListBuilder<StringBuilder>| {
+                for s in x {
+                    b.values().append_value(s);
+                }
+                b.append(true)
+            })
+        }
     })
 }
 

@@ -43,7 +43,14 @@ impl History {
     /// A history of `views` views that keeps rows of `entities` only (rows of other entities
     /// are dropped as they are produced: memory is bounded by the spine's entities, not the log).
     pub fn new<'a>(views: usize, entities: impl IntoIterator<Item = &'a str>) -> Self {
-        Self { views, wanted: entities.into_iter().map(String::from).collect(), by_entity: HashMap::new(), events: 0, failed: 0, rows: 0 }
+        Self {
+            views,
+            wanted: entities.into_iter().map(String::from).collect(),
+            by_entity: HashMap::new(),
+            events: 0,
+            failed: 0,
+            rows: 0,
+        }
     }
 
     /// Transform a batch of events with view number `vi`'s transform and keep the rows that
@@ -94,7 +101,12 @@ pub struct Sweep<'a> {
 
 /// Values of the plan's features for every spine row: `out[row][feature]`. A row whose entity
 /// or time is null gets nulls. Work is split by entity over `threads` threads.
-pub fn sweep(s: &Sweep<'_>, history: History, entities: &[Option<String>], times: &[Option<i64>]) -> Result<Vec<Vec<Value>>, SweepError> {
+pub fn sweep(
+    s: &Sweep<'_>,
+    history: History,
+    entities: &[Option<String>],
+    times: &[Option<i64>],
+) -> Result<Vec<Vec<Value>>, SweepError> {
     let width = s.plan.names.len();
     let mut points: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, (e, t)) in entities.iter().zip(times).enumerate() {
@@ -123,10 +135,17 @@ pub fn sweep(s: &Sweep<'_>, history: History, entities: &[Option<String>], times
         shards[k].push(w);
     }
     // One runtime (for the store's I/O and WASI's blocking work); each shard drives its own sweep.
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().map_err(SweepError::Runtime)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(SweepError::Runtime)?;
     let handle = rt.handle();
     let results: Vec<Result<Vec<(usize, Vec<Value>)>, SweepError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = shards.into_iter().map(|shard| scope.spawn(move || handle.block_on(sweep_shard(s, shard, times)))).collect();
+        let handles: Vec<_> = shards
+            .into_iter()
+            .map(|shard| scope.spawn(move || handle.block_on(sweep_shard(s, shard, times))))
+            .collect();
         handles.into_iter().map(|h| h.join().unwrap_or(Err(SweepError::Panicked))).collect()
     });
     let mut out: Vec<Vec<Value>> = vec![Vec::new(); entities.len()];
@@ -149,7 +168,11 @@ struct Work<'a> {
     rows: Vec<Vec<FeatureRow>>,
 }
 
-async fn sweep_shard(s: &Sweep<'_>, shard: Vec<Work<'_>>, times: &[Option<i64>]) -> Result<Vec<(usize, Vec<Value>)>, SweepError> {
+async fn sweep_shard(
+    s: &Sweep<'_>,
+    shard: Vec<Work<'_>>,
+    times: &[Option<i64>],
+) -> Result<Vec<(usize, Vec<Value>)>, SweepError> {
     let mut out = Vec::new();
     for Work { entity, points: mut idx, mut rows } in shard {
         for r in &mut rows {

@@ -33,9 +33,15 @@ impl Spine {
     pub fn read(path: &Path) -> Result<Self, SpineError> {
         let file = File::open(path).map_err(|source| SpineError::Open { path: path.into(), source })?;
         let perr = |e: parquet::errors::ParquetError| SpineError::Parquet { path: path.into(), message: e.to_string() };
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(perr)?.with_batch_size(65536).build().map_err(perr)?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(perr)?
+            .with_batch_size(65536)
+            .build()
+            .map_err(perr)?;
         let schema = reader.schema();
-        let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| SpineError::Parquet { path: path.into(), message: e.to_string() })?;
+        let batches = reader
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| SpineError::Parquet { path: path.into(), message: e.to_string() })?;
         Ok(Self::new(schema, batches))
     }
 
@@ -46,7 +52,8 @@ impl Spine {
 
     fn check(&self, column: &str, hint: &'static str) -> Result<(), SpineError> {
         if self.schema.column_with_name(column).is_none() {
-            let available = self.schema.fields().iter().map(|f| format!("`{}`", f.name())).collect::<Vec<_>>().join(", ");
+            let available =
+                self.schema.fields().iter().map(|f| format!("`{}`", f.name())).collect::<Vec<_>>().join(", ");
             return Err(SpineError::MissingColumn { column: column.into(), available, hint });
         }
         Ok(())
@@ -57,7 +64,10 @@ impl Spine {
         self.check(column, "; choose it with --time-column")?;
         let mut out = Vec::with_capacity(self.rows);
         for b in &self.batches {
-            let a = b.column_by_name(column).ok_or_else(|| SpineError::Column { column: column.into(), message: "is missing from a batch".into() })?;
+            let a = b.column_by_name(column).ok_or_else(|| SpineError::Column {
+                column: column.into(),
+                message: "is missing from a batch".into(),
+            })?;
             let t = TimeColumn::new(a).map_err(|message| SpineError::Column { column: column.into(), message })?;
             out.extend((0..b.num_rows()).map(|i| t.ms(i)));
         }
@@ -69,7 +79,10 @@ impl Spine {
         self.check(column, "; the entity column is named after the view's `entity`, or set it with --entity-column")?;
         let mut out = Vec::with_capacity(self.rows);
         for b in &self.batches {
-            let a = b.column_by_name(column).ok_or_else(|| SpineError::Column { column: column.into(), message: "is missing from a batch".into() })?;
+            let a = b.column_by_name(column).ok_or_else(|| SpineError::Column {
+                column: column.into(),
+                message: "is missing from a batch".into(),
+            })?;
             let t = TextColumn::new(a).map_err(|message| SpineError::Column { column: column.into(), message })?;
             out.extend((0..b.num_rows()).map(|i| t.get(i).map(|s| s.into_owned())));
         }

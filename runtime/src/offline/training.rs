@@ -25,7 +25,9 @@ pub enum TrainingError {
     BadFeatureRef(String),
     #[error(transparent)]
     Resolve(#[from] ServeError),
-    #[error("`{view}` is a batch view: its history is not an event log, so it has no point-in-time values here (use stream or request views)")]
+    #[error(
+        "`{view}` is a batch view: its history is not an event log, so it has no point-in-time values here (use stream or request views)"
+    )]
     BatchView { view: String },
     #[error("no events given for view `{0}` (pass --events FILE or --events {0}=FILE)")]
     NoEvents(String),
@@ -123,7 +125,11 @@ struct Group {
 
 /// Run the job over `spine`: one column per requested feature, in request order, aligned with
 /// the spine's rows. `on_events` is called with the number of events read so far.
-pub fn run(job: &TrainingJob<'_>, spine: &Spine, on_events: &mut dyn FnMut(u64)) -> Result<(Vec<FeatureColumn>, TrainingStats), TrainingError> {
+pub fn run(
+    job: &TrainingJob<'_>,
+    spine: &Spine,
+    on_events: &mut dyn FnMut(u64),
+) -> Result<(Vec<FeatureColumn>, TrainingStats), TrainingError> {
     let mut stats = TrainingStats { spine_rows: spine.rows, ..Default::default() };
     let full: Vec<String> = job.features.iter().map(FeatureRef::full).collect();
     // Resolve everything up front: unknown views/features are all named at once.
@@ -170,7 +176,11 @@ pub fn run(job: &TrainingJob<'_>, spine: &Spine, on_events: &mut dyn FnMut(u64))
         };
         let mut history = History::new(g.views.len(), entities.iter().flatten().map(String::as_str));
         for (vi, view) in g.views.iter().enumerate() {
-            let source = job.events.get(&view.spec.name).or_else(|| job.events.get("")).ok_or_else(|| TrainingError::NoEvents(view.spec.name.clone()))?;
+            let source = job
+                .events
+                .get(&view.spec.name)
+                .or_else(|| job.events.get(""))
+                .ok_or_else(|| TrainingError::NoEvents(view.spec.name.clone()))?;
             match source {
                 EventSource::Inline(events) => {
                     for chunk in events.chunks(job.batch_size.max(1)) {
@@ -198,7 +208,9 @@ pub fn run(job: &TrainingJob<'_>, spine: &Spine, on_events: &mut dyn FnMut(u64))
         stats.transform_secs += started.elapsed().as_secs_f64();
         let started = std::time::Instant::now();
         let params = param_columns(spine, &g.params)?;
-        let row_params = |row: usize| -> HashMap<String, Vec<Json>> { params.iter().map(|(name, col)| (name.clone(), vec![col[row].clone()])).collect() };
+        let row_params = |row: usize| -> HashMap<String, Vec<Json>> {
+            params.iter().map(|(name, col)| (name.clone(), vec![col[row].clone()])).collect()
+        };
         let fnames: Vec<String> = g.features.iter().map(|(_, f)| f.clone()).collect();
         let plan = job.catalog.plan(&fnames, None)?;
         let s = Sweep { catalog: job.catalog, plan: &plan, views: &g.views, params: &row_params, threads: job.threads };
@@ -208,7 +220,12 @@ pub fn run(job: &TrainingJob<'_>, spine: &Spine, on_events: &mut dyn FnMut(u64))
         }
         stats.sweep_secs += started.elapsed().as_secs_f64();
     }
-    let out = names.into_iter().zip(types).zip(columns).map(|((name, ty), values)| FeatureColumn { name, ty, values }).collect();
+    let out = names
+        .into_iter()
+        .zip(types)
+        .zip(columns)
+        .map(|((name, ty), values)| FeatureColumn { name, ty, values })
+        .collect();
     Ok((out, stats))
 }
 
@@ -221,7 +238,8 @@ fn sources(job: &TrainingJob<'_>, view: &str) -> Result<(Option<String>, Vec<Arc
         let mut views = Vec::new();
         for r in &rv.reads {
             let stored = &job.catalog.stored_views()[r.view];
-            let v = job.views.get(stored.name()).ok_or_else(|| TrainingError::BatchView { view: stored.name().into() })?;
+            let v =
+                job.views.get(stored.name()).ok_or_else(|| TrainingError::BatchView { view: stored.name().into() })?;
             if !views.iter().any(|x| Arc::ptr_eq(x, v)) {
                 views.push(v.clone());
             }

@@ -21,7 +21,12 @@ pub struct BreakerConfig {
 
 impl Default for BreakerConfig {
     fn default() -> Self {
-        Self { trip_after: 3, failure_ratio: 0.9, cooldown: Duration::from_secs(5), max_cooldown: Duration::from_secs(60) }
+        Self {
+            trip_after: 3,
+            failure_ratio: 0.9,
+            cooldown: Duration::from_secs(5),
+            max_cooldown: Duration::from_secs(60),
+        }
     }
 }
 
@@ -85,7 +90,11 @@ mod tests {
 
     #[test]
     fn trips_after_consecutive_failing_batches_and_backs_off() {
-        let b = Breaker::new(BreakerConfig { cooldown: Duration::from_millis(10), max_cooldown: Duration::from_millis(25), ..BreakerConfig::default() });
+        let b = Breaker::new(BreakerConfig {
+            cooldown: Duration::from_millis(10),
+            max_cooldown: Duration::from_millis(25),
+            ..BreakerConfig::default()
+        });
         assert_eq!(b.record(10, 10), Verdict::Pass);
         assert_eq!(b.record(10, 9), Verdict::Pass);
         assert_eq!(b.record(10, 10), Verdict::Tripped { pause: Duration::from_millis(10) });

@@ -37,15 +37,31 @@ impl Counter {
             return;
         }
         // Allocate the label strings only the first time a series appears.
-        self.values.write().entry(view.to_string()).or_default().entry(kind.to_string()).or_default().fetch_add(n, Relaxed);
+        self.values
+            .write()
+            .entry(view.to_string())
+            .or_default()
+            .entry(kind.to_string())
+            .or_default()
+            .fetch_add(n, Relaxed);
     }
     pub fn get(&self, view: &str, kind: &str) -> u64 {
         self.values.read().get(view).and_then(|m| m.get(kind)).map_or(0, |v| v.load(Relaxed))
     }
     fn render(&self, out: &mut String) {
         let _ = writeln!(out, "# HELP {} {}\n# TYPE {} counter", self.name, self.help, self.name);
-        for (view, kind, v) in self.values.read().iter().flat_map(|(view, m)| m.iter().map(move |(k, v)| (view, k, v))) {
-            let _ = writeln!(out, "{}{{{}=\"{}\",{}=\"{}\"}} {}", self.name, self.first, esc(view), self.label, esc(kind), v.load(Relaxed));
+        for (view, kind, v) in self.values.read().iter().flat_map(|(view, m)| m.iter().map(move |(k, v)| (view, k, v)))
+        {
+            let _ = writeln!(
+                out,
+                "{}{{{}=\"{}\",{}=\"{}\"}} {}",
+                self.name,
+                self.first,
+                esc(view),
+                self.label,
+                esc(kind),
+                v.load(Relaxed)
+            );
         }
     }
 }
@@ -116,7 +132,11 @@ impl Histogram {
                 let _ = writeln!(out, "{}_bucket{{{l}=\"{v}\",le=\"{b}\"}} {cumulative}", self.name);
             }
             let (sum, n) = (f64::from_bits(series.sum.load(Relaxed)), series.n.load(Relaxed));
-            let _ = writeln!(out, "{}_bucket{{{l}=\"{v}\",le=\"+Inf\"}} {n}\n{}_sum{{{l}=\"{v}\"}} {sum}\n{}_count{{{l}=\"{v}\"}} {n}", self.name, self.name, self.name);
+            let _ = writeln!(
+                out,
+                "{}_bucket{{{l}=\"{v}\",le=\"+Inf\"}} {n}\n{}_sum{{{l}=\"{v}\"}} {sum}\n{}_count{{{l}=\"{v}\"}} {n}",
+                self.name, self.name, self.name
+            );
         }
     }
 }
@@ -152,7 +172,10 @@ fn esc(s: &str) -> String {
 
 const SERVE_LATENCY: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0];
 /// Freshness is milliseconds when healthy: fine buckets at the low end.
-const FRESHNESS: &[f64] = &[0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+const FRESHNESS: &[f64] = &[
+    0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    10.0, 30.0,
+];
 const LATENCY: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 
 /// All of Wafer's internal metrics.
@@ -191,17 +214,57 @@ impl Default for Metrics {
         Self {
             events: Counter::new("wafer_events_total", "Events processed, by outcome (ok or error code).", "outcome"),
             rows: Counter::new("wafer_rows_total", "Feature rows written.", "kind"),
-            store_errors: Counter::new("wafer_store_errors_total", "Online store failures (batches are retried).", "kind"),
-            replays: Counter::new("wafer_replayed_events_total", "Events skipped because their offsets were already applied (replays after a restart or rebalance).", "source"),
-            requests: Counter::new("wafer_http_requests_total", "HTTP requests by route and status.", "status").with_first("route"),
-            breaker_trips: Counter::new("wafer_breaker_trips_total", "Times a view's circuit breaker opened (paused the view).", "code"),
+            store_errors: Counter::new(
+                "wafer_store_errors_total",
+                "Online store failures (batches are retried).",
+                "kind",
+            ),
+            replays: Counter::new(
+                "wafer_replayed_events_total",
+                "Events skipped because their offsets were already applied (replays after a restart or rebalance).",
+                "source",
+            ),
+            requests: Counter::new("wafer_http_requests_total", "HTTP requests by route and status.", "status")
+                .with_first("route"),
+            breaker_trips: Counter::new(
+                "wafer_breaker_trips_total",
+                "Times a view's circuit breaker opened (paused the view).",
+                "code",
+            ),
             paused: Gauge::new("wafer_view_paused", "1 while the view is paused by its circuit breaker."),
-            quota_exceeded: Counter::new("wafer_quota_exceeded_total", "Requests or changes refused by a tenant quota.", "limit").with_first("tenant"),
-            serve_errors: Counter::new("wafer_serve_errors_total", "Feature requests refused or failed, by tenant and error code.", "code").with_first("tenant"),
-            request_seconds: Histogram::new("wafer_http_request_seconds", "HTTP request handling time by route.", SERVE_LATENCY).with_label("route"),
-            transform_seconds: Histogram::new("wafer_transform_batch_seconds", "Wasm transform + fold time per batch.", LATENCY),
-            freshness_seconds: Histogram::new("wafer_freshness_seconds", "Time from event produce to features readable.", FRESHNESS),
-            source_lag_seconds: Histogram::new("wafer_source_lag_seconds", "Time from event produce to its batch received by the consumer.", FRESHNESS),
+            quota_exceeded: Counter::new(
+                "wafer_quota_exceeded_total",
+                "Requests or changes refused by a tenant quota.",
+                "limit",
+            )
+            .with_first("tenant"),
+            serve_errors: Counter::new(
+                "wafer_serve_errors_total",
+                "Feature requests refused or failed, by tenant and error code.",
+                "code",
+            )
+            .with_first("tenant"),
+            request_seconds: Histogram::new(
+                "wafer_http_request_seconds",
+                "HTTP request handling time by route.",
+                SERVE_LATENCY,
+            )
+            .with_label("route"),
+            transform_seconds: Histogram::new(
+                "wafer_transform_batch_seconds",
+                "Wasm transform + fold time per batch.",
+                LATENCY,
+            ),
+            freshness_seconds: Histogram::new(
+                "wafer_freshness_seconds",
+                "Time from event produce to features readable.",
+                FRESHNESS,
+            ),
+            source_lag_seconds: Histogram::new(
+                "wafer_source_lag_seconds",
+                "Time from event produce to its batch received by the consumer.",
+                FRESHNESS,
+            ),
         }
     }
 }
@@ -209,7 +272,16 @@ impl Default for Metrics {
 impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
-        for c in [&self.events, &self.rows, &self.store_errors, &self.replays, &self.requests, &self.serve_errors, &self.breaker_trips, &self.quota_exceeded] {
+        for c in [
+            &self.events,
+            &self.rows,
+            &self.store_errors,
+            &self.replays,
+            &self.requests,
+            &self.serve_errors,
+            &self.breaker_trips,
+            &self.quota_exceeded,
+        ] {
             c.render(&mut out);
         }
         self.paused.render(&mut out);
@@ -231,7 +303,13 @@ mod tests {
         h.observe_many("v", [0.0005, 0.001, 0.003, 0.005, 0.02].into_iter());
         let mut out = String::new();
         h.render(&mut out);
-        for line in ["h_bucket{view=\"v\",le=\"0.001\"} 2", "h_bucket{view=\"v\",le=\"0.005\"} 4", "h_bucket{view=\"v\",le=\"0.01\"} 4", "h_bucket{view=\"v\",le=\"+Inf\"} 5", "h_count{view=\"v\"} 5"] {
+        for line in [
+            "h_bucket{view=\"v\",le=\"0.001\"} 2",
+            "h_bucket{view=\"v\",le=\"0.005\"} 4",
+            "h_bucket{view=\"v\",le=\"0.01\"} 4",
+            "h_bucket{view=\"v\",le=\"+Inf\"} 5",
+            "h_count{view=\"v\"} 5",
+        ] {
             assert!(out.lines().any(|l| l == line), "missing `{line}` in:\n{out}");
         }
     }

@@ -8,7 +8,6 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
-
 use crate::aggregate::Window;
 use crate::aggregate::fold::{FoldPlan, fold};
 use crate::aggregate::spec::{DAY, HOUR, MINUTE};
@@ -59,7 +58,11 @@ impl View {
     pub fn new(tenant: &str, spec: ViewSpec, transform: Transform, metrics: Arc<Metrics>) -> Self {
         let plan = FoldPlan::new(spec.latest.iter().map(|(n, _)| n.clone()).collect(), &spec.aggs);
         let windows: Vec<Window> = spec.aggs.iter().flat_map(|a| a.windows.iter().copied()).collect();
-        let retention = [MINUTE, HOUR, DAY].iter().map(|g| (*g, retention(*g, windows.iter().copied()))).filter(|(_, r)| *r > 0).collect();
+        let retention = [MINUTE, HOUR, DAY]
+            .iter()
+            .map(|g| (*g, retention(*g, windows.iter().copied())))
+            .filter(|(_, r)| *r > 0)
+            .collect();
         let has_lifetime = windows.contains(&Window::Lifetime);
         let keep_ms = if has_lifetime { 400 * DAY } else { spec.ttl_ms.max(spec.longest_window() + DAY) };
         let stored = Arc::new(StoredView::new(tenant, spec.clone()));
@@ -111,12 +114,18 @@ impl View {
     /// reported as a failure with the row's index, exactly as the online path reports it.
     pub fn prepare_rows(&self, rows: &[FeatureRow]) -> Prepared {
         let (ops, fold_errors) = fold(&self.plan, rows);
-        let failures = fold_errors.into_iter().map(|(ri, e)| EventFailure { index: ri, code: "aggregation", message: e.to_string() }).collect();
+        let failures = fold_errors
+            .into_iter()
+            .map(|(ri, e)| EventFailure { index: ri, code: "aggregation", message: e.to_string() })
+            .collect();
         Prepared { events: rows.len(), ops, rows: rows.len(), failures }
     }
 
     /// Run the transform over `events` (CPU; call from a blocking context) and fold the rows.
-    pub fn transform_batch(&self, events: &[Event]) -> (Vec<crate::aggregate::ops::EntityOps>, usize, Vec<EventFailure>) {
+    pub fn transform_batch(
+        &self,
+        events: &[Event],
+    ) -> (Vec<crate::aggregate::ops::EntityOps>, usize, Vec<EventFailure>) {
         let mut parts = self.transform_groups(events, std::slice::from_ref(&(0..events.len())));
         let p = parts.pop().unwrap_or(Prepared { events: 0, ops: Vec::new(), rows: 0, failures: Vec::new() });
         (p.ops, p.rows, p.failures)
@@ -134,10 +143,17 @@ impl View {
             .map(|g| {
                 let (r0, r1) = (row_event.partition_point(|&e| e < g.start), row_event.partition_point(|&e| e < g.end));
                 let (ops, fold_errors) = fold(&self.plan, &rows[r0..r1]);
-                let mut fs: Vec<EventFailure> =
-                    failures.iter().filter(|f| g.contains(&f.index)).map(|f| EventFailure { index: f.index - g.start, code: f.code, message: f.message.clone() }).collect();
+                let mut fs: Vec<EventFailure> = failures
+                    .iter()
+                    .filter(|f| g.contains(&f.index))
+                    .map(|f| EventFailure { index: f.index - g.start, code: f.code, message: f.message.clone() })
+                    .collect();
                 for (ri, e) in fold_errors {
-                    fs.push(EventFailure { index: row_event[r0 + ri] - g.start, code: "aggregation", message: e.to_string() });
+                    fs.push(EventFailure {
+                        index: row_event[r0 + ri] - g.start,
+                        code: "aggregation",
+                        message: e.to_string(),
+                    });
                 }
                 fs.sort_by_key(|f| f.index);
                 Prepared { events: g.len(), ops, rows: r1 - r0, failures: fs }
@@ -189,8 +205,19 @@ impl View {
 
     /// Write a prepared batch atomically (with its watermark). Safe to retry: a retry after a
     /// lost reply is refused as `Stale` rather than applied twice.
-    pub async fn commit(&self, store: &dyn OnlineStore, prepared: &Prepared, mark: Option<SourceMark>) -> Result<Applied, StoreError> {
-        let batch = WriteBatch { view: &self.id, mark, entities: &prepared.ops, keep_ms: self.keep_ms, retention: &self.retention };
+    pub async fn commit(
+        &self,
+        store: &dyn OnlineStore,
+        prepared: &Prepared,
+        mark: Option<SourceMark>,
+    ) -> Result<Applied, StoreError> {
+        let batch = WriteBatch {
+            view: &self.id,
+            mark,
+            entities: &prepared.ops,
+            keep_ms: self.keep_ms,
+            retention: &self.retention,
+        };
         let applied = store.apply(&batch).await?;
         if applied == Applied::Applied {
             self.metrics.events.add(&self.id, "ok", prepared.events.saturating_sub(prepared.failures.len()) as u64);
@@ -201,7 +228,6 @@ impl View {
         }
         Ok(applied)
     }
-
 }
 
 fn failure(index: usize, e: &TransformError) -> EventFailure {

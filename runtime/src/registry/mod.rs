@@ -45,7 +45,10 @@ pub enum RegistryError {
 
 impl RegistryError {
     pub fn is_not_found(&self) -> bool {
-        matches!(self, Self::NoTenant(_) | Self::NoTransform(_) | Self::NoVersion { .. } | Self::NoView(_) | Self::NoKey(_))
+        matches!(
+            self,
+            Self::NoTenant(_) | Self::NoTransform(_) | Self::NoVersion { .. } | Self::NoView(_) | Self::NoKey(_)
+        )
     }
 }
 
@@ -99,8 +102,12 @@ impl Registry {
     /// Read everything (the registry is small: configs and hashes, not blobs).
     pub async fn snapshot(&self) -> Result<Snapshot, RegistryError> {
         let mut c = self.conn();
-        let (version, tenants, keys): (Option<u64>, HashMap<String, String>, HashMap<String, String>) =
-            redis::pipe().get(format!("{P}:version")).hgetall(format!("{P}:tenants")).hgetall(format!("{P}:keys")).query_async(&mut c).await?;
+        let (version, tenants, keys): (Option<u64>, HashMap<String, String>, HashMap<String, String>) = redis::pipe()
+            .get(format!("{P}:version"))
+            .hgetall(format!("{P}:tenants"))
+            .hgetall(format!("{P}:keys"))
+            .query_async(&mut c)
+            .await?;
         let mut snap = Snapshot { version: version.unwrap_or(0), ..Snapshot::default() };
         for (name, v) in tenants {
             snap.tenants.insert(name, parse(&format!("{P}:tenants"), &v)?);
@@ -134,7 +141,14 @@ impl Registry {
     /// Write `hash[field] = value` and bump the version, atomically.
     async fn put(&self, hash: String, field: &str, value: String) -> Result<(), RegistryError> {
         let mut c = self.conn();
-        let _: () = redis::pipe().atomic().hset(hash, field, value).ignore().incr(format!("{P}:version"), 1).ignore().query_async(&mut c).await?;
+        let _: () = redis::pipe()
+            .atomic()
+            .hset(hash, field, value)
+            .ignore()
+            .incr(format!("{P}:version"), 1)
+            .ignore()
+            .query_async(&mut c)
+            .await?;
         Ok(())
     }
 
@@ -200,8 +214,19 @@ impl Registry {
     }
 
     /// Add a validated, compiled version (and its bytes), optionally activating it; atomic.
-    pub async fn add_version(&self, tenant: &str, name: &str, version: Version, bytes: &[u8], activate: bool) -> Result<TransformRecord, RegistryError> {
-        let mut rec = self.transform(tenant, name).await?.unwrap_or(TransformRecord { name: name.into(), active: None, versions: Vec::new() });
+    pub async fn add_version(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: Version,
+        bytes: &[u8],
+        activate: bool,
+    ) -> Result<TransformRecord, RegistryError> {
+        let mut rec = self.transform(tenant, name).await?.unwrap_or(TransformRecord {
+            name: name.into(),
+            active: None,
+            versions: Vec::new(),
+        });
         let id = version.id.clone();
         if rec.version(&id).is_none() {
             rec.versions.push(version);
@@ -240,7 +265,12 @@ impl Registry {
 
     pub async fn delete_view(&self, tenant: &str, name: &str) -> Result<(), RegistryError> {
         let mut c = self.conn();
-        let (n, _): (u64, u64) = redis::pipe().atomic().hdel(format!("{P}:views:{tenant}"), name).incr(format!("{P}:version"), 1).query_async(&mut c).await?;
+        let (n, _): (u64, u64) = redis::pipe()
+            .atomic()
+            .hdel(format!("{P}:views:{tenant}"), name)
+            .incr(format!("{P}:version"), 1)
+            .query_async(&mut c)
+            .await?;
         if n == 0 {
             return Err(RegistryError::NoView(name.into()));
         }

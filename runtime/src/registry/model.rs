@@ -22,7 +22,14 @@ pub struct Quotas {
 
 impl Default for Quotas {
     fn default() -> Self {
-        Self { deadline_ms: 50, memory_mib: 64, max_instances: 8, max_views: 20, requests_per_second: 2000, upload_mib: 50 }
+        Self {
+            deadline_ms: 50,
+            memory_mib: 64,
+            max_instances: 8,
+            max_views: 20,
+            requests_per_second: 2000,
+            upload_mib: 50,
+        }
     }
 }
 

@@ -42,7 +42,11 @@ pub fn valid_tenant(name: &str) -> bool {
 
 pub async fn handle(app: &Arc<App>, req: Request<Incoming>, method: &Method, path: &str) -> Resp {
     let Some(control) = app.control.clone() else {
-        return error(StatusCode::NOT_FOUND, "no_control_plane", "tenants need registry mode ([control] in the manifest)");
+        return error(
+            StatusCode::NOT_FOUND,
+            "no_control_plane",
+            "tenants need registry mode ([control] in the manifest)",
+        );
     };
     let reg = &control.registry;
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
@@ -69,7 +73,11 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>, method: &Method, pat
                 Err(r) => return r,
             };
             if !valid_tenant(&b.name) {
-                return error(StatusCode::BAD_REQUEST, "invalid_name", format!("tenant name `{}`: 1-64 of [A-Za-z0-9_-], starting with a letter", b.name));
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_name",
+                    format!("tenant name `{}`: 1-64 of [A-Za-z0-9_-], starting with a letter", b.name),
+                );
             }
             let t = Tenant { name: b.name, disabled: false, quotas: b.quotas, created_ms: now };
             match reg.create_tenant(&t).await {

@@ -29,13 +29,21 @@ fn unauthorized(code: &str, message: &str) -> Resp {
 /// Admin routes (and `/metrics` of every tenant).
 pub fn admin(app: &App, req: &Request<Incoming>) -> Result<(), Resp> {
     let Some(control) = &app.control else { return Ok(()) };
-    let Some(token) = bearer(req) else { return Err(unauthorized("missing_credentials", "this route needs the admin token (Authorization: Bearer …)")) };
+    let Some(token) = bearer(req) else {
+        return Err(unauthorized("missing_credentials", "this route needs the admin token (Authorization: Bearer …)"));
+    };
     if control.is_admin(token) {
         return Ok(());
     }
     match app.state().keys.get(&hash_secret(token)) {
         Some(k) if k.revoked => return Err(unauthorized("revoked_api_key", &format!("API key {} was revoked", k.id))),
-        Some(_) => return Err(error(StatusCode::FORBIDDEN, "forbidden", "this route is for the operator (admin token); tenant keys cannot use it")),
+        Some(_) => {
+            return Err(error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this route is for the operator (admin token); tenant keys cannot use it",
+            ));
+        }
         None => {}
     }
     Err(unauthorized("invalid_credentials", "the admin token is wrong"))
@@ -45,12 +53,22 @@ pub fn admin(app: &App, req: &Request<Incoming>) -> Result<(), Resp> {
 pub fn tenant(app: &App, req: &Request<Incoming>) -> Result<Arc<TenantApp>, Resp> {
     let state = app.state();
     if let Some(open) = &state.open_tenant {
-        return state.tenants.get(open).cloned().ok_or_else(|| error(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the tenant is not loaded"));
+        return state
+            .tenants
+            .get(open)
+            .cloned()
+            .ok_or_else(|| error(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the tenant is not loaded"));
     }
-    let Some(secret) = bearer(req) else { return Err(unauthorized("missing_credentials", "this route needs a tenant API key (Authorization: Bearer …)")) };
+    let Some(secret) = bearer(req) else {
+        return Err(unauthorized("missing_credentials", "this route needs a tenant API key (Authorization: Bearer …)"));
+    };
     let Some(key) = state.keys.get(&hash_secret(secret)) else {
         if app.control.as_ref().is_some_and(|c| c.is_admin(secret)) {
-            return Err(error(StatusCode::FORBIDDEN, "forbidden", "the admin token is not a tenant key; use a tenant's API key"));
+            return Err(error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "the admin token is not a tenant key; use a tenant's API key",
+            ));
         }
         return Err(unauthorized("invalid_api_key", "unknown API key"));
     };

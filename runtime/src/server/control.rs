@@ -26,12 +26,18 @@ use crate::tenant::TenantApp;
 use crate::transform::schema::valid_name;
 
 pub fn is_control_path(p: &str) -> bool {
-    p == "/v1/transforms" || p.starts_with("/v1/transforms/") || (p.starts_with("/v1/views/") && !p.ends_with("/events") && p.len() > "/v1/views/".len())
+    p == "/v1/transforms"
+        || p.starts_with("/v1/transforms/")
+        || (p.starts_with("/v1/views/") && !p.ends_with("/events") && p.len() > "/v1/views/".len())
 }
 
 pub async fn handle(app: &Arc<App>, t: &TenantApp, req: Request<Incoming>, method: &Method, path: &str) -> Resp {
     let Some(control) = app.control.clone() else {
-        return error(StatusCode::NOT_FOUND, "no_control_plane", "this server runs a manifest; uploads and view changes need registry mode ([control] in the manifest)");
+        return error(
+            StatusCode::NOT_FOUND,
+            "no_control_plane",
+            "this server runs a manifest; uploads and view changes need registry mode ([control] in the manifest)",
+        );
     };
     let rest: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let resp = route(app, &control, t, req, method, path, &rest).await;
@@ -45,7 +51,15 @@ pub async fn handle(app: &Arc<App>, t: &TenantApp, req: Request<Incoming>, metho
     resp
 }
 
-async fn route(app: &Arc<App>, control: &Arc<Control>, t: &TenantApp, req: Request<Incoming>, method: &Method, path: &str, rest: &[&str]) -> Resp {
+async fn route(
+    app: &Arc<App>,
+    control: &Arc<Control>,
+    t: &TenantApp,
+    req: Request<Incoming>,
+    method: &Method,
+    path: &str,
+    rest: &[&str],
+) -> Resp {
     let control = control.clone();
     match (method, rest) {
         (&Method::GET, ["v1", "transforms"]) => list_transforms(&control, t).await,
@@ -79,16 +93,32 @@ async fn list_transforms(control: &Control, t: &TenantApp) -> Resp {
     }
 }
 
-async fn upload(app: &App, control: &Arc<Control>, t: &TenantApp, name: &str, activate: bool, req: Request<Incoming>) -> Resp {
+async fn upload(
+    app: &App,
+    control: &Arc<Control>,
+    t: &TenantApp,
+    name: &str,
+    activate: bool,
+    req: Request<Incoming>,
+) -> Resp {
     if !valid_name(name) {
-        return error(StatusCode::BAD_REQUEST, "invalid_name", format!("transform name `{name}`: 1-128 of [A-Za-z0-9_.-], starting with a letter"));
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_name",
+            format!("transform name `{name}`: 1-128 of [A-Za-z0-9_.-], starting with a letter"),
+        );
     }
     let cap = t.quotas.upload_mib.saturating_mul(1 << 20);
     let too_large = || {
         app.metrics.quota_exceeded.add(&t.name, "upload_mib", 1);
-        error(StatusCode::PAYLOAD_TOO_LARGE, "upload_too_large", format!("components are limited to {} MiB for tenant `{}`", t.quotas.upload_mib, t.name))
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "upload_too_large",
+            format!("components are limited to {} MiB for tenant `{}`", t.quotas.upload_mib, t.name),
+        )
     };
-    let declared = req.headers().get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    let declared =
+        req.headers().get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
     if declared.is_some_and(|n| n > cap) {
         return too_large();
     }
@@ -140,23 +170,41 @@ async fn activate(control: &Control, t: &TenantApp, name: &str, req: Request<Inc
 
 async fn put_view(app: &App, control: &Arc<Control>, t: &TenantApp, name: &str, req: Request<Incoming>) -> Resp {
     if !valid_name(name) {
-        return error(StatusCode::BAD_REQUEST, "invalid_name", format!("view name `{name}`: 1-128 of [A-Za-z0-9_.-], starting with a letter"));
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_name",
+            format!("view name `{name}`: 1-128 of [A-Za-z0-9_.-], starting with a letter"),
+        );
     }
     let mut body: Json = match super::respond::body(req).await {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let Some(obj) = body.as_object_mut() else { return error(StatusCode::BAD_REQUEST, "invalid_request", "a view is a JSON object") };
+    let Some(obj) = body.as_object_mut() else {
+        return error(StatusCode::BAD_REQUEST, "invalid_request", "a view is a JSON object");
+    };
     let kind: ViewKind = match obj.remove("kind").map(serde_json::from_value) {
         Some(Ok(k)) => k,
-        _ => return error(StatusCode::BAD_REQUEST, "invalid_request", "`kind` must be \"stream\", \"batch\" or \"request\""),
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "`kind` must be \"stream\", \"batch\" or \"request\"",
+            );
+        }
     };
     match obj.get("name") {
         None => {
             obj.insert("name".into(), json!(name));
         }
         Some(n) if n == name => {}
-        Some(n) => return error(StatusCode::BAD_REQUEST, "invalid_request", format!("body name {n} differs from the path's `{name}`")),
+        Some(n) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("body name {n} differs from the path's `{name}`"),
+            );
+        }
     }
     let record = ViewRecord { name: name.into(), kind, config: body, updated_ms: super::now_ms() };
     // Dry run: the tenant with this view added or replaced must build.
@@ -166,7 +214,11 @@ async fn put_view(app: &App, control: &Arc<Control>, t: &TenantApp, name: &str, 
     };
     snap.views.entry(t.name.clone()).or_default().insert(name.into(), record.clone());
     if let Err(e) = crate::control::sync::build_from_snapshot(app, control, &snap, &t.name).await {
-        let (status, code) = if e.contains("quota") { (StatusCode::FORBIDDEN, "quota_exceeded") } else { (StatusCode::BAD_REQUEST, "invalid_view") };
+        let (status, code) = if e.contains("quota") {
+            (StatusCode::FORBIDDEN, "quota_exceeded")
+        } else {
+            (StatusCode::BAD_REQUEST, "invalid_view")
+        };
         if status == StatusCode::FORBIDDEN {
             app.metrics.quota_exceeded.add(&t.name, if e.contains("views") { "max_views" } else { "view_limits" }, 1);
         }
@@ -189,8 +241,10 @@ async fn delete_view(app: &App, control: &Arc<Control>, t: &TenantApp, name: &st
     // within two), then remove its online data, so no late batch re-creates it.
     control.changed.notify_one();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while app.tenant(&t.name).is_some_and(|x| x.catalog.stored_views().iter().any(|v| v.name() == name) || x.catalog.request_views().iter().any(|v| v.name == name))
-        && std::time::Instant::now() < deadline
+    while app.tenant(&t.name).is_some_and(|x| {
+        x.catalog.stored_views().iter().any(|v| v.name() == name)
+            || x.catalog.request_views().iter().any(|v| v.name == name)
+    }) && std::time::Instant::now() < deadline
     {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
@@ -198,6 +252,10 @@ async fn delete_view(app: &App, control: &Arc<Control>, t: &TenantApp, name: &st
     let id = format!("{}/{name}", t.name);
     match app.store.delete_view(&id).await {
         Ok(()) => json_resp(StatusCode::OK, &json!({"deleted": name})),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", format!("view removed, but its online data was not deleted: {e}")),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            format!("view removed, but its online data was not deleted: {e}"),
+        ),
     }
 }

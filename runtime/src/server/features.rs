@@ -9,9 +9,9 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use super::App;
-use crate::tenant::TenantApp;
 use super::respond::{Resp, body, bytes_resp, json_resp, serve_error};
 use crate::serving::{Entities, ServeError, feast};
+use crate::tenant::TenantApp;
 use crate::transform::json_out::{write_str, write_value};
 
 /// Native request. `entities` is a list of keys (for every view of the request) or an object of
@@ -82,7 +82,8 @@ async fn native_inner(app: &App, t: &TenantApp, r: &FeatureRequest) -> Result<Re
         match &r.entities {
             EntityKeys::All(k) => write_str(&mut out, &k[i]),
             EntityKeys::ByType(m) => {
-                let obj: serde_json::Map<String, Json> = m.iter().map(|(t, k)| (t.clone(), Json::from(k.get(i).map_or("", String::as_str)))).collect();
+                let obj: serde_json::Map<String, Json> =
+                    m.iter().map(|(t, k)| (t.clone(), Json::from(k.get(i).map_or("", String::as_str)))).collect();
                 write_json(&mut out, &Json::Object(obj));
             }
         }

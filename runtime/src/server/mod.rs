@@ -14,8 +14,8 @@ pub mod auth;
 pub mod control;
 mod features;
 mod push;
-mod training;
 pub mod respond;
+mod training;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -89,7 +89,11 @@ impl App {
     /// Manifest mode: one tenant, no keys.
     pub fn single(tenant: TenantApp, store: Arc<dyn OnlineStore>, metrics: Arc<Metrics>) -> Self {
         let name = tenant.name.clone();
-        let state = NodeState { tenants: HashMap::from([(name.clone(), Arc::new(tenant))]), open_tenant: Some(name), ..NodeState::default() };
+        let state = NodeState {
+            tenants: HashMap::from([(name.clone(), Arc::new(tenant))]),
+            open_tenant: Some(name),
+            ..NodeState::default()
+        };
         Self { store, metrics, state: RwLock::new(Arc::new(state)), control: None }
     }
 
@@ -127,7 +131,9 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) -> std::io::Result<()> 
                 let app = app.clone();
                 async move { Ok::<_, Infallible>(handle(&app, req).await) }
             });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
         });
     }
 }
@@ -171,7 +177,11 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> (&'static str, Resp) {
     };
     if let Err(retry_after) = tenant.rate.check() {
         app.metrics.quota_exceeded.add(&tenant.name, "requests_per_second", 1);
-        let mut r = error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("tenant `{}` is over its quota of {} requests/s", tenant.name, tenant.quotas.requests_per_second));
+        let mut r = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("tenant `{}` is over its quota of {} requests/s", tenant.name, tenant.quotas.requests_per_second),
+        );
         r.headers_mut().insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from(retry_after));
         return ("rate_limited", r);
     }
@@ -181,13 +191,21 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> (&'static str, Resp) {
         (&Method::POST, "/get-online-features") => ("feast", features::feast(app, t, req).await),
         (&Method::POST, "/v1/training-data") => ("training_data", training::training_data(t, req).await),
         (&Method::GET, "/v1/views") => ("views", list_views(t)),
-        (&Method::GET, "/v1/metrics") => ("metrics", bytes_resp(StatusCode::OK, "text/plain; version=0.0.4", tenant_metrics(&app.metrics.render(), &t.name))),
-        (&Method::POST, p) if p.starts_with("/v1/views/") && p.ends_with("/events") && p.len() > "/v1/views//events".len() => {
+        (&Method::GET, "/v1/metrics") => (
+            "metrics",
+            bytes_resp(StatusCode::OK, "text/plain; version=0.0.4", tenant_metrics(&app.metrics.render(), &t.name)),
+        ),
+        (&Method::POST, p)
+            if p.starts_with("/v1/views/") && p.ends_with("/events") && p.len() > "/v1/views//events".len() =>
+        {
             let view = p["/v1/views/".len()..p.len() - "/events".len()].to_string();
             ("push", push::push_events(app, t, &view, req).await)
         }
         (m, p) if control::is_control_path(p) => ("control", control::handle(app, t, req, m, p).await),
-        (m, p) => ("unknown", error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{m} is not allowed on {p}"))),
+        (m, p) => (
+            "unknown",
+            error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{m} is not allowed on {p}")),
+        ),
     }
 }
 
@@ -208,11 +226,14 @@ pub(super) fn matches_template(template: &str, path: &str) -> bool {
 fn tenant_metrics(all: &str, tenant: &str) -> String {
     let view = format!("view=\"{tenant}/");
     let label = format!("tenant=\"{tenant}\"");
-    all.lines().filter(|l| l.starts_with('#') || l.contains(&view) || l.contains(&label)).fold(String::new(), |mut o, l| {
-        o.push_str(l);
-        o.push('\n');
-        o
-    })
+    all.lines().filter(|l| l.starts_with('#') || l.contains(&view) || l.contains(&label)).fold(
+        String::new(),
+        |mut o, l| {
+            o.push_str(l);
+            o.push('\n');
+            o
+        },
+    )
 }
 
 fn list_views(app: &TenantApp) -> Resp {

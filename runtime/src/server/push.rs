@@ -6,10 +6,10 @@ use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
 use super::App;
-use crate::tenant::TenantApp;
 use super::respond::{Resp, body, error, json_resp};
 use crate::events::parse_line;
 use crate::pipeline::breaker::Verdict;
+use crate::tenant::TenantApp;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,7 +47,11 @@ pub async fn push_events(app: &App, t: &TenantApp, view: &str, req: Request<Inco
     }
     if let Err(e) = v.commit(app.store.as_ref(), &prepared, None).await {
         v.metrics.store_errors.add(&v.id, "push", 1);
-        return error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", format!("online store: {e}; nothing was written, retry"));
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            format!("online store: {e}; nothing was written, retry"),
+        );
     }
     let outcome = prepared;
     for f in &outcome.failures {

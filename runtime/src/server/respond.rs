@@ -46,7 +46,13 @@ pub async fn body<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Res
     let bytes = Limited::new(req.into_body(), MAX_BODY)
         .collect()
         .await
-        .map_err(|e| error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("request body: {e} (limit {MAX_BODY} bytes)")))?
+        .map_err(|e| {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("request body: {e} (limit {MAX_BODY} bytes)"),
+            )
+        })?
         .to_bytes();
     serde_json::from_slice(&bytes).map_err(|e| {
         let code = if e.is_data() { "invalid_request" } else { "invalid_json" };

@@ -17,11 +17,11 @@ use hyper::{Request, StatusCode};
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 
-use crate::tenant::TenantApp;
 use super::respond::{Resp, body, error, json_resp};
 use crate::events::parse_line;
 use crate::offline::spine::Spine;
 use crate::offline::training::{EventSource, TrainingJob, parse_features, run};
+use crate::tenant::TenantApp;
 use crate::transform::json_out::value_to_json;
 
 /// Largest spine accepted inline (bigger jobs: `wafer training-data`).
@@ -41,7 +41,11 @@ pub(super) async fn training_data(tenant: &TenantApp, req: Request<Incoming>) ->
         Err(resp) => return resp,
     };
     if r.spine.len() > MAX_SPINE {
-        return error(StatusCode::BAD_REQUEST, "spine_too_large", format!("{} spine rows; at most {MAX_SPINE} inline (use `wafer training-data`)", r.spine.len()));
+        return error(
+            StatusCode::BAD_REQUEST,
+            "spine_too_large",
+            format!("{} spine rows; at most {MAX_SPINE} inline (use `wafer training-data`)", r.spine.len()),
+        );
     }
     let features = match parse_features(&r.features.join(",")) {
         Ok(f) if !f.is_empty() => f,
@@ -103,19 +107,33 @@ fn spine_table(rows: &[Map<String, Json>]) -> Result<Spine, String> {
             Some(Json::String(s)) => Some(s.clone()),
             Some(other) => return Err(format!("spine[{i}].entity: expected a string, got {other}")),
         });
-        time.push(r.get("timestamp_ms").and_then(Json::as_i64).ok_or_else(|| format!("spine[{i}].timestamp_ms: expected an integer (ms since the epoch)"))?);
+        time.push(
+            r.get("timestamp_ms")
+                .and_then(Json::as_i64)
+                .ok_or_else(|| format!("spine[{i}].timestamp_ms: expected an integer (ms since the epoch)"))?,
+        );
     }
-    let mut fields = vec![Field::new("entity", DataType::Utf8, true), Field::new("timestamp_ms", DataType::Int64, false)];
+    let mut fields =
+        vec![Field::new("entity", DataType::Utf8, true), Field::new("timestamp_ms", DataType::Int64, false)];
     let mut cols: Vec<ArrayRef> = vec![Arc::new(StringArray::from(entity)), Arc::new(Int64Array::from(time))];
-    let mut names: Vec<&String> = rows.iter().flat_map(|r| r.keys()).filter(|k| *k != "entity" && *k != "timestamp_ms").collect();
+    let mut names: Vec<&String> =
+        rows.iter().flat_map(|r| r.keys()).filter(|k| *k != "entity" && *k != "timestamp_ms").collect();
     names.sort();
     names.dedup();
     for name in names {
         let vals: Vec<&Json> = rows.iter().map(|r| r.get(name).unwrap_or(&Json::Null)).collect();
         let (ty, col): (DataType, ArrayRef) = match vals.iter().find(|v| !v.is_null()) {
-            Some(Json::Bool(_)) => (DataType::Boolean, Arc::new(arrow_array::BooleanArray::from(vals.iter().map(|v| v.as_bool()).collect::<Vec<_>>()))),
-            Some(Json::Number(n)) if n.is_i64() => (DataType::Int64, Arc::new(Int64Array::from(vals.iter().map(|v| v.as_i64()).collect::<Vec<_>>()))),
-            Some(Json::Number(_)) => (DataType::Float64, Arc::new(arrow_array::Float64Array::from(vals.iter().map(|v| v.as_f64()).collect::<Vec<_>>()))),
+            Some(Json::Bool(_)) => (
+                DataType::Boolean,
+                Arc::new(arrow_array::BooleanArray::from(vals.iter().map(|v| v.as_bool()).collect::<Vec<_>>())),
+            ),
+            Some(Json::Number(n)) if n.is_i64() => {
+                (DataType::Int64, Arc::new(Int64Array::from(vals.iter().map(|v| v.as_i64()).collect::<Vec<_>>())))
+            }
+            Some(Json::Number(_)) => (
+                DataType::Float64,
+                Arc::new(arrow_array::Float64Array::from(vals.iter().map(|v| v.as_f64()).collect::<Vec<_>>())),
+            ),
             _ => (DataType::Utf8, Arc::new(StringArray::from(vals.iter().map(|v| v.as_str()).collect::<Vec<_>>()))),
         };
         fields.push(Field::new(name, ty, true));

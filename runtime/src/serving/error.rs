@@ -66,7 +66,9 @@ impl ServeError {
             ServeError::MissingRequestData { view, params } => json!({"view": view, "missing": params}),
             ServeError::BadRequestData { param, row, .. } => json!({"param": param, "row": row}),
             ServeError::Rejected { view, entity, .. } => json!({"view": view, "entity": entity}),
-            ServeError::Transform { view, transform, error } => json!({"view": view, "transform": transform, "reason": error.code()}),
+            ServeError::Transform { view, transform, error } => {
+                json!({"view": view, "transform": transform, "reason": error.code()})
+            }
             _ => json!({}),
         };
         if let (Some(m), Json::Object(d)) = (e.as_object_mut(), details) {

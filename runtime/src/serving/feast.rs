@@ -48,7 +48,9 @@ pub fn parse(catalog: &Catalog, req: FeastRequest) -> Result<Parsed, ServeError>
     let features: Vec<String> = match (req.features, req.feature_service) {
         (Some(f), None) => f,
         (None, Some(s)) => catalog.service(&s)?.to_vec(),
-        (Some(_), Some(_)) => return Err(ServeError::Invalid("give either `features` or `feature_service`, not both".into())),
+        (Some(_), Some(_)) => {
+            return Err(ServeError::Invalid("give either `features` or `feature_service`, not both".into()));
+        }
         (None, None) => return Err(ServeError::Invalid("`features` or `feature_service` is required".into())),
     };
     let plan = catalog.plan_shared(&features, None)?;
@@ -63,7 +65,11 @@ pub fn parse(catalog: &Catalog, req: FeastRequest) -> Result<Parsed, ServeError>
                 ks.push(match v {
                     Json::String(s) => s.clone(),
                     Json::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
-                    other => return Err(ServeError::Invalid(format!("entity `{name}` row {row}: keys must be strings or integers, got {other}"))),
+                    other => {
+                        return Err(ServeError::Invalid(format!(
+                            "entity `{name}` row {row}: keys must be strings or integers, got {other}"
+                        )));
+                    }
                 });
             }
             keys.insert(name.clone(), ks);
@@ -76,7 +82,12 @@ pub fn parse(catalog: &Catalog, req: FeastRequest) -> Result<Parsed, ServeError>
 }
 
 /// Serve a parsed Feast request.
-pub async fn serve(catalog: &Catalog, store: &dyn crate::store::OnlineStore, p: &Parsed, t: i64) -> Result<Table, ServeError> {
+pub async fn serve(
+    catalog: &Catalog,
+    store: &dyn crate::store::OnlineStore,
+    p: &Parsed,
+    t: i64,
+) -> Result<Table, ServeError> {
     catalog.get(store, &p.plan, &Entities::ByType(&p.keys), &p.request_data, t).await
 }
 
@@ -84,7 +95,13 @@ pub async fn serve(catalog: &Catalog, store: &dyn crate::store::OnlineStore, p: 
 pub fn response(p: &Parsed, table: &Table, full_feature_names: bool) -> Json {
     let n = table.rows.len();
     let mut names: Vec<String> = p.join_keys.iter().map(|(k, _)| k.clone()).collect();
-    names.extend(p.plan.names.iter().map(|f| if full_feature_names { f.replacen(':', "__", 1) } else { f.split_once(':').map_or(f.clone(), |(_, x)| x.to_owned()) }));
+    names.extend(p.plan.names.iter().map(|f| {
+        if full_feature_names {
+            f.replacen(':', "__", 1)
+        } else {
+            f.split_once(':').map_or(f.clone(), |(_, x)| x.to_owned())
+        }
+    }));
     let epoch = format_rfc3339(0);
     let mut results: Vec<Json> = p
         .join_keys

@@ -90,7 +90,9 @@ impl Entities<'_> {
     fn keys(&self, entity: &str) -> Result<&[String], ServeError> {
         match self {
             Entities::All(k) => Ok(k),
-            Entities::ByType(m) => m.get(entity).map(Vec::as_slice).ok_or_else(|| ServeError::MissingEntity(entity.into())),
+            Entities::ByType(m) => {
+                m.get(entity).map(Vec::as_slice).ok_or_else(|| ServeError::MissingEntity(entity.into()))
+            }
         }
     }
 }
@@ -131,7 +133,9 @@ impl Catalog {
                 let r = v.resolve(feature).ok_or_else(|| format!("view `{view}` has no feature `{feature}`"))?;
                 Ok((*i, r, v.spec.entity.clone()))
             }
-            Some(ViewId::Request(_)) => Err(format!("`{view}` is a request view; request views can only read stored views")),
+            Some(ViewId::Request(_)) => {
+                Err(format!("`{view}` is a request view; request views can only read stored views"))
+            }
             None => Err(format!("no view `{view}` (request views must be declared after the views they read)")),
         }
     }
@@ -171,7 +175,12 @@ impl Catalog {
         if features.is_empty() {
             return Err(ServeError::Invalid("no features requested".into()));
         }
-        let mut plan = Plan { columns: Vec::with_capacity(features.len()), groups: Vec::new(), calls: Vec::new(), names: Vec::with_capacity(features.len()) };
+        let mut plan = Plan {
+            columns: Vec::with_capacity(features.len()),
+            groups: Vec::new(),
+            calls: Vec::new(),
+            names: Vec::with_capacity(features.len()),
+        };
         let (mut unknown_views, mut unknown_features) = (Vec::new(), Vec::new());
         for name in features {
             let (view, feature) = match (name.split_once(':'), default_view) {
@@ -216,7 +225,14 @@ impl Catalog {
     }
 
     /// Serve a planned request for `n` entity rows at time `t`.
-    pub async fn get(&self, store: &dyn OnlineStore, plan: &Plan, entities: &Entities<'_>, request_data: &HashMap<String, Vec<Json>>, t: i64) -> Result<Table, ServeError> {
+    pub async fn get(
+        &self,
+        store: &dyn OnlineStore,
+        plan: &Plan,
+        entities: &Entities<'_>,
+        request_data: &HashMap<String, Vec<Json>>,
+        t: i64,
+    ) -> Result<Table, ServeError> {
         // Check everything the caller sent before touching the store.
         let mut keys: Vec<&[String]> = Vec::with_capacity(plan.groups.len());
         for g in &plan.groups {
@@ -233,18 +249,23 @@ impl Catalog {
         if let Some(k) = keys.iter().find(|k| k.len() != n) {
             return Err(ServeError::Invalid(format!("entity key columns differ in length ({} and {n})", k.len())));
         }
-        let params: Vec<Vec<Vec<Feature>>> = plan.calls.iter().map(|c| request_params(&self.request[c.rv], request_data, n)).collect::<Result<_, _>>()?;
+        let params: Vec<Vec<Vec<Feature>>> = plan
+            .calls
+            .iter()
+            .map(|c| request_params(&self.request[c.rv], request_data, n))
+            .collect::<Result<_, _>>()?;
 
         // One concurrent read per stored view (pipelined on the store's connection).
-        let fetched: Vec<Vec<Vec<Served>>> = futures::future::try_join_all(plan.groups.iter().zip(&keys).map(|(g, k)| {
-            let view = &self.stored[g.view];
-            let refs = &g.refs;
-            async move {
-                let ks: Vec<&str> = k.iter().map(String::as_str).collect();
-                view.read(store, &ks, refs, t).await
-            }
-        }))
-        .await?;
+        let fetched: Vec<Vec<Vec<Served>>> =
+            futures::future::try_join_all(plan.groups.iter().zip(&keys).map(|(g, k)| {
+                let view = &self.stored[g.view];
+                let refs = &g.refs;
+                async move {
+                    let ks: Vec<&str> = k.iter().map(String::as_str).collect();
+                    view.read(store, &ks, refs, t).await
+                }
+            }))
+            .await?;
 
         // Request views: one call each, every entity batched.
         let mut computed: Vec<Vec<Vec<Feature>>> = Vec::with_capacity(plan.calls.len());
@@ -261,18 +282,37 @@ impl Catalog {
                     entity_key: ekeys.map_or_else(String::new, |k| k[row].clone()),
                     request_time_ms: t,
                     params,
-                    stored: c.reads.iter().zip(&rv.reads).map(|(&(g, p), r)| request_view::stored_feature(&r.name, &fetched[g][row][p])).collect(),
+                    stored: c
+                        .reads
+                        .iter()
+                        .zip(&rv.reads)
+                        .map(|(&(g, p), r)| request_view::stored_feature(&r.name, &fetched[g][row][p]))
+                        .collect(),
                 })
                 .collect();
-            let results = rv.compute(&inputs).await.map_err(|error| ServeError::Transform { view: rv.name.clone(), transform: rv.transform.name().into(), error })?;
+            let results = rv.compute(&inputs).await.map_err(|error| ServeError::Transform {
+                view: rv.name.clone(),
+                transform: rv.transform.name().into(),
+                error,
+            })?;
             let mut rows = Vec::with_capacity(n);
             for (row, r) in results.into_iter().enumerate() {
                 match r {
                     Ok(f) => rows.push(f),
                     Err(TransformError::BadInput(message)) => {
-                        return Err(ServeError::Rejected { view: rv.name.clone(), entity: inputs[row].entity_key.clone(), message });
+                        return Err(ServeError::Rejected {
+                            view: rv.name.clone(),
+                            entity: inputs[row].entity_key.clone(),
+                            message,
+                        });
                     }
-                    Err(error) => return Err(ServeError::Transform { view: rv.name.clone(), transform: rv.transform.name().into(), error }),
+                    Err(error) => {
+                        return Err(ServeError::Transform {
+                            view: rv.name.clone(),
+                            transform: rv.transform.name().into(),
+                            error,
+                        });
+                    }
                 }
             }
             computed.push(rows);
@@ -287,7 +327,9 @@ impl Catalog {
                         Column::Request { call, out, .. } => {
                             let (name, hint) = &plan.calls[call].outputs[out];
                             match request_view::pick(&computed[call][row], name, *hint) {
-                                Some(f) if f.value != Value::Null => Served { value: f.value.clone(), status: Status::Present, event_time_ms: Some(t) },
+                                Some(f) if f.value != Value::Null => {
+                                    Served { value: f.value.clone(), status: Status::Present, event_time_ms: Some(t) }
+                                }
                                 _ => Served::MISSING,
                             }
                         }
@@ -330,8 +372,13 @@ impl Plan {
 }
 
 /// Typed request params of one request view for every row; every missing param is named at once.
-fn request_params(rv: &RequestView, data: &HashMap<String, Vec<Json>>, n: usize) -> Result<Vec<Vec<Feature>>, ServeError> {
-    let missing: Vec<String> = rv.params.iter().filter(|p| !data.contains_key(&p.name)).map(|p| p.name.clone()).collect();
+fn request_params(
+    rv: &RequestView,
+    data: &HashMap<String, Vec<Json>>,
+    n: usize,
+) -> Result<Vec<Vec<Feature>>, ServeError> {
+    let missing: Vec<String> =
+        rv.params.iter().filter(|p| !data.contains_key(&p.name)).map(|p| p.name.clone()).collect();
     if !missing.is_empty() {
         return Err(ServeError::MissingRequestData { view: rv.name.clone(), params: missing });
     }
@@ -339,13 +386,29 @@ fn request_params(rv: &RequestView, data: &HashMap<String, Vec<Json>>, n: usize)
     for p in &rv.params {
         let col = &data[&p.name];
         if col.len() != n {
-            return Err(ServeError::BadRequestData { param: p.name.clone(), row: col.len().min(n), message: format!("has {} values for {n} entities", col.len()) });
+            return Err(ServeError::BadRequestData {
+                param: p.name.clone(),
+                row: col.len().min(n),
+                message: format!("has {} values for {n} entities", col.len()),
+            });
         }
         for (row, j) in col.iter().enumerate() {
             let value = match value_from_json(p.value_type, j) {
-                Some(Value::Null) if !p.nullable => return Err(ServeError::BadRequestData { param: p.name.clone(), row, message: "must not be null".into() }),
+                Some(Value::Null) if !p.nullable => {
+                    return Err(ServeError::BadRequestData {
+                        param: p.name.clone(),
+                        row,
+                        message: "must not be null".into(),
+                    });
+                }
                 Some(v) => v,
-                None => return Err(ServeError::BadRequestData { param: p.name.clone(), row, message: format!("expected {}, got {j}", p.value_type.as_str()) }),
+                None => {
+                    return Err(ServeError::BadRequestData {
+                        param: p.name.clone(),
+                        row,
+                        message: format!("expected {}, got {j}", p.value_type.as_str()),
+                    });
+                }
             };
             rows[row].push(Feature { name: p.name.clone(), value });
         }
@@ -391,7 +454,9 @@ mod tests {
         assert!(matches!(c.plan_shared(&names(&["b"]), None), Err(ServeError::Invalid(_))));
         // Errors are not cached: an unknown feature is reported every time.
         for _ in 0..2 {
-            assert!(matches!(c.plan_shared(&names(&["user_stats:zz"]), None), Err(ServeError::UnknownFeatures(f)) if f == ["user_stats:zz"]));
+            assert!(
+                matches!(c.plan_shared(&names(&["user_stats:zz"]), None), Err(ServeError::UnknownFeatures(f)) if f == ["user_stats:zz"])
+            );
         }
     }
 
@@ -399,7 +464,10 @@ mod tests {
     fn plan_cache_is_bounded() {
         let c = catalog();
         for i in 0..MAX_CACHED_PLANS + 10 {
-            let list: Vec<String> = std::iter::repeat_n("user_stats:a".to_string(), 1 + i % 50).chain([format!("user_stats:{}", if i % 2 == 0 { "a" } else { "b" })]).chain(std::iter::repeat_n("user_stats:b".to_string(), i / 50)).collect();
+            let list: Vec<String> = std::iter::repeat_n("user_stats:a".to_string(), 1 + i % 50)
+                .chain([format!("user_stats:{}", if i % 2 == 0 { "a" } else { "b" })])
+                .chain(std::iter::repeat_n("user_stats:b".to_string(), i / 50))
+                .collect();
             c.plan_shared(&list, None).unwrap();
         }
         assert!(c.plans.read().values().map(HashMap::len).sum::<usize>() <= MAX_CACHED_PLANS);

@@ -56,23 +56,40 @@ impl RequestView {
             let (view, feature, ent) = resolve(v, f).map_err(bad)?;
             match &entity {
                 None => entity = Some(ent),
-                Some(e) if *e != ent => return Err(bad(format!("reads views of different entities (`{e}` and `{ent}`)"))),
+                Some(e) if *e != ent => {
+                    return Err(bad(format!("reads views of different entities (`{e}` and `{ent}`)")));
+                }
                 Some(_) => {}
             }
             reads.push(Read { name: r.clone(), view, feature });
         }
-        Ok(Self { name: name.into(), params: info.params.clone(), reads, entity, workers: crate::transform::pool::AsyncPool::new(transform.limits().max_instances), transform })
+        Ok(Self {
+            name: name.into(),
+            params: info.params.clone(),
+            reads,
+            entity,
+            workers: crate::transform::pool::AsyncPool::new(transform.limits().max_instances),
+            transform,
+        })
     }
 
     /// The output's position and type, if the transform declares it.
     pub fn output(&self, feature: &str) -> Option<(usize, ValueType)> {
-        self.transform.info().outputs.iter().position(|o| o.name == feature).map(|i| (i, self.transform.info().outputs[i].value_type))
+        self.transform
+            .info()
+            .outputs
+            .iter()
+            .position(|o| o.name == feature)
+            .map(|i| (i, self.transform.info().outputs[i].value_type))
     }
 
     /// Call the transform on every input, on the caller's task, under its deadline (a long call
     /// yields at every epoch tick). Waits for an instance when the view's cap is reached.
     pub async fn compute(&self, inputs: &[RequestInput]) -> Result<Vec<EntityResult>, TransformError> {
-        let mut w = self.workers.take(|| self.transform.request_worker().map_err(|e| TransformError::Instantiate(e.to_string()))).await?;
+        let mut w = self
+            .workers
+            .take(|| self.transform.request_worker().map_err(|e| TransformError::Instantiate(e.to_string())))
+            .await?;
         w.compute_async(inputs).await
     }
 }

@@ -103,7 +103,13 @@ impl StoredView {
     }
 
     /// Read `refs` of every entity at time `t`: `out[e][f]`.
-    pub async fn read(&self, store: &dyn OnlineStore, entities: &[&str], refs: &[FeatureRef], t: i64) -> Result<Vec<Vec<Served>>, StoreError> {
+    pub async fn read(
+        &self,
+        store: &dyn OnlineStore,
+        entities: &[&str],
+        refs: &[FeatureRef],
+        t: i64,
+    ) -> Result<Vec<Vec<Served>>, StoreError> {
         let (mut fields, mut hlls) = (Vec::with_capacity(refs.len()), Vec::new());
         for r in refs {
             match *r {
@@ -124,7 +130,9 @@ impl StoredView {
                 None => Served::MISSING,
                 // Written after `t` (an `as_of` read of the past): not known at `t`.
                 Some((et, _)) if et > t => Served::MISSING,
-                Some((et, _)) if t - et > self.spec.ttl_ms => Served { value: Value::Null, status: Status::Expired, event_time_ms: Some(et) },
+                Some((et, _)) if t - et > self.spec.ttl_ms => {
+                    Served { value: Value::Null, status: Status::Expired, event_time_ms: Some(et) }
+                }
                 Some((et, v)) => Served { value: v, status: Status::Present, event_time_ms: Some(et) },
             },
             FeatureRef::Agg(i, w, ct) => Served {

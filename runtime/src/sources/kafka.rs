@@ -28,11 +28,11 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-use batch::{Commits, Written, finish, prepare, write};
 use crate::bindings::types::{Event, Header as EventHeader};
 use crate::server::App;
 use crate::tenant::StreamSource;
 use crate::view::KafkaConfig;
+use batch::{Commits, Written, finish, prepare, write};
 
 /// Offsets are committed at most this often (and when the consumer goes idle). Effectively-once
 /// rests on the store's watermarks, not on commits, so committing less often only means more
@@ -71,7 +71,11 @@ pub(crate) fn to_event(m: &BorrowedMessage<'_>) -> Event {
         value: m.payload().unwrap_or_default().to_vec(),
         headers: m
             .headers()
-            .map(|hs| hs.iter().map(|h| EventHeader { key: h.key.to_string(), value: h.value.unwrap_or_default().to_vec() }).collect())
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| EventHeader { key: h.key.to_string(), value: h.value.unwrap_or_default().to_vec() })
+                    .collect()
+            })
             .unwrap_or_default(),
     }
 }
@@ -126,7 +130,9 @@ async fn consume(consumer: StreamConsumer, app: Arc<App>, src: StreamSource, dlq
             }
         }
         let received = crate::server::now_ms();
-        view.metrics.source_lag_seconds.observe_many(&view.id, events.iter().map(|e| (received - e.timestamp_ms).max(0) as f64 / 1e3));
+        view.metrics
+            .source_lag_seconds
+            .observe_many(&view.id, events.iter().map(|e| (received - e.timestamp_ms).max(0) as f64 / 1e3));
         // The current version of the view (a hot swap takes effect here; a deleted view stops).
         match app.view(&src.tenant, &src.view) {
             Some(v) => view = v,
@@ -155,7 +161,9 @@ async fn consume(consumer: StreamConsumer, app: Arc<App>, src: StreamSource, dlq
         if let Some((dlq_topic, producer)) = &dlq {
             let sends = ready.parts.iter().zip(&ready.prepared).flat_map(|(p, prep)| {
                 let evs = &ready.events[p.range.clone()];
-                prep.failures.iter().map(move |f| send_dead_letter(producer, dlq_topic, &evs[f.index], f.code, &f.message))
+                prep.failures
+                    .iter()
+                    .map(move |f| send_dead_letter(producer, dlq_topic, &evs[f.index], f.code, &f.message))
             });
             futures::future::join_all(sends).await;
         }

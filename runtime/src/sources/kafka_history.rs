@@ -40,9 +40,13 @@ pub enum KafkaHistoryError {
     NoTopic(String),
     #[error("online store: {0}")]
     Store(#[from] StoreError),
-    #[error("no messages for {IDLE:?} before the end of history: (partition, position, end) {stalled:?}; what was read is applied, rerun to resume")]
+    #[error(
+        "no messages for {IDLE:?} before the end of history: (partition, position, end) {stalled:?}; what was read is applied, rerun to resume"
+    )]
     Stalled { stalled: Vec<(i32, i64, i64)> },
-    #[error("partition {partition} was advanced to {watermark} by someone else (is `wafer serve` or another backfill consuming it?)")]
+    #[error(
+        "partition {partition} was advanced to {watermark} by someone else (is `wafer serve` or another backfill consuming it?)"
+    )]
     Concurrent { partition: i32, watermark: i64 },
 }
 
@@ -65,7 +69,8 @@ pub async fn backfill(
         .set("fetch.wait.max.ms", "10")
         .create()?;
     let md = consumer.fetch_metadata(Some(topic), META_TIMEOUT)?;
-    let partitions: Vec<i32> = md.topics().iter().filter(|t| t.name() == topic).flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    let partitions: Vec<i32> =
+        md.topics().iter().filter(|t| t.name() == topic).flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
     if partitions.is_empty() {
         return Err(KafkaHistoryError::NoTopic(topic.into()));
     }
@@ -157,7 +162,14 @@ pub async fn backfill(
     Ok(report)
 }
 
-async fn apply(view: &View, store: &dyn OnlineStore, topic: &str, partition: i32, events: &[Event], report: &mut BackfillReport) -> Result<(), KafkaHistoryError> {
+async fn apply(
+    view: &View,
+    store: &dyn OnlineStore,
+    topic: &str,
+    partition: i32,
+    events: &[Event],
+    report: &mut BackfillReport,
+) -> Result<(), KafkaHistoryError> {
     let (Some(first), Some(last)) = (events.first(), events.last()) else { return Ok(()) };
     let mark = SourceMark { source: topic.into(), partition, first_offset: first.offset, next_offset: last.offset + 1 };
     let prepared = view.prepare(events);

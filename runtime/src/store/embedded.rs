@@ -57,14 +57,21 @@ pub(crate) fn apply_op(rec: &mut Data, op: &TileOp) {
             let is_min = matches!(op, TileOp::Min { .. });
             let better = match rec.fields.get(field).and_then(|v| v.parse::<f64>().ok()) {
                 None => true,
-                Some(cur) => if is_min { *value < cur } else { *value > cur },
+                Some(cur) => {
+                    if is_min {
+                        *value < cur
+                    } else {
+                        *value > cur
+                    }
+                }
             };
             if better {
                 rec.fields.insert(field.clone(), f64_repr(*value));
             }
         }
         TileOp::LastN { field, k, items } => {
-            let mut cur: Vec<(i64, String)> = rec.fields.get(field).and_then(|v| serde_json::from_str(v).ok()).unwrap_or_default();
+            let mut cur: Vec<(i64, String)> =
+                rec.fields.get(field).and_then(|v| serde_json::from_str(v).ok()).unwrap_or_default();
             merge_last_n(&mut cur, items, *k as usize);
             rec.fields.insert(field.clone(), serde_json::to_string(&cur).unwrap_or_default());
         }
@@ -115,10 +122,12 @@ fn advance_markers(newest: &mut Vec<(i64, i64)>, ops: &[TileOp]) -> bool {
 /// Delete tiles older than their retention relative to the newest tile of the same size.
 pub(crate) fn sweep(rec: &mut Data, retention: &[(i64, i64)], newest: &[(i64, i64)]) {
     let keep = |f: &String| match parse_tile_field(f) {
-        Some((g, s)) if g > 0 => match (retention.iter().find(|(rg, _)| *rg == g), newest.iter().find(|(ng, _)| *ng == g)) {
-            (Some((_, keep)), Some((_, n))) => s > n - keep,
-            _ => true,
-        },
+        Some((g, s)) if g > 0 => {
+            match (retention.iter().find(|(rg, _)| *rg == g), newest.iter().find(|(ng, _)| *ng == g)) {
+                (Some((_, keep)), Some((_, n))) => s > n - keep,
+                _ => true,
+            }
+        }
         _ => true,
     };
     rec.fields.retain(|f, _| keep(f));
@@ -162,7 +171,13 @@ impl OnlineStore for EmbeddedStore {
         Ok(self.state.lock().watermarks.get(view).and_then(|w| w.get(&(source.to_string(), partition))).copied())
     }
 
-    async fn read(&self, view: &str, entities: &[&str], fields: &[String], hlls: &[String]) -> Result<Vec<EntityRecord>, StoreError> {
+    async fn read(
+        &self,
+        view: &str,
+        entities: &[&str],
+        fields: &[String],
+        hlls: &[String],
+    ) -> Result<Vec<EntityRecord>, StoreError> {
         let names = FieldNames::new(fields, hlls);
         let st = self.state.lock();
         let records = st.records.get(view);

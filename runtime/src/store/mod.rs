@@ -34,8 +34,20 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::Redis(e) => {
-                e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() || e.is_io_error() || e.is_cluster_error()
-                    || matches!(e.kind(), ::redis::ErrorKind::Server(::redis::ServerErrorKind::BusyLoading | ::redis::ServerErrorKind::TryAgain | ::redis::ServerErrorKind::ClusterDown | ::redis::ServerErrorKind::MasterDown))
+                e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_timeout()
+                    || e.is_io_error()
+                    || e.is_cluster_error()
+                    || matches!(
+                        e.kind(),
+                        ::redis::ErrorKind::Server(
+                            ::redis::ServerErrorKind::BusyLoading
+                                | ::redis::ServerErrorKind::TryAgain
+                                | ::redis::ServerErrorKind::ClusterDown
+                                | ::redis::ServerErrorKind::MasterDown
+                        )
+                    )
             }
             StoreError::Other(_) => false,
         }
@@ -73,7 +85,9 @@ pub struct WriteBatch<'a> {
 pub enum Applied {
     Applied,
     /// The watermark is already past this batch's first offset; nothing was written.
-    Stale { watermark: i64 },
+    Stale {
+        watermark: i64,
+    },
 }
 
 /// The field and sketch names of one read, shared by every entity's [`EntityRecord`].
@@ -185,7 +199,13 @@ pub trait OnlineStore: Send + Sync {
     /// The watermark (next offset to apply) of a source partition.
     async fn watermark(&self, view: &str, source: &str, partition: i32) -> Result<Option<i64>, StoreError>;
     /// Read the given fields and HLL sketches of several entities in one round trip.
-    async fn read(&self, view: &str, entities: &[&str], fields: &[String], hlls: &[String]) -> Result<Vec<EntityRecord>, StoreError>;
+    async fn read(
+        &self,
+        view: &str,
+        entities: &[&str],
+        fields: &[String],
+        hlls: &[String],
+    ) -> Result<Vec<EntityRecord>, StoreError>;
     /// Remove everything of a view.
     async fn delete_view(&self, view: &str) -> Result<(), StoreError>;
 }

@@ -164,11 +164,18 @@ impl OnlineStore for RedisStore {
 
     async fn watermark(&self, view: &str, source: &str, partition: i32) -> Result<Option<i64>, StoreError> {
         let mut conn = self.conn.clone();
-        let v: Option<i64> = redis::cmd("GET").arg(Self::wm_key(view, source, partition)).query_async(&mut conn).await?;
+        let v: Option<i64> =
+            redis::cmd("GET").arg(Self::wm_key(view, source, partition)).query_async(&mut conn).await?;
         Ok(v)
     }
 
-    async fn read(&self, view: &str, entities: &[&str], fields: &[String], hlls: &[String]) -> Result<Vec<EntityRecord>, StoreError> {
+    async fn read(
+        &self,
+        view: &str,
+        entities: &[&str],
+        fields: &[String],
+        hlls: &[String],
+    ) -> Result<Vec<EntityRecord>, StoreError> {
         if entities.is_empty() {
             return Ok(Vec::new());
         }
@@ -196,7 +203,11 @@ impl OnlineStore for RedisStore {
                     for (i, v) in vals.into_iter().enumerate() {
                         if let RValue::BulkString(b) = v {
                             // Reuses the reply's buffer (copies only if it is not UTF-8).
-                            rec.set_field(i, String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()));
+                            rec.set_field(
+                                i,
+                                String::from_utf8(b)
+                                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+                            );
                         }
                     }
                 }
@@ -216,8 +227,14 @@ impl OnlineStore for RedisStore {
         let pattern = format!("wafer:{{{view}}}:*");
         let mut cursor: u64 = 0;
         loop {
-            let (next, keys): (u64, Vec<String>) =
-                redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000).query_async(&mut conn).await?;
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await?;
             if !keys.is_empty() {
                 redis::cmd("UNLINK").arg(&keys).query_async::<()>(&mut conn).await?;
             }

@@ -51,12 +51,25 @@ impl BuildError {
 /// Limits of a view's calls, checked against the tenant's quotas.
 fn limits(view: &str, deadline_ms: u64, memory_mib: usize, q: &Quotas) -> Result<Limits, BuildError> {
     if deadline_ms > q.deadline_ms {
-        return Err(BuildError::Quota { view: view.into(), limit: "deadline_ms", asked: deadline_ms, quota: q.deadline_ms });
+        return Err(BuildError::Quota {
+            view: view.into(),
+            limit: "deadline_ms",
+            asked: deadline_ms,
+            quota: q.deadline_ms,
+        });
     }
     if memory_mib > q.memory_mib {
-        return Err(BuildError::Quota { view: view.into(), limit: "memory_mib", asked: memory_mib as u64, quota: q.memory_mib as u64 });
+        return Err(BuildError::Quota {
+            view: view.into(),
+            limit: "memory_mib",
+            asked: memory_mib as u64,
+            quota: q.memory_mib as u64,
+        });
     }
-    Ok(Limits { max_instances: q.max_instances, ..Limits::capped(Duration::from_millis(deadline_ms), memory_mib << 20) })
+    Ok(Limits {
+        max_instances: q.max_instances,
+        ..Limits::capped(Duration::from_millis(deadline_ms), memory_mib << 20)
+    })
 }
 
 /// How a view's `transform` (a file path in manifests, a transform name in the registry) becomes
@@ -64,7 +77,12 @@ fn limits(view: &str, deadline_ms: u64, memory_mib: usize, q: &Quotas) -> Result
 pub type LoadFn<'a> = dyn Fn(&Path, Limits) -> Result<Transform, LoadError> + 'a;
 
 /// Build the tenant. `fingerprint` identifies the configuration (see [`TenantApp::fingerprint`]).
-pub fn build_tenant(spec: &TenantSpec, load: &LoadFn<'_>, metrics: Arc<Metrics>, fingerprint: u64) -> Result<TenantApp, BuildError> {
+pub fn build_tenant(
+    spec: &TenantSpec,
+    load: &LoadFn<'_>,
+    metrics: Arc<Metrics>,
+    fingerprint: u64,
+) -> Result<TenantApp, BuildError> {
     let tenant = &spec.name;
     let q = &spec.quotas;
     if spec.view_count() > q.max_views {
@@ -75,9 +93,18 @@ pub fn build_tenant(spec: &TenantSpec, load: &LoadFn<'_>, metrics: Arc<Metrics>,
     let mut sources = Vec::new();
     for cfg in &spec.streams {
         let lim = limits(&cfg.name, cfg.deadline_ms, cfg.memory_mib, q)?;
-        let t = load(&cfg.transform, lim).map_err(|source| BuildError::Load { view: cfg.name.clone(), path: cfg.transform.clone(), source })?;
+        let t = load(&cfg.transform, lim).map_err(|source| BuildError::Load {
+            view: cfg.name.clone(),
+            path: cfg.transform.clone(),
+            source,
+        })?;
         if t.kind() != WorldKind::Stream {
-            return Err(BuildError::WrongWorld { view: cfg.name.clone(), path: cfg.transform.clone(), found: t.kind(), expected: WorldKind::Stream });
+            return Err(BuildError::WrongWorld {
+                view: cfg.name.clone(),
+                path: cfg.transform.clone(),
+                found: t.kind(),
+                expected: WorldKind::Stream,
+            });
         }
         let spec = ViewSpec::new(cfg, &t.info().outputs)?;
         tracing::info!(tenant = %tenant, view = %cfg.name, transform = t.name(), version = %t.info().version, features = spec.feature_names().len(), "stream view loaded");
@@ -101,9 +128,18 @@ pub fn build_tenant(spec: &TenantSpec, load: &LoadFn<'_>, metrics: Arc<Metrics>,
     }
     for cfg in &spec.requests {
         let lim = limits(&cfg.name, cfg.deadline_ms, cfg.memory_mib, q)?;
-        let t = load(&cfg.transform, lim).map_err(|source| BuildError::Load { view: cfg.name.clone(), path: cfg.transform.clone(), source })?;
+        let t = load(&cfg.transform, lim).map_err(|source| BuildError::Load {
+            view: cfg.name.clone(),
+            path: cfg.transform.clone(),
+            source,
+        })?;
         if t.kind() != WorldKind::Request {
-            return Err(BuildError::WrongWorld { view: cfg.name.clone(), path: cfg.transform.clone(), found: t.kind(), expected: WorldKind::Request });
+            return Err(BuildError::WrongWorld {
+                view: cfg.name.clone(),
+                path: cfg.transform.clone(),
+                found: t.kind(),
+                expected: WorldKind::Request,
+            });
         }
         let rv = RequestView::new(&cfg.name, t, |v, f| catalog.resolve_stored(v, f))?;
         tracing::info!(tenant = %tenant, view = %cfg.name, transform = rv.transform.name(), reads = rv.reads.len(), "request view loaded");
@@ -115,7 +151,15 @@ pub fn build_tenant(spec: &TenantSpec, load: &LoadFn<'_>, metrics: Arc<Metrics>,
         }
         catalog.add_service(&s.name, s.features.clone());
     }
-    Ok(TenantApp { name: tenant.clone(), quotas: *q, views, catalog, rate: RateLimiter::new(q.requests_per_second), sources, fingerprint })
+    Ok(TenantApp {
+        name: tenant.clone(),
+        quotas: *q,
+        views,
+        catalog,
+        rate: RateLimiter::new(q.requests_per_second),
+        sources,
+        fingerprint,
+    })
 }
 
 /// A fingerprint of anything hashable (configuration JSON, version ids).

@@ -31,7 +31,14 @@ pub struct TenantSpec {
 impl TenantSpec {
     /// The manifest's views, for its `[server].tenant` (quotas: no limit beyond the views' own).
     pub fn from_manifest(m: &Manifest) -> Self {
-        let quotas = Quotas { deadline_ms: u64::MAX, memory_mib: usize::MAX, max_instances: 64, max_views: usize::MAX, requests_per_second: 0, upload_mib: usize::MAX };
+        let quotas = Quotas {
+            deadline_ms: u64::MAX,
+            memory_mib: usize::MAX,
+            max_instances: 64,
+            max_views: usize::MAX,
+            requests_per_second: 0,
+            upload_mib: usize::MAX,
+        };
         Self {
             name: m.server.tenant.clone(),
             quotas,

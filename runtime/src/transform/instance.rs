@@ -33,7 +33,11 @@ fn begin_call(st: &mut HostState, now_ms: i64, seed: u64) {
 /// A fresh store for async calls (request transforms). The deadline is the same number of epoch
 /// ticks, but at every tick the guest first yields to its caller, which is how `request::drive`
 /// learns that a call is long and moves it off the async worker; when its ticks are spent it traps.
-pub(crate) fn new_async_store(engine: &WaferEngine, name: &str, limits: &Limits) -> Result<Store<HostState>, TransformError> {
+pub(crate) fn new_async_store(
+    engine: &WaferEngine,
+    name: &str,
+    limits: &Limits,
+) -> Result<Store<HostState>, TransformError> {
     let mut store = sandboxed_store(engine, name, limits)?;
     store.epoch_deadline_callback(|mut cx| {
         let left = &mut cx.data_mut().ticks_left;
@@ -113,7 +117,12 @@ pub(crate) fn classify(store: &mut Store<HostState>, limits: &Limits, e: &wasmti
 
 /// Call `describe` once on a fresh instance, under the transform's limits. Request transforms are
 /// async-linked; their describe runs to completion on this thread.
-pub(crate) fn describe(engine: &WaferEngine, pre: &TypedPre, limits: &Limits, ticks: u64) -> Result<TransformInfo, TransformError> {
+pub(crate) fn describe(
+    engine: &WaferEngine,
+    pre: &TypedPre,
+    limits: &Limits,
+    ticks: u64,
+) -> Result<TransformInfo, TransformError> {
     match pre {
         TypedPre::Stream(p) => {
             let mut store = new_store(engine, "describe", limits)?;

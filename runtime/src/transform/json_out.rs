@@ -13,7 +13,16 @@ use crate::bindings::types::{Feature, FeatureRow, Value, ValueType};
 pub fn value_to_json(v: &Value) -> Json {
     fn float(f: f64) -> Json {
         serde_json::Number::from_f64(f).map(Json::Number).unwrap_or_else(|| {
-            Json::String(if f.is_nan() { "NaN" } else if f > 0.0 { "Infinity" } else { "-Infinity" }.into())
+            Json::String(
+                if f.is_nan() {
+                    "NaN"
+                } else if f > 0.0 {
+                    "Infinity"
+                } else {
+                    "-Infinity"
+                }
+                .into(),
+            )
         })
     }
     match v {
@@ -35,7 +44,13 @@ pub fn write_value(out: &mut Vec<u8>, v: &Value) {
         if f.is_finite() {
             let _ = serde_json::to_writer(&mut *out, &f);
         } else {
-            out.extend_from_slice(if f.is_nan() { b"\"NaN\"" } else if f > 0.0 { b"\"Infinity\"" } else { b"\"-Infinity\"" });
+            out.extend_from_slice(if f.is_nan() {
+                b"\"NaN\""
+            } else if f > 0.0 {
+                b"\"Infinity\""
+            } else {
+                b"\"-Infinity\""
+            });
         }
     }
     fn list<T>(out: &mut Vec<u8>, items: &[T], mut each: impl FnMut(&mut Vec<u8>, &T)) {
@@ -112,9 +127,13 @@ pub fn value_from_json(ty: ValueType, j: &Json) -> Option<Value> {
         ValueType::Float64 => Value::Float64(float(j)?),
         ValueType::Text => Value::Text(j.as_str()?.to_string()),
         ValueType::Bytes => Value::Bytes(B64.decode(j.as_str()?).ok()?),
-        ValueType::Float32s => Value::Float32s(j.as_array()?.iter().map(|x| float(x).map(|f| f as f32)).collect::<Option<_>>()?),
+        ValueType::Float32s => {
+            Value::Float32s(j.as_array()?.iter().map(|x| float(x).map(|f| f as f32)).collect::<Option<_>>()?)
+        }
         ValueType::Int64s => Value::Int64s(j.as_array()?.iter().map(|x| x.as_i64()).collect::<Option<_>>()?),
-        ValueType::Texts => Value::Texts(j.as_array()?.iter().map(|x| x.as_str().map(String::from)).collect::<Option<_>>()?),
+        ValueType::Texts => {
+            Value::Texts(j.as_array()?.iter().map(|x| x.as_str().map(String::from)).collect::<Option<_>>()?)
+        }
     })
 }
 

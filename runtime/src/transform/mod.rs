@@ -91,9 +91,23 @@ impl Transform {
         let info = instance::describe(&engine, &typed, &limits, ticks).map_err(LoadError::Describe)?;
         let schema = Schema::from_info(&info).map_err(LoadError::InvalidInfo)?;
         if kind == WorldKind::Stream && (!info.params.is_empty() || !info.reads.is_empty()) {
-            return Err(LoadError::InvalidInfo("a stream transform cannot declare request params or stored reads".into()));
+            return Err(LoadError::InvalidInfo(
+                "a stream transform cannot declare request params or stored reads".into(),
+            ));
         }
-        Ok(Self { inner: Arc::new(Inner { engine, kind, pre: typed, info, schema, limits, ticks, stats, runs_long: false.into() }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                engine,
+                kind,
+                pre: typed,
+                info,
+                schema,
+                limits,
+                ticks,
+                stats,
+                runs_long: false.into(),
+            }),
+        })
     }
 
     pub(crate) fn set_total_load_time(&mut self, d: Duration) {

@@ -67,7 +67,12 @@ impl RequestWorker {
         self.stats.calls += 1;
         self.stats.items += inputs.len() as u64;
         begin_async_call(&mut live.store, inner.ticks, first.request_time_ms, seed);
-        let result = match drive(live.bindings.wafer_transform_request().call_compute(&mut live.store, inputs), &inner.runs_long).await {
+        let result = match drive(
+            live.bindings.wafer_transform_request().call_compute(&mut live.store, inputs),
+            &inner.runs_long,
+        )
+        .await
+        {
             Ok(raw) => Ok(raw),
             Err(e) => Err(classify(&mut live.store, &inner.limits, &e)),
         };
@@ -91,7 +96,11 @@ impl RequestWorker {
             }
         };
         if raw.len() != inputs.len() {
-            return Err(TransformError::Contract(format!("compute returned {} results for {} inputs", raw.len(), inputs.len())));
+            return Err(TransformError::Contract(format!(
+                "compute returned {} results for {} inputs",
+                raw.len(),
+                inputs.len()
+            )));
         }
         let cap = inner.limits.output_bytes;
         let size: usize = raw.iter().map(|r| r.as_ref().map_or(0, |f| features_size(f))).sum();
@@ -115,7 +124,11 @@ impl RequestWorker {
             return Err(TransformError::Instantiate("not a request transform".into()));
         };
         self.stats.instantiations += 1;
-        let (store, bindings) = drive(instantiate_request(&inner.engine, pre, &inner.info.name, &inner.limits, inner.ticks), &inner.runs_long).await?;
+        let (store, bindings) = drive(
+            instantiate_request(&inner.engine, pre, &inner.info.name, &inner.limits, inner.ticks),
+            &inner.runs_long,
+        )
+        .await?;
         Ok(Live { store, bindings, calls: 0 })
     }
 }
@@ -133,7 +146,10 @@ async fn drive<F: std::future::Future>(call: F, runs_long: &std::sync::atomic::A
     use std::sync::atomic::Ordering::Relaxed;
     use std::task::Poll;
     let mut call = std::pin::pin!(call);
-    let multi_thread = matches!(tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()), Ok(tokio::runtime::RuntimeFlavor::MultiThread));
+    let multi_thread = matches!(
+        tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()),
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread)
+    );
     if !multi_thread {
         return call.await;
     }

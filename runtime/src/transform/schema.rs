@@ -41,7 +41,10 @@ impl Schema {
     /// Check a `describe` result and index it.
     pub fn from_info(info: &TransformInfo) -> Result<Self, String> {
         if !valid_name(&info.name) {
-            return Err(format!("transform name {:?} is invalid (1-{MAX_NAME_LEN} of [A-Za-z0-9_.-], starting with a letter)", info.name));
+            return Err(format!(
+                "transform name {:?} is invalid (1-{MAX_NAME_LEN} of [A-Za-z0-9_.-], starting with a letter)",
+                info.name
+            ));
         }
         if info.outputs.is_empty() {
             return Err("the transform declares no output features".into());
@@ -95,7 +98,11 @@ impl Schema {
                 None if !spec.nullable => return Err(SchemaError::NullNotAllowed(f.name.clone())),
                 None => {}
                 Some(t) if t != spec.value_type => {
-                    return Err(SchemaError::WrongType { name: f.name.clone(), expected: spec.value_type.as_str(), found: t.as_str() });
+                    return Err(SchemaError::WrongType {
+                        name: f.name.clone(),
+                        expected: spec.value_type.as_str(),
+                        found: t.as_str(),
+                    });
                 }
                 Some(_) => {}
             }

@@ -85,8 +85,15 @@ impl StreamWorker {
             Err(failure) => {
                 self.stats.per_item_reruns += 1;
                 match &failure {
-                    BatchFailure::Call(e) => tracing::debug!(transform = self.transform.name(), error = %e, events = events.len(), "batch call failed; re-running one event per call"),
-                    BatchFailure::Unusable(why) => tracing::debug!(transform = self.transform.name(), why, events = events.len(), "re-running batch one event per call"),
+                    BatchFailure::Call(e) => {
+                        tracing::debug!(transform = self.transform.name(), error = %e, events = events.len(), "batch call failed; re-running one event per call")
+                    }
+                    BatchFailure::Unusable(why) => tracing::debug!(
+                        transform = self.transform.name(),
+                        why,
+                        events = events.len(),
+                        "re-running batch one event per call"
+                    ),
                 }
                 events.iter().map(|e| self.process_one(e)).collect()
             }
@@ -99,7 +106,10 @@ impl StreamWorker {
             self.observed_streak += 1;
             if self.observed_streak >= 3 {
                 self.one_event_per_call = true;
-                tracing::info!(transform = self.transform.name(), "transform reads the clock or random in every batch; calling it one event at a time");
+                tracing::info!(
+                    transform = self.transform.name(),
+                    "transform reads the clock or random in every batch; calling it one event at a time"
+                );
             }
             return Err(BatchFailure::Unusable("guest read the clock or random"));
         }
@@ -185,7 +195,8 @@ impl StreamWorker {
         };
         let mut store = new_store(&inner.engine, &inner.info.name, &inner.limits)?;
         self.stats.instantiations += 1;
-        let bindings = guarded(&mut store, &inner.limits, inner.ticks, 0, 0, |s| pre.instantiate(s)).inspect_err(|e| self.count_failure(e))?;
+        let bindings = guarded(&mut store, &inner.limits, inner.ticks, 0, 0, |s| pre.instantiate(s))
+            .inspect_err(|e| self.count_failure(e))?;
         Ok(Live { store, bindings, calls: 0 })
     }
 

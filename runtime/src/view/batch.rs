@@ -78,9 +78,12 @@ impl BatchViewConfig {
     pub fn format_of(&self, path: &Path) -> Result<SourceFormat, ViewError> {
         let err = |message: String| ViewError::Invalid { view: self.name.clone(), message };
         match &self.format {
-            Some(f) => SourceFormat::parse(f).ok_or_else(|| err(format!("format `{f}`: expected parquet, csv or jsonl"))),
-            None => SourceFormat::of_path(path)
-                .ok_or_else(|| err(format!("{}: cannot tell the format from the extension; set `format`", path.display()))),
+            Some(f) => {
+                SourceFormat::parse(f).ok_or_else(|| err(format!("format `{f}`: expected parquet, csv or jsonl")))
+            }
+            None => SourceFormat::of_path(path).ok_or_else(|| {
+                err(format!("{}: cannot tell the format from the extension; set `format`", path.display()))
+            }),
         }
     }
 
@@ -96,14 +99,20 @@ impl BatchViewConfig {
         let mut latest = Vec::with_capacity(self.features.len());
         for (name, ty) in &self.features {
             if !valid_name(name) {
-                return Err(err(format!("feature name `{name}` must be 1-128 of [A-Za-z0-9_.-], starting with a letter")));
+                return Err(err(format!(
+                    "feature name `{name}` must be 1-128 of [A-Za-z0-9_.-], starting with a letter"
+                )));
             }
             let t = match ty.as_str() {
                 "int64" => ValueType::Int64,
                 "float64" => ValueType::Float64,
                 "text" | "string" => ValueType::Text,
                 "boolean" | "bool" => ValueType::Boolean,
-                other => return Err(err(format!("feature `{name}`: type `{other}` is not one of int64, float64, text, boolean"))),
+                other => {
+                    return Err(err(format!(
+                        "feature `{name}`: type `{other}` is not one of int64, float64, text, boolean"
+                    )));
+                }
             };
             latest.push((name.clone(), t));
         }
@@ -113,7 +122,16 @@ impl BatchViewConfig {
         if self.batch_size == 0 {
             return Err(err("batch_size must be at least 1".into()));
         }
-        let ttl_ms = parse_duration_ms(&self.ttl).ok_or_else(|| err(format!("ttl `{}`: expected e.g. 30s, 15m, 1h, 7d", self.ttl)))?;
-        Ok(ViewSpec { name: self.name.clone(), entity: self.entity.clone(), latest, aggs: Vec::new(), column_types: Vec::new(), ttl_ms, breaker: Default::default() })
+        let ttl_ms = parse_duration_ms(&self.ttl)
+            .ok_or_else(|| err(format!("ttl `{}`: expected e.g. 30s, 15m, 1h, 7d", self.ttl)))?;
+        Ok(ViewSpec {
+            name: self.name.clone(),
+            entity: self.entity.clone(),
+            latest,
+            aggs: Vec::new(),
+            column_types: Vec::new(),
+            ttl_ms,
+            breaker: Default::default(),
+        })
     }
 }

@@ -249,7 +249,8 @@ pub enum ViewError {
 impl Manifest {
     pub fn load(path: &Path) -> Result<Self, ViewError> {
         let text = std::fs::read_to_string(path).map_err(|source| ViewError::Read { path: path.into(), source })?;
-        let mut m: Manifest = toml::from_str(&text).map_err(|e| ViewError::Parse { path: path.into(), message: e.to_string() })?;
+        let mut m: Manifest =
+            toml::from_str(&text).map_err(|e| ViewError::Parse { path: path.into(), message: e.to_string() })?;
         let base = path.parent().unwrap_or(Path::new("."));
         for v in &mut m.views {
             if v.transform.is_relative() {
@@ -267,8 +268,14 @@ impl Manifest {
             }
         }
         m.check_names().map_err(|message| ViewError::Parse { path: path.into(), message })?;
-        if m.control.is_some() && (m.redis.is_none() || !m.views.is_empty() || !m.batch_views.is_empty() || !m.request_views.is_empty()) {
-            return Err(ViewError::Parse { path: path.into(), message: "[control] (registry mode) needs [redis] and declares no views: create them through the API".into() });
+        if m.control.is_some()
+            && (m.redis.is_none() || !m.views.is_empty() || !m.batch_views.is_empty() || !m.request_views.is_empty())
+        {
+            return Err(ViewError::Parse {
+                path: path.into(),
+                message: "[control] (registry mode) needs [redis] and declares no views: create them through the API"
+                    .into(),
+            });
         }
         Ok(m)
     }
@@ -277,7 +284,12 @@ impl Manifest {
     /// `view:feature` namespace); feature services are unique too.
     fn check_names(&self) -> Result<(), String> {
         let mut seen = std::collections::HashSet::new();
-        let names = self.views.iter().map(|v| &v.name).chain(self.batch_views.iter().map(|v| &v.name)).chain(self.request_views.iter().map(|v| &v.name));
+        let names = self
+            .views
+            .iter()
+            .map(|v| &v.name)
+            .chain(self.batch_views.iter().map(|v| &v.name))
+            .chain(self.request_views.iter().map(|v| &v.name));
         for n in names {
             if !seen.insert(n.as_str()) {
                 return Err(format!("view name `{n}` is used twice"));
@@ -336,7 +348,8 @@ impl ViewSpec {
         let mut aggs = Vec::new();
         let mut column_types = Vec::new();
         for a in &cfg.aggregations {
-            let t = ty(&a.column).ok_or_else(|| err(format!("aggregated column `{}` is not an output of the transform", a.column)))?;
+            let t = ty(&a.column)
+                .ok_or_else(|| err(format!("aggregated column `{}` is not an output of the transform", a.column)))?;
             let windows = a.windows.iter().map(|w| Window::parse(w).map_err(&err)).collect::<Result<Vec<_>, _>>()?;
             if windows.is_empty() {
                 return Err(err(format!("aggregation of `{}` has no windows", a.column)));
@@ -352,8 +365,10 @@ impl ViewSpec {
                 column_types.push((a.column.clone(), t));
             }
         }
-        let ttl_ms = parse_duration_ms(&cfg.ttl).ok_or_else(|| err(format!("ttl `{}`: expected e.g. 30s, 15m, 1h, 7d", cfg.ttl)))?;
-        let cooldown = parse_duration_ms(&cfg.breaker_cooldown).ok_or_else(|| err(format!("breaker_cooldown `{}`: expected e.g. 500ms, 5s, 1m", cfg.breaker_cooldown)))?;
+        let ttl_ms = parse_duration_ms(&cfg.ttl)
+            .ok_or_else(|| err(format!("ttl `{}`: expected e.g. 30s, 15m, 1h, 7d", cfg.ttl)))?;
+        let cooldown = parse_duration_ms(&cfg.breaker_cooldown)
+            .ok_or_else(|| err(format!("breaker_cooldown `{}`: expected e.g. 500ms, 5s, 1m", cfg.breaker_cooldown)))?;
         if cfg.breaker_trip_after == 0 {
             return Err(err("breaker_trip_after must be at least 1".into()));
         }
@@ -362,7 +377,8 @@ impl ViewSpec {
             cooldown: std::time::Duration::from_millis(cooldown as u64),
             ..Default::default()
         };
-        let spec = Self { name: cfg.name.clone(), entity: cfg.entity.clone(), latest, aggs, column_types, ttl_ms, breaker };
+        let spec =
+            Self { name: cfg.name.clone(), entity: cfg.entity.clone(), latest, aggs, column_types, ttl_ms, breaker };
         let mut seen = std::collections::HashSet::new();
         for n in spec.feature_names() {
             if !seen.insert(n.clone()) {
@@ -394,7 +410,15 @@ impl ViewSpec {
 
     /// Longest sliding window (ms).
     pub fn longest_window(&self) -> i64 {
-        self.aggs.iter().flat_map(|a| a.windows.iter()).filter_map(|w| match w { Window::Sliding(l) => Some(*l), _ => None }).max().unwrap_or(0)
+        self.aggs
+            .iter()
+            .flat_map(|a| a.windows.iter())
+            .filter_map(|w| match w {
+                Window::Sliding(l) => Some(*l),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0)
     }
 }
 

@@ -29,12 +29,21 @@ struct Ev {
 fn specs() -> Vec<AggSpec> {
     let w = |s: &[&str]| s.iter().map(|x| Window::parse(x).unwrap()).collect::<Vec<_>>();
     let all = w(&["1m", "5m", "1h", "24h", "7d", "lifetime"]);
-    let mut v: Vec<AggSpec> = [AggFunction::Count, AggFunction::Sum, AggFunction::Mean, AggFunction::Min, AggFunction::Max]
-        .into_iter()
-        .map(|f| AggSpec { column: "amount".into(), function: f, windows: all.clone() })
-        .collect();
-    v.push(AggSpec { column: "country".into(), function: AggFunction::LastN(3), windows: w(&["1h", "7d", "lifetime"]) });
-    v.push(AggSpec { column: "country".into(), function: AggFunction::ApproxCountDistinct, windows: w(&["24h", "lifetime"]) });
+    let mut v: Vec<AggSpec> =
+        [AggFunction::Count, AggFunction::Sum, AggFunction::Mean, AggFunction::Min, AggFunction::Max]
+            .into_iter()
+            .map(|f| AggSpec { column: "amount".into(), function: f, windows: all.clone() })
+            .collect();
+    v.push(AggSpec {
+        column: "country".into(),
+        function: AggFunction::LastN(3),
+        windows: w(&["1h", "7d", "lifetime"]),
+    });
+    v.push(AggSpec {
+        column: "country".into(),
+        function: AggFunction::ApproxCountDistinct,
+        windows: w(&["24h", "lifetime"]),
+    });
     v
 }
 
@@ -44,7 +53,13 @@ fn in_window(w: Window, t: i64, e: i64) -> bool {
     match w {
         Window::Lifetime => e <= t,
         Window::Sliding(len) => {
-            let g = if len <= 2 * HOUR { MIN } else if len <= 2 * DAY { HOUR } else { DAY };
+            let g = if len <= 2 * HOUR {
+                MIN
+            } else if len <= 2 * DAY {
+                HOUR
+            } else {
+                DAY
+            };
             let start = t.div_euclid(g) * g + g - len;
             start <= e && e <= t
         }
@@ -72,7 +87,9 @@ fn truth(spec: &AggSpec, w: Window, t: i64, evs: &[&Ev]) -> Value {
             v.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(a.1)));
             Value::Texts(v.into_iter().take(k as usize).map(|(_, c)| c.to_string()).collect())
         }
-        AggFunction::ApproxCountDistinct => Value::Int64(sel.iter().map(|e| e.country.as_str()).collect::<HashSet<_>>().len() as i64),
+        AggFunction::ApproxCountDistinct => {
+            Value::Int64(sel.iter().map(|e| e.country.as_str()).collect::<HashSet<_>>().len() as i64)
+        }
     }
 }
 
@@ -115,7 +132,8 @@ async fn scenario(store: &dyn OnlineStore, view: &str) {
     let specs = specs();
     let plan = FoldPlan::new(vec!["country".into()], &specs);
     let all_windows: Vec<Window> = specs.iter().flat_map(|s| s.windows.iter().copied()).collect();
-    let ret: Vec<(i64, i64)> = [MIN, HOUR, DAY].iter().map(|g| (*g, retention(*g, all_windows.iter().copied()))).collect();
+    let ret: Vec<(i64, i64)> =
+        [MIN, HOUR, DAY].iter().map(|g| (*g, retention(*g, all_windows.iter().copied()))).collect();
     let evs = events(7, 3000);
     let mut rng = Rng(99);
     // Checkpoints: read after applying every event ≤ t (and none later).
@@ -133,7 +151,12 @@ async fn scenario(store: &dyn OnlineStore, view: &str) {
             let rows: Vec<FeatureRow> = batch.iter().map(|e| row(e)).collect();
             let (ops, errs) = fold(&plan, &rows);
             assert!(errs.is_empty());
-            let mark = SourceMark { source: "txns".into(), partition: 0, first_offset: offset, next_offset: offset + batch.len() as i64 };
+            let mark = SourceMark {
+                source: "txns".into(),
+                partition: 0,
+                first_offset: offset,
+                next_offset: offset + batch.len() as i64,
+            };
             offset += batch.len() as i64;
             let wb = WriteBatch { view, mark: Some(mark), entities: &ops, keep_ms: 30 * DAY, retention: &ret };
             assert_eq!(store.apply(&wb).await.unwrap(), Applied::Applied);
@@ -157,14 +180,20 @@ async fn scenario(store: &dyn OnlineStore, view: &str) {
                         let want = truth(s, *w, read_t, &mine);
                         match (s.function, &got, &want) {
                             (AggFunction::ApproxCountDistinct, Value::Int64(g), Value::Int64(x)) => {
-                                assert!((*g - *x).abs() as f64 <= (*x as f64 * 0.05).max(1.0), "{} {user} t={read_t}: {g} vs {x}", s.feature_name(*w))
+                                assert!(
+                                    (*g - *x).abs() as f64 <= (*x as f64 * 0.05).max(1.0),
+                                    "{} {user} t={read_t}: {g} vs {x}",
+                                    s.feature_name(*w)
+                                )
                             }
                             _ => assert_eq!(got, want, "{} for {user} at t={read_t}", s.feature_name(*w)),
                         }
                     }
                 }
                 // Latest plain value: the newest event's country (ties: greater value).
-                let newest = mine.iter().max_by(|a, b| a.t.cmp(&b.t).then(format!("{:?}", a.country).cmp(&format!("{:?}", b.country))));
+                let newest = mine
+                    .iter()
+                    .max_by(|a, b| a.t.cmp(&b.t).then(format!("{:?}", a.country).cmp(&format!("{:?}", b.country))));
                 let got = latest("country", ValueType::Text, &rec);
                 assert_eq!(got, newest.map(|e| (e.t, Value::Text(e.country.clone()))), "latest country of {user}");
             }

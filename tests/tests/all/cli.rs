@@ -30,7 +30,8 @@ fn run_prints_rows_and_reports_failures_by_line() {
         r#"{"value":{"user_id":"u1"}}"#,
         r#"{"timestamp_ms":1700003600000,"value_text":"{\"user_id\":\"u2\",\"amount\":1,\"country\":\"FR\",\"merchant\":\"m\"}"}"#,
     ]);
-    let out = wafer().args(["run", "--transform", guests::RUST_CARD_TXN, "--events"]).arg(events.path()).output().unwrap();
+    let out =
+        wafer().args(["run", "--transform", guests::RUST_CARD_TXN, "--events"]).arg(events.path()).output().unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(out.status.code(), Some(1), "some events failed\n{stderr}");
@@ -49,15 +50,18 @@ fn run_prints_rows_and_reports_failures_by_line() {
 
 #[test]
 fn run_exits_zero_when_every_event_succeeds() {
-    let events = write_events(&[r#"{"timestamp_ms":1,"value":{"user_id":"u1","amount":1,"country":"DE","merchant":"m"}}"#]);
-    let out = wafer().args(["run", "--transform", guests::RUST_CARD_TXN, "--events"]).arg(events.path()).output().unwrap();
+    let events =
+        write_events(&[r#"{"timestamp_ms":1,"value":{"user_id":"u1","amount":1,"country":"DE","merchant":"m"}}"#]);
+    let out =
+        wafer().args(["run", "--transform", guests::RUST_CARD_TXN, "--events"]).arg(events.path()).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
 fn run_refuses_an_invalid_component_with_exit_code_2() {
     let events = write_events(&[]);
-    let out = wafer().args(["run", "--transform", guests::FORBIDDEN_IMPORT, "--events"]).arg(events.path()).output().unwrap();
+    let out =
+        wafer().args(["run", "--transform", guests::FORBIDDEN_IMPORT, "--events"]).arg(events.path()).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("acme:evil/net@0.1.0"));
 }
@@ -76,7 +80,17 @@ fn inspect_shows_world_schema_and_imports() {
 
 #[test]
 fn every_command_has_help() {
-    for args in [&["--help"][..], &["run", "--help"], &["inspect", "--help"], &["serve", "--help"], &["dev", "--help"], &["materialize", "--help"], &["deploy", "--help"], &["tenants", "--help"], &["views", "--help"]] {
+    for args in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["inspect", "--help"],
+        &["serve", "--help"],
+        &["dev", "--help"],
+        &["materialize", "--help"],
+        &["deploy", "--help"],
+        &["tenants", "--help"],
+        &["views", "--help"],
+    ] {
         let out = wafer().args(args).output().unwrap();
         assert!(out.status.success());
         let text = String::from_utf8(out.stdout).unwrap();

@@ -11,7 +11,11 @@ pub(crate) fn card_events() -> Vec<Event> {
     let mut evs = vec![
         event(0, 1_700_000_000_000, json!({"user_id":"u1","amount":12.5,"country":"DE","merchant":"m9"})),
         event(1, 1_700_003_600_000, json!({"user_id":"u2","amount":900,"country":"FR","merchant":"m1"})),
-        event(2, 1_700_007_200_123, json!({"user_id":"u1","amount":500.0,"country":"DE","merchant":"m2","extra":[1,2]})),
+        event(
+            2,
+            1_700_007_200_123,
+            json!({"user_id":"u1","amount":500.0,"country":"DE","merchant":"m2","extra":[1,2]}),
+        ),
         // Bad inputs: missing field, wrong type, negative, not JSON, not an object, empty user.
         event(3, 1_700_000_000_000, json!({"amount":1.0,"country":"DE","merchant":"m"})),
         event(4, 1_700_000_000_000, json!({"user_id":"u3","amount":"12","country":"DE","merchant":"m"})),
@@ -120,13 +124,45 @@ fn txn_risk_exact_scores() {
     let mut w = t.request_worker().unwrap();
     let inputs = vec![
         // Known user, same country, mean 50: 100/50 = 2 → 0.2; 10 txns → no bonus.
-        risk_input("u1", 100.0, "DE", &[("txn_count_7d", Value::Int64(10)), ("amount_mean_7d", Value::Float64(50.0)), ("last_country", Value::Text("DE".into()))]),
+        risk_input(
+            "u1",
+            100.0,
+            "DE",
+            &[
+                ("txn_count_7d", Value::Int64(10)),
+                ("amount_mean_7d", Value::Float64(50.0)),
+                ("last_country", Value::Text("DE".into())),
+            ],
+        ),
         // New country, 2 txns: 0.1*min(1000/10, 5) + 0.4 + 0.1 = 1.0 (capped).
-        risk_input("u2", 1000.0, "FR", &[("txn_count_7d", Value::Int64(2)), ("amount_mean_7d", Value::Float64(10.0)), ("last_country", Value::Text("DE".into()))]),
+        risk_input(
+            "u2",
+            1000.0,
+            "FR",
+            &[
+                ("txn_count_7d", Value::Int64(2)),
+                ("amount_mean_7d", Value::Float64(10.0)),
+                ("last_country", Value::Text("DE".into())),
+            ],
+        ),
         // Unknown user: every stored feature null → mean 1, new country, count 0: 0.1*1 + 0.4 + 0.1 = 0.6.
-        risk_input("u3", 1.0, "DE", &[("txn_count_7d", Value::Null), ("amount_mean_7d", Value::Null), ("last_country", Value::Null)]),
+        risk_input(
+            "u3",
+            1.0,
+            "DE",
+            &[("txn_count_7d", Value::Null), ("amount_mean_7d", Value::Null), ("last_country", Value::Null)],
+        ),
         // Mean 0 counts as missing: 3/1 = 3 → 0.3, same country, 3 txns → 0.3.
-        risk_input("u4", 3.0, "US", &[("txn_count_7d", Value::Int64(3)), ("amount_mean_7d", Value::Float64(0.0)), ("last_country", Value::Text("US".into()))]),
+        risk_input(
+            "u4",
+            3.0,
+            "US",
+            &[
+                ("txn_count_7d", Value::Int64(3)),
+                ("amount_mean_7d", Value::Float64(0.0)),
+                ("last_country", Value::Text("US".into())),
+            ],
+        ),
     ];
     let out: Vec<_> = w.compute(&inputs).unwrap().into_iter().map(|r| features_to_json(&r.unwrap())).collect();
     assert_eq!(

@@ -22,7 +22,11 @@ fn card_txn_builds() -> [(&'static str, &'static str); 4] {
 }
 
 fn txn_risk_builds() -> [(&'static str, &'static str); 3] {
-    [("js-quickjs", guests::js_qjs_txn_risk()), ("js-starlingmonkey", guests::js_sm_txn_risk()), ("c", guests::c_txn_risk())]
+    [
+        ("js-quickjs", guests::js_qjs_txn_risk()),
+        ("js-starlingmonkey", guests::js_sm_txn_risk()),
+        ("c", guests::c_txn_risk()),
+    ]
 }
 
 #[test]
@@ -43,18 +47,18 @@ fn card_txn_rows_equal_rust_in_every_language() {
 fn error_messages(path: &str) -> Vec<(usize, String)> {
     let t = load(path);
     let mut w = t.stream_worker().unwrap();
-    w.process(&card_events())
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, r)| r.err().map(|e| (i, e.to_string())))
-        .collect()
+    w.process(&card_events()).into_iter().enumerate().filter_map(|(i, r)| r.err().map(|e| (i, e.to_string()))).collect()
 }
 
 #[test]
 fn bad_input_gives_the_same_typed_error_in_js_and_c() {
     let rust = error_messages(guests::RUST_CARD_TXN);
     assert_eq!(rust.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [3, 4, 5, 6, 7, 9]);
-    for (lang, path) in [("js-quickjs", guests::js_qjs_card_txn()), ("js-starlingmonkey", guests::js_sm_card_txn()), ("c", guests::c_card_txn())] {
+    for (lang, path) in [
+        ("js-quickjs", guests::js_qjs_card_txn()),
+        ("js-starlingmonkey", guests::js_sm_card_txn()),
+        ("c", guests::c_card_txn()),
+    ] {
         let got = error_messages(path);
         assert_eq!(got.len(), rust.len(), "{lang}: {got:?}");
         for ((i, want), (j, msg)) in rust.iter().zip(&got) {
@@ -102,12 +106,53 @@ fn risk_inputs() -> Vec<wafer_runtime::bindings::RequestInput> {
     let mut text_amount = risk_input("u6", 1.0, "DE", &[]);
     text_amount.params[0].value = Value::Text("12".into());
     vec![
-        risk_input("u1", 100.0, "DE", &[("txn_count_7d", Value::Int64(10)), ("amount_mean_7d", Value::Float64(50.0)), ("last_country", Value::Text("DE".into()))]),
-        risk_input("u2", 1000.0, "FR", &[("txn_count_7d", Value::Int64(2)), ("amount_mean_7d", Value::Float64(10.0)), ("last_country", Value::Text("DE".into()))]),
-        risk_input("u3", 1.0, "DE", &[("txn_count_7d", Value::Null), ("amount_mean_7d", Value::Null), ("last_country", Value::Null)]),
-        risk_input("u4", 3.0, "US", &[("txn_count_7d", Value::Int64(3)), ("amount_mean_7d", Value::Float64(0.0)), ("last_country", Value::Text("US".into()))]),
+        risk_input(
+            "u1",
+            100.0,
+            "DE",
+            &[
+                ("txn_count_7d", Value::Int64(10)),
+                ("amount_mean_7d", Value::Float64(50.0)),
+                ("last_country", Value::Text("DE".into())),
+            ],
+        ),
+        risk_input(
+            "u2",
+            1000.0,
+            "FR",
+            &[
+                ("txn_count_7d", Value::Int64(2)),
+                ("amount_mean_7d", Value::Float64(10.0)),
+                ("last_country", Value::Text("DE".into())),
+            ],
+        ),
+        risk_input(
+            "u3",
+            1.0,
+            "DE",
+            &[("txn_count_7d", Value::Null), ("amount_mean_7d", Value::Null), ("last_country", Value::Null)],
+        ),
+        risk_input(
+            "u4",
+            3.0,
+            "US",
+            &[
+                ("txn_count_7d", Value::Int64(3)),
+                ("amount_mean_7d", Value::Float64(0.0)),
+                ("last_country", Value::Text("US".into())),
+            ],
+        ),
         // Integer mean and count, fractional amount.
-        risk_input("u7", 0.3, "GB", &[("txn_count_7d", Value::Float64(2.5)), ("amount_mean_7d", Value::Int64(7)), ("last_country", Value::Text("gb".into()))]),
+        risk_input(
+            "u7",
+            0.3,
+            "GB",
+            &[
+                ("txn_count_7d", Value::Float64(2.5)),
+                ("amount_mean_7d", Value::Int64(7)),
+                ("last_country", Value::Text("gb".into())),
+            ],
+        ),
         missing_amount,
         text_amount,
     ]
@@ -147,10 +192,21 @@ fn recycling_bounds_the_starlingmonkey_heap() {
     const MARK: usize = 16 << 20;
     // This test is about memory, not time: a generous deadline so that a loaded machine (tests
     // run in parallel) cannot turn a GC pause into a deadline re-run.
-    let limits = |recycle_memory_bytes| Limits { recycle_memory_bytes, memory_bytes: 256 << 20, deadline: std::time::Duration::from_secs(10), ..Limits::default() };
+    let limits = |recycle_memory_bytes| Limits {
+        recycle_memory_bytes,
+        memory_bytes: 256 << 20,
+        deadline: std::time::Duration::from_secs(10),
+        ..Limits::default()
+    };
     const MAX_CALLS: usize = 4000;
     let batch: Vec<_> = (0..64)
-        .map(|i| event(i, 1_700_000_000_000 + i * 1000, json!({"user_id": format!("u{i}"), "amount": i as f64 + 0.5, "country": "DE", "merchant": "m"})))
+        .map(|i| {
+            event(
+                i,
+                1_700_000_000_000 + i * 1000,
+                json!({"user_id": format!("u{i}"), "amount": i as f64 + 0.5, "country": "DE", "merchant": "m"}),
+            )
+        })
         .collect();
     let expected: Vec<_> = {
         let t = load(guests::RUST_CARD_TXN);
@@ -172,7 +228,10 @@ fn recycling_bounds_the_starlingmonkey_heap() {
             break;
         }
     }
-    assert!(grown.is_some(), "the heap stayed under {MARK} bytes (from {start}) for {MAX_CALLS} calls: the control proves nothing");
+    assert!(
+        grown.is_some(),
+        "the heap stayed under {MARK} bytes (from {start}) for {MAX_CALLS} calls: the control proves nothing"
+    );
     let calls_to_grow = grown.unwrap() + 1;
 
     // Recycling at the mark: bounded, and every output exact.
@@ -190,5 +249,8 @@ fn recycling_bounds_the_starlingmonkey_heap() {
     assert!(stats.recycles >= 2, "{stats:?}");
     assert_eq!((stats.traps, stats.out_of_memory, stats.deadlines, stats.per_item_reruns), (0, 0, 0, 0), "{stats:?}");
     assert_eq!(stats.instantiations, stats.recycles + 1, "{stats:?}");
-    eprintln!("starlingmonkey: heap from {start} B passes {MARK} B after {calls_to_grow} calls of 64; with recycling: peak {peak} B, {} recycles", stats.recycles);
+    eprintln!(
+        "starlingmonkey: heap from {start} B passes {MARK} B after {calls_to_grow} calls of 64; with recycling: peak {peak} B, {} recycles",
+        stats.recycles
+    );
 }

@@ -11,6 +11,6 @@ mod scaffold;
 mod schema;
 mod serving;
 mod streaming;
-mod tenants;
 mod support;
+mod tenants;
 mod upload;

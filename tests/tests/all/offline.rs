@@ -21,10 +21,10 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value as Json, json};
 use wafer_runtime::Value;
 use wafer_runtime::pipeline::Metrics;
-use wafer_runtime::tenant::{TenantApp, TenantSpec, build_tenant};
 use wafer_runtime::serving::Entities;
 use wafer_runtime::store::OnlineStore;
 use wafer_runtime::store::redis::RedisStore;
+use wafer_runtime::tenant::{TenantApp, TenantSpec, build_tenant};
 use wafer_runtime::view::Manifest;
 
 use crate::support::{RedisServer, Rng, free_port, guests, loader, now_ms, target_dir, wafer_bin};
@@ -46,7 +46,8 @@ const FEATURES: &[&str] = &[
 ];
 
 fn brokers() -> String {
-    std::env::var("WAFER_TEST_KAFKA_BROKERS").expect("WAFER_TEST_KAFKA_BROKERS is not set: run the suite with scripts/test.sh (it starts tansu)")
+    std::env::var("WAFER_TEST_KAFKA_BROKERS")
+        .expect("WAFER_TEST_KAFKA_BROKERS is not set: run the suite with scripts/test.sh (it starts tansu)")
 }
 
 /// The test view: card_txn with latest values, numeric windows 1m..lifetime, last_n and HLL.
@@ -81,14 +82,27 @@ struct App {
 
 fn load_app(config: &Path, store: Arc<dyn OnlineStore>) -> App {
     let load = |path: &Path, limits| loader().load_file(path, limits);
-    let tenant = build_tenant(&TenantSpec::from_manifest(&Manifest::load(config).unwrap()), &load, Arc::new(Metrics::default()), 0).unwrap();
+    let tenant = build_tenant(
+        &TenantSpec::from_manifest(&Manifest::load(config).unwrap()),
+        &load,
+        Arc::new(Metrics::default()),
+        0,
+    )
+    .unwrap();
     App { tenant, store }
 }
 
 /// Serve `features` (`view:feature`) for `users` at `t` through the catalog, as `/v1/features` does.
-async fn serve_at(app: &App, users: &[String], features: &[String], request_data: &HashMap<String, Vec<Json>>, t: i64) -> Vec<Vec<Value>> {
+async fn serve_at(
+    app: &App,
+    users: &[String],
+    features: &[String],
+    request_data: &HashMap<String, Vec<Json>>,
+    t: i64,
+) -> Vec<Vec<Value>> {
     let plan = app.tenant.catalog.plan(features, None).unwrap();
-    let table = app.tenant.catalog.get(app.store.as_ref(), &plan, &Entities::All(users), request_data, t).await.unwrap();
+    let table =
+        app.tenant.catalog.get(app.store.as_ref(), &plan, &Entities::All(users), request_data, t).await.unwrap();
     table.rows.into_iter().map(|r| r.into_iter().map(|s| s.value).collect()).collect()
 }
 
@@ -170,8 +184,12 @@ fn write_spine_with_params(path: &Path, rows: &[(Option<&str>, i64)], params: bo
     if params {
         fields.push(Field::new("amount", DataType::Float64, false));
         fields.push(Field::new("country", DataType::Utf8, false));
-        cols.push(Arc::new(arrow_array::Float64Array::from(rows.iter().map(|r| req_amount(r.0.unwrap_or(""), r.1)).collect::<Vec<_>>())));
-        cols.push(Arc::new(StringArray::from(rows.iter().map(|r| req_country(r.0.unwrap_or(""), r.1)).collect::<Vec<_>>())));
+        cols.push(Arc::new(arrow_array::Float64Array::from(
+            rows.iter().map(|r| req_amount(r.0.unwrap_or(""), r.1)).collect::<Vec<_>>(),
+        )));
+        cols.push(Arc::new(StringArray::from(
+            rows.iter().map(|r| req_country(r.0.unwrap_or(""), r.1)).collect::<Vec<_>>(),
+        )));
     }
     let schema = Arc::new(Schema::new(fields));
     let batch = RecordBatch::try_new(schema.clone(), cols).unwrap();
@@ -287,7 +305,8 @@ async fn online_kafka_redis_equals_offline_training_data_bit_for_bit() {
     stages.sort_unstable();
     stages.dedup();
 
-    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", brokers()).set("linger.ms", "1").create().unwrap();
+    let producer: FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", brokers()).set("linger.ms", "1").create().unwrap();
     let mut wafer = Command::new(wafer_bin())
         .args(["serve", "--config", config.to_str().unwrap(), "--listen", &format!("127.0.0.1:{}", free_port())])
         .env("WAFER_CACHE_DIR", target_dir().join("test-artifact-cache"))
@@ -300,7 +319,11 @@ async fn online_kafka_redis_equals_offline_training_data_bit_for_bit() {
     let view = app.tenant.views["txn"].clone();
     // Stored features of the stream view, plus request features computed from request params
     // (amount, country) and the stored features they read.
-    let feats: Vec<String> = FEATURES.iter().map(|f| format!("txn:{f}")).chain(REQUEST_FEATURES.iter().map(|f| format!("score:{f}"))).collect();
+    let feats: Vec<String> = FEATURES
+        .iter()
+        .map(|f| format!("txn:{f}"))
+        .chain(REQUEST_FEATURES.iter().map(|f| format!("score:{f}")))
+        .collect();
     let mut produced: BTreeMap<i32, i64> = BTreeMap::new();
     let mut online: Vec<(String, i64, Vec<Value>)> = Vec::new();
     let mut next = 0;
@@ -364,7 +387,10 @@ async fn online_kafka_redis_equals_offline_training_data_bit_for_bit() {
         log.swap(i, rng.below(i as u64 + 1) as usize);
     }
     let log_path = dir.path().join("log.jsonl");
-    let text: String = log.iter().map(|e| e.jsonl().replace(r#","value""#, r#","headers":{"channel":"web"},"value""#) + "\n").collect();
+    let text: String = log
+        .iter()
+        .map(|e| e.jsonl().replace(r#","value""#, r#","headers":{"channel":"web"},"value""#) + "\n")
+        .collect();
     std::fs::write(&log_path, text).unwrap();
     let spine_path = dir.path().join("spine.parquet");
     let points: Vec<(Option<&str>, i64)> = online.iter().map(|(u, t, _)| (Some(u.as_str()), *t)).collect();
@@ -386,12 +412,16 @@ async fn online_kafka_redis_equals_offline_training_data_bit_for_bit() {
             nonzero += 1;
         }
     }
-    assert!(online.iter().any(|r| r.2[FEATURES.len() + 2] == Value::Boolean(false)), "some request rows see the same country");
+    assert!(
+        online.iter().any(|r| r.2[FEATURES.len() + 2] == Value::Boolean(false)),
+        "some request rows see the same country"
+    );
     assert!(compared > 1000 && nonzero > 100, "too little was compared ({compared} values, {nonzero} rows with data)");
     // The leak probes really straddle an event: at e − 1 the lifetime count is one less than at e.
     for k in [0usize, 57, 200, 350] {
         let e = &events[k];
-        let count_at = |t: i64| online.iter().find(|(u, tt, _)| *u == e.user && *tt == t).map(|r| r.2[5].clone()).unwrap();
+        let count_at =
+            |t: i64| online.iter().find(|(u, tt, _)| *u == e.user && *tt == t).map(|r| r.2[5].clone()).unwrap();
         let (Value::Int64(before), Value::Int64(at)) = (count_at(e.ts - 1), count_at(e.ts)) else { panic!("counts") };
         assert_eq!(at, before + 1, "event {k} at {} must be visible at t = e and not at t = e − 1", e.ts);
     }
@@ -441,7 +471,10 @@ fn training_data_is_point_in_time_exact_with_spine_edge_cases() {
     let table = read_parquet(&out);
     assert_eq!(table.num_rows(), spine.len());
     // Spine columns come through unchanged, in order; features are typed.
-    assert_eq!(table.column_by_name("label").unwrap().as_primitive::<Int64Type>().values().to_vec(), (0..spine.len() as i64).collect::<Vec<_>>());
+    assert_eq!(
+        table.column_by_name("label").unwrap().as_primitive::<Int64Type>().values().to_vec(),
+        (0..spine.len() as i64).collect::<Vec<_>>()
+    );
     let schema = table.schema();
     let ty = |f: &str| schema.field_with_name(f).unwrap().data_type().clone();
     assert_eq!(ty("amount_count_1h"), DataType::Int64);
@@ -458,7 +491,8 @@ fn training_data_is_point_in_time_exact_with_spine_edge_cases() {
             continue;
         };
         let mine: Vec<&Ev> = events.iter().filter(|e| e.user == *u).collect();
-        let win = |w: Option<i64>, g: i64| mine.iter().filter(|e| covers(w, g, *t, e.ts)).copied().collect::<Vec<&Ev>>();
+        let win =
+            |w: Option<i64>, g: i64| mine.iter().filter(|e| covers(w, g, *t, e.ts)).copied().collect::<Vec<&Ev>>();
         let h1 = win(Some(3_600_000), 60_000);
         let m1 = win(Some(60_000), 60_000);
         let d1 = win(Some(86_400_000), 3_600_000);
@@ -471,9 +505,17 @@ fn training_data_is_point_in_time_exact_with_spine_edge_cases() {
         let cents = |v: &[&Ev]| v.iter().map(|e| e.cents).sum::<i64>();
         assert_eq!(col("amount_sum_1h", i), Value::Float64((cents(&h1) * 10_000) as f64 / 1e6), "{ctx}");
         assert_eq!(col("amount_sum_lifetime", i), Value::Float64((cents(&all) * 10_000) as f64 / 1e6), "{ctx}");
-        let expect_min = h1.iter().map(|e| e.cents).min().map_or(Value::Null, |c| Value::Float64(format!("{}.{:02}", c / 100, c % 100).parse().unwrap()));
+        let expect_min = h1
+            .iter()
+            .map(|e| e.cents)
+            .min()
+            .map_or(Value::Null, |c| Value::Float64(format!("{}.{:02}", c / 100, c % 100).parse().unwrap()));
         assert_eq!(col("amount_min_1h", i), expect_min, "{ctx}");
-        let expect_mean = if h1.is_empty() { Value::Null } else { Value::Float64((cents(&h1) * 10_000) as f64 / 1e6 / h1.len() as f64) };
+        let expect_mean = if h1.is_empty() {
+            Value::Null
+        } else {
+            Value::Float64((cents(&h1) * 10_000) as f64 / 1e6 / h1.len() as f64)
+        };
         assert_eq!(col("amount_mean_1h", i), expect_mean, "{ctx}");
         // Latest value as of t, expired after the 7-day TTL.
         let latest = all.iter().max_by_key(|e| e.ts).filter(|e| t - e.ts <= 7 * 86_400_000);
@@ -487,10 +529,17 @@ fn training_data_is_point_in_time_exact_with_spine_edge_cases() {
             }
         }
         recent.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
-        assert_eq!(col("merchant_last_3_1h", i), Value::Texts(recent.into_iter().take(3).map(|r| r.1).collect()), "{ctx}");
+        assert_eq!(
+            col("merchant_last_3_1h", i),
+            Value::Texts(recent.into_iter().take(3).map(|r| r.1).collect()),
+            "{ctx}"
+        );
     }
     // The leak probe: the event at probe.ts is invisible one millisecond before it.
-    let (Value::Int64(before), Value::Int64(at)) = (col("amount_count_lifetime", 0), col("amount_count_lifetime", 1)) else { panic!() };
+    let (Value::Int64(before), Value::Int64(at)) = (col("amount_count_lifetime", 0), col("amount_count_lifetime", 1))
+    else {
+        panic!()
+    };
     assert_eq!(at, before + 1);
     assert_eq!(col("amount_count_lifetime", 2), Value::Int64(0));
     assert_eq!(col("merchant_last_3_1h", 2), Value::Texts(vec![]));
@@ -590,7 +639,17 @@ async fn file_backfill_resumes_after_sigkill_without_double_counting() {
     let store = RedisStore::connect(&redis.url()).await.unwrap();
     let app = load_app(&config, Arc::new(RedisStore::connect(&redis.url()).await.unwrap()));
     let view = app.tenant.views["txn"].clone();
-    let args = ["backfill", "--config", config.to_str().unwrap(), "--view", "txn", "--from", path.to_str().unwrap(), "--batch-size", "16"];
+    let args = [
+        "backfill",
+        "--config",
+        config.to_str().unwrap(),
+        "--view",
+        "txn",
+        "--from",
+        path.to_str().unwrap(),
+        "--batch-size",
+        "16",
+    ];
     let mut child = Command::new(wafer_bin())
         .args(args)
         .env("WAFER_CACHE_DIR", target_dir().join("test-artifact-cache"))
@@ -626,17 +685,31 @@ async fn kafka_backfill_then_live_consumption_counts_every_event_once() {
     let config = manifest(dir.path(), Some(&redis.url()), Some(&topic), &format!("g-bf-{tag}"));
     let events = gen_events(21, 3000, 10, now_ms() - 3_600_000, 3_000_000);
     let users: Vec<String> = (0..10).map(|u| format!("u{u}")).collect();
-    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", brokers()).set("linger.ms", "5").create().unwrap();
+    let producer: FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", brokers()).set("linger.ms", "5").create().unwrap();
     let payloads: Vec<String> = events.iter().map(Ev::payload).collect();
     let produce = |range: std::ops::Range<usize>| {
         let futs: Vec<_> = range
-            .map(|i| producer.send(FutureRecord::to(&topic).key(&events[i].user).payload(&payloads[i]).timestamp(events[i].ts), Duration::from_secs(10)))
+            .map(|i| {
+                producer.send(
+                    FutureRecord::to(&topic).key(&events[i].user).payload(&payloads[i]).timestamp(events[i].ts),
+                    Duration::from_secs(10),
+                )
+            })
             .collect();
         futures_join(futs)
     };
     produce(0..2000).await;
     let app = load_app(&config, Arc::new(RedisStore::connect(&redis.url()).await.unwrap()));
-    let o = wafer(&["backfill", "--config", config.to_str().unwrap(), "--view", "txn", "--from", &format!("kafka:{topic}")]);
+    let o = wafer(&[
+        "backfill",
+        "--config",
+        config.to_str().unwrap(),
+        "--view",
+        "txn",
+        "--from",
+        &format!("kafka:{topic}"),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(online_totals(&app, &users).await, truth(&events[..2000], &users), "after the backfill");
     produce(2000..events.len()).await;
@@ -689,8 +762,19 @@ fn training_data_api_serves_stored_and_request_features_as_of_each_row() {
         {"entity": "a", "timestamp_ms": t0 + 120_000, "amount": 40.0, "country": "FR"},
         {"entity": "zz", "timestamp_ms": t0 + 120_000, "amount": 1.0, "country": "FR"},
     ]);
-    let features = json!(["txn:amount_count_lifetime", "txn:amount_mean_1h", "txn:country", "score:amount_vs_mean", "score:count_24h", "score:new_country"]);
-    let (code, body) = crate::support::post(w.port, "/v1/training-data", &json!({"features": features, "spine": spine, "events": events}));
+    let features = json!([
+        "txn:amount_count_lifetime",
+        "txn:amount_mean_1h",
+        "txn:country",
+        "score:amount_vs_mean",
+        "score:count_24h",
+        "score:new_country"
+    ]);
+    let (code, body) = crate::support::post(
+        w.port,
+        "/v1/training-data",
+        &json!({"features": features, "spine": spine, "events": events}),
+    );
     assert_eq!(code, 200, "{body}");
     assert_eq!((body["events"].as_i64(), body["failed_events"].as_i64()), (Some(4), Some(1)));
     let f = |i: usize, name: &str| body["rows"][i]["features"][name].clone();
@@ -704,10 +788,18 @@ fn training_data_api_serves_stored_and_request_features_as_of_each_row() {
     assert_eq!(col("new_country"), [json!(true), json!(false), json!(true), json!(false), json!(true)]);
     assert_eq!(body["rows"][4]["entity"], "zz");
 
-    let (code, body) = crate::support::post(w.port, "/v1/training-data", &json!({"features": ["txn:nope", "ghost:x"], "spine": [], "events": []}));
+    let (code, body) = crate::support::post(
+        w.port,
+        "/v1/training-data",
+        &json!({"features": ["txn:nope", "ghost:x"], "spine": [], "events": []}),
+    );
     assert_eq!(code, 400);
     assert!(body["error"]["message"].as_str().unwrap().contains("ghost"), "{body}");
-    let (code, body) = crate::support::post(w.port, "/v1/training-data", &json!({"features": ["score:count_24h"], "spine": [{"entity": "a", "timestamp_ms": t0}], "events": []}));
+    let (code, body) = crate::support::post(
+        w.port,
+        "/v1/training-data",
+        &json!({"features": ["score:count_24h"], "spine": [{"entity": "a", "timestamp_ms": t0}], "events": []}),
+    );
     assert_eq!(code, 400, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("request param `amount`"), "{body}");
 }

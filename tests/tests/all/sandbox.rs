@@ -149,7 +149,11 @@ fn the_clock_reads_event_time_whatever_the_batching() {
 fn oversized_output_is_rejected_for_that_event() {
     let mut w = misbehave(Limits { output_bytes: 1 << 20, ..Limits::default() });
     let r = w.process(&[event(0, 1, json!({"mode":"big_output","bytes": 2 << 20})), event(1, 1, json!({"mode":"ok"}))]);
-    assert!(matches!(r[0], Err(TransformError::OutputTooLarge { cap, .. }) if cap == 1 << 20), "{:?}", r[0].as_ref().err());
+    assert!(
+        matches!(r[0], Err(TransformError::OutputTooLarge { cap, .. }) if cap == 1 << 20),
+        "{:?}",
+        r[0].as_ref().err()
+    );
     assert_eq!(x_of(&r[1]), 1);
 }
 

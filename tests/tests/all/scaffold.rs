@@ -58,7 +58,12 @@ fn scaffold_builds_and_runs(lang: &str, kind: &str) {
         assert!(dir.join(f).is_file(), "{lang}: no {f}");
     }
     let build = sh(&dir, "build.sh");
-    assert!(build.status.success(), "{lang} {kind} build failed:\n{}{}", String::from_utf8_lossy(&build.stdout), String::from_utf8_lossy(&build.stderr));
+    assert!(
+        build.status.success(),
+        "{lang} {kind} build failed:\n{}{}",
+        String::from_utf8_lossy(&build.stdout),
+        String::from_utf8_lossy(&build.stderr)
+    );
     assert!(dir.join(format!("{name}.wasm")).is_file());
 
     let run = sh(&dir, "test.sh");
@@ -87,7 +92,10 @@ fn scaffold_builds_and_runs(lang: &str, kind: &str) {
             ],
             "{lang}"
         );
-        assert!(stderr.contains("line 4: bad input: request param `amount` must be a number [bad_input]"), "{lang}: {stderr}");
+        assert!(
+            stderr.contains("line 4: bad input: request param `amount` must be a number [bad_input]"),
+            "{lang}: {stderr}"
+        );
         assert!(stderr.contains("WARN"), "{lang}: the guest's log line is missing: {stderr}");
     }
 }

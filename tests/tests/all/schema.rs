@@ -21,7 +21,10 @@ fn undeclared_feature_is_an_error_for_that_event() {
 #[test]
 fn wrong_type_is_an_error_naming_both_types() {
     let e = err_for("wrong_type");
-    assert_eq!(e, TransformError::Schema(SchemaError::WrongType { name: "x".into(), expected: "int64", found: "text" }));
+    assert_eq!(
+        e,
+        TransformError::Schema(SchemaError::WrongType { name: "x".into(), expected: "int64", found: "text" })
+    );
     assert_eq!(e.to_string(), "schema violation: feature `x` is declared as int64 but the transform returned text");
 }
 

@@ -103,7 +103,13 @@ fn materialize(config: &Path) -> (i32, String) {
 }
 
 /// txn_risk's formula, computed independently.
-fn risk(amount: f64, mean: Option<f64>, count: Option<i64>, last_country: Option<&str>, country: &str) -> (f64, bool, f64) {
+fn risk(
+    amount: f64,
+    mean: Option<f64>,
+    count: Option<i64>,
+    last_country: Option<&str>,
+    country: &str,
+) -> (f64, bool, f64) {
     let mean = mean.filter(|m| *m != 0.0).unwrap_or(1.0);
     let vs = amount / mean;
     let new = last_country != Some(country);
@@ -158,8 +164,14 @@ fn materialize_then_serve_stored_aggregated_and_request_features_exactly() {
     // u1: stream aggregates, the newest batch row (not the older IT row), the request transform.
     assert_eq!(f(&body, 0, "txn:amount_sum_1h"), json!({"value": 30.75, "status": "present", "event_time_ms": null}));
     assert_eq!(f(&body, 0, "txn:amount_count_lifetime")["value"], 3);
-    assert_eq!(f(&body, 0, "txn:country"), json!({"value": "ES", "status": "present", "event_time_ms": now - 5 * 60_000}));
-    assert_eq!(f(&body, 0, "user_stats:txn_count_7d"), json!({"value": 12, "status": "present", "event_time_ms": now - HOUR}));
+    assert_eq!(
+        f(&body, 0, "txn:country"),
+        json!({"value": "ES", "status": "present", "event_time_ms": now - 5 * 60_000})
+    );
+    assert_eq!(
+        f(&body, 0, "user_stats:txn_count_7d"),
+        json!({"value": 12, "status": "present", "event_time_ms": now - HOUR})
+    );
     assert_eq!(f(&body, 0, "user_stats:last_country")["value"], "DE");
     let (vs, new, score) = risk(90.0, Some(45.0), Some(12), Some("DE"), "US");
     assert_eq!(f(&body, 0, "risk:amount_vs_mean")["value"].as_f64(), Some(vs));
@@ -175,7 +187,10 @@ fn materialize_then_serve_stored_aggregated_and_request_features_exactly() {
     assert_eq!(f(&body, 1, "risk:risk_score")["value"].as_f64(), Some(score));
 
     // u_old: stats older than the 2d TTL are expired, and the transform sees them as null.
-    assert_eq!(f(&body, 2, "user_stats:txn_count_7d"), json!({"value": null, "status": "expired", "event_time_ms": now - 3 * DAY}));
+    assert_eq!(
+        f(&body, 2, "user_stats:txn_count_7d"),
+        json!({"value": null, "status": "expired", "event_time_ms": now - 3 * DAY})
+    );
     let (_, _, score) = risk(50.0, None, None, None, "XX");
     assert_eq!(f(&body, 2, "risk:risk_score")["value"].as_f64(), Some(score));
     // nobody: missing everywhere.
@@ -185,7 +200,11 @@ fn materialize_then_serve_stored_aggregated_and_request_features_exactly() {
     assert_eq!(f(&body, 3, "risk:risk_score")["value"].as_f64(), Some(score));
 
     // as_of before the batch row's event time: the value was not known yet.
-    let (_, body) = post(w.port, "/v1/features", &json!({"entities": ["u1"], "features": ["user_stats:last_country"], "as_of": now - 2 * HOUR}));
+    let (_, body) = post(
+        w.port,
+        "/v1/features",
+        &json!({"entities": ["u1"], "features": ["user_stats:last_country"], "as_of": now - 2 * HOUR}),
+    );
     assert_eq!(f(&body, 0, "user_stats:last_country")["status"], "missing", "{body}");
 }
 
@@ -195,7 +214,11 @@ fn feast_requests_get_feast_shaped_responses() {
     materialize(&s.config);
     let w = Wafer::start(&s.config, free_port());
     let now = s.now;
-    post(w.port, "/v1/views/txn/events", &json!({"events": [{"timestamp_ms": now - 60_000, "value": {"user_id": "u1", "amount": 7.5, "country": "DE", "merchant": "m"}}]}));
+    post(
+        w.port,
+        "/v1/views/txn/events",
+        &json!({"events": [{"timestamp_ms": now - 60_000, "value": {"user_id": "u1", "amount": 7.5, "country": "DE", "merchant": "m"}}]}),
+    );
     let req = json!({
         "feature_service": "fraud_v1",
         "entities": {"user": ["u1", "nobody"], "amount": [90, 5], "country": ["US", "DE"]},
@@ -204,7 +227,10 @@ fn feast_requests_get_feast_shaped_responses() {
     });
     let (code, body) = post(w.port, "/get-online-features", &req);
     assert_eq!(code, 200, "{body}");
-    assert_eq!(body["metadata"]["feature_names"], json!(["user", "txn__amount_sum_1h", "user_stats__txn_count_7d", "risk__risk_score"]));
+    assert_eq!(
+        body["metadata"]["feature_names"],
+        json!(["user", "txn__amount_sum_1h", "user_stats__txn_count_7d", "risk__risk_score"])
+    );
     let r = &body["results"];
     assert_eq!(r[0]["values"], json!(["u1", "nobody"]));
     assert_eq!(r[1]["values"], json!([7.5, 0.0]));
@@ -216,13 +242,21 @@ fn feast_requests_get_feast_shaped_responses() {
     assert_eq!(r[3]["values"][0].as_f64(), Some(risk(90.0, Some(45.0), Some(12), Some("DE"), "US").2));
 
     // `features` with short names; integer join keys are keyed by their decimal text.
-    let (code, body) = post(w.port, "/get-online-features", &json!({"features": ["user_stats:last_country"], "entities": {"user": [1, "u2"]}}));
+    let (code, body) = post(
+        w.port,
+        "/get-online-features",
+        &json!({"features": ["user_stats:last_country"], "entities": {"user": [1, "u2"]}}),
+    );
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["metadata"]["feature_names"], json!(["user", "last_country"]));
     assert_eq!(body["results"][1]["values"], json!([null, "FR"]));
     assert_eq!(body["results"][1]["statuses"], json!(["NOT_FOUND", "PRESENT"]));
     // Without the join key column: named.
-    let (code, body) = post(w.port, "/get-online-features", &json!({"features": ["user_stats:last_country"], "entities": {"customer": ["u1"]}}));
+    let (code, body) = post(
+        w.port,
+        "/get-online-features",
+        &json!({"features": ["user_stats:last_country"], "entities": {"customer": ["u1"]}}),
+    );
     assert_eq!((code, body["error"]["code"].as_str()), (400, Some("missing_entity")), "{body}");
 }
 
@@ -242,12 +276,24 @@ fn each_bad_request_gets_its_specific_error() {
         (base(json!({"features": ["txn:zzz", "user_stats:qq"]})), 400, "unknown_features"),
         (base(json!({"features": ["country"]})), 400, "invalid_request"),
         (json!({"entities": ["u1"], "feature_service": "nope"}), 400, "unknown_feature_service"),
-        (json!({"entities": ["u1"], "feature_service": "fraud_v1", "features": ["txn:country"]}), 400, "invalid_request"),
+        (
+            json!({"entities": ["u1"], "feature_service": "fraud_v1", "features": ["txn:country"]}),
+            400,
+            "invalid_request",
+        ),
         (base(json!({"entities": []})), 400, "invalid_request"),
         (base(json!({"entities": {"merchant": ["m"]}})), 400, "missing_entity"),
         (base(json!({"features": ["risk:risk_score"]})), 400, "missing_request_data"),
-        (base(json!({"features": ["risk:risk_score"], "request_data": {"amount": ["ninety"], "country": ["US"]}})), 400, "invalid_request_data"),
-        (base(json!({"features": ["risk:risk_score"], "request_data": {"amount": [1, 2], "country": ["US"]}})), 400, "invalid_request_data"),
+        (
+            base(json!({"features": ["risk:risk_score"], "request_data": {"amount": ["ninety"], "country": ["US"]}})),
+            400,
+            "invalid_request_data",
+        ),
+        (
+            base(json!({"features": ["risk:risk_score"], "request_data": {"amount": [1, 2], "country": ["US"]}})),
+            400,
+            "invalid_request_data",
+        ),
         (base(json!({"features": ["chaos:y"], "request_data": {"mode": ["bogus"]}})), 400, "request_rejected"),
     ];
     for (req, status, code) in cases {
@@ -258,19 +304,27 @@ fn each_bad_request_gets_its_specific_error() {
     assert_eq!(body["error"]["unknown"], json!(["nope", "also"]));
     let (_, body) = post(p, "/v1/features", &base(json!({"features": ["txn:zzz", "user_stats:qq"]})));
     assert_eq!(body["error"]["unknown"], json!(["txn:zzz", "user_stats:qq"]));
-    let (_, body) = post(p, "/v1/features", &base(json!({"features": ["risk:risk_score"], "request_data": {"country": ["US"]}})));
+    let (_, body) =
+        post(p, "/v1/features", &base(json!({"features": ["risk:risk_score"], "request_data": {"country": ["US"]}})));
     assert_eq!(body["error"]["missing"], json!(["amount"]));
     assert_eq!(body["error"]["view"], "risk");
 
     // Not JSON; unknown route; wrong method.
-    let out = Command::new("curl").args(["-s", "-w", "\n%{http_code}", "-X", "POST", "--data-binary", "{"]).arg(format!("http://127.0.0.1:{p}/v1/features")).output().unwrap();
+    let out = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", "-X", "POST", "--data-binary", "{"])
+        .arg(format!("http://127.0.0.1:{p}/v1/features"))
+        .output()
+        .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.ends_with("\n400") && text.contains("invalid_json"), "{text}");
     assert_eq!(get(p, "/v2/nothing").0, 404);
     assert_eq!(get(p, "/v1/features").0, 405);
     // Each refusal is counted by code.
     let (_, metrics) = get(p, "/metrics");
-    assert!(metrics.contains(r#"wafer_serve_errors_total{tenant="serving",code="missing_request_data"} 2"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"wafer_serve_errors_total{tenant="serving",code="missing_request_data"} 2"#),
+        "{metrics}"
+    );
     assert!(metrics.contains(r#"wafer_serve_errors_total{tenant="serving",code="unknown_views"} 2"#), "{metrics}");
 }
 
@@ -287,10 +341,17 @@ fn a_looping_or_trapping_request_transform_fails_alone_within_its_deadline() {
     let started = Instant::now();
     let (code, body) = post(p, "/v1/features", &chaos("loop"));
     assert_eq!((code, body["error"]["code"].as_str()), (504, Some("transform_deadline")), "{body}");
-    assert_eq!((body["error"]["view"].as_str(), body["error"]["transform"].as_str()), (Some("chaos"), Some("request_misbehave")));
+    assert_eq!(
+        (body["error"]["view"].as_str(), body["error"]["transform"].as_str()),
+        (Some("chaos"), Some("request_misbehave"))
+    );
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
     let (code, body) = post(p, "/v1/features", &chaos("trap"));
-    assert_eq!((code, body["error"]["code"].as_str(), body["error"]["reason"].as_str()), (500, Some("transform_failed"), Some("trap")), "{body}");
+    assert_eq!(
+        (code, body["error"]["code"].as_str(), body["error"]["reason"].as_str()),
+        (500, Some("transform_failed"), Some("trap")),
+        "{body}"
+    );
     let (code, body) = post(p, "/v1/features", &chaos("wrong_type"));
     assert_eq!((code, body["error"]["reason"].as_str()), (500, Some("schema_violation")), "{body}");
     // The same instance pool recovers, and the clock is the request time.
@@ -333,6 +394,9 @@ fn openapi_document_covers_every_route() {
     let paths: std::collections::BTreeSet<&str> = wafer_runtime::server::ROUTES.iter().map(|(_, p)| *p).collect();
     assert_eq!(doc["paths"].as_object().unwrap().len(), paths.len(), "every documented path is a route");
     // The copy in the repository is the one served.
-    let in_repo: Json = serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../runtime/openapi.json")).unwrap()).unwrap();
+    let in_repo: Json = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../runtime/openapi.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(doc, in_repo);
 }

@@ -16,12 +16,13 @@ use serde_json::{Value as Json, json};
 use crate::support::{RedisServer, Wafer, free_port, guests, post};
 
 fn brokers() -> String {
-    std::env::var("WAFER_TEST_KAFKA_BROKERS").expect("WAFER_TEST_KAFKA_BROKERS is not set: run the suite with scripts/test.sh (it starts tansu)")
+    std::env::var("WAFER_TEST_KAFKA_BROKERS")
+        .expect("WAFER_TEST_KAFKA_BROKERS is not set: run the suite with scripts/test.sh (it starts tansu)")
 }
 
-
 fn manifest(dir: &std::path::Path, redis: &str, topic: Option<&str>, group: &str) -> std::path::PathBuf {
-    let kafka = topic.map_or(String::new(), |_| format!("[kafka]\nbrokers = \"{}\"\ngroup_id = \"{group}\"\n", brokers()));
+    let kafka =
+        topic.map_or(String::new(), |_| format!("[kafka]\nbrokers = \"{}\"\ngroup_id = \"{group}\"\n", brokers()));
     let redis = if redis.is_empty() { String::new() } else { format!("[redis]\nurl = \"{redis}\"\n") };
     let topic = topic.map_or(String::new(), |t| format!("topic = \"{t}\"\ndead_letter_topic = \"{t}.dlq\"\n"));
     let text = format!(
@@ -45,7 +46,12 @@ fn payload(i: usize) -> String {
     if poison {
         return format!(r#"{{"amount":{}.{:02},"country":"DE","merchant":"m"}}"#, cents / 100, cents % 100);
     }
-    format!(r#"{{"user_id":"{user}","amount":{}.{:02},"country":"DE","merchant":"m{}"}}"#, cents / 100, cents % 100, i % 7)
+    format!(
+        r#"{{"user_id":"{user}","amount":{}.{:02},"country":"DE","merchant":"m{}"}}"#,
+        cents / 100,
+        cents % 100,
+        i % 7
+    )
 }
 
 async fn produce(producer: &FutureProducer, topic: &str, range: std::ops::Range<usize>) {
@@ -53,7 +59,9 @@ async fn produce(producer: &FutureProducer, topic: &str, range: std::ops::Range<
     let msgs: Vec<(String, String)> = range.map(|i| (event(i).0, payload(i))).collect();
     let futs: Vec<_> = msgs
         .iter()
-        .map(|(user, p)| producer.send(FutureRecord::to(topic).key(user).payload(p).timestamp(now), Duration::from_secs(10)))
+        .map(|(user, p)| {
+            producer.send(FutureRecord::to(topic).key(user).payload(p).timestamp(now), Duration::from_secs(10))
+        })
         .collect();
     for f in futs {
         f.await.expect("delivered");
@@ -78,7 +86,13 @@ fn truth(n: usize) -> BTreeMap<String, (i64, i64, i64)> {
 fn wait_exact(port: u16, n: usize, timeout: Duration) {
     let want = truth(n);
     let users: Vec<String> = want.keys().cloned().collect();
-    let feats = json!(["amount_count_lifetime", "amount_sum_lifetime", "amount_max_lifetime", "amount_count_24h", "amount_sum_24h"]);
+    let feats = json!([
+        "amount_count_lifetime",
+        "amount_sum_lifetime",
+        "amount_max_lifetime",
+        "amount_count_24h",
+        "amount_sum_24h"
+    ]);
     let deadline = Instant::now() + timeout;
     let mut last = Json::Null;
     while Instant::now() < deadline {
@@ -126,7 +140,13 @@ fn dlq_messages(topic: &str, expected: usize) -> Vec<(String, String)> {
     while out.len() < expected && Instant::now() < deadline {
         if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
             let hs = m.headers().unwrap();
-            let get = |k: &str| hs.iter().find(|h| h.key == k).and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default();
+            let get = |k: &str| {
+                hs.iter()
+                    .find(|h| h.key == k)
+                    .and_then(|h| h.value)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default()
+            };
             out.push((get("wafer-error-code"), get("wafer-error")));
         }
     }
@@ -145,7 +165,8 @@ async fn scenario(disruption: Disruption) {
     let tag = format!("{}-{}", if disruption == Disruption::KillWafer { "kill" } else { "redis" }, free_port());
     let topic = format!("txns-{tag}");
     let config = manifest(dir.path(), &redis.url(), Some(&topic), &format!("g-{tag}"));
-    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", brokers()).set("linger.ms", "5").create().unwrap();
+    let producer: FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", brokers()).set("linger.ms", "5").create().unwrap();
     let n = 4000;
     produce(&producer, &topic, 0..n / 2).await;
     let port = free_port();
@@ -178,8 +199,14 @@ async fn scenario(disruption: Disruption) {
 fn wait_progress(port: u16, min_events: usize, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     loop {
-        let (_, body) = post(port, "/v1/features", &json!({"view": "txn", "entities": ["u1"], "features": ["amount_count_lifetime"]}));
-        if body["results"][0]["features"]["amount_count_lifetime"]["value"].as_i64().unwrap_or(0) * USERS as i64 >= min_events as i64 {
+        let (_, body) = post(
+            port,
+            "/v1/features",
+            &json!({"view": "txn", "entities": ["u1"], "features": ["amount_count_lifetime"]}),
+        );
+        if body["results"][0]["features"]["amount_count_lifetime"]["value"].as_i64().unwrap_or(0) * USERS as i64
+            >= min_events as i64
+        {
             return;
         }
         assert!(Instant::now() < deadline, "no progress consuming");
@@ -222,14 +249,19 @@ fn http_push_is_readable_on_return_and_bad_requests_are_named() {
     assert_eq!(body["failed"][0]["index"], 2);
     assert_eq!(body["failed"][0]["code"], "bad_input");
     assert_eq!(body["failed"][1]["code"], "invalid_event");
-    let (code, body) = post(port, "/v1/features", &json!({"view": "txn", "entities": ["a", "zz"], "features": ["amount_sum_lifetime", "amount_count_24h", "country"]}));
+    let (code, body) = post(
+        port,
+        "/v1/features",
+        &json!({"view": "txn", "entities": ["a", "zz"], "features": ["amount_sum_lifetime", "amount_count_24h", "country"]}),
+    );
     assert_eq!(code, 200);
     let a = &body["results"][0]["features"];
     assert_eq!(a["amount_sum_lifetime"]["value"], 11.0);
     assert_eq!(a["amount_count_24h"]["value"], 2);
     assert_eq!(a["country"]["status"], "present");
     assert_eq!(body["results"][1]["features"]["country"]["status"], "missing");
-    let (code, body) = post(port, "/v1/features", &json!({"view": "txn", "entities": ["a"], "features": ["amount_sum_2h"]}));
+    let (code, body) =
+        post(port, "/v1/features", &json!({"view": "txn", "entities": ["a"], "features": ["amount_sum_2h"]}));
     assert_eq!((code, body["error"]["code"].as_str()), (400, Some("unknown_features")));
     let (code, body) = post(port, "/v1/views/nope/events", &evs);
     assert_eq!((code, body["error"]["code"].as_str()), (404, Some("unknown_view")));
@@ -261,9 +293,17 @@ fn a_persistently_failing_transform_pauses_only_its_view() {
     let (code, body) = post(w.port, "/v1/views/chaos/events", &traps);
     assert_eq!((code, body["error"]["code"].as_str()), (503, Some("view_paused")), "{body}");
     let (code, body) = post(w.port, "/v1/views/chaos/events", &json!({"events": [ev("ok", 5)]}));
-    assert_eq!((code, body["error"]["code"].as_str()), (503, Some("view_paused")), "paused views refuse pushes: {body}");
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (503, Some("view_paused")),
+        "paused views refuse pushes: {body}"
+    );
     // Other views keep working.
-    let (code, _) = post(w.port, "/v1/views/txn/events", &json!({"events": [{"timestamp_ms": now, "value": {"user_id": "a", "amount": 1, "country": "DE", "merchant": "m"}}]}));
+    let (code, _) = post(
+        w.port,
+        "/v1/views/txn/events",
+        &json!({"events": [{"timestamp_ms": now, "value": {"user_id": "a", "amount": 1, "country": "DE", "merchant": "m"}}]}),
+    );
     assert_eq!(code, 200);
     let (_, metrics) = crate::support::get(w.port, "/metrics");
     assert!(metrics.contains("wafer_view_paused{view=\"t1/chaos\"} 1"), "{metrics}");
@@ -294,11 +334,16 @@ async fn two_nodes_split_the_partitions_and_the_survivor_finishes_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let tag = format!("nodes-{}", free_port());
     let topic = format!("txns-{tag}");
-    let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers()).create().unwrap();
-    let created = admin.create_topics(&[NewTopic::new(&topic, 4, TopicReplication::Fixed(1))], &AdminOptions::new()).await.unwrap();
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", brokers()).create().unwrap();
+    let created = admin
+        .create_topics(&[NewTopic::new(&topic, 4, TopicReplication::Fixed(1))], &AdminOptions::new())
+        .await
+        .unwrap();
     assert!(created.iter().all(Result::is_ok), "{created:?}");
     let config = manifest(dir.path(), &redis.url(), Some(&topic), &format!("g-{tag}"));
-    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", brokers()).set("linger.ms", "5").create().unwrap();
+    let producer: FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", brokers()).set("linger.ms", "5").create().unwrap();
     let a = Wafer::start(&config, free_port());
     let b = Wafer::start(&config, free_port());
     // Produce until both nodes have applied events: the group spread the partitions over them.
@@ -306,7 +351,12 @@ async fn two_nodes_split_the_partitions_and_the_survivor_finishes_exactly() {
     let mut produced = 0;
     let deadline = Instant::now() + Duration::from_secs(90);
     while node_events(a.port) == 0 || node_events(b.port) == 0 {
-        assert!(Instant::now() < deadline, "the partitions were never split: a={} b={}", node_events(a.port), node_events(b.port));
+        assert!(
+            Instant::now() < deadline,
+            "the partitions were never split: a={} b={}",
+            node_events(a.port),
+            node_events(b.port)
+        );
         let next = (produced + 100).min(n / 2);
         produce(&producer, &topic, produced..next).await;
         produced = next;

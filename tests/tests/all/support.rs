@@ -177,11 +177,20 @@ impl Drop for Wafer {
     }
 }
 
-
 /// POST JSON with curl: (status, parsed body or null).
 pub fn post(port: u16, path: &str, body: &Json) -> (u16, Json) {
     let out = Command::new("curl")
-        .args(["-s", "-w", "\n%{http_code}", "-X", "POST", "-H", "content-type: application/json", "--data-binary", "@-"])
+        .args([
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            "POST",
+            "-H",
+            "content-type: application/json",
+            "--data-binary",
+            "@-",
+        ])
         .arg(format!("http://127.0.0.1:{port}{path}"))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -199,7 +208,11 @@ pub fn post(port: u16, path: &str, body: &Json) -> (u16, Json) {
 
 /// GET with curl: (status, body text).
 pub fn get(port: u16, path: &str) -> (u16, String) {
-    let out = Command::new("curl").args(["-s", "-w", "\n%{http_code}"]).arg(format!("http://127.0.0.1:{port}{path}")).output().unwrap();
+    let out = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}"])
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .output()
+        .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     let (body, code) = text.rsplit_once('\n').unwrap();
     (code.parse().unwrap(), body.to_string())

@@ -16,7 +16,8 @@ const ADMIN: &str = "test-admin-token-0123456789";
 /// An HTTP call with curl: (status, JSON body or null, raw headers).
 fn call(port: u16, method: &str, path: &str, key: Option<&str>, body: Body) -> (u16, Json, String) {
     let mut c = Command::new("curl");
-    c.args(["-s", "-D", "/dev/stderr", "-w", "\n%{http_code}", "-X", method]).arg(format!("http://127.0.0.1:{port}{path}"));
+    c.args(["-s", "-D", "/dev/stderr", "-w", "\n%{http_code}", "-X", method])
+        .arg(format!("http://127.0.0.1:{port}{path}"));
     if let Some(k) = key {
         c.args(["-H", &format!("authorization: Bearer {k}")]);
     }
@@ -32,7 +33,11 @@ fn call(port: u16, method: &str, path: &str, key: Option<&str>, body: Body) -> (
     let out = c.output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     let (body, code) = text.rsplit_once('\n').unwrap();
-    (code.parse().unwrap(), serde_json::from_str(body).unwrap_or(Json::Null), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        code.parse().unwrap(),
+        serde_json::from_str(body).unwrap_or(Json::Null),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 enum Body<'a> {
@@ -113,7 +118,8 @@ fn every_route_checks_credentials_and_tenants_are_isolated() {
     let ka = p.tenant("alpha", json!({}));
     let kb = p.tenant("beta", json!({}));
     let (_, revoked) = p.admin("POST", "/v1/admin/tenants/alpha/keys", Body::None);
-    let (c, _) = p.admin("DELETE", &format!("/v1/admin/tenants/alpha/keys/{}", revoked["id"].as_str().unwrap()), Body::None);
+    let (c, _) =
+        p.admin("DELETE", &format!("/v1/admin/tenants/alpha/keys/{}", revoked["id"].as_str().unwrap()), Body::None);
     assert_eq!(c, 200);
     let kr = revoked["key"].as_str().unwrap().to_owned();
     let (c, b) = upload(port, &ka, "card_txn", guests::RUST_CARD_TXN, true);
@@ -143,8 +149,21 @@ fn every_route_checks_credentials_and_tenants_are_isolated() {
         ("POST", "/v1/admin/tenants/alpha/keys", Body::None),
         ("DELETE", "/v1/admin/tenants/alpha/keys/nope", Body::None),
     ];
-    let documented: std::collections::BTreeSet<(String, String)> =
-        tenant_routes.iter().chain(&admin_routes).map(|(m, p, _)| (m.to_string(), p.replace("/txn", "/{view}").replace("/v2", "/{view}").replace("/card_txn", "/{name}").replace("/x", "/{name}").replace("/alpha", "/{tenant}").replace("/nope", "/{key}"))).collect();
+    let documented: std::collections::BTreeSet<(String, String)> = tenant_routes
+        .iter()
+        .chain(&admin_routes)
+        .map(|(m, p, _)| {
+            (
+                m.to_string(),
+                p.replace("/txn", "/{view}")
+                    .replace("/v2", "/{view}")
+                    .replace("/card_txn", "/{name}")
+                    .replace("/x", "/{name}")
+                    .replace("/alpha", "/{tenant}")
+                    .replace("/nope", "/{key}"),
+            )
+        })
+        .collect();
     for (m, r) in wafer_runtime::server::ROUTES {
         if !["/healthz", "/openapi.json"].contains(r) {
             assert!(documented.contains(&(m.to_string(), r.to_string())), "route {m} {r} is not covered by this test");
@@ -177,10 +196,19 @@ fn every_route_checks_credentials_and_tenants_are_isolated() {
     let ev = json!({"events": [{"timestamp_ms": now, "value": {"user_id": "u1", "amount": 4.5, "country": "DE", "merchant": "m"}}]});
     assert_eq!(call(port, "POST", "/v1/views/txn/events", Some(&ka), Body::Json(ev.clone())).0, 200);
     assert_eq!(call(port, "POST", "/v1/views/txn/events", Some(&kb), Body::Json(ev.clone())).0, 404);
-    let (c, b, _) = call(port, "POST", "/v1/features", Some(&kb), Body::Json(json!({"entities": ["u1"], "features": ["txn:amount_sum_lifetime"]})));
+    let (c, b, _) = call(
+        port,
+        "POST",
+        "/v1/features",
+        Some(&kb),
+        Body::Json(json!({"entities": ["u1"], "features": ["txn:amount_sum_lifetime"]})),
+    );
     assert_eq!((c, b["error"]["code"].as_str()), (400, Some("unknown_views")));
     assert_eq!(call(port, "GET", "/v1/transforms/card_txn", Some(&kb), Body::None).0, 404);
-    assert_eq!(call(port, "POST", "/v1/transforms/card_txn/activate", Some(&kb), Body::Json(json!({"version": "x"}))).0, 404);
+    assert_eq!(
+        call(port, "POST", "/v1/transforms/card_txn/activate", Some(&kb), Body::Json(json!({"version": "x"}))).0,
+        404
+    );
     assert_eq!(call(port, "DELETE", "/v1/views/txn", Some(&kb), Body::None).0, 404);
     let (_, _, _) = call(port, "GET", "/v1/views", Some(&kb), Body::None);
     let (c, b, _) = call(port, "GET", "/v1/views", Some(&kb), Body::None);
@@ -188,12 +216,27 @@ fn every_route_checks_credentials_and_tenants_are_isolated() {
     // Beta's own view of the same name is a different namespace.
     upload(port, &kb, "card_txn", guests::RUST_CARD_TXN, true);
     assert_eq!(call(port, "PUT", "/v1/views/txn", Some(&kb), Body::Json(stream_view("card_txn"))).0, 200);
-    eventually(Duration::from_secs(3), || (call(port, "POST", "/v1/views/txn/events", Some(&kb), Body::Json(ev.clone())).0 == 200).then_some(()));
-    let read = |k: &str| call(port, "POST", "/v1/features", Some(k), Body::Json(json!({"entities": ["u1"], "features": ["txn:amount_count_lifetime"]}))).1;
+    eventually(Duration::from_secs(3), || {
+        (call(port, "POST", "/v1/views/txn/events", Some(&kb), Body::Json(ev.clone())).0 == 200).then_some(())
+    });
+    let read = |k: &str| {
+        call(
+            port,
+            "POST",
+            "/v1/features",
+            Some(k),
+            Body::Json(json!({"entities": ["u1"], "features": ["txn:amount_count_lifetime"]})),
+        )
+        .1
+    };
     assert_eq!(read(&ka)["results"][0]["features"]["txn:amount_count_lifetime"]["value"], 1);
     assert_eq!(read(&kb)["results"][0]["features"]["txn:amount_count_lifetime"]["value"], 1);
     let (_, _, _) = call(port, "GET", "/v1/metrics", Some(&kb), Body::None);
-    let out = Command::new("curl").args(["-s", "-H", &format!("authorization: Bearer {kb}")]).arg(format!("http://127.0.0.1:{port}/v1/metrics")).output().unwrap();
+    let out = Command::new("curl")
+        .args(["-s", "-H", &format!("authorization: Bearer {kb}")])
+        .arg(format!("http://127.0.0.1:{port}/v1/metrics"))
+        .output()
+        .unwrap();
     let m = String::from_utf8(out.stdout).unwrap();
     assert!(m.contains("view=\"beta/txn\"") && !m.contains("alpha"), "{m}");
 }
@@ -251,7 +294,9 @@ fn hot_swap_under_load_loses_nothing_and_rollback_is_one_call() {
     let (c, v1) = upload(port, &k, "card_txn", guests::RUST_CARD_TXN, true);
     assert_eq!(c, 201, "{v1}");
     assert_eq!(call(port, "PUT", "/v1/views/txn", Some(&k), Body::Json(stream_view("card_txn"))).0, 200);
-    eventually(Duration::from_secs(3), || (call(port, "GET", "/v1/views", Some(&k), Body::None).1["views"].as_array()?.len() == 1).then_some(()));
+    eventually(Duration::from_secs(3), || {
+        (call(port, "GET", "/v1/views", Some(&k), Body::None).1["views"].as_array()?.len() == 1).then_some(())
+    });
 
     // Continuous pushes and reads while versions change.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -272,7 +317,8 @@ fn hot_swap_under_load_loses_nothing_and_rollback_is_one_call() {
                         json!({"timestamp_ms": now, "value": {"user_id": user, "amount": n as f64 * 0.25, "country": "DE", "merchant": "m"}})
                     })
                     .collect();
-                let (c, b, _) = call(port, "POST", "/v1/views/txn/events", Some(&k), Body::Json(json!({"events": events})));
+                let (c, b, _) =
+                    call(port, "POST", "/v1/views/txn/events", Some(&k), Body::Json(json!({"events": events})));
                 assert_eq!((c, b["accepted"].as_u64()), (200, Some(5)), "push {i} during the swap: {b}");
                 i += 1;
             }
@@ -285,7 +331,8 @@ fn hot_swap_under_load_loses_nothing_and_rollback_is_one_call() {
     assert_ne!(v1["version"], v2["version"]);
     std::thread::sleep(Duration::from_millis(500));
     // Rollback: one call.
-    let (c, b, _) = call(port, "POST", "/v1/transforms/card_txn/activate", Some(&k), Body::Json(json!({"version": v1["version"]})));
+    let (c, b, _) =
+        call(port, "POST", "/v1/transforms/card_txn/activate", Some(&k), Body::Json(json!({"version": v1["version"]})));
     assert_eq!((c, &b["active"]), (200, &v1["version"]), "{b}");
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -294,7 +341,13 @@ fn hot_swap_under_load_loses_nothing_and_rollback_is_one_call() {
     assert_eq!(rec["versions"].as_array().map(Vec::len), Some(2));
     assert_eq!(rec["active"], v1["version"]);
     let users: Vec<&String> = truth.keys().collect();
-    let (_, b, _) = call(port, "POST", "/v1/features", Some(&k), Body::Json(json!({"entities": users, "features": ["txn:amount_count_lifetime", "txn:amount_sum_lifetime"]})));
+    let (_, b, _) = call(
+        port,
+        "POST",
+        "/v1/features",
+        Some(&k),
+        Body::Json(json!({"entities": users, "features": ["txn:amount_count_lifetime", "txn:amount_sum_lifetime"]})),
+    );
     for (i, (user, (count, cents))) in truth.iter().enumerate() {
         let f = &b["results"][i]["features"];
         assert_eq!(f["txn:amount_count_lifetime"]["value"].as_i64(), Some(*count), "{user}");
@@ -315,7 +368,9 @@ fn changes_reach_every_node_within_a_second() {
     assert!(ok(a) && ok(b));
     let (c, _) = p.admin("DELETE", &format!("/v1/admin/tenants/alpha/keys/{id}"), Body::None);
     assert_eq!(c, 200);
-    let (_, took) = eventually(Duration::from_secs(1), || (call(b, "GET", "/v1/views", Some(&k), Body::None).0 == 401).then_some(()));
+    let (_, took) = eventually(Duration::from_secs(1), || {
+        (call(b, "GET", "/v1/views", Some(&k), Body::None).0 == 401).then_some(())
+    });
     eprintln!("revoked key refused by the other node after {took:?}");
     // A disabled tenant's fresh key stops working too.
     let k2 = {
@@ -343,14 +398,22 @@ fn quotas_limit_only_their_tenant() {
         if c == 429 {
             limited += 1;
             assert_eq!(b["error"]["code"], "rate_limited");
-            retry_after = headers.lines().find(|l| l.to_ascii_lowercase().starts_with("retry-after")).unwrap_or_default().to_owned();
+            retry_after = headers
+                .lines()
+                .find(|l| l.to_ascii_lowercase().starts_with("retry-after"))
+                .unwrap_or_default()
+                .to_owned();
         }
         assert_eq!(call(port, "GET", "/v1/views", Some(&fast), Body::None).0, 200, "the other tenant is not limited");
     }
     assert!(limited >= 10, "{limited} of 20 were limited");
     assert!(retry_after.to_ascii_lowercase().starts_with("retry-after: "), "{retry_after}");
     let (_, _, _) = call(port, "GET", "/metrics", Some(ADMIN), Body::None);
-    let out = Command::new("curl").args(["-s", "-H", &format!("authorization: Bearer {ADMIN}")]).arg(format!("http://127.0.0.1:{port}/metrics")).output().unwrap();
+    let out = Command::new("curl")
+        .args(["-s", "-H", &format!("authorization: Bearer {ADMIN}")])
+        .arg(format!("http://127.0.0.1:{port}/metrics"))
+        .output()
+        .unwrap();
     let m = String::from_utf8(out.stdout).unwrap();
     assert!(m.contains("wafer_quota_exceeded_total{tenant=\"slow\",limit=\"requests_per_second\"}"), "{m}");
 
@@ -372,8 +435,16 @@ fn deleting_a_view_stops_it_and_removes_its_data() {
     upload(port, &k, "card_txn", guests::RUST_CARD_TXN, true);
     assert_eq!(call(port, "PUT", "/v1/views/txn", Some(&k), Body::Json(stream_view("card_txn"))).0, 200);
     let ev = json!({"events": [{"timestamp_ms": crate::support::now_ms(), "value": {"user_id": "u1", "amount": 2, "country": "DE", "merchant": "m"}}]});
-    eventually(Duration::from_secs(2), || (call(port, "POST", "/v1/views/txn/events", Some(&k), Body::Json(ev.clone())).0 == 200).then_some(()));
-    let keys = || Command::new("redis-cli").args(["-p", &p.redis.port.to_string(), "--scan", "--pattern", "wafer:{alpha/txn}*"]).output().unwrap().stdout;
+    eventually(Duration::from_secs(2), || {
+        (call(port, "POST", "/v1/views/txn/events", Some(&k), Body::Json(ev.clone())).0 == 200).then_some(())
+    });
+    let keys = || {
+        Command::new("redis-cli")
+            .args(["-p", &p.redis.port.to_string(), "--scan", "--pattern", "wafer:{alpha/txn}*"])
+            .output()
+            .unwrap()
+            .stdout
+    };
     assert!(!keys().is_empty());
     let (c, b, _) = call(port, "DELETE", "/v1/views/txn", Some(&k), Body::None);
     assert_eq!(c, 200, "{b}");
@@ -387,7 +458,12 @@ fn the_cli_drives_the_control_plane() {
     let p = Platform::start(1);
     let server = format!("http://127.0.0.1:{}", p.port(0));
     let wafer = |args: &[&str], env: &[(&str, &str)]| {
-        let out = Command::new(crate::support::wafer_bin()).args(args).env("WAFER_SERVER", &server).envs(env.iter().copied()).output().unwrap();
+        let out = Command::new(crate::support::wafer_bin())
+            .args(args)
+            .env("WAFER_SERVER", &server)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
         (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
     };
     let admin = [("WAFER_ADMIN_TOKEN", ADMIN)];

@@ -1,6 +1,6 @@
 //! Each kind of invalid component gets its own specific error, before anything runs.
 
-use wafer_runtime::{LoadError, Limits, WorldKind};
+use wafer_runtime::{Limits, LoadError, WorldKind};
 
 use crate::support::{guests, loader};
 

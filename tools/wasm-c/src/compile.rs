@@ -31,10 +31,23 @@ impl Compiler {
 }
 
 /// Compile and link `sources` (plus prebuilt `objects`) into a core module at `output`.
-pub fn compile(compiler: &Compiler, sources: &[PathBuf], objects: &[PathBuf], include: &[PathBuf], output: &Path) -> Result<(), Error> {
+pub fn compile(
+    compiler: &Compiler,
+    sources: &[PathBuf],
+    objects: &[PathBuf],
+    include: &[PathBuf],
+    output: &Path,
+) -> Result<(), Error> {
     let mut cmd = Command::new(&compiler.path);
-    cmd.args(["--target=wasm32-wasi", "-mexec-model=reactor", "-O2", "-std=c11", "-Wall", "-Werror=implicit-function-declaration"])
-        .args(["-Wl,--strip-debug"]);
+    cmd.args([
+        "--target=wasm32-wasi",
+        "-mexec-model=reactor",
+        "-O2",
+        "-std=c11",
+        "-Wall",
+        "-Werror=implicit-function-declaration",
+    ])
+    .args(["-Wl,--strip-debug"]);
     for dir in include {
         cmd.arg("-I").arg(dir);
     }

@@ -16,7 +16,9 @@ pub fn componentize(core: &[u8]) -> Result<Vec<u8>, Error> {
     let mut encoder = ComponentEncoder::default();
     encoder.module(core).map_err(|e| Error::Component(format!("{e:#}")))?;
     if imports_wasi_p1(core)? {
-        encoder.adapter(WASI_P1, WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER).map_err(|e| Error::Component(format!("adding the WASI adapter: {e:#}")))?;
+        encoder
+            .adapter(WASI_P1, WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER)
+            .map_err(|e| Error::Component(format!("adding the WASI adapter: {e:#}")))?;
     }
     encoder.validate(true).encode().map_err(|e| Error::Component(format!("{e:#}")))
 }

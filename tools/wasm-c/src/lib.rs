@@ -28,7 +28,9 @@ pub enum Error {
     World { world: String, path: PathBuf, detail: String },
     #[error("generating C bindings: {0}")]
     Bindgen(String),
-    #[error("no C compiler for wasm32 found (tried {tried}); install Debian's clang, lld and wasi-libc: apt-get install clang lld wasi-libc libclang-rt-19-dev-wasm32, or set WAFER_CLANG")]
+    #[error(
+        "no C compiler for wasm32 found (tried {tried}); install Debian's clang, lld and wasi-libc: apt-get install clang lld wasi-libc libclang-rt-19-dev-wasm32, or set WAFER_CLANG"
+    )]
     NoCompiler { tried: String },
     #[error("running {compiler}: {source}")]
     Spawn { compiler: String, source: std::io::Error },
@@ -70,7 +72,11 @@ pub fn build(opts: &BuildOptions) -> Result<usize, Error> {
     compile(&compiler, &sources, std::slice::from_ref(&bindings.object), &include, &core)?;
     let bytes = read(&core)?;
     let component = componentize(&bytes)?;
-    std::fs::write(&opts.output, &component).map_err(|source| Error::Io { what: "writing", path: opts.output.clone(), source })?;
+    std::fs::write(&opts.output, &component).map_err(|source| Error::Io {
+        what: "writing",
+        path: opts.output.clone(),
+        source,
+    })?;
     Ok(component.len())
 }
 

@@ -67,12 +67,14 @@ fn main() -> Result<()> {
             eprintln!("wrote {} ({size} bytes)", output.display());
         }
         Command::Bindgen { wit, world, out_dir } => {
-            let b = wasm_c::bindgen(&wit, &world, &out_dir).with_context(|| format!("generating bindings for {world}"))?;
+            let b =
+                wasm_c::bindgen(&wit, &world, &out_dir).with_context(|| format!("generating bindings for {world}"))?;
             eprintln!("wrote {}, {}, {}", b.c.display(), b.h.display(), b.object.display());
         }
         Command::Component { core, output } => {
             let bytes = std::fs::read(&core).with_context(|| format!("reading {}", core.display()))?;
-            let component = wasm_c::componentize(&bytes).with_context(|| format!("componentizing {}", core.display()))?;
+            let component =
+                wasm_c::componentize(&bytes).with_context(|| format!("componentizing {}", core.display()))?;
             std::fs::write(&output, &component).with_context(|| format!("writing {}", output.display()))?;
             eprintln!("wrote {} ({} bytes)", output.display(), component.len());
         }

@@ -11,10 +11,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use wafer_runtime::offline::backfill::{BackfillReport, backfill_file, file_source_name};
 use wafer_runtime::offline::event_files::Progress;
 use wafer_runtime::pipeline::Metrics;
-use wafer_runtime::tenant::{TenantSpec, build_tenant};
 use wafer_runtime::store::OnlineStore;
 use wafer_runtime::store::embedded::EmbeddedStore;
 use wafer_runtime::store::redis::RedisStore;
+use wafer_runtime::tenant::{TenantSpec, build_tenant};
 use wafer_runtime::view::Manifest;
 
 use crate::SandboxArgs;

@@ -51,7 +51,11 @@ enum TenantsCommand {
     /// List tenants, their quotas and key ids.
     List,
     /// Create a tenant; quotas as JSON, e.g. '{"requests_per_second": 500}'.
-    Create { name: String, #[arg(long)] quotas: Option<String> },
+    Create {
+        name: String,
+        #[arg(long)]
+        quotas: Option<String>,
+    },
     /// Disable a tenant (its keys stop working on every node within a second).
     Disable { name: String },
     /// Enable a disabled tenant.
@@ -88,12 +92,20 @@ enum ViewsCommand {
 }
 
 /// One request; prints the JSON response; exit 0 on 2xx, 1 otherwise.
-fn request(server: &Server, method: &str, path: &str, token: &str, content_type: &str, body: Bytes) -> Result<ExitCode> {
+fn request(
+    server: &Server,
+    method: &str,
+    path: &str,
+    token: &str,
+    content_type: &str,
+    body: Bytes,
+) -> Result<ExitCode> {
     let rest = server.server.strip_prefix("http://").context("--server must be http://host:port")?;
     let authority = rest.trim_end_matches('/').to_owned();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let (status, text) = rt.block_on(async {
-        let stream = tokio::net::TcpStream::connect(&authority).await.with_context(|| format!("connecting to {authority}"))?;
+        let stream =
+            tokio::net::TcpStream::connect(&authority).await.with_context(|| format!("connecting to {authority}"))?;
         let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(conn);
         let req = hyper::Request::builder()
@@ -141,10 +153,18 @@ pub fn tenants(a: TenantsArgs) -> Result<ExitCode> {
             };
             request(s, "POST", "/v1/admin/tenants", t, j, json_body(&json!({"name": name, "quotas": quotas})))
         }
-        TenantsCommand::Disable { name } => request(s, "PATCH", &format!("/v1/admin/tenants/{name}"), t, j, json_body(&json!({"disabled": true}))),
-        TenantsCommand::Enable { name } => request(s, "PATCH", &format!("/v1/admin/tenants/{name}"), t, j, json_body(&json!({"disabled": false}))),
-        TenantsCommand::Key { name } => request(s, "POST", &format!("/v1/admin/tenants/{name}/keys"), t, j, Bytes::new()),
-        TenantsCommand::Revoke { name, id } => request(s, "DELETE", &format!("/v1/admin/tenants/{name}/keys/{id}"), t, j, Bytes::new()),
+        TenantsCommand::Disable { name } => {
+            request(s, "PATCH", &format!("/v1/admin/tenants/{name}"), t, j, json_body(&json!({"disabled": true})))
+        }
+        TenantsCommand::Enable { name } => {
+            request(s, "PATCH", &format!("/v1/admin/tenants/{name}"), t, j, json_body(&json!({"disabled": false})))
+        }
+        TenantsCommand::Key { name } => {
+            request(s, "POST", &format!("/v1/admin/tenants/{name}/keys"), t, j, Bytes::new())
+        }
+        TenantsCommand::Revoke { name, id } => {
+            request(s, "DELETE", &format!("/v1/admin/tenants/{name}/keys/{id}"), t, j, Bytes::new())
+        }
     }
 }
 
@@ -163,6 +183,13 @@ pub fn views(a: ViewsArgs) -> Result<ExitCode> {
         }
         ViewsCommand::Delete { name } => request(s, "DELETE", &format!("/v1/views/{name}"), k, j, Bytes::new()),
         ViewsCommand::Transforms => request(s, "GET", "/v1/transforms", k, j, Bytes::new()),
-        ViewsCommand::Activate { transform, version } => request(s, "POST", &format!("/v1/transforms/{transform}/activate"), k, j, json_body(&json!({"version": version}))),
+        ViewsCommand::Activate { transform, version } => request(
+            s,
+            "POST",
+            &format!("/v1/transforms/{transform}/activate"),
+            k,
+            j,
+            json_body(&json!({"version": version})),
+        ),
     }
 }

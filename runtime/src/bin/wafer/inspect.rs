@@ -27,7 +27,8 @@ pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
         .with_context(|| format!("{} is not a usable Wafer transform", args.component.display()))?;
     let info = t.info();
     let stats = t.load_stats();
-    let spec = |s: &wafer_runtime::FeatureSpec| json!({"name": s.name, "type": s.value_type.as_str(), "nullable": s.nullable});
+    let spec =
+        |s: &wafer_runtime::FeatureSpec| json!({"name": s.name, "type": s.value_type.as_str(), "nullable": s.nullable});
     if args.json {
         let j = json!({
             "world": t.kind().world_name(),
@@ -49,7 +50,12 @@ pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
     println!("name:     {}", info.name);
     println!("version:  {}", info.version);
     println!("sha256:   {}", stats.sha256);
-    println!("size:     {} bytes (compiled in {:.1} ms{})", stats.wasm_bytes, stats.compile.as_secs_f64() * 1e3, if stats.from_cache { ", from cache" } else { "" });
+    println!(
+        "size:     {} bytes (compiled in {:.1} ms{})",
+        stats.wasm_bytes,
+        stats.compile.as_secs_f64() * 1e3,
+        if stats.from_cache { ", from cache" } else { "" }
+    );
     println!("outputs:");
     for s in &info.outputs {
         println!("  {:<24} {}{}", s.name, s.value_type.as_str(), if s.nullable { " (nullable)" } else { "" });

@@ -107,13 +107,18 @@ pub struct SandboxArgs {
 impl SandboxArgs {
     fn limits(&self) -> Limits {
         let memory_bytes = self.memory_mib << 20;
-        Limits { asset_dir: self.asset_dir.clone(), ..Limits::capped(std::time::Duration::from_millis(self.deadline_ms), memory_bytes) }
+        Limits {
+            asset_dir: self.asset_dir.clone(),
+            ..Limits::capped(std::time::Duration::from_millis(self.deadline_ms), memory_bytes)
+        }
     }
 
     fn loader(&self) -> anyhow::Result<Loader> {
         use anyhow::Context as _;
-        let config = EngineConfig { pooling: !self.no_pooling, pool_instances: self.pool_instances, ..EngineConfig::default() };
-        let engine = WaferEngine::new(config).map_err(|e| anyhow::anyhow!("{e:#}")).context("creating the wasm engine")?;
+        let config =
+            EngineConfig { pooling: !self.no_pooling, pool_instances: self.pool_instances, ..EngineConfig::default() };
+        let engine =
+            WaferEngine::new(config).map_err(|e| anyhow::anyhow!("{e:#}")).context("creating the wasm engine")?;
         let cache = if self.no_cache {
             None
         } else {
@@ -126,7 +131,8 @@ impl SandboxArgs {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WAFER_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_env("WAFER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -35,25 +35,40 @@ pub fn materialize_cmd(args: MaterializeArgs) -> Result<ExitCode> {
     let manifest = Manifest::load(&args.config)?;
     let Some(cfg) = manifest.batch_views.iter().find(|v| v.name == args.view) else {
         let names: Vec<&str> = manifest.batch_views.iter().map(|v| v.name.as_str()).collect();
-        bail!("{} has no batch view `{}` (batch views: {})", args.config.display(), args.view, if names.is_empty() { "none".into() } else { names.join(", ") });
+        bail!(
+            "{} has no batch view `{}` (batch views: {})",
+            args.config.display(),
+            args.view,
+            if names.is_empty() { "none".into() } else { names.join(", ") }
+        );
     };
     let Some(url) = args.redis.clone().or_else(|| manifest.redis.as_ref().map(|r| r.url.clone())) else {
-        bail!("materialize needs Redis: set [redis].url in {} or pass --redis (the embedded store lives inside `wafer dev`)", args.config.display());
+        bail!(
+            "materialize needs Redis: set [redis].url in {} or pass --redis (the embedded store lives inside `wafer dev`)",
+            args.config.display()
+        );
     };
     let view = StoredView::new(&manifest.server.tenant, cfg.spec()?);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     rt.block_on(async {
-        let store: Arc<dyn OnlineStore> = Arc::new(RedisStore::connect(&url).await.with_context(|| format!("connecting to Redis at {url}"))?);
+        let store: Arc<dyn OnlineStore> =
+            Arc::new(RedisStore::connect(&url).await.with_context(|| format!("connecting to Redis at {url}"))?);
         let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
-        bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} rows ({per_sec}, ETA {eta})").context("progress template")?);
-        let report = wafer_runtime::materialize::materialize(store.as_ref(), &view, cfg, args.from.as_deref(), |done, total| {
-            if let Some(t) = total {
-                bar.set_length(t);
-            }
-            bar.set_position(done);
-        })
-        .await
-        .with_context(|| format!("materializing view `{}`", cfg.name))?;
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} rows ({per_sec}, ETA {eta})",
+            )
+            .context("progress template")?,
+        );
+        let report =
+            wafer_runtime::materialize::materialize(store.as_ref(), &view, cfg, args.from.as_deref(), |done, total| {
+                if let Some(t) = total {
+                    bar.set_length(t);
+                }
+                bar.set_position(done);
+            })
+            .await
+            .with_context(|| format!("materializing view `{}`", cfg.name))?;
         bar.finish_and_clear();
         eprintln!(
             "materialized `{}` from {}: {} rows loaded, {} bad, {} skipped as already loaded, in {:.2}s ({:.0} rows/s)",

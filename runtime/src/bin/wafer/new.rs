@@ -62,21 +62,41 @@ fn files(lang: Lang, kind: Kind) -> Vec<(&'static str, &'static str)> {
         Lang::Rust => f.extend([
             ("Cargo.toml", include_str!("templates/rust/Cargo.toml")),
             ("build.sh", include_str!("templates/rust/build.sh")),
-            ("src/lib.rs", if stream { include_str!("templates/rust/stream.rs") } else { include_str!("templates/rust/request.rs") }),
+            (
+                "src/lib.rs",
+                if stream {
+                    include_str!("templates/rust/stream.rs")
+                } else {
+                    include_str!("templates/rust/request.rs")
+                },
+            ),
         ]),
         Lang::Python => f.extend([
             ("build.sh", include_str!("templates/python/build.sh")),
-            ("app.py", if stream { include_str!("templates/python/stream.py") } else { include_str!("templates/python/request.py") }),
+            (
+                "app.py",
+                if stream {
+                    include_str!("templates/python/stream.py")
+                } else {
+                    include_str!("templates/python/request.py")
+                },
+            ),
         ]),
         Lang::Js => f.extend([
             ("build.sh", include_str!("templates/js/build.sh")),
             ("package.json", include_str!("templates/js/package.json")),
-            ("app.js", if stream { include_str!("templates/js/stream.js") } else { include_str!("templates/js/request.js") }),
+            (
+                "app.js",
+                if stream { include_str!("templates/js/stream.js") } else { include_str!("templates/js/request.js") },
+            ),
         ]),
         Lang::C => f.extend([
             ("build.sh", include_str!("templates/c/build.sh")),
             ("wafer_json.h", WAFER_JSON_H),
-            ("app.c", if stream { include_str!("templates/c/stream.c") } else { include_str!("templates/c/request.c") }),
+            (
+                "app.c",
+                if stream { include_str!("templates/c/stream.c") } else { include_str!("templates/c/request.c") },
+            ),
         ]),
     }
     f
@@ -86,7 +106,9 @@ fn files(lang: Lang, kind: Kind) -> Vec<(&'static str, &'static str)> {
 fn check_name(name: &str) -> Result<()> {
     let valid_chars = name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
     if name.is_empty() || !valid_chars || !name.starts_with(|c: char| c.is_ascii_lowercase()) {
-        bail!("invalid transform name `{name}`: use lowercase letters, digits, `_` and `-`, starting with a letter (e.g. card_txn)");
+        bail!(
+            "invalid transform name `{name}`: use lowercase letters, digits, `_` and `-`, starting with a letter (e.g. card_txn)"
+        );
     }
     Ok(())
 }
@@ -126,7 +148,8 @@ pub fn new(args: NewArgs) -> Result<ExitCode> {
     ];
     for (path, template) in files(args.lang, args.kind) {
         // The WIT and the JSON header are copied verbatim.
-        let text = if path.ends_with(".wit") || path.ends_with(".h") { template.to_string() } else { render(template, &vars) };
+        let text =
+            if path.ends_with(".wit") || path.ends_with(".h") { template.to_string() } else { render(template, &vars) };
         write(&dir.join(path), &text, path.ends_with(".sh"))?;
     }
     println!("created {} ({lang} {} transform)", dir.display(), vars[3].1);
@@ -141,7 +164,8 @@ fn write(path: &Path, text: &str, executable: bool) -> Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     if executable {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).with_context(|| format!("making {} executable", path.display()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("making {} executable", path.display()))?;
     }
     Ok(())
 }

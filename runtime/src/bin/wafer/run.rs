@@ -7,9 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use wafer_runtime::{Event, WorldKind};
 use wafer_runtime::events::{is_blank, parse_line};
 use wafer_runtime::transform::json_out::row_to_json;
+use wafer_runtime::{Event, WorldKind};
 
 use crate::SandboxArgs;
 
@@ -40,14 +40,17 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let reader: Box<dyn BufRead> = if args.events.as_os_str() == "-" {
         Box::new(BufReader::new(std::io::stdin().lock()))
     } else {
-        Box::new(BufReader::new(File::open(&args.events).with_context(|| format!("opening {}", args.events.display()))?))
+        Box::new(BufReader::new(
+            File::open(&args.events).with_context(|| format!("opening {}", args.events.display()))?,
+        ))
     };
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     if transform.kind() == WorldKind::Request {
         return crate::run_request::run(&transform, reader, &mut out);
     }
-    let mut worker = transform.stream_worker().with_context(|| format!("{} cannot be run over events", args.transform.display()))?;
+    let mut worker =
+        transform.stream_worker().with_context(|| format!("{} cannot be run over events", args.transform.display()))?;
     let batch_size = args.batch_size as usize;
     let mut batch: Vec<Event> = Vec::with_capacity(batch_size);
     let mut lines: Vec<usize> = Vec::with_capacity(batch_size);

@@ -73,7 +73,11 @@ pub fn run(transform: &Transform, reader: Box<dyn BufRead>, out: &mut impl Write
 fn parse_line(line: &str, info: &TransformInfo) -> Result<RequestInput, LineError> {
     let j: Json = serde_json::from_str(line).map_err(|e| LineError::Json(e.to_string()))?;
     let obj = j.as_object().ok_or_else(|| LineError::Json("found another JSON value".into()))?;
-    let entity_key = obj.get("entity_key").ok_or(LineError::Missing("entity_key"))?.as_str().ok_or(LineError::Type("entity_key", "a string"))?;
+    let entity_key = obj
+        .get("entity_key")
+        .ok_or(LineError::Missing("entity_key"))?
+        .as_str()
+        .ok_or(LineError::Type("entity_key", "a string"))?;
     let request_time_ms = match obj.get("request_time_ms") {
         None => 0,
         Some(t) => t.as_i64().ok_or(LineError::Type("request_time_ms", "an integer (milliseconds)"))?,
@@ -87,7 +91,8 @@ fn parse_line(line: &str, info: &TransformInfo) -> Result<RequestInput, LineErro
     for spec in &info.params {
         // Missing params are left out: the transform reports them as bad input.
         let Some(v) = params_json.get(&spec.name) else { continue };
-        let value = value_from_json(spec.value_type, v).ok_or_else(|| LineError::Param { name: spec.name.clone(), ty: type_name(spec.value_type) })?;
+        let value = value_from_json(spec.value_type, v)
+            .ok_or_else(|| LineError::Param { name: spec.name.clone(), ty: type_name(spec.value_type) })?;
         params.push(Feature { name: spec.name.clone(), value });
     }
     let stored_json = match obj.get("stored") {
@@ -133,8 +138,12 @@ fn infer(v: &Json) -> Option<Value> {
         },
         Json::String(s) => Value::Text(s.clone()),
         Json::Array(a) if a.iter().all(|x| x.is_i64()) => Value::Int64s(a.iter().filter_map(Json::as_i64).collect()),
-        Json::Array(a) if a.iter().all(Json::is_number) => Value::Float32s(a.iter().filter_map(|x| x.as_f64().map(|f| f as f32)).collect()),
-        Json::Array(a) if a.iter().all(Json::is_string) => Value::Texts(a.iter().filter_map(|x| x.as_str().map(String::from)).collect()),
+        Json::Array(a) if a.iter().all(Json::is_number) => {
+            Value::Float32s(a.iter().filter_map(|x| x.as_f64().map(|f| f as f32)).collect())
+        }
+        Json::Array(a) if a.iter().all(Json::is_string) => {
+            Value::Texts(a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+        }
         _ => return None,
     })
 }

@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use wafer_runtime::pipeline::Metrics;
 use wafer_runtime::control::Control;
+use wafer_runtime::pipeline::Metrics;
 use wafer_runtime::registry::Registry;
 use wafer_runtime::server::{App, serve};
-use wafer_runtime::tenant::{TenantSpec, build_tenant};
 use wafer_runtime::store::OnlineStore;
 use wafer_runtime::store::embedded::EmbeddedStore;
 use wafer_runtime::store::redis::RedisStore;
+use wafer_runtime::tenant::{TenantSpec, build_tenant};
 use wafer_runtime::view::Manifest;
 
 use crate::SandboxArgs;
@@ -69,7 +69,13 @@ pub fn dev_cmd(args: DevArgs) -> Result<ExitCode> {
     run(manifest, args.listen.clone(), &args.runtime, &args.sandbox, true)
 }
 
-fn run(manifest: Manifest, listen: String, runtime: &RuntimeArgs, sandbox: &SandboxArgs, dev: bool) -> Result<ExitCode> {
+fn run(
+    manifest: Manifest,
+    listen: String,
+    runtime: &RuntimeArgs,
+    sandbox: &SandboxArgs,
+    dev: bool,
+) -> Result<ExitCode> {
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = runtime.worker_threads {
         anyhow::ensure!(n > 0, "--worker-threads must be at least 1");
@@ -80,15 +86,24 @@ fn run(manifest: Manifest, listen: String, runtime: &RuntimeArgs, sandbox: &Sand
         let loader = sandbox.loader()?;
         let metrics = Arc::new(Metrics::default());
         let store: Arc<dyn OnlineStore> = match (&manifest.redis, dev) {
-            (Some(r), false) => Arc::new(RedisStore::connect(&r.url).await.with_context(|| format!("connecting to Redis at {}", r.url))?),
+            (Some(r), false) => Arc::new(
+                RedisStore::connect(&r.url).await.with_context(|| format!("connecting to Redis at {}", r.url))?,
+            ),
             _ => Arc::new(EmbeddedStore::new()),
         };
         let embedded = dev || manifest.redis.is_none();
         let app = match (&manifest.control, &manifest.redis) {
             (Some(c), Some(r)) if !dev => {
-                let token = std::env::var(&c.admin_token_env).with_context(|| format!("registry mode needs the admin token in ${}", c.admin_token_env))?;
-                anyhow::ensure!(token.len() >= 16, "the admin token in ${} must be at least 16 characters", c.admin_token_env);
-                let registry = Registry::connect(&r.url).await.with_context(|| format!("connecting to the registry in Redis at {}", r.url))?;
+                let token = std::env::var(&c.admin_token_env)
+                    .with_context(|| format!("registry mode needs the admin token in ${}", c.admin_token_env))?;
+                anyhow::ensure!(
+                    token.len() >= 16,
+                    "the admin token in ${} must be at least 16 characters",
+                    c.admin_token_env
+                );
+                let registry = Registry::connect(&r.url)
+                    .await
+                    .with_context(|| format!("connecting to the registry in Redis at {}", r.url))?;
                 let control = Arc::new(Control::new(registry, &token, loader, c.compile_slots, manifest.kafka.clone()));
                 let app = Arc::new(App::registry(control.clone(), store, metrics));
                 wafer_runtime::control::sync::reload(&app, &control).await.context("loading the registry")?;
@@ -111,13 +126,18 @@ fn run(manifest: Manifest, listen: String, runtime: &RuntimeArgs, sandbox: &Sand
                 app
             }
         };
-        let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("listening on {listen}"))?;
+        let listener =
+            tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("listening on {listen}"))?;
         eprintln!(
             "wafer {} listening on http://{} ({} store; {})",
             if dev { "dev" } else { "serve" },
             listener.local_addr()?,
             if embedded { "embedded" } else { "redis" },
-            if app.control.is_some() { "registry mode".to_string() } else { format!("views: {}", view_names(&app).join(", ")) }
+            if app.control.is_some() {
+                "registry mode".to_string()
+            } else {
+                format!("views: {}", view_names(&app).join(", "))
+            }
         );
         serve(app, listener).await.context("serving HTTP")?;
         Ok(ExitCode::SUCCESS)
@@ -141,7 +161,13 @@ async fn load_batch_views(manifest: &Manifest, app: &App) -> Result<()> {
         let report = wafer_runtime::materialize::materialize(app.store.as_ref(), &view, cfg, None, |_, _| {})
             .await
             .with_context(|| format!("loading batch view `{}` from {}", cfg.name, cfg.source.display()))?;
-        eprintln!("batch view `{}`: {} rows loaded from {} ({} bad)", cfg.name, report.rows_loaded, cfg.source.display(), report.bad_rows);
+        eprintln!(
+            "batch view `{}`: {} rows loaded from {} ({} bad)",
+            cfg.name,
+            report.rows_loaded,
+            cfg.source.display(),
+            report.bad_rows
+        );
         for e in &report.first_errors {
             eprintln!("  row {}: {}", e.row, e.message);
         }

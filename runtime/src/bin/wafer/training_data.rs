@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use wafer_runtime::offline::parquet_out;
 use wafer_runtime::offline::spine::Spine;
 use wafer_runtime::offline::training::{EventSource, TrainingJob, parse_features, run};
-use wafer_runtime::offline::parquet_out;
 use wafer_runtime::pipeline::Metrics;
 use wafer_runtime::tenant::{TenantSpec, build_tenant};
 use wafer_runtime::view::Manifest;
@@ -92,7 +92,10 @@ pub fn training_data(args: TrainingDataArgs) -> Result<ExitCode> {
         topics,
     };
     let bar = ProgressBar::new_spinner();
-    bar.set_style(ProgressStyle::with_template("{spinner} {pos} events read ({per_sec})  {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {pos} events read ({per_sec})  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
     bar.enable_steady_tick(Duration::from_millis(200));
     let (columns, stats) = run(&job, &spine, &mut |n| bar.set_position(n)).context("computing training data")?;
     bar.finish_and_clear();

@@ -41,7 +41,13 @@ pub(super) enum Written {
 
 /// Split a partition-sorted batch by partition, drop what is below each watermark, transform it
 /// once and fold it per partition (retrying after the breaker's pause while the view is paused).
-pub(super) async fn prepare(view: &View, app: &App, topic: &str, watermarks: &mut HashMap<i32, i64>, events: Vec<Event>) -> Ready {
+pub(super) async fn prepare(
+    view: &View,
+    app: &App,
+    topic: &str,
+    watermarks: &mut HashMap<i32, i64>,
+    events: Vec<Event>,
+) -> Ready {
     let mut kept: Vec<Event> = Vec::with_capacity(events.len());
     let mut parts: Vec<Part> = Vec::new();
     let mut replayed = 0;
@@ -66,7 +72,12 @@ pub(super) async fn prepare(view: &View, app: &App, topic: &str, watermarks: &mu
             }
         }
         let range = start..kept.len();
-        let mark = (!range.is_empty()).then(|| SourceMark { source: topic.to_owned(), partition, first_offset: kept[start].offset, next_offset: next });
+        let mark = (!range.is_empty()).then(|| SourceMark {
+            source: topic.to_owned(),
+            partition,
+            first_offset: kept[start].offset,
+            next_offset: next,
+        });
         parts.push(Part { partition, next, range, mark });
     }
     if replayed > 0 {
@@ -100,7 +111,8 @@ pub(super) async fn write(view: Arc<View>, app: Arc<App>, ready: Ready) -> Vec<(
                 // Another consumer (before a rebalance) applied the start of this range: apply the
                 // rest from its watermark now, or nobody ever will (our fetch position is past it).
                 Applied::Stale { watermark } if watermark < p.next => {
-                    let rest: Vec<Event> = events[p.range.clone()].iter().filter(|e| e.offset >= watermark).cloned().collect();
+                    let rest: Vec<Event> =
+                        events[p.range.clone()].iter().filter(|e| e.offset >= watermark).cloned().collect();
                     view.metrics.replays.add(&view.id, "kafka", (p.range.len() - rest.len()) as u64);
                     let prep = view.prepare(&rest);
                     let mark = SourceMark { first_offset: watermark, ..mark.clone() };
@@ -116,8 +128,15 @@ pub(super) async fn write(view: Arc<View>, app: Arc<App>, ready: Ready) -> Vec<(
     let results = futures::future::join_all(writes).await;
     let now = now_ms();
     let applied = ready.parts.iter().zip(&results).filter(|(_, w)| matches!(w, Written::Applied));
-    view.metrics.freshness_seconds.observe_many(&view.id, applied.clone().flat_map(|(p, _)| ready.events[p.range.clone()].iter().map(|e| (now - e.timestamp_ms).max(0) as f64 / 1e3)));
-    for ((p, _), prep) in ready.parts.iter().zip(&results).zip(&ready.prepared).filter(|((_, w), _)| matches!(w, Written::Applied)) {
+    view.metrics.freshness_seconds.observe_many(
+        &view.id,
+        applied.clone().flat_map(|(p, _)| {
+            ready.events[p.range.clone()].iter().map(|e| (now - e.timestamp_ms).max(0) as f64 / 1e3)
+        }),
+    );
+    for ((p, _), prep) in
+        ready.parts.iter().zip(&results).zip(&ready.prepared).filter(|((_, w), _)| matches!(w, Written::Applied))
+    {
         for f in &prep.failures {
             tracing::warn!(view = %view.id, partition = p.partition, offset = ready.events[p.range.start + f.index].offset, code = f.code, error = %f.message, "event failed");
         }
@@ -127,7 +146,12 @@ pub(super) async fn write(view: Arc<View>, app: Arc<App>, ready: Ready) -> Vec<(
 
 /// After a batch's write: advance the watermarks and note the offsets to commit. True when a
 /// write was refused as stale (another consumer applied those offsets: the watermark is resynced).
-pub(super) fn finish(commits: &mut Commits, view: &View, watermarks: &mut HashMap<i32, i64>, done: Result<Vec<(i32, i64, Written)>, tokio::task::JoinError>) -> bool {
+pub(super) fn finish(
+    commits: &mut Commits,
+    view: &View,
+    watermarks: &mut HashMap<i32, i64>,
+    done: Result<Vec<(i32, i64, Written)>, tokio::task::JoinError>,
+) -> bool {
     let results = match done {
         Ok(r) => r,
         // Only a panic ends the write task: let it end this view's consumption, as it would
@@ -213,4 +237,3 @@ where
         }
     }
 }
-

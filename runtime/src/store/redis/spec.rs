@@ -140,7 +140,6 @@ mod tests {
         }
     }
 
-
     #[test]
     fn spec_json_matches_the_json_tree_for_every_op() {
         let ops = vec![
