@@ -77,7 +77,6 @@ pub mod __private {
 }
 
 /// Export a [`StreamTransform`] implementation as the component's `stream-transform` world.
-#[rustfmt::skip]
 #[macro_export]
 macro_rules! export_stream_transform {
     ($t:ty) => {
@@ -96,7 +95,7 @@ macro_rules! export_stream_transform {
                     $crate::__private::process_batch::<$t>(events)
                 }
             }
-            $crate::bindings::stream::export_stream_world!(WaferStreamExport with_types_in $crate::bindings::stream);
+    $crate::bindings::stream::export_stream_world!(WaferStreamExport with_types_in $crate::bindings::stream);
         };
     };
 }
