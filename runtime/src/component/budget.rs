@@ -114,6 +114,15 @@ impl CompileWorker {
 /// The worker's side: limit this process, read a component from stdin, write the artifact to
 /// stdout. Returns the process exit code.
 pub fn worker_main(engine: EngineConfig, memory_bytes: usize, cpu: Duration) -> i32 {
+    // The engine first: its pool's table mapping is committed memory, allocated once; the
+    // limits below then bound what compiling adds on top of it.
+    let engine = match engine.compile_only_engine() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("creating the engine: {e:#}");
+            return 1;
+        }
+    };
     // SAFETY: plain libc calls on this process; the structs are fully initialised.
     unsafe {
         let data = libc::rlimit { rlim_cur: memory_bytes as libc::rlim_t, rlim_max: memory_bytes as libc::rlim_t };
@@ -129,13 +138,6 @@ pub fn worker_main(engine: EngineConfig, memory_bytes: usize, cpu: Duration) -> 
         eprintln!("reading the component: {e}");
         return 1;
     }
-    let engine = match engine.compile_only_engine() {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("creating the engine: {e:#}");
-            return 1;
-        }
-    };
     match engine.precompile_component(&bytes) {
         Ok(artifact) => match std::io::stdout().lock().write_all(&artifact) {
             Ok(()) => 0,

@@ -123,7 +123,7 @@ fn push_node(redis: &RedisServer, dir: &Path) -> Node {
     std::fs::write(
         &config,
         format!(
-            "[redis]\nurl = \"{}\"\n[server]\ntenant = \"t\"\n[[stream_view]]\nname = \"m\"\nentity = \"e\"\ntransform = \"{}\"\nfeatures = [\"x\"]\n",
+            "[redis]\nurl = \"{}\"\n[server]\ntenant = \"t\"\n[[stream_view]]\nname = \"m\"\nentity = \"e\"\ntransform = \"{}\"\nfeatures = [\"x\"]\ndeadline_ms = 2000\n",
             redis.url(),
             guests::MISBEHAVE
         ),
@@ -352,9 +352,10 @@ fn breaker_settings_are_bounded_by_the_tenant_quota() {
 /// Defect 10: entity keys are capped (1 KiB by default).
 #[test]
 fn an_oversized_entity_key_fails_its_event_only() {
-    let mut w = load_with(guests::MISBEHAVE, Limits::default()).stream_worker().unwrap();
+    let limits = Limits { deadline: Duration::from_secs(2), ..Limits::default() };
+    let mut w = load_with(guests::MISBEHAVE, limits).stream_worker().unwrap();
     let r = w.process(&[
-        event(0, 1, json!({"mode": "long_key", "bytes": 10 << 20})),
+        event(0, 1, json!({"mode": "long_key", "bytes": 64 << 10})),
         event(1, 1, json!({"mode": "long_key", "bytes": 1024})),
     ]);
     assert_eq!(r[0].as_ref().err().map(|e| e.code()), Some("schema_violation"));
