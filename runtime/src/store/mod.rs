@@ -11,6 +11,7 @@
 //! watermark when it gets a partition and skips offsets below it, so a replay after a crash
 //! never double-counts.
 
+pub mod deadline;
 pub mod embedded;
 pub mod redis;
 
@@ -27,6 +28,9 @@ pub enum StoreError {
     Redis(#[from] ::redis::RedisError),
     #[error("store: {0}")]
     Other(String),
+    /// A serving read missed its deadline ([`deadline::ReadDeadline`]).
+    #[error("store: no answer within the serving deadline of {0:?}")]
+    Timeout(std::time::Duration),
 }
 
 impl StoreError {
@@ -49,6 +53,7 @@ impl StoreError {
                         )
                     )
             }
+            StoreError::Timeout(_) => true,
             StoreError::Other(_) => false,
         }
     }

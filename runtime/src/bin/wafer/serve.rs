@@ -11,6 +11,7 @@ use wafer_runtime::pipeline::Metrics;
 use wafer_runtime::registry::Registry;
 use wafer_runtime::server::{App, serve};
 use wafer_runtime::store::OnlineStore;
+use wafer_runtime::store::deadline::ReadDeadline;
 use wafer_runtime::store::embedded::EmbeddedStore;
 use wafer_runtime::store::redis::RedisStore;
 use wafer_runtime::tenant::{TenantSpec, build_tenant};
@@ -86,9 +87,10 @@ fn run(
         let loader = sandbox.loader()?;
         let metrics = Arc::new(Metrics::default());
         let store: Arc<dyn OnlineStore> = match (&manifest.redis, dev) {
-            (Some(r), false) => Arc::new(
+            (Some(r), false) => Arc::new(ReadDeadline::new(
                 RedisStore::connect(&r.url).await.with_context(|| format!("connecting to Redis at {}", r.url))?,
-            ),
+                std::time::Duration::from_millis(r.read_timeout_ms.max(1)),
+            )),
             _ => Arc::new(EmbeddedStore::new()),
         };
         let embedded = dev || manifest.redis.is_none();
