@@ -16,7 +16,8 @@ pub mod model;
 use std::collections::HashMap;
 
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
+
+use crate::store::redis::Conn;
 use sha2::{Digest, Sha256};
 
 pub use model::{ApiKey, Quotas, Tenant, TransformRecord, Version, ViewKind, ViewRecord};
@@ -97,19 +98,26 @@ fn gc_versions(rec: &mut TransformRecord, newest: &str, keep: usize) -> Vec<Stri
 
 #[derive(Clone)]
 pub struct Registry {
-    conn: ConnectionManager,
+    conn: Conn,
 }
 
 impl Registry {
+    /// Connect to a single Redis.
     pub async fn connect(url: &str) -> Result<Self, RegistryError> {
-        let client = redis::Client::open(url)?;
-        let cfg = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
-            .set_response_timeout(Some(std::time::Duration::from_secs(5)));
-        Ok(Self { conn: ConnectionManager::new_with_config(client, cfg).await? })
+        Ok(Self { conn: Conn::single(url).await? })
     }
 
-    fn conn(&self) -> ConnectionManager {
+    /// Connect as the store's options say (a single Redis or a Cluster: every registry key
+    /// shares one hash tag, so the registry lives in one slot).
+    pub async fn open(opts: &crate::store::redis::RedisOptions) -> Result<Self, RegistryError> {
+        let conn = match opts.urls.as_slice() {
+            [url] if !opts.cluster => Conn::single(url).await?,
+            seeds => Conn::cluster(seeds).await?,
+        };
+        Ok(Self { conn })
+    }
+
+    fn conn(&self) -> Conn {
         self.conn.clone()
     }
 

@@ -3,6 +3,7 @@
 
 mod aggregate;
 mod cli;
+mod cluster;
 mod examples;
 mod hardening;
 mod languages;

@@ -113,7 +113,7 @@ fn run(
         let metrics = Arc::new(Metrics::default());
         let store: Arc<dyn OnlineStore> = match (&manifest.redis, dev) {
             (Some(r), false) => Arc::new(
-                RedisStore::connect(&r.url).await.with_context(|| format!("connecting to Redis at {}", r.url))?,
+                RedisStore::open(&r.options()).await.with_context(|| format!("connecting to Redis at {}", r.url))?,
             ),
             _ => Arc::new(EmbeddedStore::new()),
         };
@@ -127,7 +127,7 @@ fn run(
                     "the admin token in ${} must be at least 16 characters",
                     c.admin_token_env
                 );
-                let registry = Registry::connect(&r.url)
+                let registry = Registry::open(&r.options())
                     .await
                     .with_context(|| format!("connecting to the registry in Redis at {}", r.url))?;
                 let control = Arc::new(Control::new(registry, &token, loader, c.compile_slots, manifest.kafka.clone()));
