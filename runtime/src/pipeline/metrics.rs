@@ -145,12 +145,17 @@ impl Histogram {
 pub struct Gauge {
     name: &'static str,
     help: &'static str,
+    label: &'static str,
     values: Mutex<BTreeMap<String, f64>>,
 }
 
 impl Gauge {
     fn new(name: &'static str, help: &'static str) -> Self {
-        Self { name, help, values: Mutex::new(BTreeMap::new()) }
+        Self { name, help, label: "view", values: Mutex::new(BTreeMap::new()) }
+    }
+    fn with_label(mut self, label: &'static str) -> Self {
+        self.label = label;
+        self
     }
     pub fn set(&self, view: &str, v: f64) {
         self.values.lock().insert(view.to_owned(), v);
@@ -165,7 +170,7 @@ impl Gauge {
     fn render(&self, out: &mut String) {
         let _ = writeln!(out, "# HELP {} {}\n# TYPE {} gauge", self.name, self.help, self.name);
         for (view, v) in self.values.lock().iter() {
-            let _ = writeln!(out, "{}{{view=\"{}\"}} {v}", self.name, esc(view));
+            let _ = writeln!(out, "{}{{{}=\"{}\"}} {v}", self.name, self.label, esc(view));
         }
     }
 }
@@ -237,6 +242,11 @@ pub struct Metrics {
     pub quota_exceeded: Counter,
     /// Feature requests refused or failed, by endpoint and error code.
     pub serve_errors: Counter,
+    /// Client connections by listener and outcome (`accepted`, `refused` over the cap,
+    /// `idle_closed`, `resource_exhausted` / `accept_error` when accepting failed).
+    pub connections: Counter,
+    /// Open client connections by listener.
+    pub open_connections: Gauge,
     /// Transform + fold time per batch.
     pub transform_seconds: Histogram,
     /// HTTP request handling time by route.
@@ -271,6 +281,13 @@ impl Default for Metrics {
                 "Times a view's circuit breaker opened (paused the view).",
                 "code",
             ),
+            connections: Counter::new(
+                "wafer_connections_total",
+                "Client connections by listener and outcome (accepted, refused, idle_closed, accept errors).",
+                "outcome",
+            )
+            .with_first("listener"),
+            open_connections: Gauge::new("wafer_open_connections", "Open client connections.").with_label("listener"),
             paused: Gauge::new("wafer_view_paused", "1 while the view is paused by its circuit breaker."),
             source_stalled: PartitionGauge::new(
                 "wafer_source_stalled",
@@ -332,12 +349,14 @@ impl Metrics {
             &self.breaker_trips,
             &self.quota_exceeded,
             &self.source_rewound,
+            &self.connections,
         ] {
             c.render(&mut out);
         }
         self.paused.render(&mut out);
         self.source_stalled.render(&mut out);
         self.source_missing.render(&mut out);
+        self.open_connections.render(&mut out);
         self.transform_seconds.render(&mut out);
         self.request_seconds.render(&mut out);
         self.freshness_seconds.render(&mut out);

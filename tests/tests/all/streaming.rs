@@ -21,9 +21,19 @@ pub(crate) fn brokers() -> String {
 }
 
 fn manifest(dir: &std::path::Path, redis: &str, topic: Option<&str>, group: &str) -> std::path::PathBuf {
+    let redis = if redis.is_empty() { String::new() } else { format!("[redis]\nurl = \"{redis}\"\n") };
+    manifest_with(dir, &redis, topic, group)
+}
+
+/// [`manifest`] with the whole `[redis]` section given (e.g. a Cluster's).
+pub(crate) fn manifest_with(
+    dir: &std::path::Path,
+    redis: &str,
+    topic: Option<&str>,
+    group: &str,
+) -> std::path::PathBuf {
     let kafka =
         topic.map_or(String::new(), |_| format!("[kafka]\nbrokers = \"{}\"\ngroup_id = \"{group}\"\n", brokers()));
-    let redis = if redis.is_empty() { String::new() } else { format!("[redis]\nurl = \"{redis}\"\n") };
     let topic = topic.map_or(String::new(), |t| format!("topic = \"{t}\"\ndead_letter_topic = \"{t}.dlq\"\n"));
     let text = format!(
         "{redis}{kafka}[server]\ntenant = \"t1\"\n\n[[stream_view]]\nname = \"txn\"\nentity = \"user\"\ntransform = \"{}\"\n{topic}features = [\"country\"]\nbatch_size = 256\n\n[[stream_view.aggregations]]\ncolumn = \"amount\"\nfunctions = [\"count\", \"sum\", \"max\"]\nwindows = [\"24h\", \"lifetime\"]\n",
