@@ -129,7 +129,7 @@ CODES: Dict[str, type] = {
     "invalid_event": InvalidRequest,
     "spine_too_large": InvalidRequest,
     "unknown_views": UnknownFeatures,
-    "unknown_view": UnknownFeatures,
+    "unknown_view": NotFound,
     "unknown_features": UnknownFeatures,
     "unknown_feature_service": UnknownFeatures,
     "missing_entity": MissingEntity,
