@@ -63,6 +63,12 @@ for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$KAFKA_PORT") 2>/dev/null &
 export WAFER_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/
 export WAFER_TEST_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
 export WAFER_TEST_REDIS_SERVER=$(command -v redis-server)
+# --- Redis Cluster tests (tests/tests/all/cluster.rs): they start their own
+# `redis-server --cluster-enabled yes` nodes and create the cluster with redis-cli, which the
+# redis-server package installs (redis-tools); nothing else is needed.
+command -v redis-cli >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-tools >/dev/null; }
+export WAFER_TEST_REDIS_CLI=$(command -v redis-cli)
+# --- end Redis Cluster
 echo "redis on $REDIS_PORT, tansu on $KAFKA_PORT"
 
 PYTHON_ONLY=0

@@ -37,26 +37,20 @@ pub async fn run(app: Arc<App>) {
     }
 }
 
-/// Bytes of every transform a tenant's views reference (active versions), fetched once per node.
+/// Bytes of the active version of every transform the tenant's views use, fetched from the
+/// registry on demand (only when the tenant is (re)built; nodes keep no copy of any version's
+/// bytes afterwards, only the compiled artifact on disk).
 async fn fetch_blobs(
     control: &Control,
     transforms: &HashMap<String, TransformRecord>,
+    used: &std::collections::HashSet<String>,
 ) -> Result<HashMap<String, Arc<Vec<u8>>>, crate::registry::RegistryError> {
     let mut out = HashMap::new();
-    for rec in transforms.values() {
+    for rec in transforms.values().filter(|r| used.contains(&r.name)) {
         let Some(id) = &rec.active else { continue };
-        let bytes = match control.cached_blob(id) {
-            Some(b) => b,
-            None => match control.registry.blob(id).await? {
-                Some(b) => {
-                    let b = Arc::new(b);
-                    control.remember_blob(id, b.clone());
-                    b
-                }
-                None => continue,
-            },
-        };
-        out.insert(rec.name.clone(), bytes);
+        if let Some(b) = control.registry.blob(id).await? {
+            out.insert(rec.name.clone(), Arc::new(b));
+        }
     }
     Ok(out)
 }
@@ -91,7 +85,13 @@ pub async fn build_from_snapshot(
     let spec = TenantSpec::from_registry(snap, tenant)?;
     let empty = HashMap::new();
     let transforms = snap.transforms.get(tenant).unwrap_or(&empty);
-    let blobs = fetch_blobs(control, transforms).await.map_err(|e| e.to_string())?;
+    let used: std::collections::HashSet<String> = spec
+        .streams
+        .iter()
+        .map(|v| v.transform.to_string_lossy().into_owned())
+        .chain(spec.requests.iter().map(|v| v.transform.to_string_lossy().into_owned()))
+        .collect();
+    let blobs = fetch_blobs(control, transforms, &used).await.map_err(|e| e.to_string())?;
     let loader = control.loader(tenant).map_err(|e| e.to_string())?;
     let metrics = app.metrics.clone();
     let fp = tenant_fingerprint(snap, tenant);

@@ -145,12 +145,17 @@ impl Histogram {
 pub struct Gauge {
     name: &'static str,
     help: &'static str,
+    label: &'static str,
     values: Mutex<BTreeMap<String, f64>>,
 }
 
 impl Gauge {
     fn new(name: &'static str, help: &'static str) -> Self {
-        Self { name, help, values: Mutex::new(BTreeMap::new()) }
+        Self { name, help, label: "view", values: Mutex::new(BTreeMap::new()) }
+    }
+    fn with_label(mut self, label: &'static str) -> Self {
+        self.label = label;
+        self
     }
     pub fn set(&self, view: &str, v: f64) {
         self.values.lock().insert(view.to_owned(), v);
@@ -161,7 +166,7 @@ impl Gauge {
     fn render(&self, out: &mut String) {
         let _ = writeln!(out, "# HELP {} {}\n# TYPE {} gauge", self.name, self.help, self.name);
         for (view, v) in self.values.lock().iter() {
-            let _ = writeln!(out, "{}{{view=\"{}\"}} {v}", self.name, esc(view));
+            let _ = writeln!(out, "{}{{{}=\"{}\"}} {v}", self.name, self.label, esc(view));
         }
     }
 }
@@ -197,6 +202,11 @@ pub struct Metrics {
     pub quota_exceeded: Counter,
     /// Feature requests refused or failed, by endpoint and error code.
     pub serve_errors: Counter,
+    /// Client connections by listener and outcome (`accepted`, `refused` over the cap,
+    /// `idle_closed`, `resource_exhausted` / `accept_error` when accepting failed).
+    pub connections: Counter,
+    /// Open client connections by listener.
+    pub open_connections: Gauge,
     /// Transform + fold time per batch.
     pub transform_seconds: Histogram,
     /// HTTP request handling time by route.
@@ -231,6 +241,13 @@ impl Default for Metrics {
                 "Times a view's circuit breaker opened (paused the view).",
                 "code",
             ),
+            connections: Counter::new(
+                "wafer_connections_total",
+                "Client connections by listener and outcome (accepted, refused, idle_closed, accept errors).",
+                "outcome",
+            )
+            .with_first("listener"),
+            open_connections: Gauge::new("wafer_open_connections", "Open client connections.").with_label("listener"),
             paused: Gauge::new("wafer_view_paused", "1 while the view is paused by its circuit breaker."),
             quota_exceeded: Counter::new(
                 "wafer_quota_exceeded_total",
@@ -281,10 +298,12 @@ impl Metrics {
             &self.serve_errors,
             &self.breaker_trips,
             &self.quota_exceeded,
+            &self.connections,
         ] {
             c.render(&mut out);
         }
         self.paused.render(&mut out);
+        self.open_connections.render(&mut out);
         self.transform_seconds.render(&mut out);
         self.request_seconds.render(&mut out);
         self.freshness_seconds.render(&mut out);

@@ -9,14 +9,15 @@
 //! - `{wafer-registry}:keys`: sha256(secret) → [`ApiKey`]
 //! - `{wafer-registry}:transforms:<tenant>`: name → [`TransformRecord`]
 //! - `{wafer-registry}:views:<tenant>`: name → [`ViewRecord`]
-//! - `{wafer-registry}:blob:<sha256>`: component bytes
+//! - `{wafer-registry}:blob:<sha256>`: component bytes (deleted with the last version using them)
 
 pub mod model;
 
 use std::collections::HashMap;
 
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
+
+use crate::store::redis::Conn;
 use sha2::{Digest, Sha256};
 
 pub use model::{ApiKey, Quotas, Tenant, TransformRecord, Version, ViewKind, ViewRecord};
@@ -75,21 +76,48 @@ fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
+/// Drop the oldest versions of `rec` beyond `keep`, never the active one nor `newest`; the ids
+/// of the dropped ones.
+fn gc_versions(rec: &mut TransformRecord, newest: &str, keep: usize) -> Vec<String> {
+    let mut dropped = Vec::new();
+    while rec.versions.len() > keep {
+        let oldest = rec
+            .versions
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.id != newest && Some(&v.id) != rec.active.as_ref())
+            .min_by_key(|(_, v)| v.uploaded_ms)
+            .map(|(i, _)| i);
+        match oldest {
+            Some(i) => dropped.push(rec.versions.remove(i).id),
+            None => break,
+        }
+    }
+    dropped
+}
+
 #[derive(Clone)]
 pub struct Registry {
-    conn: ConnectionManager,
+    conn: Conn,
 }
 
 impl Registry {
+    /// Connect to a single Redis.
     pub async fn connect(url: &str) -> Result<Self, RegistryError> {
-        let client = redis::Client::open(url)?;
-        let cfg = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
-            .set_response_timeout(Some(std::time::Duration::from_secs(5)));
-        Ok(Self { conn: ConnectionManager::new_with_config(client, cfg).await? })
+        Ok(Self { conn: Conn::single(url).await? })
     }
 
-    fn conn(&self) -> ConnectionManager {
+    /// Connect as the store's options say (a single Redis or a Cluster: every registry key
+    /// shares one hash tag, so the registry lives in one slot).
+    pub async fn open(opts: &crate::store::redis::RedisOptions) -> Result<Self, RegistryError> {
+        let conn = match opts.urls.as_slice() {
+            [url] if !opts.cluster => Conn::single(url).await?,
+            seeds => Conn::cluster(seeds).await?,
+        };
+        Ok(Self { conn })
+    }
+
+    fn conn(&self) -> Conn {
         self.conn.clone()
     }
 
@@ -213,7 +241,9 @@ impl Registry {
         self.get(format!("{P}:transforms:{tenant}"), name).await
     }
 
-    /// Add a validated, compiled version (and its bytes), optionally activating it; atomic.
+    /// Add a validated, compiled version (and its bytes), optionally activating it, and keep at
+    /// most `keep` versions: the oldest inactive ones beyond are dropped, with their bytes unless
+    /// another transform still references them; atomic.
     pub async fn add_version(
         &self,
         tenant: &str,
@@ -221,6 +251,7 @@ impl Registry {
         version: Version,
         bytes: &[u8],
         activate: bool,
+        keep: usize,
     ) -> Result<TransformRecord, RegistryError> {
         let mut rec = self.transform(tenant, name).await?.unwrap_or(TransformRecord {
             name: name.into(),
@@ -234,17 +265,27 @@ impl Registry {
         if activate || rec.active.is_none() {
             rec.active = Some(id.clone());
         }
-        let mut c = self.conn();
-        let _: () = redis::pipe()
-            .atomic()
-            .set(format!("{P}:blob:{id}"), bytes)
-            .ignore()
-            .hset(format!("{P}:transforms:{tenant}"), name, to_json(&rec))
+        let dropped = gc_versions(&mut rec, &id, keep.max(1));
+        let mut unreferenced = Vec::new();
+        if !dropped.is_empty() {
+            let snap = self.snapshot().await?;
+            let in_use = |sha: &str| {
+                snap.transforms
+                    .iter()
+                    .any(|(t, recs)| recs.values().any(|r| (t != tenant || r.name != name) && r.version(sha).is_some()))
+            };
+            unreferenced = dropped.into_iter().filter(|v| !in_use(v)).collect();
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic().set(format!("{P}:blob:{id}"), bytes).ignore();
+        for sha in &unreferenced {
+            pipe.del(format!("{P}:blob:{sha}")).ignore();
+        }
+        pipe.hset(format!("{P}:transforms:{tenant}"), name, to_json(&rec))
             .ignore()
             .incr(format!("{P}:version"), 1)
-            .ignore()
-            .query_async(&mut c)
-            .await?;
+            .ignore();
+        let _: () = pipe.query_async(&mut self.conn()).await?;
         Ok(rec)
     }
 
@@ -275,5 +316,34 @@ impl Registry {
             return Err(RegistryError::NoView(name.into()));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(id: &str, uploaded_ms: i64) -> Version {
+        Version {
+            id: id.into(),
+            world: "stream".into(),
+            info: serde_json::Value::Null,
+            bytes: 1,
+            compile_ms: 0,
+            uploaded_ms,
+        }
+    }
+
+    #[test]
+    fn gc_drops_the_oldest_inactive_versions_beyond_the_cap() {
+        let mut rec = TransformRecord {
+            name: "t".into(),
+            active: Some("a".into()),
+            versions: vec![v("a", 1), v("b", 2), v("c", 3), v("d", 4), v("e", 5)],
+        };
+        assert_eq!(gc_versions(&mut rec, "e", 3), vec!["b".to_string(), "c".to_string()]);
+        let ids: Vec<&str> = rec.versions.iter().map(|v| v.id.as_str()).collect();
+        assert_eq!(ids, ["a", "d", "e"], "the active (oldest) and the newest are kept");
+        assert!(gc_versions(&mut rec, "e", 3).is_empty());
     }
 }

@@ -7,26 +7,26 @@
 //! - `POST /v1/training-data`: point-in-time training data for small inline jobs ([`training`]).
 //! - `GET /v1/views`, `GET /metrics` (Prometheus text), `GET /healthz`, `GET /openapi.json`.
 //!
+//! Connections (accept loop, connection cap, header and idle timeouts): [`listen`].
+//!
 //! Errors are JSON `{"error": {"code": "...", "message": "...", ...}}` with a 4xx/5xx status.
 
 pub mod admin;
 pub mod auth;
 pub mod control;
 mod features;
+pub mod listen;
 mod push;
 pub mod respond;
 mod training;
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value as Json, json};
-use tokio::net::TcpListener;
 
 use parking_lot::RwLock;
 
@@ -34,6 +34,7 @@ use crate::pipeline::{Metrics, View};
 use crate::registry::ApiKey;
 use crate::store::OnlineStore;
 use crate::tenant::TenantApp;
+pub use listen::{ListenConfig, serve, serve_with};
 use respond::{Resp, bytes_resp, error, json_resp};
 
 /// The OpenAPI document of every route.
@@ -117,24 +118,6 @@ impl App {
     /// The current stream view `view` of `tenant` (a hot swap replaces it between batches).
     pub fn view(&self, tenant: &str, view: &str) -> Option<Arc<View>> {
         self.state.read().tenants.get(tenant)?.views.get(view).cloned()
-    }
-}
-
-/// Serve until the listener fails.
-pub async fn serve(app: Arc<App>, listener: TcpListener) -> std::io::Result<()> {
-    loop {
-        let (stream, _peer) = listener.accept().await?;
-        let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let app = app.clone();
-                async move { Ok::<_, Infallible>(handle(&app, req).await) }
-            });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
     }
 }
 

@@ -104,7 +104,31 @@ fn default_compile_slots() -> usize {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
+    /// `redis://…` of the server, or of one Cluster node.
     pub url: String,
+    /// Connect as a Redis Cluster client (implied by `seeds`).
+    #[serde(default)]
+    pub cluster: bool,
+    /// More Cluster nodes to discover the topology from (besides `url`).
+    #[serde(default)]
+    pub seeds: Vec<String>,
+    /// After each write, `WAIT` for this many replicas of every master (0: asynchronous
+    /// replication, so a failover may lose the last writes acknowledged by a master).
+    #[serde(default)]
+    pub wait_replicas: u32,
+}
+
+impl RedisConfig {
+    /// The store's connection options.
+    pub fn options(&self) -> crate::store::redis::RedisOptions {
+        let mut urls = vec![self.url.clone()];
+        urls.extend(self.seeds.iter().cloned());
+        crate::store::redis::RedisOptions {
+            cluster: self.cluster || urls.len() > 1,
+            urls,
+            wait_replicas: self.wait_replicas,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

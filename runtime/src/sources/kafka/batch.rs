@@ -106,22 +106,32 @@ pub(super) async fn write(view: Arc<View>, app: Arc<App>, ready: Ready) -> Vec<(
         let (view, app, events) = (&view, &app, &ready.events);
         async move {
             let Some(mark) = &p.mark else { return Written::Skipped };
-            match retry_store(view, || view.commit(app.store.as_ref(), prep, Some(mark.clone()))).await {
-                Applied::Applied => Written::Applied,
-                // Another consumer (before a rebalance) applied the start of this range: apply the
-                // rest from its watermark now, or nobody ever will (our fetch position is past it).
-                Applied::Stale { watermark } if watermark < p.next => {
-                    let rest: Vec<Event> =
-                        events[p.range.clone()].iter().filter(|e| e.offset >= watermark).cloned().collect();
-                    view.metrics.replays.add(&view.id, "kafka", (p.range.len() - rest.len()) as u64);
-                    let prep = view.prepare(&rest);
-                    let mark = SourceMark { first_offset: watermark, ..mark.clone() };
-                    match retry_store(view, || view.commit(app.store.as_ref(), &prep, Some(mark.clone()))).await {
-                        Applied::Applied => Written::Applied,
-                        Applied::Stale { watermark } => Written::Stale(watermark, rest.len() as u64),
-                    }
+            let mut applied = retry_store(view, || view.commit(app.store.as_ref(), prep, Some(mark.clone()))).await;
+            // The store holds this range only up to `watermark` (another consumer before a
+            // rebalance, or entities written before a crash): write the rest from there now, or
+            // nobody ever will (our fetch position is past it). Each round moves `watermark` up.
+            let mut from = mark.first_offset;
+            while let Applied::Stale { watermark } = applied {
+                if watermark >= p.next || watermark <= from {
+                    break;
                 }
-                Applied::Stale { watermark } => Written::Stale(watermark, p.range.len() as u64),
+                from = watermark;
+                let rest: Vec<Event> =
+                    events[p.range.clone()].iter().filter(|e| e.offset >= watermark).cloned().collect();
+                view.metrics.replays.add(&view.id, "kafka", (p.range.len() - rest.len()) as u64);
+                let prep = view.prepare(&rest);
+                let mark = SourceMark { first_offset: watermark, ..mark.clone() };
+                applied = retry_store(view, || view.commit(app.store.as_ref(), &prep, Some(mark.clone()))).await;
+                if applied == Applied::Applied {
+                    return Written::Applied;
+                }
+            }
+            match applied {
+                Applied::Applied => Written::Applied,
+                Applied::Stale { watermark } => {
+                    let left = events[p.range.clone()].iter().filter(|e| e.offset >= from).count();
+                    Written::Stale(watermark, left as u64)
+                }
             }
         }
     });
