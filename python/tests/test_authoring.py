@@ -57,8 +57,8 @@ def test_build_and_run_a_decorated_function(tmp_path):
         wafer.run(wasm, events)
     f = {i: (code, msg) for i, code, msg in ei.value.failures}
     assert sorted(f) == [1, 4]
-    assert f[1] == ("bad_input", "app.py, line 13, in card_txn: negative amount -1.0")
-    assert f[4][0] == "bad_input" and f[4][1] == "app.py, line 11, in card_txn: KeyError: 'amount'"
+    assert f[1] == ("bad_input", "bad input: app.py, line 13, in card_txn: negative amount -1.0")
+    assert f[4][0] == "bad_input" and f[4][1] == "bad input: app.py, line 11, in card_txn: KeyError: 'amount'"
     t = ei.value.table
     assert t.to_pylist() == [
         {"event": 0, "entity_key": "u1", "event_time_ms": 1000, "amount": 12.5, "country": "DE", "big": False,
@@ -84,4 +84,4 @@ def test_build_errors_point_at_the_users_line(tmp_path):
     '''))
     with pytest.raises(errors.BuildError) as ei:
         wafer.build(decl)
-    assert "decl.py:" in str(ei.value) and "output `amount` has type 'float'" in str(ei.value)
+    assert str(ei.value).startswith("decl.py:4: ") and "output `amount` has type 'float'" in str(ei.value)

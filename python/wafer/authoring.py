@@ -239,7 +239,8 @@ def _explain(log: str, src: Any) -> str:
 
     lines = log.strip().splitlines()
     at = [i for i, l in enumerate(lines) if f'File "{src}"' in l or f"{src.name}\", line" in l]
-    last = next((l for l in reversed(lines) if l.strip() and not l.startswith(" ")), "build failed")
+    errs = [l for l in lines if re.match(r"^\s*[A-Za-z_][\w.]*(Error|Exception)\b.*: ", l)]
+    last = errs[-1] if errs else next((l for l in reversed(lines) if l.strip() and not l.startswith(" ")), "build failed")
     if at:
         m = re.search(r'line (\d+)', lines[at[-1]])
         line = m.group(1) if m else "?"

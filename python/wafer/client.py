@@ -24,7 +24,8 @@ class OnlineResponse:
 
     ``to_dict()`` has the shape of Feast's ``OnlineResponse.to_dict()``: the join key columns
     first, then one list per feature (``feature``, or ``view__feature`` with
-    ``full_feature_names``); missing and expired values are ``None``.
+    ``full_feature_names``); missing plain features and expired values are ``None``, aggregations
+    of an entity without events are what serving and training data give (counts and sums ``0``).
     """
 
     def __init__(
@@ -53,7 +54,7 @@ class OnlineResponse:
         out: Dict[str, List[Any]] = {k: list(v) for k, v in self.join_keys.items()}
         for i, name in enumerate(self.names):
             cells = self._cells(i)
-            out[name] = [c.get("value") if c.get("status") == "present" else None for c in cells]
+            out[name] = [None if c.get("status") == "expired" else c.get("value") for c in cells]
             if include_event_timestamps:
                 out[name + "__ts"] = [(c.get("event_time_ms") or 0) // 1000 for c in cells]
         return out
@@ -77,16 +78,18 @@ class OnlineResponse:
         """A DataFrame of ``to_dict()`` with natural dtypes (nullable Int64 / boolean)."""
         import pandas as pd
 
-        df = pd.DataFrame(self.to_dict())
-        for col in df.columns:
-            vals = [v for v in df[col] if v is not None]
+        cols = {}
+        for col, values in self.to_dict().items():
+            vals = [v for v in values if v is not None]
             if vals and all(isinstance(v, bool) for v in vals):
-                df[col] = df[col].astype("boolean")
+                cols[col] = pd.array(values, dtype="boolean")
             elif vals and all(isinstance(v, int) and not isinstance(v, bool) for v in vals):
-                df[col] = df[col].astype("Int64")
+                cols[col] = pd.array(values, dtype="Int64")
             elif vals and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
-                df[col] = df[col].astype("float64")
-        return df
+                cols[col] = pd.array([float("nan") if v is None else v for v in values], dtype="float64")
+            else:
+                cols[col] = pd.array(values, dtype=object)
+        return pd.DataFrame(cols)
 
     def __repr__(self) -> str:
         return f"OnlineResponse({self.to_dict()!r})"
@@ -172,7 +175,14 @@ class Client:
         for attempt in (0, 1):
             conn = self._conn()
             try:
-                conn.request(method, self._prefix + path, body=data, headers=headers)
+                try:
+                    conn.request(method, self._prefix + path, body=data, headers=headers)
+                except (BrokenPipeError, ConnectionResetError):
+                    # The server may answer before reading a whole body (413): read that answer.
+                    resp = conn.getresponse()
+                    raw = resp.read()
+                    self.close()
+                    break
                 resp = conn.getresponse()
                 raw = resp.read()
                 break
