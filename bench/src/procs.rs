@@ -50,7 +50,13 @@ pub fn cpu_secs(pid: u32) -> f64 {
 pub fn redis_cluster(dir: &Path, n: usize) -> Result<(Vec<Proc>, Vec<u16>)> {
     let (mut procs, mut ports) = (Vec::new(), Vec::new());
     for i in 0..n {
-        let port = free_port()?;
+        // Redis refuses a Cluster port above 55535 (its bus port is +10000).
+        let port = loop {
+            let p = free_port()?;
+            if p <= 55535 && std::net::TcpListener::bind(("127.0.0.1", p + 10000)).is_ok() {
+                break p;
+            }
+        };
         let d = dir.join(format!("cluster-{i}"));
         std::fs::create_dir_all(&d)?;
         let child = Command::new("redis-server")

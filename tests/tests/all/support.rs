@@ -141,7 +141,7 @@ pub struct RedisCluster {
 impl RedisCluster {
     pub fn start(masters: usize, replicas: usize) -> Self {
         let n = masters * (1 + replicas);
-        let nodes: Vec<RedisServer> = (0..n).map(|_| RedisServer::start_cluster_node(free_port())).collect();
+        let nodes: Vec<RedisServer> = (0..n).map(|_| RedisServer::start_cluster_node(cluster_port())).collect();
         let cli = std::env::var("WAFER_TEST_REDIS_CLI").unwrap_or_else(|_| "redis-cli".into());
         let out = Command::new(&cli)
             .arg("--cluster")
@@ -191,6 +191,16 @@ impl RedisCluster {
     /// Keys stored on a node (`DBSIZE`).
     pub fn dbsize(&self, port: u16) -> u64 {
         self.cli(port, &["dbsize"]).trim().parse().unwrap_or(0)
+    }
+}
+
+/// A free port for a Cluster node: at most 55535, with its bus port (+10000) free too.
+pub fn cluster_port() -> u16 {
+    loop {
+        let p = free_port();
+        if p <= 55535 && std::net::TcpListener::bind(("127.0.0.1", p + 10000)).is_ok() {
+            return p;
+        }
     }
 }
 

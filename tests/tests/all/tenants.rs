@@ -440,7 +440,7 @@ fn deleting_a_view_stops_it_and_removes_its_data() {
     });
     let keys = || {
         Command::new("redis-cli")
-            .args(["-p", &p.redis.port.to_string(), "--scan", "--pattern", "wafer:{alpha/txn}*"])
+            .args(["-p", &p.redis.port.to_string(), "--scan", "--pattern", "wafer:*alpha/txn[:}]*"])
             .output()
             .unwrap()
             .stdout
