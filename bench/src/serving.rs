@@ -35,6 +35,9 @@ pub struct Args {
     /// `wafer serve --worker-threads` (default: wafer's, one per core).
     #[arg(long)]
     worker_threads: Option<usize>,
+    /// Serve from a Redis Cluster of this many masters instead of a single Redis (0).
+    #[arg(long, default_value_t = 0)]
+    redis_cluster: usize,
 }
 
 const COUNTRIES: &[&str] = &["DE", "FR", "US", "GB", "IT", "ES", "NL", "PL"];
@@ -74,6 +77,20 @@ fn bodies(rng: &mut Rng, users: usize, per_request: usize, count: usize) -> Vec<
 pub fn run(a: Args) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let (_redis, redis_port) = procs::redis(dir.path())?;
+    let (_cluster, cluster_ports) =
+        if a.redis_cluster > 0 { procs::redis_cluster(dir.path(), a.redis_cluster)? } else { (Vec::new(), Vec::new()) };
+    let redis_section = match cluster_ports.as_slice() {
+        [] => format!("[redis]\nurl = \"redis://127.0.0.1:{redis_port}/\"\n"),
+        [first, ..] => format!("[redis]\nurl = \"redis://127.0.0.1:{first}/\"\ncluster = true\n"),
+    };
+    println!(
+        "store: {}",
+        if cluster_ports.is_empty() {
+            "single Redis".to_string()
+        } else {
+            format!("Redis Cluster of {} masters", cluster_ports.len())
+        }
+    );
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
 
     // The users file.
@@ -97,7 +114,7 @@ pub fn run(a: Args) -> Result<()> {
     std::fs::write(
         &config,
         format!(
-            "[redis]\nurl = \"redis://127.0.0.1:{redis_port}/\"\n[server]\ntenant = \"bench\"\n\n\
+            "{redis_section}[server]\ntenant = \"bench\"\n\n\
              [[batch_view]]\nname = \"user_stats\"\nentity = \"user\"\nsource = \"user_stats.csv\"\nentity_column = \"user_id\"\nttl = \"30d\"\n\
              features = {{ txn_count_7d = \"int64\", amount_sum_7d = \"float64\", amount_mean_7d = \"float64\", last_country = \"text\" }}\n\n\
              [[request_view]]\nname = \"risk\"\ntransform = {:?}\n",

@@ -297,12 +297,25 @@ impl View {
         prepared: &Prepared,
         mark: Option<SourceMark>,
     ) -> Result<Applied, StoreError> {
+        self.commit_keyed(store, prepared, mark, None).await
+    }
+
+    /// [`Self::commit`] of a push with an idempotency key: a retry with the same key is applied
+    /// at most once per entity (the store remembers the key).
+    pub async fn commit_keyed(
+        &self,
+        store: &dyn OnlineStore,
+        prepared: &Prepared,
+        mark: Option<SourceMark>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Applied, StoreError> {
         let batch = WriteBatch {
             view: &self.id,
             mark,
             entities: &prepared.ops,
             keep_ms: self.keep_ms,
             retention: &self.retention,
+            idempotency_key,
         };
         let applied = store.apply(&batch).await?;
         if applied == Applied::Applied {

@@ -5,7 +5,8 @@
 //! - `POST /v1/features`: native feature reads (stored, aggregated and request-view features).
 //! - `POST /get-online-features`: Feast-compatible reads.
 //! - `POST /v1/training-data`: point-in-time training data for small inline jobs ([`training`]).
-//! - `GET /v1/views`, `GET /metrics` (Prometheus text), `GET /healthz`, `GET /openapi.json`.
+//! - `GET /v1/views`, `GET /metrics` (Prometheus text), `GET /healthz` (liveness),
+//!   `GET /readyz` (readiness: 503 while a source partition is stalled), `GET /openapi.json`.
 //!
 //! Connections (accept loop, connection cap, header and idle timeouts): [`listen`].
 //!
@@ -43,6 +44,7 @@ pub const OPENAPI: &str = include_str!("../../openapi.json");
 /// Every route (method, path template), as documented in [`OPENAPI`].
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/healthz"),
+    ("GET", "/readyz"),
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
     ("GET", "/v1/views"),
@@ -84,6 +86,8 @@ pub struct NodeState {
     pub open_tenant: Option<String>,
     /// Registry version this state was built from.
     pub version: u64,
+    /// Registry change id this state was built from (see [`crate::registry::Revision`]).
+    pub change: String,
 }
 
 impl App {
@@ -134,6 +138,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> (&'static str, Resp) {
     let path = req.uri().path().to_owned();
     match (&method, path.as_str()) {
         (&Method::GET, "/healthz") => return ("healthz", json_resp(StatusCode::OK, &json!({"status": "ok"}))),
+        (&Method::GET, "/readyz") => return ("readyz", readyz(app)),
         (&Method::GET, "/openapi.json") => return ("openapi", bytes_resp(StatusCode::OK, "application/json", OPENAPI)),
         (&Method::GET, "/metrics") => {
             // Every tenant's metrics: the operator's (admin token in registry mode).
@@ -216,6 +221,20 @@ fn tenant_metrics(all: &str, tenant: &str) -> String {
             o.push('\n');
             o
         },
+    )
+}
+
+/// Readiness: not ready while any source partition is stalled (the stall detector in
+/// `sources::kafka` recovers it by itself). Missing source topics are listed but do not fail it:
+/// one tenant deleting its topic must not take the node out of service for every tenant.
+fn readyz(app: &App) -> Resp {
+    let stalled: Vec<Json> =
+        app.metrics.source_stalled.nonzero().into_iter().map(|(v, p)| json!({"view": v, "partition": p})).collect();
+    let missing = app.metrics.source_missing.nonzero();
+    let ready = stalled.is_empty();
+    json_resp(
+        if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE },
+        &json!({"status": if ready { "ready" } else { "not_ready" }, "stalled": stalled, "missing_sources": missing}),
     )
 }
 

@@ -1,4 +1,6 @@
 //! `POST /v1/views/{view}/events`: HTTP-pushed events, processed synchronously (read-after-write).
+//! An `Idempotency-Key` header makes a retry safe: each entity applies a key at most once. A write
+//! that timed out (or failed after part of it was applied) answers `store_outcome_unknown`.
 
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
@@ -20,6 +22,10 @@ struct PushRequest {
 pub async fn push_events(app: &App, t: &TenantApp, view: &str, req: Request<Incoming>) -> Resp {
     let Some(v) = t.views.get(view) else {
         return error(StatusCode::NOT_FOUND, "unknown_view", format!("no stream view `{view}`"));
+    };
+    let key = match idempotency_key(&req) {
+        Ok(k) => k,
+        Err(r) => return r,
     };
     let items = match body::<PushRequest>(req).await {
         Ok(b) => b.events,
@@ -66,13 +72,29 @@ pub async fn push_events(app: &App, t: &TenantApp, view: &str, req: Request<Inco
     if let Verdict::Tripped { pause } = v.judge(&prepared) {
         return paused(view, pause);
     }
-    if let Err(e) = v.commit(app.store.as_ref(), &prepared, None).await {
+    if let Err(e) = v.commit_keyed(app.store.as_ref(), &prepared, None, key.as_deref()).await {
         v.metrics.store_errors.add(&v.id, "push", 1);
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            format!("online store: {e}; nothing was written, retry"),
-        );
+        return match (e.outcome_unknown(), &key) {
+            (false, _) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                format!("online store: {e}; nothing was written, retry"),
+            ),
+            (true, Some(_)) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_outcome_unknown",
+                format!(
+                    "online store: {e}; the push may have been applied in part: retry with the same Idempotency-Key, which applies it exactly once"
+                ),
+            ),
+            (true, None) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_outcome_unknown",
+                format!(
+                    "online store: {e}; the push may have been applied in part: a retry may count it twice (send an Idempotency-Key header to make retries safe)"
+                ),
+            ),
+        };
     }
     let outcome = prepared;
     for f in &outcome.failures {
@@ -81,6 +103,24 @@ pub async fn push_events(app: &App, t: &TenantApp, view: &str, req: Request<Inco
     failures.sort_by_key(|f| f["index"].as_u64());
     let accepted = events.len() - outcome.failures.len();
     json_resp(StatusCode::OK, &json!({"accepted": accepted, "rows": outcome.rows, "failed": failures}))
+}
+
+/// Longest accepted `Idempotency-Key` header.
+const MAX_IDEMPOTENCY_KEY: usize = 200;
+
+/// The optional `Idempotency-Key` header: printable ASCII, at most [`MAX_IDEMPOTENCY_KEY`] bytes.
+fn idempotency_key(req: &Request<Incoming>) -> Result<Option<String>, Resp> {
+    let Some(h) = req.headers().get("idempotency-key") else { return Ok(None) };
+    match h.to_str() {
+        Ok(k) if !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY && k.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(k.to_string()))
+        }
+        _ => Err(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_idempotency_key",
+            format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters without spaces"),
+        )),
+    }
 }
 
 /// 503 while the view's circuit breaker is open; nothing of the batch was written.

@@ -3,7 +3,9 @@
 
 mod aggregate;
 mod cli;
+mod cluster;
 mod examples;
+mod faults;
 mod hardening;
 mod languages;
 mod offline;

@@ -4,6 +4,7 @@ mod backfill;
 mod client;
 mod inspect;
 mod materialize;
+mod migrate_store;
 mod new;
 mod run;
 mod run_request;
@@ -64,6 +65,9 @@ enum Command {
     /// Load a batch view's file (Parquet, CSV or JSONL) into Redis: pipelined, resumable,
     /// newest event time wins, TTL applied. Exit code 1 if any row was bad (they are skipped).
     Materialize(materialize::MaterializeArgs),
+    /// Convert a Redis store of an earlier release (one slot per view) to the per-entity layout
+    /// (entities spread over a Cluster, per-entity replay guards). Stop the views' nodes first.
+    MigrateStore(migrate_store::MigrateStoreArgs),
     /// Upload a transform to a running server (validated, precompiled, activated unless
     /// --no-activate); prints the version id, schema and compile time.
     Deploy(client::DeployArgs),
@@ -183,6 +187,7 @@ fn main() -> ExitCode {
         Command::Backfill(args) => backfill::backfill(args),
         Command::TrainingData(args) => training_data::training_data(args),
         Command::Materialize(args) => materialize::materialize_cmd(args),
+        Command::MigrateStore(args) => migrate_store::migrate_store_cmd(args),
         Command::Deploy(args) => client::deploy(args),
         Command::Tenants(args) => client::tenants(args),
         Command::Views(args) => client::views(args),

@@ -11,6 +11,7 @@ use wafer_runtime::pipeline::Metrics;
 use wafer_runtime::registry::Registry;
 use wafer_runtime::server::{App, ListenConfig, serve_with};
 use wafer_runtime::store::OnlineStore;
+use wafer_runtime::store::deadline::ReadDeadline;
 use wafer_runtime::store::embedded::EmbeddedStore;
 use wafer_runtime::store::redis::RedisStore;
 use wafer_runtime::tenant::{TenantSpec, build_tenant};
@@ -112,9 +113,10 @@ fn run(
         let loader = sandbox.loader()?.with_compile_worker(exe);
         let metrics = Arc::new(Metrics::default());
         let store: Arc<dyn OnlineStore> = match (&manifest.redis, dev) {
-            (Some(r), false) => Arc::new(
-                RedisStore::connect(&r.url).await.with_context(|| format!("connecting to Redis at {}", r.url))?,
-            ),
+            (Some(r), false) => Arc::new(ReadDeadline::new(
+                RedisStore::open(&r.options()).await.with_context(|| format!("connecting to Redis at {}", r.url))?,
+                std::time::Duration::from_millis(r.read_timeout_ms.max(1)),
+            )),
             _ => Arc::new(EmbeddedStore::new()),
         };
         let embedded = dev || manifest.redis.is_none();
@@ -127,7 +129,7 @@ fn run(
                     "the admin token in ${} must be at least 16 characters",
                     c.admin_token_env
                 );
-                let registry = Registry::connect(&r.url)
+                let registry = Registry::open(&r.options())
                     .await
                     .with_context(|| format!("connecting to the registry in Redis at {}", r.url))?;
                 let control = Arc::new(Control::new(registry, &token, loader, c.compile_slots, manifest.kafka.clone()));
