@@ -161,6 +161,7 @@ CODES: Dict[str, type] = {
     "forbidden": PermissionDenied,
     "tenant_disabled": PermissionDenied,
     "quota_exceeded": QuotaExceeded,
+    "compile_budget_exceeded": QuotaExceeded,
     # 404 / 405 / 409 / 429
     "not_found": NotFound,
     "method_not_allowed": InvalidRequest,
