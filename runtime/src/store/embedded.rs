@@ -146,10 +146,10 @@ impl OnlineStore for EmbeddedStore {
         if let Some(m) = &batch.mark {
             let wms = st.watermarks.entry(batch.view.to_string()).or_default();
             let key = (m.source.clone(), m.partition);
-            if let Some(&wm) = wms.get(&key) {
-                if wm > m.first_offset {
-                    return Ok(Applied::Stale { watermark: wm });
-                }
+            if let Some(&wm) = wms.get(&key)
+                && wm > m.first_offset
+            {
+                return Ok(Applied::Stale { watermark: wm });
             }
             wms.insert(key, m.next_offset);
         }
@@ -200,7 +200,7 @@ impl OnlineStore for EmbeddedStore {
             .iter()
             .map(|e| {
                 let mut rec = EntityRecord::new(names.clone());
-                if let Some(r) = records.and_then(|r| r.get(*e)).filter(|r| !r.expires.is_some_and(|x| x <= now)) {
+                if let Some(r) = records.and_then(|r| r.get(*e)).filter(|r| r.expires.is_none_or(|x| x > now)) {
                     for (i, f) in fields.iter().enumerate() {
                         if let Some(v) = r.data.fields.get(f) {
                             rec.set_field(i, v.clone());

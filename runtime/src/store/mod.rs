@@ -205,6 +205,26 @@ impl FieldSource for EntityRecord {
     }
 }
 
+#[async_trait]
+pub trait OnlineStore: Send + Sync {
+    /// Apply a batch atomically (with its watermark, if any).
+    async fn apply(&self, batch: &WriteBatch<'_>) -> Result<Applied, StoreError>;
+    /// The watermark (next offset to apply) of a source partition.
+    async fn watermark(&self, view: &str, source: &str, partition: i32) -> Result<Option<i64>, StoreError>;
+    /// Read the given fields and HLL sketches of several entities in one round trip. On a
+    /// sharded store, an entity whose shard cannot be read in time comes back
+    /// [`EntityRecord::unavailable`] (an error only when no entity could be read).
+    async fn read(
+        &self,
+        view: &str,
+        entities: &[&str],
+        fields: &[String],
+        hlls: &[String],
+    ) -> Result<Vec<EntityRecord>, StoreError>;
+    /// Remove everything of a view.
+    async fn delete_view(&self, view: &str) -> Result<(), StoreError>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,24 +249,4 @@ mod tests {
             assert_eq!((r.hll("h1"), r.hll("h2")), (Some(&[1u8, 2][..]), None));
         }
     }
-}
-
-#[async_trait]
-pub trait OnlineStore: Send + Sync {
-    /// Apply a batch atomically (with its watermark, if any).
-    async fn apply(&self, batch: &WriteBatch<'_>) -> Result<Applied, StoreError>;
-    /// The watermark (next offset to apply) of a source partition.
-    async fn watermark(&self, view: &str, source: &str, partition: i32) -> Result<Option<i64>, StoreError>;
-    /// Read the given fields and HLL sketches of several entities in one round trip. On a
-    /// sharded store, an entity whose shard cannot be read in time comes back
-    /// [`EntityRecord::unavailable`] (an error only when no entity could be read).
-    async fn read(
-        &self,
-        view: &str,
-        entities: &[&str],
-        fields: &[String],
-        hlls: &[String],
-    ) -> Result<Vec<EntityRecord>, StoreError>;
-    /// Remove everything of a view.
-    async fn delete_view(&self, view: &str) -> Result<(), StoreError>;
 }

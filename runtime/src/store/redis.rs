@@ -423,16 +423,16 @@ fn record(
     it: &mut impl Iterator<Item = RValue>,
 ) -> EntityRecord {
     let mut rec = EntityRecord::new(names.clone());
-    if nfields > 0 {
-        if let Some(RValue::Array(vals)) = it.next() {
-            for (i, v) in vals.into_iter().enumerate() {
-                if let RValue::BulkString(b) = v {
-                    // Reuses the reply's buffer (copies only if it is not UTF-8).
-                    rec.set_field(
-                        i,
-                        String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-                    );
-                }
+    if nfields > 0
+        && let Some(RValue::Array(vals)) = it.next()
+    {
+        for (i, v) in vals.into_iter().enumerate() {
+            if let RValue::BulkString(b) = v {
+                // Reuses the reply's buffer (copies only if it is not UTF-8).
+                rec.set_field(
+                    i,
+                    String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+                );
             }
         }
     }

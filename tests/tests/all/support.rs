@@ -159,6 +159,16 @@ impl RedisCluster {
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
         }
+        // Replicas must have finished their initial sync (WAIT counts only synced replicas).
+        for node in &c.nodes {
+            while replicas > 0
+                && c.cli(node.port, &["role"]).starts_with("slave")
+                && !c.cli(node.port, &["info", "replication"]).contains("master_link_status:up")
+            {
+                assert!(std::time::Instant::now() < deadline, "a replica never synced");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
         // Every node must agree on the whole slot map before a client's first topology read.
         while !c.nodes.iter().all(|n| c.cli(n.port, &["cluster", "slots"]).lines().count() >= masters * 3) {
             assert!(std::time::Instant::now() < deadline, "nodes never agreed on the slot map");

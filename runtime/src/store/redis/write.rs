@@ -213,12 +213,12 @@ pub(super) fn call(sha: &str, c: &Common<'_>, keys: &[String], entities: &[&Enti
         newest.clear();
         for op in &e.ops {
             push_op(&mut cmd, op);
-            if let Some((g, s)) = parse_tile_field(op.field()) {
-                if g > 0 {
-                    match newest.iter_mut().find(|(ng, _)| *ng == g) {
-                        Some(n) => n.1 = n.1.max(s),
-                        None => newest.push((g, s)),
-                    }
+            if let Some((g, s)) = parse_tile_field(op.field())
+                && g > 0
+            {
+                match newest.iter_mut().find(|(ng, _)| *ng == g) {
+                    Some(n) => n.1 = n.1.max(s),
+                    None => newest.push((g, s)),
                 }
             }
         }
