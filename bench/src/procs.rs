@@ -28,6 +28,22 @@ impl Proc {
     pub fn new(c: Child) -> Self {
         Self(c)
     }
+
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+/// CPU time (user + system) a process has used so far, from `/proc/<pid>/stat`.
+pub fn cpu_time(pid: u32) -> Result<Duration> {
+    let stat =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).context("malformed /proc/<pid>/stat")?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11).context("no utime")?.parse::<u64>()? + f.get(12).context("no stime")?.parse::<u64>()?;
+    // The kernel reports these in USER_HZ, which is 100 on every architecture Linux exports it for.
+    Ok(Duration::from_millis(ticks * 10))
 }
 
 impl Drop for Proc {

@@ -7,7 +7,9 @@ use serde_json::{Value as Json, json};
 
 use super::App;
 use super::respond::{Resp, body, error, json_resp};
+use crate::bindings::types::Event;
 use crate::events::parse_line;
+use crate::pipeline::View;
 use crate::pipeline::breaker::Verdict;
 use crate::tenant::TenantApp;
 
@@ -37,11 +39,25 @@ pub async fn push_events(app: &App, t: &TenantApp, view: &str, req: Request<Inco
             Err(e) => failures.push(json!({"index": i, "code": "invalid_event", "error": e.to_string()})),
         }
     }
+    ingest(app, v, view, &events, &index, failures).await
+}
+
+/// Run parsed `events` through the view's pipeline and write them (read-after-write): 200 with
+/// `{"accepted", "rows", "failed"}`; `index[i]` is event `i`'s position in the request, and
+/// `failures` are the request's items already refused.
+pub(super) async fn ingest(
+    app: &App,
+    v: &View,
+    view: &str,
+    events: &[Event],
+    index: &[usize],
+    mut failures: Vec<Json>,
+) -> Resp {
     if let Some(until) = v.breaker.paused_until() {
         return paused(view, until.saturating_duration_since(std::time::Instant::now()));
     }
     v.metrics.events.add(&v.id, "invalid_event", failures.len() as u64);
-    let prepared = v.prepare(&events);
+    let prepared = v.prepare(events);
     if let Verdict::Tripped { pause } = v.judge(&prepared) {
         return paused(view, pause);
     }

@@ -43,7 +43,16 @@ pub fn serve_error(e: &ServeError) -> Resp {
 
 /// Read and parse a JSON body into `T` (400 naming the problem; 413 past [`MAX_BODY`]).
 pub async fn body<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, Resp> {
-    let bytes = Limited::new(req.into_body(), MAX_BODY)
+    let bytes = body_bytes(req).await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        let code = if e.is_data() { "invalid_request" } else { "invalid_json" };
+        error(StatusCode::BAD_REQUEST, code, format!("request body: {e}"))
+    })
+}
+
+/// Read a whole body (413 past [`MAX_BODY`]).
+pub async fn body_bytes(req: Request<Incoming>) -> Result<Bytes, Resp> {
+    Ok(Limited::new(req.into_body(), MAX_BODY)
         .collect()
         .await
         .map_err(|e| {
@@ -53,9 +62,5 @@ pub async fn body<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Res
                 format!("request body: {e} (limit {MAX_BODY} bytes)"),
             )
         })?
-        .to_bytes();
-    serde_json::from_slice(&bytes).map_err(|e| {
-        let code = if e.is_data() { "invalid_request" } else { "invalid_json" };
-        error(StatusCode::BAD_REQUEST, code, format!("request body: {e}"))
-    })
+        .to_bytes())
 }

@@ -4,6 +4,7 @@
 mod aggregate;
 mod cli;
 mod examples;
+mod feast_sdk;
 mod languages;
 mod offline;
 mod sandbox;
