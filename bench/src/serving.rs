@@ -235,7 +235,7 @@ pub fn run(a: Args) -> Result<()> {
         ),
     )?;
     let mut features: Vec<String> =
-        BASE.iter().chain(extra.iter().map(String::as_str)).map(|f| format!("user_stats:{f}")).collect();
+        BASE.iter().copied().chain(extra.iter().map(String::as_str)).map(|f| format!("user_stats:{f}")).collect();
     if !a.no_request_view {
         features.extend(["risk:amount_vs_mean", "risk:is_new_country", "risk:risk_score"].map(String::from));
     }
