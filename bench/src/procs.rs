@@ -29,21 +29,72 @@ impl Proc {
         Self(c)
     }
 
+    /// The process id (for CPU accounting).
     pub fn pid(&self) -> u32 {
         self.0.id()
     }
 }
 
-/// CPU time (user + system) a process has used so far, from `/proc/<pid>/stat`.
-pub fn cpu_time(pid: u32) -> Result<Duration> {
-    let stat =
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}/stat"))?;
-    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).context("malformed /proc/<pid>/stat")?;
+/// CPU seconds (user + system) a process has used so far, from `/proc/<pid>/stat`.
+pub fn cpu_secs(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    // Fields after the command name (which may contain spaces) start at state (field 3).
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return 0.0 };
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f.get(11).context("no utime")?.parse::<u64>()? + f.get(12).context("no stime")?.parse::<u64>()?;
-    // The kernel reports these in USER_HZ, which is 100 on every architecture Linux exports it for.
-    Ok(Duration::from_millis(ticks * 10))
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 (index 11 and 12 after the state field).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// A Redis Cluster of `n` masters (no replicas) on free ports; returns the nodes and ports.
+pub fn redis_cluster(dir: &Path, n: usize) -> Result<(Vec<Proc>, Vec<u16>)> {
+    let (mut procs, mut ports) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        // Redis refuses a Cluster port above 55535 (its bus port is +10000).
+        let port = loop {
+            let p = free_port()?;
+            if p <= 55535 && std::net::TcpListener::bind(("127.0.0.1", p + 10000)).is_ok() {
+                break p;
+            }
+        };
+        let d = dir.join(format!("cluster-{i}"));
+        std::fs::create_dir_all(&d)?;
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--cluster-enabled", "yes"])
+            .arg("--dir")
+            .arg(&d)
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting redis-server (apt-get install redis-server)")?;
+        procs.push(Proc(child));
+        wait_port(port, "redis-server", Duration::from_secs(10))?;
+        ports.push(port);
+    }
+    let out = Command::new("redis-cli")
+        .arg("--cluster")
+        .arg("create")
+        .args(ports.iter().map(|p| format!("127.0.0.1:{p}")))
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .output()
+        .context("running redis-cli --cluster create")?;
+    if !out.status.success() {
+        bail!("redis-cli --cluster create failed: {}", String::from_utf8_lossy(&out.stdout));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for p in &ports {
+        loop {
+            let info = Command::new("redis-cli").args(["-p", &p.to_string(), "cluster", "info"]).output()?;
+            if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("the cluster never became ok");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    Ok((procs, ports))
 }
 
 impl Drop for Proc {
@@ -53,6 +104,7 @@ impl Drop for Proc {
     }
 }
 
+/// A private single Redis; returns it and its port.
 pub fn redis(dir: &Path) -> Result<(Proc, u16)> {
     let port = free_port()?;
     let child = Command::new("redis-server")
@@ -130,4 +182,16 @@ pub fn wafer_serve(config: &Path, port: u16, extra: &[String]) -> Result<Proc> {
     let p = Proc(child);
     wait_port(port, "wafer serve", Duration::from_secs(60))?;
     Ok(p)
+}
+
+/// CPU seconds (user + system) a process has used so far, from `/proc/<pid>/stat`.
+pub fn cpu_seconds(pid: u32) -> Result<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    // USER_HZ (the unit of /proc/<pid>/stat times) is 100 on Linux.
+    Ok(ticks / 100.0)
 }

@@ -60,6 +60,9 @@ pub struct Args {
     /// `bench/wrk/feast.lua` (random bodies per request), and the server's CPU over it.
     #[arg(long)]
     wrk: bool,
+    /// Serve from a Redis Cluster of this many masters instead of a single Redis (0).
+    #[arg(long, default_value_t = 0)]
+    redis_cluster: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -165,17 +168,17 @@ impl Shape {
 /// The server's CPU over a phase, per request.
 struct Cpu {
     pid: u32,
-    at: Duration,
+    at: f64,
 }
 
 impl Cpu {
     fn start(pid: u32) -> Result<Self> {
-        Ok(Self { pid, at: procs::cpu_time(pid)? })
+        Ok(Self { pid, at: procs::cpu_secs(pid) })
     }
 
     /// `server CPU X µs/request (Y% of one core)`.
     fn report(&self, requests: usize, secs: f64) -> Result<String> {
-        let used = procs::cpu_time(self.pid)?.saturating_sub(self.at).as_secs_f64();
+        let used = (procs::cpu_secs(self.pid) - self.at).max(0.0);
         Ok(format!(
             "server CPU {:.1} µs/request ({:.0}% of a core)",
             used * 1e6 / requests.max(1) as f64,
@@ -188,6 +191,20 @@ pub fn run(a: Args) -> Result<()> {
     anyhow::ensure!(a.features >= BASE.len(), "--features must be at least {}", BASE.len());
     let dir = tempfile::tempdir()?;
     let (_redis, redis_port) = procs::redis(dir.path())?;
+    let (_cluster, cluster_ports) =
+        if a.redis_cluster > 0 { procs::redis_cluster(dir.path(), a.redis_cluster)? } else { (Vec::new(), Vec::new()) };
+    let redis_section = match cluster_ports.as_slice() {
+        [] => format!("[redis]\nurl = \"redis://127.0.0.1:{redis_port}/\"\n"),
+        [first, ..] => format!("[redis]\nurl = \"redis://127.0.0.1:{first}/\"\ncluster = true\n"),
+    };
+    println!(
+        "store: {}",
+        if cluster_ports.is_empty() {
+            "single Redis".to_string()
+        } else {
+            format!("Redis Cluster of {} masters", cluster_ports.len())
+        }
+    );
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
     let extra: Vec<String> = (0..a.features - BASE.len()).map(|i| format!("x{i}")).collect();
 
@@ -227,7 +244,7 @@ pub fn run(a: Args) -> Result<()> {
     std::fs::write(
         &config,
         format!(
-            "[redis]\nurl = \"redis://127.0.0.1:{redis_port}/\"\n[server]\ntenant = \"bench\"\n\n\
+            "{redis_section}[server]\ntenant = \"bench\"\n\n\
              [[batch_view]]\nname = \"user_stats\"\nentity = \"user_id\"\nsource = \"user_stats.csv\"\nttl = \"30d\"\n\
              features = {{ {feature_types} }}\n\n\
              [[request_view]]\nname = \"risk\"\ntransform = {:?}\n",

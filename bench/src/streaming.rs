@@ -57,6 +57,37 @@ pub struct Args {
     /// Marker events (measured client-side) per second in the freshness phase.
     #[arg(long, default_value_t = 200.0)]
     markers: f64,
+    /// Run Wafer's store on a Redis Cluster of this many masters (the ceiling keeps its single
+    /// Redis); 0: a single Redis.
+    #[arg(long, default_value_t = 0)]
+    redis_cluster: usize,
+}
+
+/// The processes whose CPU each phase reports.
+struct Cpu {
+    wafer: u32,
+    redis: Vec<u32>,
+    tansu: u32,
+}
+
+impl Cpu {
+    fn sample(&self) -> (f64, f64, f64) {
+        (procs::cpu_secs(self.wafer), self.redis.iter().map(|p| procs::cpu_secs(*p)).sum(), procs::cpu_secs(self.tansu))
+    }
+
+    /// Print the CPU used since `before` by each process, per 1,000 events.
+    fn report(&self, phase: &str, before: (f64, f64, f64), events: usize) {
+        let now = self.sample();
+        let (w, r, t) = (now.0 - before.0, now.1 - before.1, now.2 - before.2);
+        let per = |x: f64| 1e3 * 1e3 * x / events.max(1) as f64;
+        println!(
+            "  cpu ({phase}, {events} events): wafer {w:.2} s ({:.1} ms/1k events), redis ({} process(es)) {r:.2} s ({:.1} ms/1k), tansu {t:.2} s ({:.1} ms/1k)",
+            per(w),
+            self.redis.len(),
+            per(r),
+            per(t)
+        );
+    }
 }
 
 const TXNS: &str = "bench.txns";
@@ -66,7 +97,7 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-fn manifest(redis_port: u16, brokers: &str, batch_size: usize, consumer: &[String]) -> Result<String> {
+fn manifest(redis: &str, brokers: &str, batch_size: usize, consumer: &[String]) -> Result<String> {
     let wasm = procs::guest("card_txn.wasm")?.display().to_string();
     let mut props = String::new();
     for kv in consumer {
@@ -74,7 +105,7 @@ fn manifest(redis_port: u16, brokers: &str, batch_size: usize, consumer: &[Strin
         let _ = write!(props, "{}{k:?} = {v:?}", if props.is_empty() { "" } else { ", " });
     }
     let mut m = format!(
-        "[redis]\nurl = \"redis://127.0.0.1:{redis_port}/\"\n[kafka]\nbrokers = \"{brokers}\"\ngroup_id = \"bench\"\nconsumer = {{ {props} }}\n[server]\ntenant = \"bench\"\n"
+        "{redis}[kafka]\nbrokers = \"{brokers}\"\ngroup_id = \"bench\"\nconsumer = {{ {props} }}\n[server]\ntenant = \"bench\"\n"
     );
     for (name, topic) in [("txn", TXNS), ("fresh", FRESH)] {
         let _ = write!(
@@ -91,40 +122,58 @@ pub fn run(a: Args) -> Result<()> {
         bail!("--events and --users must be positive");
     }
     let dir = tempfile::tempdir()?;
-    let (_redis, redis_port) = procs::redis(dir.path())?;
-    let (_tansu, kafka_port) = procs::tansu(dir.path())?;
+    let (redis_proc, redis_port) = procs::redis(dir.path())?;
+    let (tansu, kafka_port) = procs::tansu(dir.path())?;
+    let (cluster, cluster_ports) =
+        if a.redis_cluster > 0 { procs::redis_cluster(dir.path(), a.redis_cluster)? } else { (Vec::new(), Vec::new()) };
     let brokers = format!("127.0.0.1:{kafka_port}");
     let redis_url = format!("redis://127.0.0.1:{redis_port}/");
+    let section = match cluster_ports.as_slice() {
+        [] => format!("[redis]\nurl = \"{redis_url}\"\n"),
+        [first, rest @ ..] => {
+            let seeds: Vec<String> = rest.iter().map(|p| format!("\"redis://127.0.0.1:{p}/\"")).collect();
+            format!("[redis]\nurl = \"redis://127.0.0.1:{first}/\"\ncluster = true\nseeds = [{}]\n", seeds.join(", "))
+        }
+    };
+    let store_pids: Vec<u32> =
+        if cluster.is_empty() { vec![redis_proc.pid()] } else { cluster.iter().map(procs::Proc::pid).collect() };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         kafka::create_topics(&brokers, &[TXNS, FRESH], a.partitions).await?;
+        let config = dir.path().join("wafer.toml");
+        std::fs::write(&config, manifest(&section, &brokers, 512, &a.consumer)?)?;
         if a.only_freshness {
-            let config = dir.path().join("wafer.toml");
-            std::fs::write(&config, manifest(redis_port, &brokers, 512, &a.consumer)?)?;
             let port = procs::free_port()?;
-            let _wafer = procs::wafer_serve(&config, port, &[])?;
+            let wafer = procs::wafer_serve(&config, port, &[])?;
+            let cpu = Cpu { wafer: wafer.pid(), redis: store_pids.clone(), tansu: tansu.pid() };
             let mut http = Conn::open(port).await?;
-            return freshness(&mut http, port, &brokers, &a, a.rate.unwrap_or(1000.0)).await;
+            return freshness(&mut http, port, &brokers, &a, a.rate.unwrap_or(1000.0), &cpu).await;
         }
         let bulk = kafka::producer(&brokers, 5)?;
         let secs = kafka::produce_bulk(&bulk, TXNS, a.events, a.users, now_ms()).await?;
         println!("produce: {} events to {TXNS} ({} partitions, {} users) in {secs:.2} s ({:.0} events/s)", a.events, a.partitions, a.users, a.events as f64 / secs);
 
+        let ceiling_cpu = Cpu { wafer: std::process::id(), redis: vec![redis_proc.pid()], tansu: tansu.pid() };
+        let before = ceiling_cpu.sample();
         let ceiling = ceiling::run(&brokers, &redis_url, TXNS, a.events).await?;
         println!("ceiling (consume + 1 pipelined HINCRBY per event, no transform): {ceiling:.0} events/s");
+        println!("  (the ceiling's consumer is this bench process: its CPU shows as wafer below)");
+        ceiling_cpu.report("ceiling", before, a.events);
 
-        let config = dir.path().join("wafer.toml");
-        std::fs::write(&config, manifest(redis_port, &brokers, 512, &a.consumer)?)?;
         let port = procs::free_port()?;
-        let _wafer = procs::wafer_serve(&config, port, &[])?;
+        let wafer = procs::wafer_serve(&config, port, &[])?;
+        let cpu = Cpu { wafer: wafer.pid(), redis: store_pids.clone(), tansu: tansu.pid() };
         let mut http = Conn::open(port).await?;
 
+        let before = cpu.sample();
         let eps = throughput(&mut http, a.events).await?;
+        cpu.report("throughput", before, a.events);
         check_counts(&mut http, a.users, a.events).await?;
-        println!("throughput (card_txn.wasm, 4 aggregations, Redis): {eps:.0} events/s = {:.0}% of the ceiling (target >= 70%)", 100.0 * eps / ceiling);
+        let store = if cluster.is_empty() { "Redis".to_string() } else { format!("Redis Cluster of {}", cluster.len()) };
+        println!("throughput (card_txn.wasm, 4 aggregations, {store}): {eps:.0} events/s = {:.0}% of the ceiling (target >= 100%)", 100.0 * eps / ceiling);
 
         let rate = a.rate.unwrap_or(eps / 2.0);
-        freshness(&mut http, port, &brokers, &a, rate).await
+        freshness(&mut http, port, &brokers, &a, rate, &cpu).await
     })
 }
 
@@ -188,7 +237,7 @@ async fn check_counts(http: &mut Conn, users: usize, n: usize) -> Result<()> {
 
 type Pending = Arc<Mutex<VecDeque<(String, Instant)>>>;
 
-async fn freshness(http: &mut Conn, port: u16, brokers: &str, a: &Args, rate: f64) -> Result<()> {
+async fn freshness(http: &mut Conn, port: u16, brokers: &str, a: &Args, rate: f64, cpu: &Cpu) -> Result<()> {
     // Warm up: the fresh view's consumer must own its partitions before the clock runs.
     let producer = kafka::producer(brokers, a.linger_ms)?;
     let mut value = String::new();
@@ -211,6 +260,7 @@ async fn freshness(http: &mut Conn, port: u16, brokers: &str, a: &Args, rate: f6
     let pending: Pending = Arc::new(Mutex::new(VecDeque::new()));
     let produced = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let started = Instant::now();
+    let cpu_before = cpu.sample();
     let send_all = async {
         let mut tick = tokio::time::interval(Duration::from_millis(1));
         let (mut sent, mut key, mut value) = (0usize, String::new(), String::new());
@@ -242,6 +292,7 @@ async fn freshness(http: &mut Conn, port: u16, brokers: &str, a: &Args, rate: f6
     };
     let poll = poll_markers(port, pending.clone(), produced.clone());
     let ((sent, secs), mut client) = futures::try_join!(send_all, poll)?;
+    cpu.report("freshness", cpu_before, sent);
     println!(
         "freshness phase: {sent} events to {FRESH} in {secs:.1} s ({:.0} events/s, target rate {rate:.0}), {} markers",
         sent as f64 / secs,

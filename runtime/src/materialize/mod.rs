@@ -153,8 +153,14 @@ pub async fn materialize(
             first_offset: chunk.first_row as i64,
             next_offset: end as i64,
         };
-        let batch =
-            WriteBatch { view: &view.id, mark: Some(mark), entities: &ops, keep_ms: view.spec.ttl_ms, retention: &[] };
+        let batch = WriteBatch {
+            view: &view.id,
+            mark: Some(mark),
+            entities: &ops,
+            keep_ms: view.spec.ttl_ms,
+            retention: &[],
+            idempotency_key: None,
+        };
         match store.apply(&batch).await? {
             Applied::Applied => report.rows_loaded += chunk.rows.len() as u64,
             // Another run loaded it concurrently: nothing to do.

@@ -112,7 +112,7 @@ async fn write_view(
             Err(e) => return feast_error(app, tenant, &e),
         };
         let index: Vec<usize> = (0..events.len()).collect();
-        return super::push::ingest(app, v, name, &events, &index, Vec::new()).await;
+        return super::push::ingest(app, &tenant.name, v, name, &events, &index, Vec::new(), None).await;
     }
     if let Some(v) = tenant.catalog.stored_view(name) {
         let rows = match feast::df_rows(df, &v.spec.entity, &v.spec.latest, now) {

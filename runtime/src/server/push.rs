@@ -1,4 +1,6 @@
 //! `POST /v1/views/{view}/events`: HTTP-pushed events, processed synchronously (read-after-write).
+//! An `Idempotency-Key` header makes a retry safe: each entity applies a key at most once. A write
+//! that timed out (or failed after part of it was applied) answers `store_outcome_unknown`.
 
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
@@ -23,10 +25,26 @@ pub async fn push_events(app: &App, t: &TenantApp, view: &str, req: Request<Inco
     let Some(v) = t.views.get(view) else {
         return error(StatusCode::NOT_FOUND, "unknown_view", format!("no stream view `{view}`"));
     };
+    let key = match idempotency_key(&req) {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
     let items = match body::<PushRequest>(req).await {
         Ok(b) => b.events,
         Err(r) => return r,
     };
+    if items.len() > t.quotas.push_events {
+        app.metrics.quota_exceeded.add(&t.name, "push_events", 1);
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_events",
+            format!(
+                "{} events in one push, over the tenant's `push_events` quota of {}; nothing was written, split the batch",
+                items.len(),
+                t.quotas.push_events
+            ),
+        );
+    }
     let mut events = Vec::with_capacity(items.len());
     let mut index = Vec::with_capacity(items.len());
     let mut failures = Vec::new();
@@ -39,35 +57,63 @@ pub async fn push_events(app: &App, t: &TenantApp, view: &str, req: Request<Inco
             Err(e) => failures.push(json!({"index": i, "code": "invalid_event", "error": e.to_string()})),
         }
     }
-    ingest(app, v, view, &events, &index, failures).await
+    ingest(app, &t.name, v, view, &events, &index, failures, key.as_deref()).await
 }
 
 /// Run parsed `events` through the view's pipeline and write them (read-after-write): 200 with
 /// `{"accepted", "rows", "failed"}`; `index[i]` is event `i`'s position in the request, and
 /// `failures` are the request's items already refused.
+#[allow(clippy::too_many_arguments)] // one call site per protocol; a struct would only rename them
 pub(super) async fn ingest(
     app: &App,
+    tenant: &str,
     v: &View,
     view: &str,
     events: &[Event],
     index: &[usize],
     mut failures: Vec<Json>,
+    key: Option<&str>,
 ) -> Resp {
     if let Some(until) = v.breaker.paused_until() {
         return paused(view, until.saturating_duration_since(std::time::Instant::now()));
     }
     v.metrics.events.add(&v.id, "invalid_event", failures.len() as u64);
     let prepared = v.prepare(events);
+    if let Some(cap) = prepared.over_cap {
+        app.metrics.quota_exceeded.add(tenant, cap.cap, 1);
+        v.metrics.events.add(&v.id, cap.code(), events.len() as u64);
+        let message = prepared.failures.first().map_or(String::new(), |f| f.message.clone());
+        return json_resp(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &json!({"error": {"code": cap.code(), "message": message, "quota": cap.cap, "limit": cap.limit, "found": cap.found}}),
+        );
+    }
     if let Verdict::Tripped { pause } = v.judge(&prepared) {
         return paused(view, pause);
     }
-    if let Err(e) = v.commit(app.store.as_ref(), &prepared, None).await {
+    if let Err(e) = v.commit_keyed(app.store.as_ref(), &prepared, None, key).await {
         v.metrics.store_errors.add(&v.id, "push", 1);
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            format!("online store: {e}; nothing was written, retry"),
-        );
+        return match (e.outcome_unknown(), &key) {
+            (false, _) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                format!("online store: {e}; nothing was written, retry"),
+            ),
+            (true, Some(_)) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_outcome_unknown",
+                format!(
+                    "online store: {e}; the push may have been applied in part: retry with the same Idempotency-Key, which applies it exactly once"
+                ),
+            ),
+            (true, None) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_outcome_unknown",
+                format!(
+                    "online store: {e}; the push may have been applied in part: a retry may count it twice (send an Idempotency-Key header to make retries safe)"
+                ),
+            ),
+        };
     }
     let outcome = prepared;
     for f in &outcome.failures {
@@ -76,6 +122,24 @@ pub(super) async fn ingest(
     failures.sort_by_key(|f| f["index"].as_u64());
     let accepted = events.len() - outcome.failures.len();
     json_resp(StatusCode::OK, &json!({"accepted": accepted, "rows": outcome.rows, "failed": failures}))
+}
+
+/// Longest accepted `Idempotency-Key` header.
+const MAX_IDEMPOTENCY_KEY: usize = 200;
+
+/// The optional `Idempotency-Key` header: printable ASCII, at most [`MAX_IDEMPOTENCY_KEY`] bytes.
+fn idempotency_key(req: &Request<Incoming>) -> Result<Option<String>, Resp> {
+    let Some(h) = req.headers().get("idempotency-key") else { return Ok(None) };
+    match h.to_str() {
+        Ok(k) if !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY && k.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(k.to_string()))
+        }
+        _ => Err(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_idempotency_key",
+            format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters without spaces"),
+        )),
+    }
 }
 
 /// 503 while the view's circuit breaker is open; nothing of the batch was written.

@@ -16,6 +16,8 @@ pub enum Status {
     Present,
     Missing,
     Expired,
+    /// The store could not be read for this entity (its shard is down); retry later.
+    Unavailable,
 }
 
 impl Status {
@@ -24,6 +26,7 @@ impl Status {
             Status::Present => "present",
             Status::Missing => "missing",
             Status::Expired => "expired",
+            Status::Unavailable => "unavailable",
         }
     }
 
@@ -33,6 +36,8 @@ impl Status {
             Status::Present => "PRESENT",
             Status::Missing => "NOT_FOUND",
             Status::Expired => "OUTSIDE_MAX_AGE",
+            // Feast has no status for a store that could not answer.
+            Status::Unavailable => "INVALID",
         }
     }
 }
@@ -47,6 +52,8 @@ pub struct Served {
 
 impl Served {
     pub const MISSING: Served = Served { value: Value::Null, status: Status::Missing, event_time_ms: None };
+    /// A value the store could not read.
+    pub const UNAVAILABLE: Served = Served { value: Value::Null, status: Status::Unavailable, event_time_ms: None };
 }
 
 /// Where a served feature comes from.
@@ -145,7 +152,15 @@ impl StoredView {
         t: i64,
     ) -> Result<Vec<Vec<Served>>, StoreError> {
         let records = store.read(&self.id, entities, fields, hlls).await?;
-        Ok(records.iter().map(|rec| refs.iter().map(|r| self.serve(*r, rec, rec.is_empty(), t)).collect()).collect())
+        Ok(records
+            .iter()
+            .map(|rec| {
+                if rec.is_unavailable() {
+                    return vec![Served::UNAVAILABLE; refs.len()];
+                }
+                refs.iter().map(|r| self.serve(*r, rec, rec.is_empty(), t)).collect()
+            })
+            .collect())
     }
 
     /// One value from a fetched record.

@@ -1,5 +1,7 @@
 //! In-process store for `wafer dev` and single-node use. Same contract as Redis: a batch and its
-//! watermark are applied under one lock; records expire `keep_ms` after their last write.
+//! watermark are applied under one lock (so a batch is never applied in part, and a replay is
+//! refused whole); a push's idempotency key is remembered per view; records expire `keep_ms`
+//! after their last write.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -33,6 +35,8 @@ struct State {
     records: HashMap<String, HashMap<String, Record>>,
     /// view → (source, partition) → next offset.
     watermarks: HashMap<String, HashMap<(String, i32), i64>>,
+    /// view → idempotency key of an applied push → when it is forgotten.
+    pushes: HashMap<String, HashMap<String, Instant>>,
 }
 
 #[derive(Default)]
@@ -150,6 +154,16 @@ impl OnlineStore for EmbeddedStore {
             wms.insert(key, m.next_offset);
         }
         let now = Instant::now();
+        if let (None, Some(key)) = (&batch.mark, batch.idempotency_key) {
+            let seen = st.pushes.entry(batch.view.to_string()).or_default();
+            if seen.get(key).is_some_and(|until| *until > now) {
+                return Ok(Applied::Applied);
+            }
+            if seen.len() >= 1024 {
+                seen.retain(|_, until| *until > now);
+            }
+            seen.insert(key.to_string(), now + Duration::from_millis(super::redis::IDEMPOTENCY_TTL_MS as u64));
+        }
         let records = st.records.entry(batch.view.to_string()).or_default();
         for e in batch.entities {
             let rec = records.entry(e.entity.clone()).or_default();
@@ -207,6 +221,7 @@ impl OnlineStore for EmbeddedStore {
         let mut st = self.state.lock();
         st.records.remove(view);
         st.watermarks.remove(view);
+        st.pushes.remove(view);
         Ok(())
     }
 }

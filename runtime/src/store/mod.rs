@@ -1,16 +1,20 @@
 //! Online stores: where features, aggregation tiles and source watermarks live.
 //!
-//! Two real implementations share one contract (tested by the same suite in
-//! `tests/tests/all/store_contract.rs`): [`redis::RedisStore`] for production (pipelined, one
-//! atomic Lua script per batch) and [`embedded::EmbeddedStore`] for `wafer dev` and single-node use.
+//! Two real implementations share one contract (tested by the same scenarios in
+//! `tests/tests/all/aggregate.rs` and `tests/tests/all/cluster.rs`): [`redis::RedisStore`] for
+//! production (a single Redis or a Redis Cluster; per-entity atomic scripts) and
+//! [`embedded::EmbeddedStore`] for `wafer dev` and single-node use (one lock per batch).
 //!
 //! **Effectively-once**: a batch from a partitioned source carries a [`SourceMark`]
-//! (`first_offset..next_offset`). The store applies the batch's ops and advances the
-//! `(view, source, partition)` watermark to `next_offset` atomically, and refuses a batch whose
-//! `first_offset` is below the stored watermark ([`Applied::Stale`]); the pipeline reads the
-//! watermark when it gets a partition and skips offsets below it, so a replay after a crash
-//! never double-counts.
+//! (`first_offset..next_offset`). Each entity of the batch is applied at most once per offset:
+//! an entity that already holds offsets of the batch is not applied, and when it holds only the
+//! start of the batch the store answers [`Applied::Stale`] with the first offset it lacks, which
+//! the caller re-folds and writes again from there (see `redis`'s module doc for the argument).
+//! The `(view, source, partition)` watermark advances to `next_offset` once every entity is
+//! applied; the pipeline resumes a partition from it and skips offsets below it.
+//! A push (no mark) may carry an idempotency key: each entity applies it at most once.
 
+pub mod deadline;
 pub mod embedded;
 pub mod redis;
 
@@ -25,15 +29,26 @@ use crate::aggregate::read::FieldSource;
 pub enum StoreError {
     #[error("redis: {0}")]
     Redis(#[from] ::redis::RedisError),
+    /// The write may have been applied in part (a timeout, or a failure after some of the
+    /// batch's calls succeeded): a retry is safe only with offsets or an idempotency key.
+    #[error("redis (outcome unknown): {0}")]
+    OutcomeUnknown(::redis::RedisError),
+    /// `wait_replicas` was not reached in time: the write is on the master only.
+    #[error("write acknowledged by {acked} replica(s), {wanted} required")]
+    NotReplicated { acked: i64, wanted: u32 },
     #[error("store: {0}")]
     Other(String),
+    /// A serving read missed its deadline ([`deadline::ReadDeadline`]).
+    #[error("store: no answer within the serving deadline of {0:?}")]
+    Timeout(std::time::Duration),
 }
 
 impl StoreError {
     /// Whether retrying later may succeed (connection loss, timeouts, loading, ...).
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::Redis(e) => {
+            StoreError::NotReplicated { .. } => true,
+            StoreError::Redis(e) | StoreError::OutcomeUnknown(e) => {
                 e.is_connection_dropped()
                     || e.is_connection_refusal()
                     || e.is_timeout()
@@ -49,8 +64,14 @@ impl StoreError {
                         )
                     )
             }
+            StoreError::Timeout(_) => true,
             StoreError::Other(_) => false,
         }
+    }
+
+    /// Whether part of the write may have been applied (see [`StoreError::OutcomeUnknown`]).
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, StoreError::OutcomeUnknown(_) | StoreError::NotReplicated { .. })
     }
 }
 
@@ -79,12 +100,18 @@ pub struct WriteBatch<'a> {
     /// Per tile size (ms), how long its tiles are needed; older tiles are deleted when a new tile
     /// starts. Lifetime tiles (size 0) are never deleted.
     pub retention: &'a [(i64, i64)],
+    /// A push's idempotency key: each entity applies a batch with a given key at most once
+    /// (remembered for [`redis::IDEMPOTENCY_TTL_MS`]). Unused with a `mark`.
+    pub idempotency_key: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
     Applied,
-    /// The watermark is already past this batch's first offset; nothing was written.
+    /// Not (entirely) applied: the store already holds offsets of this batch. If `watermark`
+    /// is inside the batch, the entities it names are applied up to `watermark` only and the
+    /// rest of the batch was applied: write the batch's events from `watermark` on again.
+    /// Otherwise (`watermark >= next_offset`) the whole batch was applied before.
     Stale {
         watermark: i64,
     },
@@ -128,13 +155,25 @@ pub struct EntityRecord {
     names: Arc<FieldNames>,
     values: Vec<Option<String>>,
     hlls: Vec<Option<Vec<u8>>>,
+    /// The store could not be read for this entity (its Cluster shard is down).
+    unavailable: bool,
 }
 
 impl EntityRecord {
     /// A record with nothing stored yet.
     pub fn new(names: Arc<FieldNames>) -> Self {
         let (values, hlls) = (vec![None; names.fields.len()], vec![None; names.hlls.len()]);
-        Self { names, values, hlls }
+        Self { names, values, hlls, unavailable: false }
+    }
+
+    /// A record that could not be read (e.g. its shard is down): served as `unavailable`.
+    pub fn unavailable(names: Arc<FieldNames>) -> Self {
+        Self { unavailable: true, ..Self::new(names) }
+    }
+
+    /// Whether the store could not be read for this entity.
+    pub fn is_unavailable(&self) -> bool {
+        self.unavailable
     }
 
     /// Set the value of the `i`-th field name (ignored past the end).
@@ -198,7 +237,9 @@ pub trait OnlineStore: Send + Sync {
     async fn apply(&self, batch: &WriteBatch<'_>) -> Result<Applied, StoreError>;
     /// The watermark (next offset to apply) of a source partition.
     async fn watermark(&self, view: &str, source: &str, partition: i32) -> Result<Option<i64>, StoreError>;
-    /// Read the given fields and HLL sketches of several entities in one round trip.
+    /// Read the given fields and HLL sketches of several entities in one round trip. On a
+    /// sharded store, an entity whose shard cannot be read in time comes back
+    /// [`EntityRecord::unavailable`] (an error only when no entity could be read).
     async fn read(
         &self,
         view: &str,

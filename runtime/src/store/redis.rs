@@ -1,165 +1,320 @@
-//! Redis online store (works against a single Redis or a Cluster).
+//! Redis online store, on a single Redis or a Redis Cluster ([`RedisStore::open`]).
 //!
-//! Layout (all keys of a view share the hash tag `{view}`, so one batch and its watermark are
-//! applied by one atomic script even on a Cluster; the trade-off is that one view lives on one
-//! shard):
-//! - `wafer:{<view>}:e:<entity>`: hash of the entity's latest values (`f:…`) and tile components
-//!   (`t:…`), plus `m:<g>` markers (newest tile start per tile size, to sweep old tiles).
-//! - `wafer:{<view>}:e:<entity>|t:…:h`: HLL registers of one tile (a string, `SETRANGE`d).
-//! - `wafer:{<view>}:wm:<source>:<partition>`: next offset to apply.
+//! ## Layout (v2: spread by entity)
+//! - `wafer:e:<view>:{<tag>}:<entity>`: hash of one entity's latest values (`f:…`), tile
+//!   components (`t:…`), newest-tile markers (`m:<g>`) and replay guards (`o:<source>:<partition>`).
+//!   `<tag>` is 16 hex digits of a hash of the entity key alone, so a view's entities spread over
+//!   all 16,384 slots, and one entity's records in different views share a slot.
+//! - `wafer:e:<view>:{<tag>}:<entity>|t:…:h`: HLL registers of one tile (same slot as the hash).
+//! - `wafer:e:<view>:{<tag>}:<entity>|k:<idempotency key>`: a push applied to this entity (expires).
+//! - `wafer:{<view>}:wm:<source>:<partition>`: next offset to read (the resume position).
 //!
-//! Writes: one `EVALSHA` per batch (all entities). Reads: one pipeline of `HMGET` (+ `GET` for
-//! sketches) for all entities of a request: one round trip.
+//! Layout v1 (`wafer:{<view>}:e:<entity>`, one slot per view) is converted by
+//! [`RedisStore::migrate_v1`] (`wafer migrate-store`), run once with the view's nodes stopped.
+//!
+//! ## Writes
+//! A batch becomes `EVALSHA` calls of one script (see [`write`]): flat arguments, each call a
+//! group of entities small enough to run in a few milliseconds (on a Cluster, one entity per
+//! call), sent concurrently. Each entity is applied atomically with its replay guard; a batch is
+//! not atomic across entities, and does not need to be:
+//!
+//! **Effectively-once, entity by entity.** A batch from source partition `p` covering offsets
+//! `[first, next)` applies entity `e` only if `e`'s guard `o:<source>:p` is absent or `<= first`,
+//! and sets it to `next` in the same script. Batches of one partition are written in offset order
+//! (a consumer writes a partition's next batch after its previous one), so the guard `g` of `e`
+//! means: every event of `e` below `g` is applied, none at or above it. Then:
+//! - *crash or timeout mid-batch, retry or replay*: entities already written have `g >= first`
+//!   and are skipped (`g >= next`) or reported back (`first < g < next`: the replay's batch has
+//!   different boundaries); the caller re-folds only the events at or above `g` and writes them
+//!   with `first = g` ([`Applied::Stale`] with the lowest such `g`). Nothing is applied twice,
+//!   nothing is skipped that was not applied.
+//! - *rebalance*: two consumers writing the same partition race per entity; each entity script is
+//!   atomic and checks the guard, so whichever runs second is skipped or re-folds from `g`.
+//! - *slot migration, failover*: a guard lives in the entity's own hash, so it moves with it
+//!   (`MIGRATE` moves the whole key) and is replicated with it. What a failover can lose is what
+//!   asynchronous replication loses (the last writes not yet on the replica); with
+//!   `wait_replicas = N` a batch is acknowledged only after `WAIT N` on every master, and a write
+//!   lost anyway (no replica acknowledged in time) is an error the caller retries.
+//! - the partition watermark is advanced (never lowered) only after every entity of the batch is
+//!   applied: it is where a consumer resumes, not what guarantees exactly-once.
+//!
+//! Pushes carry no offsets: a timed-out push may have been applied in part
+//! ([`StoreError::OutcomeUnknown`]). A push with an idempotency key applies each entity at most
+//! once per key (a marker key next to the entity, expiring after [`IDEMPOTENCY_TTL_MS`]), so a
+//! client may retry it safely.
+//!
+//! ## Reads
+//! One pipeline of `HMGET` (+ `GET` per sketch) for a single Redis; on a Cluster, one pipeline per
+//! entity (all its keys share a slot), sent concurrently: every node works in parallel.
 
 use std::fmt::Write as _;
 
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
-use redis::{Script, Value as RValue};
+use futures::StreamExt as _;
+use redis::{RedisError, Script, Value as RValue};
 
-mod spec;
+mod conn;
+mod migrate;
+mod write;
+
+pub use conn::Conn;
+pub use migrate::Migration;
 
 use super::{Applied, EntityRecord, FieldNames, OnlineStore, StoreError, WriteBatch};
-use spec::spec_json;
+use crate::aggregate::ops::EntityOps;
 
-/// The write script. ARGV[1] is a JSON document:
-/// `{"first": n|null, "next": n|null, "keep": ms, "ret": [[g, keep_ms]...],
-///   "ents": [{"ops": [[kind, field, args...]...], "newest": [[g, start]...]}...]}`;
-/// KEYS[1] is the watermark key ("" for none), KEYS[1+i] the hash of entity i.
-/// Numbers that must stay exact (deltas, min/max) travel as strings.
-const APPLY_LUA: &str = r#"
-local spec = cjson.decode(ARGV[1])
-if KEYS[1] ~= '' then
-  local wm = redis.call('GET', KEYS[1])
-  if wm and tonumber(wm) > tonumber(spec.first) then
-    return {0, wm}
-  end
+/// How long a push's idempotency key is remembered per entity (ms).
+pub const IDEMPOTENCY_TTL_MS: i64 = 3_600_000;
+
+/// How long a Cluster read waits for one entity's shard before serving it as unavailable.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// At most this many script calls of one batch are in flight at once.
+const CALLS_IN_FLIGHT: usize = 256;
+
+/// Advance a watermark, never lower it; returns the (new) value.
+const ADVANCE_LUA: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+if (not cur) or tonumber(cur) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return ARGV[1]
 end
-local keep = tonumber(spec.keep)
-local ret = {}
-for _, r in ipairs(spec.ret) do ret[tostring(r[1])] = tonumber(r[2]) end
-for i, ent in ipairs(spec.ents) do
-  local key = KEYS[i + 1]
-  for _, op in ipairs(ent.ops) do
-    local kind, field = op[1], op[2]
-    if kind == 'i' then
-      redis.call('HINCRBY', key, field, op[3])
-    elseif kind == 'mn' or kind == 'mx' then
-      local cur = redis.call('HGET', key, field)
-      local v = tonumber(op[3])
-      if (not cur) or (kind == 'mn' and v < tonumber(cur)) or (kind == 'mx' and v > tonumber(cur)) then
-        redis.call('HSET', key, field, op[3])
-      end
-    elseif kind == 'l' then
-      local k = tonumber(op[3])
-      local cur = redis.call('HGET', key, field)
-      local items = {}
-      if cur then items = cjson.decode(cur) end
-      for _, it in ipairs(op[4]) do
-        local found = false
-        for _, e in ipairs(items) do
-          if e[2] == it[2] then
-            if it[1] > e[1] then e[1] = it[1] end
-            found = true
-            break
-          end
-        end
-        if not found then table.insert(items, {it[1], it[2]}) end
-      end
-      table.sort(items, function(a, b)
-        if a[1] ~= b[1] then return a[1] > b[1] end
-        return a[2] > b[2]
-      end)
-      local out = {}
-      for j = 1, math.min(k, #items) do out[j] = items[j] end
-      redis.call('HSET', key, field, cjson.encode(out))
-    elseif kind == 'h' then
-      local hk = key .. '|' .. field
-      for j = 3, #op, 2 do
-        local idx, rank = op[j], op[j + 1]
-        local cur = redis.call('GETRANGE', hk, idx, idx)
-        if cur == '' or string.byte(cur) < rank then
-          redis.call('SETRANGE', hk, idx, string.char(rank))
-        end
-      end
-      redis.call('PEXPIRE', hk, keep)
-    elseif kind == 'f' then
-      local cur = redis.call('HGET', key, field)
-      local t = tonumber(op[3])
-      local replace = true
-      if cur then
-        local sep = string.find(cur, '|', 1, true)
-        local ct = tonumber(string.sub(cur, 1, sep - 1))
-        local cv = string.sub(cur, sep + 1)
-        replace = t > ct or (t == ct and op[4] > cv)
-      end
-      if replace then redis.call('HSET', key, field, op[3] .. '|' .. op[4]) end
-    end
-  end
-  for _, nw in ipairs(ent.newest) do
-    local g, start = tostring(nw[1]), tonumber(nw[2])
-    local marker = redis.call('HGET', key, 'm:' .. g)
-    if (not marker) or tonumber(marker) < start then
-      redis.call('HSET', key, 'm:' .. g, nw[2])
-      local r = ret[g]
-      if r then
-        local cutoff = start - r
-        for _, f in ipairs(redis.call('HKEYS', key)) do
-          local fg, fs = string.match(f, '^t:(%d+):(%-?%d+):')
-          if fg == g and tonumber(fs) <= cutoff then redis.call('HDEL', key, f) end
-        end
-      end
-    end
-  end
-  redis.call('PEXPIRE', key, keep)
-end
-if KEYS[1] ~= '' then redis.call('SET', KEYS[1], spec.next) end
-if KEYS[1] ~= '' then return {1, spec.next} end
-return {1, ''}
+return cur
 "#;
 
+/// Where and how to connect.
+#[derive(Debug, Clone, Default)]
+pub struct RedisOptions {
+    /// `redis://…` URLs: the server, or a Cluster's seed nodes.
+    pub urls: Vec<String>,
+    /// Connect as a Cluster client (implied by more than one URL).
+    pub cluster: bool,
+    /// `WAIT` for this many replicas after each write (0: asynchronous replication).
+    pub wait_replicas: u32,
+}
+
+/// The Redis (or Redis Cluster) store.
 pub struct RedisStore {
-    conn: ConnectionManager,
-    script: Script,
+    conn: Conn,
+    apply: Script,
+    advance: Script,
+    wait_replicas: u32,
 }
 
 impl RedisStore {
-    /// Connect (the connection manager reconnects by itself after failures).
+    /// Connect to a single Redis (the connection manager reconnects by itself after failures).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url)?;
-        let cfg = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
-            .set_response_timeout(Some(std::time::Duration::from_secs(5)))
-            .set_number_of_retries(1);
-        let conn = ConnectionManager::new_with_config(client, cfg).await?;
-        Ok(Self { conn, script: Script::new(APPLY_LUA) })
+        Self::open(&RedisOptions { urls: vec![url.to_string()], ..Default::default() }).await
     }
 
-    fn entity_key(view: &str, entity: &str) -> String {
-        format!("wafer:{{{view}}}:e:{entity}")
+    /// Connect to a Redis Cluster through its seed nodes.
+    pub async fn connect_cluster(seeds: &[String]) -> Result<Self, StoreError> {
+        Self::open(&RedisOptions { urls: seeds.to_vec(), cluster: true, ..Default::default() }).await
+    }
+
+    /// Connect as `opts` say, and load the write script on every master.
+    pub async fn open(opts: &RedisOptions) -> Result<Self, StoreError> {
+        let conn = match opts.urls.as_slice() {
+            [] => return Err(StoreError::Other("no Redis URL configured".into())),
+            [url] if !opts.cluster => Conn::single(url).await?,
+            seeds => Conn::cluster(seeds).await?,
+        };
+        let store = Self {
+            conn,
+            apply: Script::new(write::APPLY_LUA),
+            advance: Script::new(ADVANCE_LUA),
+            wait_replicas: opts.wait_replicas,
+        };
+        store.load().await?;
+        Ok(store)
+    }
+
+    /// The connection (for tools and tests that inspect the store).
+    pub fn conn(&self) -> &Conn {
+        &self.conn
+    }
+
+    /// `SCRIPT LOAD` the write script (every node of a Cluster).
+    async fn load(&self) -> Result<(), RedisError> {
+        let mut c = self.conn.clone();
+        let _: RValue = redis::cmd("SCRIPT").arg("LOAD").arg(write::APPLY_LUA).query_async(&mut c).await?;
+        Ok(())
+    }
+
+    /// The key of an entity's hash (see the module doc).
+    pub fn entity_key(view: &str, entity: &str) -> String {
+        let mut k = String::with_capacity(view.len() + entity.len() + 30);
+        write_entity_key(&mut k, view, entity);
+        k
     }
 
     fn wm_key(view: &str, source: &str, partition: i32) -> String {
         format!("wafer:{{{view}}}:wm:{source}:{partition}")
     }
+
+    /// One script call; a node that lost its script cache (restart, failover) gets it again and
+    /// the call is retried (`NOSCRIPT` means nothing ran).
+    async fn call(&self, cmd: redis::Cmd) -> Result<Vec<RValue>, RedisError> {
+        let mut c = self.conn.clone();
+        match cmd.query_async::<Vec<RValue>>(&mut c).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                self.load().await?;
+                cmd.query_async(&mut c).await
+            }
+            r => r,
+        }
+    }
+
+    /// Apply the entities in calls of bounded size; returns `(entity index, guard)` of every
+    /// entity not applied.
+    async fn apply_entities(
+        &self,
+        common: &write::Common<'_>,
+        view: &str,
+        ents: &[EntityOps],
+    ) -> Result<Vec<(usize, i64)>, StoreError> {
+        // Group entities into calls: one per entity on a Cluster, bounded size otherwise.
+        let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
+        let (mut start, mut units) = (0, 0);
+        for (i, e) in ents.iter().enumerate() {
+            let u = write::units(e);
+            if i > start && (self.conn.is_cluster() || units + u > write::UNITS_PER_CALL) {
+                groups.push(start..i);
+                (start, units) = (i, 0);
+            }
+            units += u;
+        }
+        if start < ents.len() {
+            groups.push(start..ents.len());
+        }
+        let sha = self.apply.get_hash();
+        let mut calls = futures::stream::iter(groups.into_iter().map(|r| {
+            let keys: Vec<String> = ents[r.clone()].iter().map(|e| Self::entity_key(view, &e.entity)).collect();
+            let refs: Vec<&EntityOps> = ents[r.clone()].iter().collect();
+            let cmd = write::call(sha, common, &keys, &refs);
+            async move { (r.start, self.call(cmd).await) }
+        }))
+        .buffer_unordered(CALLS_IN_FLIGHT);
+        let (mut skipped, mut ok, mut err) = (Vec::new(), 0usize, None::<RedisError>);
+        while let Some((base, res)) = calls.next().await {
+            match res {
+                Ok(vals) => {
+                    ok += 1;
+                    for pair in vals.chunks_exact(2) {
+                        let i = redis::from_redis_value_ref::<usize>(&pair[0]).unwrap_or(1);
+                        let g = redis::from_redis_value_ref::<i64>(&pair[1]).unwrap_or(i64::MAX);
+                        skipped.push((base + i - 1, g));
+                    }
+                }
+                Err(e) => {
+                    // Keep the first error; a timeout wins (its call may have run).
+                    if err.as_ref().is_none_or(|old| !old.is_timeout() && e.is_timeout()) {
+                        err = Some(e);
+                    }
+                }
+            }
+        }
+        match err {
+            None => Ok(skipped),
+            Some(e) if ok > 0 || e.is_timeout() => Err(StoreError::OutcomeUnknown(e)),
+            Some(e) => Err(StoreError::Redis(e)),
+        }
+    }
+
+    /// `WAIT` until `wait_replicas` replicas of every master acknowledged our writes.
+    async fn wait_for_replicas(&self) -> Result<(), StoreError> {
+        if self.wait_replicas == 0 {
+            return Ok(());
+        }
+        let mut c = self.conn.clone();
+        let acked: i64 = redis::cmd("WAIT")
+            .arg(self.wait_replicas)
+            .arg(1000)
+            .query_async(&mut c)
+            .await
+            .map_err(StoreError::OutcomeUnknown)?;
+        if acked < i64::from(self.wait_replicas) {
+            return Err(StoreError::NotReplicated { acked, wanted: self.wait_replicas });
+        }
+        Ok(())
+    }
+
+    /// A connection to every master (SCAN is per node); the store's own for a single Redis.
+    async fn nodes(&self) -> Result<Vec<Conn>, StoreError> {
+        match self.conn.masters().await? {
+            None => Ok(vec![self.conn.clone()]),
+            Some(urls) => {
+                let mut c = Vec::with_capacity(urls.len());
+                for u in urls {
+                    c.push(Conn::single(&u).await?);
+                }
+                Ok(c)
+            }
+        }
+    }
+
+    async fn advance(&self, key: &str, next: i64) -> Result<i64, RedisError> {
+        let mut c = self.conn.clone();
+        self.advance.key(key).arg(next).invoke_async(&mut c).await
+    }
+}
+
+/// Write an entity's key into `out` (appended).
+fn write_entity_key(out: &mut String, view: &str, entity: &str) {
+    let _ = write!(out, "wafer:e:{view}:{{{:016x}}}:{entity}", fnv1a(entity.as_bytes()));
+}
+
+/// FNV-1a (64 bit): a stable, cheap hash for the slot tag (never changes between versions).
+fn fnv1a(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, x| (h ^ u64::from(*x)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// `s` with Redis glob specials escaped, for `SCAN MATCH`.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 #[async_trait]
 impl OnlineStore for RedisStore {
     async fn apply(&self, batch: &WriteBatch<'_>) -> Result<Applied, StoreError> {
-        let mut inv = self.script.prepare_invoke();
-        match &batch.mark {
-            Some(m) => inv.key(Self::wm_key(batch.view, &m.source, m.partition)),
-            None => inv.key(""),
+        let guard_field = batch.mark.as_ref().map(|m| format!("o:{}:{}", m.source, m.partition)).unwrap_or_default();
+        let common = write::Common {
+            keep_ms: batch.keep_ms,
+            guard_field: &guard_field,
+            first: batch.mark.as_ref().map_or(0, |m| m.first_offset),
+            next: batch.mark.as_ref().map_or(0, |m| m.next_offset),
+            idem: batch.idempotency_key.unwrap_or(""),
+            idem_ttl_ms: IDEMPOTENCY_TTL_MS,
+            retention: batch.retention,
         };
-        for e in batch.entities {
-            inv.key(Self::entity_key(batch.view, &e.entity));
+        let skipped = self.apply_entities(&common, batch.view, batch.entities).await?;
+        self.wait_for_replicas().await?;
+        let Some(m) = &batch.mark else { return Ok(Applied::Applied) };
+        // An entity applied only up to inside this batch: the caller re-folds from there.
+        if let Some(g) = skipped.iter().map(|s| s.1).filter(|g| *g > m.first_offset && *g < m.next_offset).min() {
+            return Ok(Applied::Stale { watermark: g });
         }
-        inv.arg(spec_json(batch));
-        let mut conn = self.conn.clone();
-        let (ok, wm): (i64, Option<String>) = inv.invoke_async(&mut conn).await?;
-        let wm = wm.unwrap_or_default();
-        Ok(if ok == 1 { Applied::Applied } else { Applied::Stale { watermark: wm.parse().unwrap_or(i64::MAX) } })
+        let wm_key = Self::wm_key(batch.view, &m.source, m.partition);
+        if batch.entities.is_empty() {
+            let mut c = self.conn.clone();
+            let wm: Option<i64> = redis::cmd("GET").arg(&wm_key).query_async(&mut c).await?;
+            if let Some(wm) = wm.filter(|wm| *wm > m.first_offset) {
+                return Ok(Applied::Stale { watermark: wm });
+            }
+        }
+        let wm = self.advance(&wm_key, m.next_offset).await.map_err(StoreError::OutcomeUnknown)?;
+        if !batch.entities.is_empty() && skipped.len() == batch.entities.len() {
+            // Every entity had it already (a retry, or another consumer's write).
+            return Ok(Applied::Stale { watermark: wm });
+        }
+        Ok(Applied::Applied)
     }
 
     async fn watermark(&self, view: &str, source: &str, partition: i32) -> Result<Option<i64>, StoreError> {
@@ -179,69 +334,128 @@ impl OnlineStore for RedisStore {
         if entities.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        let mut key = String::with_capacity(view.len() + 32);
-        for e in entities {
+        let names = FieldNames::new(fields, hlls);
+        let queue = |pipe: &mut redis::Pipeline, key: &mut String, e: &str| {
             key.clear();
-            let _ = write!(key, "wafer:{{{view}}}:e:{e}");
+            write_entity_key(key, view, e);
             if !fields.is_empty() {
                 pipe.cmd("HMGET").arg(key.as_str()).arg(fields);
             }
             for h in hlls {
                 pipe.cmd("GET").arg(format!("{key}|{h}"));
             }
+        };
+        let mut key = String::with_capacity(view.len() + 64);
+        if !self.conn.is_cluster() {
+            let mut pipe = redis::pipe();
+            for e in entities {
+                queue(&mut pipe, &mut key, e);
+            }
+            let mut conn = self.conn.clone();
+            let values: Vec<RValue> = pipe.query_async(&mut conn).await?;
+            let mut it = values.into_iter();
+            return Ok(entities.iter().map(|_| record(&names, fields.len(), hlls.len(), &mut it)).collect());
         }
-        let mut conn = self.conn.clone();
-        let values: Vec<RValue> = pipe.query_async(&mut conn).await?;
-        let names = FieldNames::new(fields, hlls);
-        let mut it = values.into_iter();
-        let mut out = Vec::with_capacity(entities.len());
-        for _ in entities {
-            let mut rec = EntityRecord::new(names.clone());
-            if !fields.is_empty() {
-                if let Some(RValue::Array(vals)) = it.next() {
-                    for (i, v) in vals.into_iter().enumerate() {
-                        if let RValue::BulkString(b) = v {
-                            // Reuses the reply's buffer (copies only if it is not UTF-8).
-                            rec.set_field(
-                                i,
-                                String::from_utf8(b)
-                                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-                            );
-                        }
-                    }
+        // Cluster: one single-slot pipeline per entity, all in flight at once. An entity whose
+        // shard does not answer within READ_TIMEOUT is unavailable; the others are served.
+        let reads = entities.iter().map(|e| {
+            let mut pipe = redis::pipe();
+            let mut key = String::with_capacity(view.len() + 64);
+            queue(&mut pipe, &mut key, e);
+            let mut conn = self.conn.clone();
+            async move {
+                match tokio::time::timeout(READ_TIMEOUT, pipe.query_async::<Vec<RValue>>(&mut conn)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))),
                 }
             }
-            for i in 0..hlls.len() {
-                if let Some(RValue::BulkString(b)) = it.next() {
-                    rec.set_hll(i, b);
+        });
+        let (mut out, mut failed) = (Vec::with_capacity(entities.len()), None);
+        for values in futures::future::join_all(reads).await {
+            match values {
+                Ok(v) => out.push(record(&names, fields.len(), hlls.len(), &mut v.into_iter())),
+                Err(e) => {
+                    out.push(EntityRecord::unavailable(names.clone()));
+                    failed.get_or_insert(e);
                 }
             }
-            out.push(rec);
         }
-        Ok(out)
+        match failed {
+            Some(e) if out.iter().all(EntityRecord::is_unavailable) => Err(e.into()),
+            _ => Ok(out),
+        }
     }
 
     async fn delete_view(&self, view: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        let pattern = format!("wafer:{{{view}}}:*");
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await?;
-            if !keys.is_empty() {
-                redis::cmd("UNLINK").arg(&keys).query_async::<()>(&mut conn).await?;
+        let v = glob_escape(view);
+        let patterns = [format!("wafer:e:{v}:{{*"), format!("wafer:{{{v}}}:*")];
+        for mut node in self.nodes().await? {
+            for pattern in &patterns {
+                let mut cursor: u64 = 0;
+                loop {
+                    let (next, keys) = scan_page(&mut node, cursor, pattern).await?;
+                    // Through the main connection: a Cluster splits the keys by slot.
+                    if !keys.is_empty() {
+                        let mut c = self.conn.clone();
+                        redis::cmd("UNLINK").arg(&keys).query_async::<()>(&mut c).await?;
+                    }
+                    if next == 0 {
+                        break;
+                    }
+                    cursor = next;
+                }
             }
-            if next == 0 {
-                return Ok(());
-            }
-            cursor = next;
         }
+        Ok(())
+    }
+}
+
+/// One `SCAN … MATCH pattern COUNT 1000` step on one node.
+async fn scan_page(node: &mut Conn, cursor: u64, pattern: &str) -> Result<(u64, Vec<String>), RedisError> {
+    redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(1000).query_async(node).await
+}
+
+/// One entity's record from its replies (an `HMGET` array, then one reply per sketch).
+fn record(
+    names: &std::sync::Arc<FieldNames>,
+    nfields: usize,
+    nhlls: usize,
+    it: &mut impl Iterator<Item = RValue>,
+) -> EntityRecord {
+    let mut rec = EntityRecord::new(names.clone());
+    if nfields > 0 {
+        if let Some(RValue::Array(vals)) = it.next() {
+            for (i, v) in vals.into_iter().enumerate() {
+                if let RValue::BulkString(b) = v {
+                    // Reuses the reply's buffer (copies only if it is not UTF-8).
+                    rec.set_field(
+                        i,
+                        String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+                    );
+                }
+            }
+        }
+    }
+    for i in 0..nhlls {
+        if let Some(RValue::BulkString(b)) = it.next() {
+            rec.set_hll(i, b);
+        }
+    }
+    rec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entity_keys_carry_a_per_entity_hash_tag() {
+        let k = RedisStore::entity_key("t/v", "user{1}");
+        assert_eq!(k, format!("wafer:e:t/v:{{{:016x}}}:user{{1}}", fnv1a(b"user{1}")));
+        // The tag depends on the entity only: one entity's keys share a slot across views.
+        let tag = |k: &str| k[k.find('{').unwrap()..=k.find('}').unwrap()].to_string();
+        assert_eq!(tag(&k), tag(&RedisStore::entity_key("t/other", "user{1}")));
+        assert_ne!(tag(&k), tag(&RedisStore::entity_key("t/v", "user{2}")));
+        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
     }
 }

@@ -128,7 +128,7 @@ fn events(seed: u64, n: usize) -> Vec<Ev> {
     evs
 }
 
-async fn scenario(store: &dyn OnlineStore, view: &str) {
+pub(crate) async fn scenario(store: &dyn OnlineStore, view: &str) {
     let specs = specs();
     let plan = FoldPlan::new(vec!["country".into()], &specs);
     let all_windows: Vec<Window> = specs.iter().flat_map(|s| s.windows.iter().copied()).collect();
@@ -158,7 +158,14 @@ async fn scenario(store: &dyn OnlineStore, view: &str) {
                 next_offset: offset + batch.len() as i64,
             };
             offset += batch.len() as i64;
-            let wb = WriteBatch { view, mark: Some(mark), entities: &ops, keep_ms: 30 * DAY, retention: &ret };
+            let wb = WriteBatch {
+                view,
+                mark: Some(mark),
+                entities: &ops,
+                keep_ms: 30 * DAY,
+                retention: &ret,
+                idempotency_key: None,
+            };
             assert_eq!(store.apply(&wb).await.unwrap(), Applied::Applied);
         }
         applied = end;
@@ -203,7 +210,14 @@ async fn scenario(store: &dyn OnlineStore, view: &str) {
     let rows = vec![row(&evs[0])];
     let (ops, _) = fold(&plan, &rows);
     let mark = SourceMark { source: "txns".into(), partition: 0, first_offset: 5, next_offset: 6 };
-    let wb = WriteBatch { view, mark: Some(mark), entities: &ops, keep_ms: 30 * DAY, retention: &ret };
+    let wb = WriteBatch {
+        view,
+        mark: Some(mark),
+        entities: &ops,
+        keep_ms: 30 * DAY,
+        retention: &ret,
+        idempotency_key: None,
+    };
     assert_eq!(store.apply(&wb).await.unwrap(), Applied::Stale { watermark: offset });
     assert_eq!(store.watermark(view, "txns", 0).await.unwrap(), Some(offset));
     assert_eq!(store.watermark(view, "txns", 1).await.unwrap(), None);
@@ -233,7 +247,14 @@ async fn records_expire_after_keep_ms_on_both_stores() {
     let ev = Ev { user: "u1".into(), t: 1, cents: 1, country: "DE".into() };
     let (ops, _) = fold(&plan, &[row(&ev)]);
     for store in [&r as &dyn OnlineStore, &e] {
-        let wb = WriteBatch { view: "t/ttl", mark: None, entities: &ops, keep_ms: 300, retention: &[] };
+        let wb = WriteBatch {
+            view: "t/ttl",
+            mark: None,
+            entities: &ops,
+            keep_ms: 300,
+            retention: &[],
+            idempotency_key: None,
+        };
         store.apply(&wb).await.unwrap();
         let f = ["f:country".to_string()];
         assert!(!store.read("t/ttl", &["u1"], &f, &[]).await.unwrap()[0].is_empty());

@@ -3,8 +3,11 @@
 
 mod aggregate;
 mod cli;
+mod cluster;
 mod examples;
+mod faults;
 mod feast_sdk;
+mod hardening;
 mod languages;
 mod offline;
 mod sandbox;

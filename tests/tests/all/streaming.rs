@@ -15,15 +15,25 @@ use serde_json::{Value as Json, json};
 
 use crate::support::{RedisServer, Wafer, free_port, guests, post};
 
-fn brokers() -> String {
+pub(crate) fn brokers() -> String {
     std::env::var("WAFER_TEST_KAFKA_BROKERS")
         .expect("WAFER_TEST_KAFKA_BROKERS is not set: run the suite with scripts/test.sh (it starts tansu)")
 }
 
 fn manifest(dir: &std::path::Path, redis: &str, topic: Option<&str>, group: &str) -> std::path::PathBuf {
+    let redis = if redis.is_empty() { String::new() } else { format!("[redis]\nurl = \"{redis}\"\n") };
+    manifest_with(dir, &redis, topic, group)
+}
+
+/// [`manifest`] with the whole `[redis]` section given (e.g. a Cluster's).
+pub(crate) fn manifest_with(
+    dir: &std::path::Path,
+    redis: &str,
+    topic: Option<&str>,
+    group: &str,
+) -> std::path::PathBuf {
     let kafka =
         topic.map_or(String::new(), |_| format!("[kafka]\nbrokers = \"{}\"\ngroup_id = \"{group}\"\n", brokers()));
-    let redis = if redis.is_empty() { String::new() } else { format!("[redis]\nurl = \"{redis}\"\n") };
     let topic = topic.map_or(String::new(), |t| format!("topic = \"{t}\"\ndead_letter_topic = \"{t}.dlq\"\n"));
     let text = format!(
         "{redis}{kafka}[server]\ntenant = \"t1\"\n\n[[stream_view]]\nname = \"txn\"\nentity = \"user\"\ntransform = \"{}\"\n{topic}features = [\"country\"]\nbatch_size = 256\n\n[[stream_view.aggregations]]\ncolumn = \"amount\"\nfunctions = [\"count\", \"sum\", \"max\"]\nwindows = [\"24h\", \"lifetime\"]\n",
@@ -34,14 +44,14 @@ fn manifest(dir: &std::path::Path, redis: &str, topic: Option<&str>, group: &str
     p
 }
 
-const USERS: usize = 20;
+pub(crate) const USERS: usize = 20;
 
 /// Event i: user, amount in cents, poison?
-fn event(i: usize) -> (String, i64, bool) {
+pub(crate) fn event(i: usize) -> (String, i64, bool) {
     (format!("u{}", i % USERS), ((i * 7919) % 100_000) as i64, i % 97 == 13)
 }
 
-fn payload(i: usize) -> String {
+pub(crate) fn payload(i: usize) -> String {
     let (user, cents, poison) = event(i);
     if poison {
         return format!(r#"{{"amount":{}.{:02},"country":"DE","merchant":"m"}}"#, cents / 100, cents % 100);
@@ -54,7 +64,7 @@ fn payload(i: usize) -> String {
     )
 }
 
-async fn produce(producer: &FutureProducer, topic: &str, range: std::ops::Range<usize>) {
+pub(crate) async fn produce(producer: &FutureProducer, topic: &str, range: std::ops::Range<usize>) {
     let now = crate::support::now_ms();
     let msgs: Vec<(String, String)> = range.map(|i| (event(i).0, payload(i))).collect();
     let futs: Vec<_> = msgs
@@ -68,7 +78,7 @@ async fn produce(producer: &FutureProducer, topic: &str, range: std::ops::Range<
     }
 }
 
-fn truth(n: usize) -> BTreeMap<String, (i64, i64, i64)> {
+pub(crate) fn truth(n: usize) -> BTreeMap<String, (i64, i64, i64)> {
     let mut t: BTreeMap<String, (i64, i64, i64)> = BTreeMap::new();
     for i in 0..n {
         let (u, c, poison) = event(i);
@@ -83,7 +93,7 @@ fn truth(n: usize) -> BTreeMap<String, (i64, i64, i64)> {
 }
 
 /// Poll until every user's features equal the ground truth (or time out with a diff).
-fn wait_exact(port: u16, n: usize, timeout: Duration) {
+pub(crate) fn wait_exact(port: u16, n: usize, timeout: Duration) {
     let want = truth(n);
     let users: Vec<String> = want.keys().cloned().collect();
     let feats = json!([
@@ -122,7 +132,7 @@ fn wait_exact(port: u16, n: usize, timeout: Duration) {
     panic!("features never matched the ground truth; last response: {last}");
 }
 
-fn dlq_messages(topic: &str, expected: usize) -> Vec<(String, String)> {
+pub(crate) fn dlq_messages(topic: &str, expected: usize) -> Vec<(String, String)> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("group.id", format!("dlq-reader-{}", free_port()))
@@ -196,7 +206,7 @@ async fn scenario(disruption: Disruption) {
     drop(wafer);
 }
 
-fn wait_progress(port: u16, min_events: usize, timeout: Duration) {
+pub(crate) fn wait_progress(port: u16, min_events: usize, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     loop {
         let (_, body) = post(
@@ -214,7 +224,7 @@ fn wait_progress(port: u16, min_events: usize, timeout: Duration) {
     }
 }
 
-fn redis_pid(redis: &RedisServer) -> String {
+pub(crate) fn redis_pid(redis: &RedisServer) -> String {
     let out = Command::new("redis-cli").args(["-p", &redis.port.to_string(), "info", "server"]).output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     text.lines().find_map(|l| l.strip_prefix("process_id:")).unwrap().trim().to_string()

@@ -75,10 +75,24 @@ impl RedisServer {
     }
 
     pub fn start_on(port: u16) -> Self {
+        Self::start_with(port, &[])
+    }
+
+    /// A node for a [`RedisCluster`].
+    fn start_cluster_node(port: u16) -> Self {
+        // Partial coverage: with one master down, the other masters keep answering for their slots.
+        Self::start_with(
+            port,
+            &["--cluster-enabled", "yes", "--cluster-node-timeout", "2000", "--cluster-require-full-coverage", "no"],
+        )
+    }
+
+    fn start_with(port: u16, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let bin = std::env::var("WAFER_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
         let child = Command::new(&bin)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(extra)
             .arg("--dir")
             .arg(dir.path())
             .stdout(std::process::Stdio::null())
@@ -96,6 +110,11 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    /// The server's process id (to freeze it with SIGSTOP).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Stop the server (for outage tests); `start_on(port)` brings a new one up.
     pub fn stop(mut self) -> u16 {
         let _ = self.child.kill();
@@ -108,6 +127,80 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A private Redis Cluster: `masters` masters (each with `replicas` replicas) of
+/// `redis-server --cluster-enabled yes` on free loopback ports, created with
+/// `redis-cli --cluster create … --cluster-yes`; every server is stopped on drop.
+pub struct RedisCluster {
+    /// Every node, masters first (as `redis-cli --cluster create` assigns them).
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start(masters: usize, replicas: usize) -> Self {
+        let n = masters * (1 + replicas);
+        let nodes: Vec<RedisServer> = (0..n).map(|_| RedisServer::start_cluster_node(cluster_port())).collect();
+        let cli = std::env::var("WAFER_TEST_REDIS_CLI").unwrap_or_else(|_| "redis-cli".into());
+        let out = Command::new(&cli)
+            .arg("--cluster")
+            .arg("create")
+            .args(nodes.iter().map(|s| format!("127.0.0.1:{}", s.port)))
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .output()
+            .unwrap_or_else(|e| panic!("running {cli} --cluster create: {e}"));
+        assert!(out.status.success(), "cluster create failed: {}", String::from_utf8_lossy(&out.stdout));
+        let c = Self { nodes };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        for node in &c.nodes {
+            while !c.cli(node.port, &["cluster", "info"]).contains("cluster_state:ok") {
+                assert!(std::time::Instant::now() < deadline, "cluster never became ok");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+        // Every node must agree on the whole slot map before a client's first topology read.
+        while !c.nodes.iter().all(|n| c.cli(n.port, &["cluster", "slots"]).lines().count() >= masters * 3) {
+            assert!(std::time::Instant::now() < deadline, "nodes never agreed on the slot map");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        c
+    }
+
+    /// Seed URLs (every node).
+    pub fn seeds(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// `redis-cli -p port args…` output (empty if it fails).
+    pub fn cli(&self, port: u16, args: &[&str]) -> String {
+        let cli = std::env::var("WAFER_TEST_REDIS_CLI").unwrap_or_else(|_| "redis-cli".into());
+        Command::new(cli)
+            .args(["-p", &port.to_string()])
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The ports of the current masters.
+    pub fn master_ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(|n| n.port).filter(|p| self.cli(*p, &["role"]).starts_with("master")).collect()
+    }
+
+    /// Keys stored on a node (`DBSIZE`).
+    pub fn dbsize(&self, port: u16) -> u64 {
+        self.cli(port, &["dbsize"]).trim().parse().unwrap_or(0)
+    }
+}
+
+/// A free port for a Cluster node: at most 55535, with its bus port (+10000) free too.
+pub fn cluster_port() -> u16 {
+    loop {
+        let p = free_port();
+        if p <= 55535 && std::net::TcpListener::bind(("127.0.0.1", p + 10000)).is_ok() {
+            return p;
+        }
     }
 }
 
@@ -147,6 +240,20 @@ impl Wafer {
 
     /// Start with extra environment variables (e.g. the admin token).
     pub fn start_with(config: &std::path::Path, port: u16, env: &[(&str, &str)]) -> Self {
+        Self::spawn(config, port, env, std::process::Stdio::inherit())
+    }
+
+    /// Start with its log (stderr, `warn` and above) written to `log`.
+    pub fn start_logged(config: &std::path::Path, port: u16, log: &std::path::Path) -> Self {
+        Self::spawn(config, port, &[], std::fs::File::create(log).unwrap().into())
+    }
+
+    /// Whether the process is still running (it did not crash).
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    fn spawn(config: &std::path::Path, port: u16, env: &[(&str, &str)], stderr: std::process::Stdio) -> Self {
         let child = Command::new(wafer_bin())
             .envs(env.iter().copied())
             .args(["serve", "--config"])
@@ -155,6 +262,7 @@ impl Wafer {
             .env("WAFER_CACHE_DIR", target_dir().join("test-artifact-cache"))
             .env("WAFER_LOG", "warn")
             .stdout(std::process::Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -179,7 +287,13 @@ impl Drop for Wafer {
 
 /// POST JSON with curl: (status, parsed body or null).
 pub fn post(port: u16, path: &str, body: &Json) -> (u16, Json) {
+    post_with(port, path, body, &[])
+}
+
+/// [`post`] with extra headers (`name: value`).
+pub fn post_with(port: u16, path: &str, body: &Json, headers: &[&str]) -> (u16, Json) {
     let out = Command::new("curl")
+        .args(headers.iter().flat_map(|h| ["-H", h]))
         .args([
             "-s",
             "-w",

@@ -60,7 +60,7 @@ pub fn backfill(args: BackfillArgs) -> Result<ExitCode> {
     rt.block_on(async move {
         let loader = args.sandbox.loader()?;
         let store: Arc<dyn OnlineStore> = match &manifest.redis {
-            Some(r) => Arc::new(RedisStore::connect(&r.url).await.with_context(|| format!("connecting to Redis at {}", r.url))?),
+            Some(r) => Arc::new(RedisStore::open(&r.options()).await.with_context(|| format!("connecting to Redis at {}", r.url))?),
             None => Arc::new(EmbeddedStore::new()),
         };
         let load = |path: &std::path::Path, limits| loader.load_file(path, limits);

@@ -4,6 +4,7 @@ mod backfill;
 mod client;
 mod inspect;
 mod materialize;
+mod migrate_store;
 mod new;
 mod run;
 mod run_request;
@@ -64,6 +65,9 @@ enum Command {
     /// Load a batch view's file (Parquet, CSV or JSONL) into Redis: pipelined, resumable,
     /// newest event time wins, TTL applied. Exit code 1 if any row was bad (they are skipped).
     Materialize(materialize::MaterializeArgs),
+    /// Convert a Redis store of an earlier release (one slot per view) to the per-entity layout
+    /// (entities spread over a Cluster, per-entity replay guards). Stop the views' nodes first.
+    MigrateStore(migrate_store::MigrateStoreArgs),
     /// Upload a transform to a running server (validated, precompiled, activated unless
     /// --no-activate); prints the version id, schema and compile time.
     Deploy(client::DeployArgs),
@@ -74,6 +78,39 @@ enum Command {
     /// Scaffold a transform project: source, the WIT, a build script, sample input and a test
     /// script that runs `wafer run` over it.
     New(new::NewArgs),
+    /// Internal: compile one component from stdin to stdout within a budget (see
+    /// `wafer_runtime::component::budget`).
+    #[command(hide = true)]
+    CompileWorker(CompileWorkerArgs),
+}
+
+#[derive(Args)]
+struct CompileWorkerArgs {
+    #[arg(long)]
+    memory_mib: usize,
+    #[arg(long)]
+    cpu_seconds: u64,
+    #[arg(long)]
+    max_wasm_stack: usize,
+    #[arg(long)]
+    max_memory_bytes: usize,
+    #[arg(long, action = clap::ArgAction::Set)]
+    pooling: bool,
+}
+
+fn compile_worker(a: CompileWorkerArgs) -> ExitCode {
+    let engine = EngineConfig {
+        pooling: a.pooling,
+        max_wasm_stack: a.max_wasm_stack,
+        max_memory_bytes: a.max_memory_bytes,
+        ..EngineConfig::default()
+    };
+    let code = wafer_runtime::component::budget::worker_main(
+        engine,
+        a.memory_mib << 20,
+        std::time::Duration::from_secs(a.cpu_seconds),
+    );
+    ExitCode::from(code as u8)
 }
 
 /// Sandbox and engine options shared by commands that load transforms.
@@ -94,6 +131,9 @@ pub struct SandboxArgs {
     /// Compile every time instead of using the artifact cache.
     #[arg(long)]
     no_cache: bool,
+    /// Bound on the artifact cache's total size; least recently used artifacts are evicted.
+    #[arg(long, default_value_t = 4096, value_name = "MIB")]
+    cache_max_mib: u64,
     /// Use on-demand instance allocation instead of the pooling allocator.
     #[arg(long)]
     no_pooling: bool,
@@ -124,7 +164,9 @@ impl SandboxArgs {
         } else {
             Some(self.cache_dir.clone().unwrap_or_else(wafer_runtime::artifact_cache::ArtifactCache::default_base))
         };
-        Loader::new(engine, cache.as_deref()).context("setting up the component loader")
+        Ok(Loader::new(engine, cache.as_deref())
+            .context("setting up the component loader")?
+            .with_cache_max_bytes(self.cache_max_mib << 20))
     }
 }
 
@@ -145,10 +187,12 @@ fn main() -> ExitCode {
         Command::Backfill(args) => backfill::backfill(args),
         Command::TrainingData(args) => training_data::training_data(args),
         Command::Materialize(args) => materialize::materialize_cmd(args),
+        Command::MigrateStore(args) => migrate_store::migrate_store_cmd(args),
         Command::Deploy(args) => client::deploy(args),
         Command::Tenants(args) => client::tenants(args),
         Command::Views(args) => client::views(args),
         Command::New(args) => new::new(args),
+        Command::CompileWorker(args) => return compile_worker(args),
     };
     match result {
         Ok(code) => code,

@@ -42,17 +42,20 @@ pub fn materialize_cmd(args: MaterializeArgs) -> Result<ExitCode> {
             if names.is_empty() { "none".into() } else { names.join(", ") }
         );
     };
-    let Some(url) = args.redis.clone().or_else(|| manifest.redis.as_ref().map(|r| r.url.clone())) else {
-        bail!(
+    let opts = match (&args.redis, &manifest.redis) {
+        (Some(url), _) => wafer_runtime::store::redis::RedisOptions { urls: vec![url.clone()], ..Default::default() },
+        (None, Some(r)) => r.options(),
+        (None, None) => bail!(
             "materialize needs Redis: set [redis].url in {} or pass --redis (the embedded store lives inside `wafer dev`)",
             args.config.display()
-        );
+        ),
     };
+    let url = opts.urls[0].clone();
     let view = StoredView::new(&manifest.server.tenant, cfg.spec()?);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     rt.block_on(async {
         let store: Arc<dyn OnlineStore> =
-            Arc::new(RedisStore::connect(&url).await.with_context(|| format!("connecting to Redis at {url}"))?);
+            Arc::new(RedisStore::open(&opts).await.with_context(|| format!("connecting to Redis at {url}"))?);
         let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
         bar.set_style(
             ProgressStyle::with_template(

@@ -1,0 +1,260 @@
+//! The write script and its flat arguments: one `EVALSHA` applies the ops of one or more
+//! entities, each atomically with its own replay guard (see the parent module's doc).
+//!
+//! Arguments are flat (no JSON document to decode): `KEYS[i]` is the hash of entity `i`;
+//! `ARGV` is
+//! `keep_ms, guard_field, first, next, idem, idem_ttl_ms, nret, (g, keep_ms)*nret,` then per
+//! entity `nops, op*, nnewest, (g, start)*nnewest`, where an op is one of
+//! - `i field delta` (HINCRBY), `n field value` (min), `x field value` (max),
+//! - `l field k count (t value)*count` (last-k distinct values, stored as a JSON list),
+//! - `h field count (index rank)*count` (HLL registers, in the key `KEYS[i]|field`),
+//! - `f field t value` (latest value, stored as `t|value`).
+//!
+//! The reply lists the entities that were *not* applied: `{i, guard, ...}` with the guard
+//! (next offset already applied to that entity from this source partition; `-1` for an
+//! idempotency key already seen).
+
+use redis::Cmd;
+
+use crate::aggregate::ops::{EntityOps, TileOp, f64_repr, parse_tile_field};
+
+/// See the module doc for the argument layout. Strings compare bytewise (`bytes_gt`), never with
+/// Lua's locale-dependent `<`.
+pub(super) const APPLY_LUA: &str = r#"
+local function bytes_gt(a, b)
+  local la, lb = #a, #b
+  local n = la < lb and la or lb
+  for j = 1, n do
+    local x, y = string.byte(a, j), string.byte(b, j)
+    if x ~= y then return x > y end
+  end
+  return la > lb
+end
+local keep = ARGV[1]
+local guard_field, first, next_off = ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local idem, idem_ttl = ARGV[5], ARGV[6]
+local nret = tonumber(ARGV[7])
+local ret = {}
+local a = 8
+for _ = 1, nret do
+  ret[ARGV[a]] = tonumber(ARGV[a + 1])
+  a = a + 2
+end
+local skipped = {}
+for i = 1, #KEYS do
+  local key = KEYS[i]
+  local run = true
+  if guard_field ~= '' then
+    local g = redis.call('HGET', key, guard_field)
+    if g and tonumber(g) > first then
+      run = false
+      skipped[#skipped + 1] = i
+      skipped[#skipped + 1] = g
+    end
+  end
+  local marker
+  if run and idem ~= '' then
+    marker = key .. '|k:' .. idem
+    if redis.call('EXISTS', marker) == 1 then
+      run = false
+      skipped[#skipped + 1] = i
+      skipped[#skipped + 1] = '-1'
+    end
+  end
+  local nops = tonumber(ARGV[a])
+  a = a + 1
+  for _ = 1, nops do
+    local kind, field = ARGV[a], ARGV[a + 1]
+    a = a + 2
+    if kind == 'i' then
+      if run then redis.call('HINCRBY', key, field, ARGV[a]) end
+      a = a + 1
+    elseif kind == 'n' or kind == 'x' then
+      if run then
+        local cur = redis.call('HGET', key, field)
+        local v = tonumber(ARGV[a])
+        if (not cur) or (kind == 'n' and v < tonumber(cur)) or (kind == 'x' and v > tonumber(cur)) then
+          redis.call('HSET', key, field, ARGV[a])
+        end
+      end
+      a = a + 1
+    elseif kind == 'l' then
+      local k, count = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+      a = a + 2
+      if run then
+        local cur = redis.call('HGET', key, field)
+        local items = {}
+        if cur then items = cjson.decode(cur) end
+        for j = 0, count - 1 do
+          local t, v = tonumber(ARGV[a + 2 * j]), ARGV[a + 2 * j + 1]
+          local found = false
+          for _, e in ipairs(items) do
+            if e[2] == v then
+              if t > e[1] then e[1] = t end
+              found = true
+              break
+            end
+          end
+          if not found then items[#items + 1] = {t, v} end
+        end
+        table.sort(items, function(p, q)
+          if p[1] ~= q[1] then return p[1] > q[1] end
+          return bytes_gt(p[2], q[2])
+        end)
+        local out = {}
+        for j = 1, math.min(k, #items) do out[j] = items[j] end
+        redis.call('HSET', key, field, cjson.encode(out))
+      end
+      a = a + 2 * count
+    elseif kind == 'h' then
+      local count = tonumber(ARGV[a])
+      a = a + 1
+      if run then
+        local hk = key .. '|' .. field
+        for j = 0, count - 1 do
+          local idx, rank = tonumber(ARGV[a + 2 * j]), tonumber(ARGV[a + 2 * j + 1])
+          local cur = redis.call('GETRANGE', hk, idx, idx)
+          if cur == '' or string.byte(cur) < rank then
+            redis.call('SETRANGE', hk, idx, string.char(rank))
+          end
+        end
+        redis.call('PEXPIRE', hk, keep)
+      end
+      a = a + 2 * count
+    elseif kind == 'f' then
+      if run then
+        local cur = redis.call('HGET', key, field)
+        local t, v = tonumber(ARGV[a]), ARGV[a + 1]
+        local replace = true
+        if cur then
+          local sep = string.find(cur, '|', 1, true)
+          local ct = tonumber(string.sub(cur, 1, sep - 1))
+          local cv = string.sub(cur, sep + 1)
+          replace = t > ct or (t == ct and bytes_gt(v, cv))
+        end
+        if replace then redis.call('HSET', key, field, ARGV[a] .. '|' .. v) end
+      end
+      a = a + 2
+    end
+  end
+  local nnew = tonumber(ARGV[a])
+  a = a + 1
+  for _ = 1, nnew do
+    local g, start = ARGV[a], tonumber(ARGV[a + 1])
+    a = a + 2
+    if run then
+      local marker_field = 'm:' .. g
+      local m = redis.call('HGET', key, marker_field)
+      if (not m) or tonumber(m) < start then
+        redis.call('HSET', key, marker_field, start)
+        local r = ret[g]
+        if r then
+          local cutoff = start - r
+          for _, f in ipairs(redis.call('HKEYS', key)) do
+            local fg, fs = string.match(f, '^t:(%d+):(%-?%d+):')
+            if fg == g and tonumber(fs) <= cutoff then redis.call('HDEL', key, f) end
+          end
+        end
+      end
+    end
+  end
+  if run then
+    if guard_field ~= '' then redis.call('HSET', key, guard_field, next_off) end
+    if marker then redis.call('SET', marker, '1', 'PX', idem_ttl) end
+    redis.call('PEXPIRE', key, keep)
+  end
+end
+return skipped
+"#;
+
+/// What every call of one batch shares: the guard, the idempotency key and retention.
+pub(super) struct Common<'a> {
+    pub keep_ms: i64,
+    /// `o:<source>:<partition>` for a batch with a source mark, else empty.
+    pub guard_field: &'a str,
+    pub first: i64,
+    pub next: i64,
+    /// The push's idempotency key, or empty.
+    pub idem: &'a str,
+    pub idem_ttl_ms: i64,
+    pub retention: &'a [(i64, i64)],
+}
+
+/// How many "units" (ops, HLL registers, last-n items) one call carries at most: a call stays
+/// within a few milliseconds of Redis time. An entity is never split (it is applied atomically),
+/// so one entity with more units gets a call of its own.
+pub(super) const UNITS_PER_CALL: usize = 2048;
+
+/// The size of one entity's write in units (see [`UNITS_PER_CALL`]).
+pub(super) fn units(e: &EntityOps) -> usize {
+    1 + e
+        .ops
+        .iter()
+        .map(|op| match op {
+            TileOp::LastN { items, .. } => 1 + items.len(),
+            TileOp::Hll { registers, .. } => 1 + registers.len(),
+            _ => 1,
+        })
+        .sum::<usize>()
+}
+
+/// The `EVALSHA` of `entities` (with their keys, in the same order).
+pub(super) fn call(sha: &str, c: &Common<'_>, keys: &[String], entities: &[&EntityOps]) -> Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(sha).arg(keys.len()).arg(keys);
+    cmd.arg(c.keep_ms.max(1)).arg(c.guard_field).arg(c.first).arg(c.next).arg(c.idem).arg(c.idem_ttl_ms.max(1));
+    cmd.arg(c.retention.len());
+    for (g, r) in c.retention {
+        cmd.arg(*g).arg(*r);
+    }
+    let mut newest: Vec<(i64, i64)> = Vec::new();
+    for e in entities {
+        cmd.arg(e.ops.len());
+        newest.clear();
+        for op in &e.ops {
+            push_op(&mut cmd, op);
+            if let Some((g, s)) = parse_tile_field(op.field()) {
+                if g > 0 {
+                    match newest.iter_mut().find(|(ng, _)| *ng == g) {
+                        Some(n) => n.1 = n.1.max(s),
+                        None => newest.push((g, s)),
+                    }
+                }
+            }
+        }
+        cmd.arg(newest.len());
+        for (g, s) in &newest {
+            cmd.arg(*g).arg(*s);
+        }
+    }
+    cmd
+}
+
+fn push_op(cmd: &mut Cmd, op: &TileOp) {
+    match op {
+        TileOp::Incr { field, delta } => {
+            cmd.arg("i").arg(field).arg(*delta);
+        }
+        TileOp::Min { field, value } => {
+            cmd.arg("n").arg(field).arg(f64_repr(*value));
+        }
+        TileOp::Max { field, value } => {
+            cmd.arg("x").arg(field).arg(f64_repr(*value));
+        }
+        TileOp::LastN { field, k, items } => {
+            cmd.arg("l").arg(field).arg(i64::from(*k)).arg(items.len());
+            for (t, v) in items {
+                cmd.arg(*t).arg(v);
+            }
+        }
+        TileOp::Hll { field, registers } => {
+            cmd.arg("h").arg(field).arg(registers.len());
+            for (i, r) in registers {
+                cmd.arg(i64::from(*i)).arg(i64::from(*r));
+            }
+        }
+        TileOp::Latest { field, event_time, value } => {
+            cmd.arg("f").arg(field).arg(*event_time).arg(value);
+        }
+    }
+}
