@@ -34,6 +34,15 @@ if ! [ -f /usr/include/wasm32-wasi/stdlib.h ] || ! command -v clang-19 >/dev/nul
 fi
 export WAFER_CLANG=$(command -v clang-19)
 
+# --- Feast SDK (tests/tests/all/feast_sdk.rs): Feast's own Python client, pinned, in .venv-feast ---
+FEAST_VERSION=0.67.0
+if ! .venv-feast/bin/python -c "import feast, sys; sys.exit(feast.__version__ != '$FEAST_VERSION')" 2>/dev/null; then
+  python3 -m venv .venv-feast
+  .venv-feast/bin/pip install -q "feast==$FEAST_VERSION"
+fi
+export WAFER_TEST_FEAST_PYTHON=$ROOT/.venv-feast/bin/python
+# --- end Feast SDK ---
+
 echo "== services"
 if ! command -v redis-server >/dev/null; then
   (apt-get update -qq && apt-get install -y -qq redis-server) >/dev/null

@@ -1,6 +1,12 @@
-//! The serving scenario of issue 4: 100,000 users' `user_stats` materialized from a file into
-//! Redis; the `txn_risk` request view reads three of them plus `amount` and `country` from the
-//! request. Random users per request.
+//! The serving scenario of issues 4 and 14: 100,000 users' `user_stats` materialized from a file
+//! into Redis; the `txn_risk` request view reads three of them plus `amount` and `country` from
+//! the request. Random users per request, through the native API (`--api native`) or Feast's
+//! (`--api feast`: `POST /get-online-features`, request columns inside `entities`), with string
+//! (`u123`) or int64 (`--int-keys`) user ids, `--features N` stored features per entity (the 4
+//! of `user_stats` plus float columns `x0..`), with or without the request view.
+//!
+//! Every phase prints the server's CPU per request (user + system time of the `wafer serve`
+//! process from `/proc/<pid>/stat` over the phase), besides rps and latencies.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -17,30 +23,56 @@ pub struct Args {
     /// Users to materialize.
     #[arg(long, default_value_t = 100_000)]
     users: usize,
-    /// Requests in the sequential phase.
+    /// Requests in the sequential phase (0 skips it).
     #[arg(long, default_value_t = 20_000)]
     sequential: usize,
     /// Connections in the concurrent phase.
     #[arg(long, default_value_t = 16)]
     connections: usize,
-    /// Seconds of the concurrent phase.
+    /// Seconds of the concurrent phase (0 skips it).
     #[arg(long, default_value_t = 10)]
     seconds: u64,
     /// Entities per request in the batch phase.
     #[arg(long, default_value_t = 100)]
     batch: usize,
-    /// Requests in the batch phase.
+    /// Requests in the batch phase (0 skips it).
     #[arg(long, default_value_t = 3_000)]
     batch_requests: usize,
+    /// Connections in the batch phase (1: sequential).
+    #[arg(long, default_value_t = 1)]
+    batch_connections: usize,
     /// `wafer serve --worker-threads` (default: wafer's, one per core).
     #[arg(long)]
     worker_threads: Option<usize>,
+    /// Which endpoint: `native` (`POST /v1/features`) or `feast` (`POST /get-online-features`).
+    #[arg(long, value_enum, default_value_t = Api::Native)]
+    api: Api,
+    /// Integer user ids (Feast's int64 join keys) instead of `u123` strings.
+    #[arg(long)]
+    int_keys: bool,
+    /// Stored features per entity (at least 4: `user_stats`' own, then `x0..` float columns).
+    #[arg(long, default_value_t = 4)]
+    features: usize,
+    /// Stored features only: no request view in the requests.
+    #[arg(long)]
+    no_request_view: bool,
+    /// Instead of the built-in phases: `wrk -t2 -c<connections> -d<seconds>s` with
+    /// `bench/wrk/feast.lua` (random bodies per request), and the server's CPU over it.
+    #[arg(long)]
+    wrk: bool,
     /// Serve from a Redis Cluster of this many masters instead of a single Redis (0).
     #[arg(long, default_value_t = 0)]
     redis_cluster: usize,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Api {
+    Native,
+    Feast,
+}
+
 const COUNTRIES: &[&str] = &["DE", "FR", "US", "GB", "IT", "ES", "NL", "PL"];
+const BASE: [&str; 4] = ["txn_count_7d", "amount_sum_7d", "amount_mean_7d", "last_country"];
 
 struct Rng(u64);
 impl Rng {
@@ -56,25 +88,107 @@ impl Rng {
     }
 }
 
-/// Request bodies for `n` random users each, prebuilt so the generator spends its CPU on I/O.
-fn bodies(rng: &mut Rng, users: usize, per_request: usize, count: usize) -> Vec<Bytes> {
-    (0..count)
-        .map(|_| {
-            let (mut ents, mut amounts, mut countries) = (String::new(), String::new(), String::new());
-            for i in 0..per_request {
-                let sep = if i == 0 { "" } else { "," };
-                let _ = write!(ents, "{sep}\"u{}\"", rng.below(users));
-                let _ = write!(amounts, "{sep}{}.{:02}", rng.below(500), rng.below(100));
-                let _ = write!(countries, "{sep}\"{}\"", COUNTRIES[rng.below(COUNTRIES.len())]);
+/// What the requests ask for.
+struct Shape {
+    api: Api,
+    int_keys: bool,
+    features: Vec<String>,
+    request_view: bool,
+}
+
+impl Shape {
+    fn path(&self) -> &'static str {
+        match self.api {
+            Api::Native => "/v1/features",
+            Api::Feast => "/get-online-features",
+        }
+    }
+
+    fn key(&self, u: usize) -> String {
+        match (self.int_keys, self.api) {
+            (true, Api::Feast) => u.to_string(),
+            // The native API takes keys as text.
+            (true, Api::Native) => format!("\"{u}\""),
+            (false, _) => format!("\"u{u}\""),
+        }
+    }
+
+    /// Request bodies for `n` random users each, prebuilt so the generator spends its CPU on I/O.
+    fn bodies(&self, rng: &mut Rng, users: usize, per_request: usize, count: usize) -> Vec<Bytes> {
+        let features = serde_json::to_string(&self.features).unwrap_or_default();
+        (0..count)
+            .map(|_| {
+                let (mut ents, mut amounts, mut countries) = (String::new(), String::new(), String::new());
+                for i in 0..per_request {
+                    let sep = if i == 0 { "" } else { "," };
+                    let _ = write!(ents, "{sep}{}", self.key(rng.below(users)));
+                    let _ = write!(amounts, "{sep}{}.{:02}", rng.below(500), rng.below(100));
+                    let _ = write!(countries, "{sep}\"{}\"", COUNTRIES[rng.below(COUNTRIES.len())]);
+                }
+                let rd = if self.request_view {
+                    match self.api {
+                        Api::Native => {
+                            format!(",\"request_data\":{{\"amount\":[{amounts}],\"country\":[{countries}]}}")
+                        }
+                        Api::Feast => format!(",\"amount\":[{amounts}],\"country\":[{countries}]"),
+                    }
+                } else {
+                    String::new()
+                };
+                Bytes::from(match self.api {
+                    Api::Native => format!("{{\"entities\":[{ents}],\"features\":{features}{rd}}}"),
+                    Api::Feast => format!("{{\"features\":{features},\"entities\":{{\"user_id\":[{ents}]{rd}}}}}"),
+                })
+            })
+            .collect()
+    }
+
+    /// Check one single-entity answer: stored features present, the risk score a number.
+    fn check(&self, body: &[u8]) -> Result<()> {
+        let v: serde_json::Value = serde_json::from_slice(body)?;
+        let ok = match self.api {
+            Api::Native => {
+                let f = &v["results"][0]["features"];
+                f["user_stats:txn_count_7d"]["status"] == "present"
+                    && (!self.request_view || f["risk:risk_score"]["value"].is_number())
             }
-            Bytes::from(format!(
-                "{{\"entities\":[{ents}],\"features\":[\"user_stats:txn_count_7d\",\"user_stats:amount_sum_7d\",\"user_stats:amount_mean_7d\",\"user_stats:last_country\",\"risk:amount_vs_mean\",\"risk:is_new_country\",\"risk:risk_score\"],\"request_data\":{{\"amount\":[{amounts}],\"country\":[{countries}]}}}}"
-            ))
-        })
-        .collect()
+            Api::Feast => {
+                let r = &v["results"];
+                r[1]["statuses"][0] == "PRESENT"
+                    && (!self.request_view || r[self.features.len()]["values"][0].is_number())
+            }
+        };
+        if !ok {
+            bail!("unexpected response: {v}");
+        }
+        Ok(())
+    }
+}
+
+/// The server's CPU over a phase, per request.
+struct Cpu {
+    pid: u32,
+    at: f64,
+}
+
+impl Cpu {
+    fn start(pid: u32) -> Result<Self> {
+        Ok(Self { pid, at: procs::cpu_secs(pid) })
+    }
+
+    /// `server CPU X µs/request (Y% of one core)`.
+    fn report(&self, requests: usize, secs: f64) -> Result<String> {
+        let used = (procs::cpu_secs(self.pid) - self.at).max(0.0);
+        Ok(format!(
+            "server CPU {:.1} µs/request ({:.0}% of a core)",
+            used * 1e6 / requests.max(1) as f64,
+            100.0 * used / secs.max(1e-9)
+        ))
+    }
 }
 
 pub fn run(a: Args) -> Result<()> {
+    anyhow::ensure!(a.features >= BASE.len(), "--features must be at least {}", BASE.len());
     let dir = tempfile::tempdir()?;
     let (_redis, redis_port) = procs::redis(dir.path())?;
     let (_cluster, cluster_ports) =
@@ -92,35 +206,57 @@ pub fn run(a: Args) -> Result<()> {
         }
     );
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+    let extra: Vec<String> = (0..a.features - BASE.len()).map(|i| format!("x{i}")).collect();
 
     // The users file.
     let mut rng = Rng(42);
-    let mut csv = String::with_capacity(a.users * 48);
-    csv.push_str("user_id,event_timestamp,txn_count_7d,amount_sum_7d,amount_mean_7d,last_country\n");
+    let mut csv = String::with_capacity(a.users * (48 + 8 * extra.len()));
+    csv.push_str("user_id,event_timestamp,txn_count_7d,amount_sum_7d,amount_mean_7d,last_country");
+    for x in &extra {
+        let _ = write!(csv, ",{x}");
+    }
+    csv.push('\n');
     for u in 0..a.users {
         let n = rng.below(20);
         let mean = rng.below(30_000) as f64 / 100.0;
-        let _ = writeln!(
+        let id = if a.int_keys { u.to_string() } else { format!("u{u}") };
+        let _ = write!(
             csv,
-            "u{u},{},{n},{:.2},{mean:.2},{}",
+            "{id},{},{n},{:.2},{mean:.2},{}",
             now - 3_600_000,
             mean * n as f64,
             COUNTRIES[rng.below(COUNTRIES.len())]
         );
+        for _ in &extra {
+            let _ = write!(csv, ",{}.{:02}", rng.below(1000), rng.below(100));
+        }
+        csv.push('\n');
     }
     let source = dir.path().join("user_stats.csv");
     std::fs::write(&source, csv)?;
+    let mut feature_types = String::from(
+        "txn_count_7d = \"int64\", amount_sum_7d = \"float64\", amount_mean_7d = \"float64\", last_country = \"text\"",
+    );
+    for x in &extra {
+        let _ = write!(feature_types, ", {x} = \"float64\"");
+    }
     let config = dir.path().join("wafer.toml");
     std::fs::write(
         &config,
         format!(
             "{redis_section}[server]\ntenant = \"bench\"\n\n\
-             [[batch_view]]\nname = \"user_stats\"\nentity = \"user\"\nsource = \"user_stats.csv\"\nentity_column = \"user_id\"\nttl = \"30d\"\n\
-             features = {{ txn_count_7d = \"int64\", amount_sum_7d = \"float64\", amount_mean_7d = \"float64\", last_country = \"text\" }}\n\n\
+             [[batch_view]]\nname = \"user_stats\"\nentity = \"user_id\"\nsource = \"user_stats.csv\"\nttl = \"30d\"\n\
+             features = {{ {feature_types} }}\n\n\
              [[request_view]]\nname = \"risk\"\ntransform = {:?}\n",
             procs::guest("txn_risk.wasm")?.display().to_string()
         ),
     )?;
+    let mut features: Vec<String> =
+        BASE.iter().copied().chain(extra.iter().map(String::as_str)).map(|f| format!("user_stats:{f}")).collect();
+    if !a.no_request_view {
+        features.extend(["risk:amount_vs_mean", "risk:is_new_country", "risk:risk_score"].map(String::from));
+    }
+    let shape = Shape { api: a.api, int_keys: a.int_keys, features, request_view: !a.no_request_view };
 
     // Materialize.
     let started = Instant::now();
@@ -133,93 +269,139 @@ pub fn run(a: Args) -> Result<()> {
         bail!("wafer materialize failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     println!(
-        "materialize: {} rows in {:.2} s ({:.0} rows/s)",
+        "materialize: {} rows × {} features in {:.2} s ({:.0} rows/s)",
         a.users,
+        a.features,
         took.as_secs_f64(),
         a.users as f64 / took.as_secs_f64()
     );
 
     let port = procs::free_port()?;
-    let extra: Vec<String> =
+    let threads: Vec<String> =
         a.worker_threads.map(|n| vec!["--worker-threads".into(), n.to_string()]).unwrap_or_default();
-    let _wafer = procs::wafer_serve(&config, port, &extra)?;
+    let wafer = procs::wafer_serve(&config, port, &threads)?;
+    let pid = wafer.pid();
     println!(
-        "wafer serve worker threads: {}",
+        "api {}, {} keys, {} stored features{}; wafer serve worker threads: {}",
+        shape.path(),
+        if a.int_keys { "int64" } else { "string" },
+        a.features,
+        if shape.request_view { " + the risk request view" } else { "" },
         a.worker_threads.map_or("default (one per core)".into(), |n| n.to_string())
     );
+    if a.wrk {
+        anyhow::ensure!(a.int_keys, "bench/wrk/feast.lua sends int64 keys: add --int-keys");
+        let script = procs::root().join("bench/wrk/feast.lua");
+        let cpu = Cpu::start(pid)?;
+        let started = Instant::now();
+        let out = std::process::Command::new("wrk")
+            .args(["-t2", &format!("-c{}", a.connections), &format!("-d{}s", a.seconds.max(1)), "--latency", "-s"])
+            .arg(&script)
+            .arg(format!("http://127.0.0.1:{port}"))
+            .env("WAFER_USERS", a.users.to_string())
+            .env("WAFER_ENTITIES", a.batch.to_string())
+            .env("WAFER_FEATURES", shape.features.join(","))
+            .env("WAFER_NO_REQUEST_VIEW", if shape.request_view { "0" } else { "1" })
+            .env("WAFER_API", if a.api == Api::Native { "native" } else { "feast" })
+            .output()
+            .context("running wrk (apt-get install wrk)")?;
+        let secs = started.elapsed().as_secs_f64();
+        let text = String::from_utf8_lossy(&out.stdout);
+        print!("{text}{}", String::from_utf8_lossy(&out.stderr));
+        let requests: usize = text
+            .lines()
+            .find_map(|l| l.trim().split_once(" requests in ").and_then(|(n, _)| n.trim().parse().ok()))
+            .context("wrk printed no request count")?;
+        println!("wrk, {} entities per request: {}", a.batch, cpu.report(requests, secs)?);
+        return Ok(());
+    }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         // Check one answer before measuring.
         let mut c = Conn::open(port).await?;
-        let one = c.post("/v1/features", bodies(&mut Rng(7), a.users, 1, 1).remove(0)).await?;
-        let v: serde_json::Value = serde_json::from_slice(&one)?;
-        let f = &v["results"][0]["features"];
-        if f["user_stats:txn_count_7d"]["status"] != "present" || !f["risk:risk_score"]["value"].is_number() {
-            bail!("unexpected response: {v}");
-        }
+        let one = c.post(shape.path(), shape.bodies(&mut Rng(7), a.users, 1, 1).remove(0)).await?;
+        shape.check(&one)?;
 
         // Sequential single-entity.
-        let pool = bodies(&mut rng, a.users, 1, 4096);
-        for b in pool.iter().take(2000) {
-            c.post("/v1/features", b.clone()).await?;
+        let pool = shape.bodies(&mut rng, a.users, 1, 4096);
+        if a.sequential > 0 {
+            for b in pool.iter().take(2000) {
+                c.post(shape.path(), b.clone()).await?;
+            }
+            let mut lat = Latencies::with_capacity(a.sequential);
+            let cpu = Cpu::start(pid)?;
+            let started = Instant::now();
+            for i in 0..a.sequential {
+                let t = Instant::now();
+                c.post(shape.path(), pool[i % pool.len()].clone()).await?;
+                lat.push(t.elapsed());
+            }
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "sequential, 1 entity: {} requests, p50 {:.3} ms, p99 {:.3} ms, {:.0} req/s, {}",
+                lat.len(),
+                lat.pct(50.0),
+                lat.pct(99.0),
+                lat.len() as f64 / secs,
+                cpu.report(lat.len(), secs)?
+            );
         }
-        let mut lat = Latencies::with_capacity(a.sequential);
-        let started = Instant::now();
-        for i in 0..a.sequential {
-            let t = Instant::now();
-            c.post("/v1/features", pool[i % pool.len()].clone()).await?;
-            lat.push(t.elapsed());
-        }
-        let secs = started.elapsed().as_secs_f64();
-        println!(
-            "sequential, 1 entity: {} requests, p50 {:.3} ms, p99 {:.3} ms, {:.0} req/s",
-            lat.len(),
-            lat.pct(50.0),
-            lat.pct(99.0),
-            lat.len() as f64 / secs
-        );
 
         // Concurrent single-entity.
-        let (lat, secs) = concurrent(port, a.connections, Duration::from_secs(a.seconds), &pool).await?;
-        let mut lat = lat;
-        println!(
-            "{} connections, 1 entity: {} requests in {:.1} s, {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms",
-            a.connections,
-            lat.len(),
-            secs,
-            lat.len() as f64 / secs,
-            lat.pct(50.0),
-            lat.pct(99.0)
-        );
+        if a.seconds > 0 {
+            let cpu = Cpu::start(pid)?;
+            let (mut lat, secs) =
+                concurrent(port, shape.path(), a.connections, Duration::from_secs(a.seconds), None, &pool).await?;
+            println!(
+                "{} connections, 1 entity: {} requests in {:.1} s, {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms, {}",
+                a.connections,
+                lat.len(),
+                secs,
+                lat.len() as f64 / secs,
+                lat.pct(50.0),
+                lat.pct(99.0),
+                cpu.report(lat.len(), secs)?
+            );
+        }
 
         // Batches of entities.
-        let pool = bodies(&mut rng, a.users, a.batch, 256);
-        for b in pool.iter().take(100) {
-            c.post("/v1/features", b.clone()).await?;
+        if a.batch_requests > 0 {
+            let pool = shape.bodies(&mut rng, a.users, a.batch, 256);
+            for b in pool.iter().take(100) {
+                c.post(shape.path(), b.clone()).await?;
+            }
+            let cpu = Cpu::start(pid)?;
+            let per = a.batch_requests.div_ceil(a.batch_connections.max(1));
+            let (mut lat, secs) =
+                concurrent(port, shape.path(), a.batch_connections.max(1), Duration::from_secs(3600), Some(per), &pool)
+                    .await?;
+            println!(
+                "{} connection(s), {} entities × {} features: {} requests, p50 {:.3} ms, p99 {:.3} ms, {:.0} req/s ({:.0} entities/s), {}",
+                a.batch_connections.max(1),
+                a.batch,
+                shape.features.len(),
+                lat.len(),
+                lat.pct(50.0),
+                lat.pct(99.0),
+                lat.len() as f64 / secs,
+                (lat.len() * a.batch) as f64 / secs,
+                cpu.report(lat.len(), secs)?
+            );
         }
-        let mut lat = Latencies::with_capacity(a.batch_requests);
-        let started = Instant::now();
-        for i in 0..a.batch_requests {
-            let t = Instant::now();
-            c.post("/v1/features", pool[i % pool.len()].clone()).await?;
-            lat.push(t.elapsed());
-        }
-        let secs = started.elapsed().as_secs_f64();
-        println!(
-            "sequential, {} entities: {} requests, p50 {:.3} ms, p99 {:.3} ms, {:.0} req/s ({:.0} entities/s)",
-            a.batch,
-            lat.len(),
-            lat.pct(50.0),
-            lat.pct(99.0),
-            lat.len() as f64 / secs,
-            (lat.len() * a.batch) as f64 / secs
-        );
         Ok::<_, anyhow::Error>(())
     })
     .context("load phases")
 }
 
-async fn concurrent(port: u16, connections: usize, dur: Duration, pool: &[Bytes]) -> Result<(Latencies, f64)> {
+/// `connections` clients posting from `pool` until `dur` passes or each has sent `count`.
+async fn concurrent(
+    port: u16,
+    path: &'static str,
+    connections: usize,
+    dur: Duration,
+    count: Option<usize>,
+    pool: &[Bytes],
+) -> Result<(Latencies, f64)> {
     let started = Instant::now();
     let deadline = started + dur;
     let mut tasks = Vec::new();
@@ -227,11 +409,11 @@ async fn concurrent(port: u16, connections: usize, dur: Duration, pool: &[Bytes]
         let pool: Vec<Bytes> = pool.iter().skip(c * 97).chain(pool.iter()).take(pool.len()).cloned().collect();
         tasks.push(tokio::spawn(async move {
             let mut conn = Conn::open(port).await?;
-            let mut lat = Latencies::with_capacity(100_000);
+            let mut lat = Latencies::with_capacity(count.unwrap_or(100_000));
             let mut i = 0;
-            while Instant::now() < deadline {
+            while Instant::now() < deadline && count.is_none_or(|n| i < n) {
                 let t = Instant::now();
-                conn.post("/v1/features", pool[i % pool.len()].clone()).await?;
+                conn.post(path, pool[i % pool.len()].clone()).await?;
                 lat.push(t.elapsed());
                 i += 1;
             }

@@ -25,14 +25,22 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 
 /// `ms` since the epoch as RFC 3339 UTC: `2024-05-01T12:00:00Z` (with `.mmm` when not whole seconds).
 pub fn format_rfc3339(ms: i64) -> String {
+    let mut out = Vec::with_capacity(24);
+    write_rfc3339(&mut out, ms);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// [`format_rfc3339`], appended to `out` without an intermediate string.
+pub fn write_rfc3339(out: &mut Vec<u8>, ms: i64) {
+    use std::io::Write as _;
     let (days, rem) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
     let (y, mo, d) = civil_from_days(days);
     let (h, mi, s, milli) = (rem / 3_600_000, rem / 60_000 % 60, rem / 1000 % 60, rem % 1000);
-    if milli == 0 {
-        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+    let _ = if milli == 0 {
+        write!(out, "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
     } else {
-        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}Z")
-    }
+        write!(out, "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}Z")
+    };
 }
 
 /// Parse RFC 3339 / ISO 8601 (`2024-05-01T12:00:00Z`, `2024-05-01 12:00:00.5+02:00`,

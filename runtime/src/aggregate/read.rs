@@ -128,5 +128,60 @@ pub fn latest(name: &str, ty: ValueType, src: &dyn FieldSource) -> Option<(i64, 
 pub fn latest_stored(field: &str, ty: ValueType, src: &dyn FieldSource) -> Option<(i64, Value)> {
     let raw = src.field(field)?;
     let (t, json) = raw.split_once('|')?;
-    Some((t.parse().ok()?, crate::transform::json_out::value_from_json(ty, &serde_json::from_str(json).ok()?)?))
+    Some((t.parse().ok()?, decode_value(ty, json)?))
+}
+
+/// A stored value's JSON as type `ty`, as [`value_from_json`](crate::transform::json_out::value_from_json)
+/// decodes it; scalars are parsed straight into their type (no JSON tree) and anything else
+/// (null, `"NaN"`, lists) goes through the tree.
+fn decode_value(ty: ValueType, json: &str) -> Option<Value> {
+    let direct = match ty {
+        ValueType::Int64 => serde_json::from_str(json).ok().map(Value::Int64),
+        ValueType::Float64 => serde_json::from_str(json).ok().map(Value::Float64),
+        ValueType::Text => serde_json::from_str(json).ok().map(Value::Text),
+        ValueType::Boolean => serde_json::from_str(json).ok().map(Value::Boolean),
+        _ => None,
+    };
+    direct.or_else(|| crate::transform::json_out::value_from_json(ty, &serde_json::from_str(json).ok()?))
+}
+
+#[cfg(test)]
+mod decode_tests {
+    use super::*;
+    use crate::transform::json_out::value_from_json;
+
+    #[test]
+    fn direct_decoding_equals_the_json_tree() {
+        let inputs = [
+            "0",
+            "-7",
+            "42",
+            "3.0",
+            "1e3",
+            "0.30000000000000004",
+            "-1.5e-7",
+            "18446744073709551615",
+            "\"NaN\"",
+            "\"Infinity\"",
+            "\"DE\"",
+            "\"a \\\"q\\\" \\u00e9\"",
+            "true",
+            "false",
+            "null",
+            "[1,2]",
+            "\"\"",
+            "007",
+            "+5",
+            " 5",
+            "x",
+        ];
+        for ty in [ValueType::Int64, ValueType::Float64, ValueType::Text, ValueType::Boolean, ValueType::Int64s] {
+            for j in inputs {
+                let tree = serde_json::from_str(j).ok().and_then(|v| value_from_json(ty, &v));
+                let got = decode_value(ty, j);
+                // NaN != NaN: compare the debug text.
+                assert_eq!(format!("{got:?}"), format!("{tree:?}"), "{ty:?} {j}");
+            }
+        }
+    }
 }

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use crate::aggregate::fold::{FoldPlan, fold};
+use crate::bindings::types::FeatureRow;
 use crate::serving::StoredView;
 use crate::store::{Applied, OnlineStore, SourceMark, StoreError, WriteBatch};
 use crate::view::{BatchViewConfig, ViewError};
@@ -60,6 +61,17 @@ pub struct Report {
 }
 
 const KEEP_ERRORS: usize = 20;
+
+/// Write already-parsed rows of a batch view (e.g. pushed over HTTP) in one atomic store write,
+/// folded as a load folds them: per entity and feature the newest event time wins, and a row
+/// older than what is stored never overwrites it.
+pub async fn write_rows(store: &dyn OnlineStore, view: &StoredView, rows: &[FeatureRow]) -> Result<(), StoreError> {
+    let plan = FoldPlan::new(view.spec.latest.iter().map(|(n, _)| n.clone()).collect(), &[]);
+    let (ops, fold_errors) = fold(&plan, rows);
+    debug_assert!(fold_errors.is_empty(), "latest-only plans cannot fail to fold");
+    let batch = WriteBatch { view: &view.id, mark: None, entities: &ops, keep_ms: view.spec.ttl_ms, retention: &[] };
+    store.apply(&batch).await.map(|_| ())
+}
 
 /// The resume source name of a file: its name and a content hash.
 pub fn source_name(path: &Path) -> Result<String, MaterializeError> {

@@ -37,7 +37,7 @@ pub struct Columns {
 
 impl Columns {
     /// Build one row from cells looked up by column index (`None` = column absent → null).
-    pub(super) fn row<'a>(
+    pub fn row<'a>(
         &self,
         entity: Cell<'a>,
         ts: Cell<'a>,

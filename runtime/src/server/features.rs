@@ -1,4 +1,4 @@
-//! Feature reads: the native `POST /v1/features` and Feast's `POST /get-online-features`.
+//! Native feature reads: `POST /v1/features` (Feast's protocol is in [`super::feast`]).
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use super::App;
-use super::respond::{Resp, body, bytes_resp, json_resp, serve_error};
-use crate::serving::{Entities, ServeError, feast};
+use super::respond::{Resp, body, bytes_resp, serve_error};
+use crate::serving::{Entities, ServeError};
 use crate::tenant::TenantApp;
 use crate::transform::json_out::{write_str, write_value};
 
@@ -111,26 +111,4 @@ async fn native_inner(app: &App, t: &TenantApp, r: &FeatureRequest) -> Result<Re
 
 fn write_json(out: &mut Vec<u8>, v: &Json) {
     let _ = serde_json::to_writer(&mut *out, v);
-}
-
-pub async fn feast(app: &App, tenant: &TenantApp, req: Request<Incoming>) -> Resp {
-    let r: feast::FeastRequest = match body(req).await {
-        Ok(r) => r,
-        Err(resp) => return resp,
-    };
-    let t = r.as_of.unwrap_or_else(super::now_ms);
-    let full = r.full_feature_names;
-    let result = async {
-        let parsed = feast::parse(&tenant.catalog, r)?;
-        let table = feast::serve(&tenant.catalog, app.store.as_ref(), &parsed, t).await?;
-        Ok::<_, ServeError>(feast::response(&parsed, &table, full))
-    }
-    .await;
-    match result {
-        Ok(body) => json_resp(StatusCode::OK, &body),
-        Err(e) => {
-            app.metrics.serve_errors.add(&tenant.name, e.code(), 1);
-            serve_error(&e)
-        }
-    }
 }

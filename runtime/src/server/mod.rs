@@ -3,7 +3,8 @@
 //! - `POST /v1/views/{view}/events`: push events (`{"events": [...]}` in the JSONL event format);
 //!   processed synchronously, so when the response arrives the features are readable.
 //! - `POST /v1/features`: native feature reads (stored, aggregated and request-view features).
-//! - `POST /get-online-features`: Feast-compatible reads.
+//! - Feast's feature-server protocol ([`feast`]): `POST /get-online-features`,
+//!   `POST /write-to-online-store`, `POST /push`, `GET /health`.
 //! - `POST /v1/training-data`: point-in-time training data for small inline jobs ([`training`]).
 //! - `GET /v1/views`, `GET /metrics` (Prometheus text), `GET /healthz` (liveness),
 //!   `GET /readyz` (readiness: 503 while a source partition is stalled), `GET /openapi.json`.
@@ -15,6 +16,7 @@
 pub mod admin;
 pub mod auth;
 pub mod control;
+mod feast;
 mod features;
 pub mod listen;
 mod push;
@@ -51,6 +53,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/views/{view}/events"),
     ("POST", "/v1/features"),
     ("POST", "/get-online-features"),
+    ("POST", "/write-to-online-store"),
+    ("POST", "/push"),
+    ("GET", "/health"),
     ("POST", "/v1/training-data"),
     ("GET", "/v1/metrics"),
     ("GET", "/v1/transforms"),
@@ -138,6 +143,8 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> (&'static str, Resp) {
     let path = req.uri().path().to_owned();
     match (&method, path.as_str()) {
         (&Method::GET, "/healthz") => return ("healthz", json_resp(StatusCode::OK, &json!({"status": "ok"}))),
+        // Feast's health check: 200 with an empty body.
+        (&Method::GET, "/health") => return ("health", bytes_resp(StatusCode::OK, "text/plain", "")),
         (&Method::GET, "/readyz") => return ("readyz", readyz(app)),
         (&Method::GET, "/openapi.json") => return ("openapi", bytes_resp(StatusCode::OK, "application/json", OPENAPI)),
         (&Method::GET, "/metrics") => {
@@ -176,7 +183,9 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> (&'static str, Resp) {
     let t = &tenant;
     match (&method, path.as_str()) {
         (&Method::POST, "/v1/features") => ("features", features::native(app, t, req).await),
-        (&Method::POST, "/get-online-features") => ("feast", features::feast(app, t, req).await),
+        (&Method::POST, "/get-online-features") => ("feast", feast::get_online_features(app, t, req).await),
+        (&Method::POST, "/write-to-online-store") => ("feast_write", feast::write_to_online_store(app, t, req).await),
+        (&Method::POST, "/push") => ("feast_push", feast::push(app, t, req).await),
         (&Method::POST, "/v1/training-data") => ("training_data", training::training_data(t, req).await),
         (&Method::GET, "/v1/views") => ("views", list_views(t)),
         (&Method::GET, "/v1/metrics") => (

@@ -9,7 +9,9 @@ use serde_json::{Value as Json, json};
 
 use super::App;
 use super::respond::{Resp, body, error, json_resp};
+use crate::bindings::types::Event;
 use crate::events::parse_line;
+use crate::pipeline::View;
 use crate::pipeline::breaker::Verdict;
 use crate::tenant::TenantApp;
 
@@ -55,13 +57,30 @@ pub async fn push_events(app: &App, t: &TenantApp, view: &str, req: Request<Inco
             Err(e) => failures.push(json!({"index": i, "code": "invalid_event", "error": e.to_string()})),
         }
     }
+    ingest(app, &t.name, v, view, &events, &index, failures, key.as_deref()).await
+}
+
+/// Run parsed `events` through the view's pipeline and write them (read-after-write): 200 with
+/// `{"accepted", "rows", "failed"}`; `index[i]` is event `i`'s position in the request, and
+/// `failures` are the request's items already refused.
+#[allow(clippy::too_many_arguments)] // one call site per protocol; a struct would only rename them
+pub(super) async fn ingest(
+    app: &App,
+    tenant: &str,
+    v: &View,
+    view: &str,
+    events: &[Event],
+    index: &[usize],
+    mut failures: Vec<Json>,
+    key: Option<&str>,
+) -> Resp {
     if let Some(until) = v.breaker.paused_until() {
         return paused(view, until.saturating_duration_since(std::time::Instant::now()));
     }
     v.metrics.events.add(&v.id, "invalid_event", failures.len() as u64);
-    let prepared = v.prepare(&events);
+    let prepared = v.prepare(events);
     if let Some(cap) = prepared.over_cap {
-        app.metrics.quota_exceeded.add(&t.name, cap.cap, 1);
+        app.metrics.quota_exceeded.add(tenant, cap.cap, 1);
         v.metrics.events.add(&v.id, cap.code(), events.len() as u64);
         let message = prepared.failures.first().map_or(String::new(), |f| f.message.clone());
         return json_resp(
@@ -72,7 +91,7 @@ pub async fn push_events(app: &App, t: &TenantApp, view: &str, req: Request<Inco
     if let Verdict::Tripped { pause } = v.judge(&prepared) {
         return paused(view, pause);
     }
-    if let Err(e) = v.commit_keyed(app.store.as_ref(), &prepared, None, key.as_deref()).await {
+    if let Err(e) = v.commit_keyed(app.store.as_ref(), &prepared, None, key).await {
         v.metrics.store_errors.add(&v.id, "push", 1);
         return match (e.outcome_unknown(), &key) {
             (false, _) => error(

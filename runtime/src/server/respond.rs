@@ -61,7 +61,16 @@ pub fn require_content_type(req: &Request<Incoming>, accepted: &[&str]) -> Resul
 /// 413 past [`MAX_BODY`]).
 pub async fn body<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, Resp> {
     require_content_type(&req, &["application/json"])?;
-    let bytes = Limited::new(req.into_body(), MAX_BODY)
+    let bytes = body_bytes(req).await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        let code = if e.is_data() { "invalid_request" } else { "invalid_json" };
+        error(StatusCode::BAD_REQUEST, code, format!("request body: {e}"))
+    })
+}
+
+/// Read a whole body (413 past [`MAX_BODY`]).
+pub async fn body_bytes(req: Request<Incoming>) -> Result<Bytes, Resp> {
+    Ok(Limited::new(req.into_body(), MAX_BODY)
         .collect()
         .await
         .map_err(|e| {
@@ -71,9 +80,5 @@ pub async fn body<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Res
                 format!("request body: {e} (limit {MAX_BODY} bytes)"),
             )
         })?
-        .to_bytes();
-    serde_json::from_slice(&bytes).map_err(|e| {
-        let code = if e.is_data() { "invalid_request" } else { "invalid_json" };
-        error(StatusCode::BAD_REQUEST, code, format!("request body: {e}"))
-    })
+        .to_bytes())
 }

@@ -61,14 +61,24 @@ pub struct Plan {
 
 #[derive(Debug, Clone)]
 enum Column {
-    Stored { group: usize, pos: usize },
-    Request { call: usize, out: usize },
+    /// `take`: the last column serving this value (it is moved out, not copied).
+    Stored {
+        group: usize,
+        pos: usize,
+        take: bool,
+    },
+    Request {
+        call: usize,
+        out: usize,
+    },
 }
 
 #[derive(Debug, Clone)]
 struct Group {
     view: usize,
     refs: Vec<FeatureRef>,
+    /// The stored fields to read when they do not depend on the request time (no aggregations).
+    fields: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -140,6 +150,24 @@ impl Catalog {
         }
     }
 
+    /// Whether `name` is the entity type (join key) of a stored view.
+    pub fn is_entity(&self, name: &str) -> bool {
+        self.stored.iter().any(|v| v.spec.entity == name)
+    }
+
+    /// A stored view by name.
+    pub fn stored_view(&self, name: &str) -> Option<&Arc<StoredView>> {
+        match self.by_name.get(name)? {
+            ViewId::Stored(i) => self.stored.get(*i),
+            ViewId::Request(_) => None,
+        }
+    }
+
+    /// Whether `name` is a request view.
+    pub fn is_request_view(&self, name: &str) -> bool {
+        matches!(self.by_name.get(name), Some(ViewId::Request(_)))
+    }
+
     /// The features of a feature service.
     pub fn service(&self, name: &str) -> Result<&[String], ServeError> {
         self.services.get(name).map(Vec::as_slice).ok_or_else(|| ServeError::UnknownService(name.into()))
@@ -199,7 +227,7 @@ impl Catalog {
                     None => unknown_features.push(full.clone()),
                     Some(r) => {
                         let (group, pos) = plan.fetch(*i, r);
-                        plan.columns.push(Column::Stored { group, pos });
+                        plan.columns.push(Column::Stored { group, pos, take: false });
                     }
                 },
                 Some(ViewId::Request(i)) => match self.request[*i].output(feature) {
@@ -220,6 +248,15 @@ impl Catalog {
         }
         if !unknown_features.is_empty() {
             return Err(ServeError::UnknownFeatures(unknown_features));
+        }
+        for g in &mut plan.groups {
+            g.fields = self.stored[g.view].fixed_fields(&g.refs);
+        }
+        let mut used = std::collections::HashSet::new();
+        for c in plan.columns.iter_mut().rev() {
+            if let Column::Stored { group, pos, take } = c {
+                *take = used.insert((*group, *pos));
+            }
         }
         Ok(plan)
     }
@@ -262,7 +299,10 @@ impl Catalog {
                 let refs = &g.refs;
                 async move {
                     let ks: Vec<&str> = k.iter().map(String::as_str).collect();
-                    view.read(store, &ks, refs, t).await
+                    match &g.fields {
+                        Some(fields) => view.read_fields(store, &ks, refs, fields, &[], t).await,
+                        None => view.read(store, &ks, refs, t).await,
+                    }
                 }
             }))
             .await?;
@@ -318,12 +358,16 @@ impl Catalog {
             computed.push(rows);
         }
 
+        let mut fetched = fetched;
         let rows = (0..n)
             .map(|row| {
                 plan.columns
                     .iter()
                     .map(|c| match *c {
-                        Column::Stored { group, pos } => fetched[group][row][pos].clone(),
+                        Column::Stored { group, pos, take: true } => {
+                            std::mem::replace(&mut fetched[group][row][pos], Served::MISSING)
+                        }
+                        Column::Stored { group, pos, take: false } => fetched[group][row][pos].clone(),
                         Column::Request { call, out, .. } => {
                             let (name, hint) = &plan.calls[call].outputs[out];
                             match request_view::pick(&computed[call][row], name, *hint) {
@@ -346,7 +390,7 @@ impl Plan {
         let group = match self.groups.iter().position(|g| g.view == view) {
             Some(g) => g,
             None => {
-                self.groups.push(Group { view, refs: Vec::new() });
+                self.groups.push(Group { view, refs: Vec::new(), fields: None });
                 self.groups.len() - 1
             }
         };

@@ -117,6 +117,12 @@ impl StoredView {
         refs: &[FeatureRef],
         t: i64,
     ) -> Result<Vec<Vec<Served>>, StoreError> {
+        let (fields, hlls) = self.fields(refs, t);
+        self.read_fields(store, entities, refs, &fields, &hlls, t).await
+    }
+
+    /// The stored fields and sketches `refs` need at time `t`, sorted and without repeats.
+    pub fn fields(&self, refs: &[FeatureRef], t: i64) -> (Vec<String>, Vec<String>) {
         let (mut fields, mut hlls) = (Vec::with_capacity(refs.len()), Vec::new());
         for r in refs {
             match *r {
@@ -126,7 +132,26 @@ impl StoredView {
         }
         fields.sort_unstable();
         fields.dedup();
-        let records = store.read(&self.id, entities, &fields, &hlls).await?;
+        (fields, hlls)
+    }
+
+    /// [`Self::fields`] when they do not depend on the request time (no aggregations): a plan
+    /// computes them once.
+    pub fn fixed_fields(&self, refs: &[FeatureRef]) -> Option<Vec<String>> {
+        refs.iter().all(|r| matches!(r, FeatureRef::Latest(_))).then(|| self.fields(refs, 0).0)
+    }
+
+    /// [`Self::read`] with the fields already listed (from [`Self::fields`]).
+    pub async fn read_fields(
+        &self,
+        store: &dyn OnlineStore,
+        entities: &[&str],
+        refs: &[FeatureRef],
+        fields: &[String],
+        hlls: &[String],
+        t: i64,
+    ) -> Result<Vec<Vec<Served>>, StoreError> {
+        let records = store.read(&self.id, entities, fields, hlls).await?;
         Ok(records
             .iter()
             .map(|rec| {

@@ -6,6 +6,7 @@ mod cli;
 mod cluster;
 mod examples;
 mod faults;
+mod feast_sdk;
 mod hardening;
 mod languages;
 mod offline;

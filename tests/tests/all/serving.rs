@@ -251,13 +251,15 @@ fn feast_requests_get_feast_shaped_responses() {
     assert_eq!(body["metadata"]["feature_names"], json!(["user", "last_country"]));
     assert_eq!(body["results"][1]["values"], json!([null, "FR"]));
     assert_eq!(body["results"][1]["statuses"], json!(["NOT_FOUND", "PRESENT"]));
-    // Without the join key column: named.
+    // Without the join key column: named, in Feast's error body (a JSON string of module/class/message).
     let (code, body) = post(
         w.port,
         "/get-online-features",
         &json!({"features": ["user_stats:last_country"], "entities": {"customer": ["u1"]}}),
     );
-    assert_eq!((code, body["error"]["code"].as_str()), (400, Some("missing_entity")), "{body}");
+    let detail: Json = serde_json::from_str(body.as_str().unwrap_or("")).unwrap_or(Json::Null);
+    assert_eq!((code, detail["class"].as_str()), (400, Some("FeastError")), "{body}");
+    assert!(detail["message"].as_str().unwrap().contains("`user`"), "{body}");
 }
 
 #[test]

@@ -132,6 +132,8 @@ fn every_route_checks_credentials_and_tenants_are_isolated() {
         ("POST", "/v1/views/txn/events", Body::Json(json!({"events": []}))),
         ("POST", "/v1/features", Body::Json(json!({"entities": ["u"], "features": ["txn:country"]}))),
         ("POST", "/get-online-features", Body::Json(json!({"features": ["txn:country"], "entities": {"user": ["u"]}}))),
+        ("POST", "/write-to-online-store", Body::Json(json!({"feature_view_name": "txn", "df": {"user": []}}))),
+        ("POST", "/push", Body::Json(json!({"push_source_name": "txn", "df": {"user": []}}))),
         ("POST", "/v1/training-data", Body::Json(json!({"features": ["txn:country"], "spine": [], "events": []}))),
         ("GET", "/v1/metrics", Body::None),
         ("GET", "/v1/transforms", Body::None),
@@ -165,7 +167,7 @@ fn every_route_checks_credentials_and_tenants_are_isolated() {
         })
         .collect();
     for (m, r) in wafer_runtime::server::ROUTES {
-        if !["/healthz", "/readyz", "/openapi.json"].contains(r) {
+        if !["/healthz", "/health", "/readyz", "/openapi.json"].contains(r) {
             assert!(documented.contains(&(m.to_string(), r.to_string())), "route {m} {r} is not covered by this test");
         }
     }
