@@ -13,20 +13,20 @@ trap 'kill $PID 2>/dev/null || true' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
 NOW=$(($(date +%s) * 1000))
 echo "== push 4 card transactions (one is bad input) to view txn"
-curl -s -X POST "http://127.0.0.1:$PORT/v1/views/txn/events" -d '{"events": [
+curl -s -X POST -H "content-type: application/json" "http://127.0.0.1:$PORT/v1/views/txn/events" -d '{"events": [
   {"timestamp_ms": '$NOW', "value": {"user_id": "u1", "amount": 12.5, "country": "DE", "merchant": "m9"}, "headers": {"channel": "web"}},
   {"timestamp_ms": '$NOW', "value": {"user_id": "u1", "amount": 80, "country": "US", "merchant": "m3"}},
   {"timestamp_ms": '$NOW', "value": {"user_id": "u2", "amount": 920, "country": "FR", "merchant": "m1"}},
   {"timestamp_ms": '$NOW', "value": {"user_id": "u3", "amount": -5, "country": "DE", "merchant": "m2"}}]}'
 echo; echo "== read features (readable as soon as the push returned)"
-curl -s -X POST "http://127.0.0.1:$PORT/v1/features" -d '{"view": "txn", "entities": ["u1", "u2", "nobody"],
+curl -s -X POST -H "content-type: application/json" "http://127.0.0.1:$PORT/v1/features" -d '{"view": "txn", "entities": ["u1", "u2", "nobody"],
   "features": ["country", "amount_count_1h", "amount_sum_24h", "amount_mean_7d", "amount_max_lifetime", "merchant_last_3_24h"]}'
 echo; echo "== stored (batch view), streaming and request-time features in one call"
-curl -s -X POST "http://127.0.0.1:$PORT/v1/features" -d '{"entities": ["u1", "u2"],
+curl -s -X POST -H "content-type: application/json" "http://127.0.0.1:$PORT/v1/features" -d '{"entities": ["u1", "u2"],
   "features": ["txn:amount_sum_24h", "user_stats:txn_count_7d", "user_stats:last_country", "risk:risk_score", "risk:is_new_country"],
   "request_data": {"amount": [90, 10], "country": ["US", "FR"]}}'
 echo; echo "== the same through the Feast-compatible endpoint (feature service fraud_v1)"
-curl -s -X POST "http://127.0.0.1:$PORT/get-online-features" -d '{"feature_service": "fraud_v1",
+curl -s -X POST -H "content-type: application/json" "http://127.0.0.1:$PORT/get-online-features" -d '{"feature_service": "fraud_v1",
   "entities": {"user": ["u1", "u2"], "amount": [90, 10], "country": ["US", "FR"]}}'
 echo; echo "== wafer run over a JSONL file"
 ./target/release/wafer run --transform target/wasm-guests/wasm32-wasip2/release/card_txn.wasm \

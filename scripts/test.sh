@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs what it needs (wasm32-wasip2 target,
 # componentize-py, componentize-qjs/componentize-js, clang + wasi-libc, Redis, the tansu Kafka broker), starts Redis and tansu on free loopback ports,
-# runs `cargo test` over the workspace, and stops the services.
+# runs `cargo test` over the workspace, then the Python package's pytest suite (python/), and stops
+# the services. `./scripts/test.sh ARGS` passes ARGS to cargo test and skips pytest;
+# `./scripts/test.sh --python [PYTEST ARGS]` runs only the Python block.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -69,5 +71,38 @@ export WAFER_TEST_REDIS_CLI=$(command -v redis-cli)
 # --- end Redis Cluster
 echo "redis on $REDIS_PORT, tansu on $KAFKA_PORT"
 
-echo "== tests"
-cargo test --release --workspace "$@"
+PYTHON_ONLY=0
+if [ "${1:-}" = "--python" ]; then
+  PYTHON_ONLY=1
+  shift
+fi
+
+if [ "$PYTHON_ONLY" = 0 ]; then
+  echo "== tests"
+  cargo test --release --workspace "$@"
+fi
+
+# ---- Python package (python/) -----------------------------------------------------------------
+# A venv with pinned tools; the wheel is built by maturin (the package's PEP 517 backend) from
+# python/, a workspace member, into this workspace's target/ with the release profile, so it reuses
+# the wafer-runtime/wasmtime artifacts built above; then pytest against real `wafer serve` (Redis
+# above) / `wafer dev` processes, PySpark local[2] (Java 17) and componentize-py. Idempotent.
+if [ "$PYTHON_ONLY" = 1 ] || [ $# -eq 0 ]; then
+  echo "== python package"
+  PYVENV=$ROOT/.venv-python
+  PY_PINS=(maturin==1.9.6 pytest==8.4.2 pandas==2.3.3 pyarrow==21.0.0 pyspark==4.0.1 componentize-py==0.25.1)
+  if ! [ -x "$PYVENV/bin/python" ] || ! "$PYVENV/bin/python" -m pip freeze 2>/dev/null | grep -qx "${PY_PINS[4]}"; then
+    python3 -m venv "$PYVENV"
+    "$PYVENV/bin/pip" install -q "${PY_PINS[@]}"
+  fi
+  if ! command -v java >/dev/null; then
+    (apt-get update -qq && apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless) >/dev/null
+  fi
+  # The wafer binary and the Wasm guests the tests use (no-ops when the cargo tests built them).
+  cargo build --release -q -p wafer-runtime --bin wafer
+  cargo test --release -q -p wafer-tests --no-run
+  # (maturin runs from the venv: the backend calls the `maturin` binary on PATH)
+  PATH="$PYVENV/bin:$PATH" "$PYVENV/bin/pip" install -q --no-build-isolation --no-deps --force-reinstall ./python
+  # From the root, so `import wafer` is the installed package, not the python/wafer sources.
+  "$PYVENV/bin/pytest" -q python/tests "$@"
+fi

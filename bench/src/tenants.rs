@@ -2,8 +2,9 @@
 //! registry mode:
 //! 1. upload → first request served by the new version (Rust and Python card_txn);
 //! 2. memory of a node holding many small tenant transforms (RSS from /proc);
-//! 3. noisy neighbour: a quiet tenant's serving p99 alone, then while another tenant floods a
-//!    request transform that burns its whole deadline on every call.
+//! 3. noisy neighbour: a quiet tenant's serving p99 and throughput alone, then while another
+//!    tenant (default quotas) floods three request views from 8 connections: a loop burning its
+//!    whole deadline, a memory bomb and a panic.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -51,7 +52,7 @@ fn call(
         c.args(["-H", "content-type: application/json", "--data-binary", &b.to_string()]);
     }
     if let Some(f) = file {
-        c.arg("--data-binary").arg(format!("@{}", f.display()));
+        c.args(["-H", "content-type: application/wasm", "--data-binary"]).arg(format!("@{}", f.display()));
     }
     let out = c.output().context("running curl")?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -239,7 +240,8 @@ fn memory(tenants: usize, per_tenant: usize) -> Result<()> {
 fn noisy(dur: Duration) -> Result<()> {
     let node = start(256)?;
     let quiet = tenant(node.port, "quiet", json!({"requests_per_second": 0}))?;
-    let noisy = tenant(node.port, "noisy", json!({"max_instances": 1, "deadline_ms": 50}))?;
+    // Default quotas: the tenant's compute share (`compute_slots`) is what contains it.
+    let noisy = tenant(node.port, "noisy", json!({"requests_per_second": 0}))?;
     let risk = procs::guest("txn_risk.wasm")?;
     let chaos = procs::guest("request_misbehave.wasm")?;
     call(node.port, "PUT", "/v1/transforms/card_txn", &quiet, None, Some(&procs::guest("card_txn.wasm")?))?;
@@ -249,26 +251,37 @@ fn noisy(dur: Duration) -> Result<()> {
         bail!("{b}");
     }
     call(node.port, "PUT", "/v1/transforms/chaos", &noisy, None, Some(&chaos))?;
-    let (c, b) = call(
-        node.port,
-        "PUT",
-        "/v1/views/chaos",
-        &noisy,
-        Some(&json!({"kind": "request", "transform": "chaos", "deadline_ms": 50})),
-        None,
-    )?;
-    if c != 200 {
-        bail!("{b}");
+    // Several views of one tenant: a loop burning its whole deadline, a memory bomb, a panic.
+    let modes = ["loop", "alloc", "trap"];
+    for m in modes {
+        let (c, b) = call(
+            node.port,
+            "PUT",
+            &format!("/v1/views/chaos_{m}"),
+            &noisy,
+            Some(&json!({"kind": "request", "transform": "chaos", "deadline_ms": 50})),
+            None,
+        )?;
+        if c != 200 {
+            bail!("{b}");
+        }
     }
     std::thread::sleep(Duration::from_millis(500));
     let quiet_body = Bytes::from(
         json!({"entities": ["u1"], "features": ["user_stats:country", "user_stats:amount_sum_1h"]}).to_string(),
     );
-    let noisy_body = Bytes::from(
-        json!({"entities": ["x"], "features": ["chaos:y"], "request_data": {"mode": ["loop"]}}).to_string(),
-    );
+    let noisy_bodies: Vec<Bytes> = modes
+        .iter()
+        .map(|m| {
+            Bytes::from(
+                json!({"entities": ["x"], "features": [format!("chaos_{m}:y")], "request_data": {"mode": [m]}})
+                    .to_string(),
+            )
+        })
+        .collect();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let port = node.port;
+    let pid = node.pid;
     rt.block_on(async move {
         let measure = |label: &'static str| {
             let (quiet, body) = (quiet.clone(), quiet_body.clone());
@@ -276,21 +289,32 @@ fn noisy(dur: Duration) -> Result<()> {
                 let mut c = Conn::open(port).await?;
                 c.auth(&quiet);
                 let mut lat = Latencies::with_capacity(100_000);
-                let end = Instant::now() + dur;
+                let cpu0 = procs::cpu_seconds(pid).unwrap_or(0.0);
+                let started = Instant::now();
+                let end = started + dur;
                 while Instant::now() < end {
                     let t = Instant::now();
                     c.post("/v1/features", body.clone()).await?;
                     lat.push(t.elapsed());
                 }
-                println!("noisy neighbour, {label}: quiet tenant {} requests, p50 {:.3} ms, p99 {:.3} ms", lat.len(), lat.pct(50.0), lat.pct(99.0));
-                anyhow::Ok(lat.pct(99.0))
+                let secs = started.elapsed().as_secs_f64();
+                let cpu = procs::cpu_seconds(pid).unwrap_or(0.0) - cpu0;
+                let rps = lat.len() as f64 / secs;
+                println!(
+                    "noisy neighbour, {label}: quiet tenant {} requests ({rps:.0}/s), p50 {:.3} ms, p99 {:.3} ms; node CPU {:.2} cores",
+                    lat.len(),
+                    lat.pct(50.0),
+                    lat.pct(99.0),
+                    cpu / secs
+                );
+                anyhow::Ok((lat.pct(99.0), rps))
             }
         };
-        let alone = measure("alone").await?;
+        let (alone, alone_rps) = measure("alone").await?;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut flood = Vec::new();
-        for _ in 0..8 {
-            let (stop, noisy, body) = (stop.clone(), noisy.clone(), noisy_body.clone());
+        for i in 0..8 {
+            let (stop, noisy, body) = (stop.clone(), noisy.clone(), noisy_bodies[i % noisy_bodies.len()].clone());
             flood.push(tokio::spawn(async move {
                 let mut c = Conn::open(port).await?;
                 c.auth(&noisy);
@@ -302,13 +326,18 @@ fn noisy(dur: Duration) -> Result<()> {
                 anyhow::Ok(n)
             }));
         }
-        let with = measure("while a noisy tenant floods a 50 ms-deadline loop from 8 connections").await?;
+        let (with, with_rps) =
+            measure("while a noisy tenant floods loop/alloc/trap request views from 8 connections").await?;
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut n = 0;
         for f in flood {
             n += f.await??;
         }
-        println!("noisy neighbour: quiet p99 {alone:.3} ms alone → {with:.3} ms with the noise ({:.2}×); the noisy tenant made {n} requests", with / alone);
+        println!(
+            "noisy neighbour: quiet p99 {alone:.3} ms alone → {with:.3} ms with the noise ({:.2}×); throughput {alone_rps:.0}/s → {with_rps:.0}/s ({:.0}%); the noisy tenant made {n} requests",
+            with / alone,
+            100.0 * with_rps / alone_rps
+        );
         anyhow::Ok(())
     })
 }

@@ -3,7 +3,13 @@
 //! Key: `sha256(wasm)` under a directory named by the engine's compatibility hash (which covers
 //! the wasmtime version, target and code-affecting `Config` flags) and Wafer's own fingerprint.
 //! Artifacts are written to a temporary file and renamed into place, so a crash never leaves a
-//! half-written artifact. Only artifacts this process family wrote are ever deserialized.
+//! half-written artifact. Only artifacts this process family wrote are ever deserialized, and
+//! only for components that passed validation (see `component::Loader::load`).
+//!
+//! The cache is bounded ([`ArtifactCache::set_max_bytes`], across every tenant's namespace):
+//! storing an artifact evicts the least recently used ones (a hit refreshes the file's mtime)
+//! until the total fits. An evicted artifact that is still loaded stays mapped; it is recompiled
+//! only if loaded again.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io;
@@ -20,10 +26,21 @@ pub enum CacheError {
     Write { name: String, source: io::Error },
 }
 
+/// Default bound on the cache's total size.
+pub const DEFAULT_MAX_BYTES: u64 = 4 << 30;
+
 /// A directory of compiled artifacts for one engine configuration.
 pub struct ArtifactCache {
     root: PathBuf,
     dir: Dir,
+    top: std::sync::Arc<Top>,
+}
+
+/// The engine's directory (holding every namespace) and its size bound.
+struct Top {
+    dir: Dir,
+    max_bytes: std::sync::atomic::AtomicU64,
+    evicting: parking_lot::Mutex<()>,
 }
 
 impl ArtifactCache {
@@ -34,9 +51,21 @@ impl ArtifactCache {
         fingerprint.hash(&mut h);
         let root = base.join(format!("{:016x}", h.finish()));
         std::fs::create_dir_all(&root).map_err(|source| CacheError::Dir { path: root.clone(), source })?;
-        let dir = Dir::open_ambient_dir(&root, ambient_authority())
-            .map_err(|source| CacheError::Dir { path: root.clone(), source })?;
-        Ok(Self { root, dir })
+        let open = || {
+            Dir::open_ambient_dir(&root, ambient_authority())
+                .map_err(|source| CacheError::Dir { path: root.clone(), source })
+        };
+        let top = std::sync::Arc::new(Top {
+            dir: open()?,
+            max_bytes: DEFAULT_MAX_BYTES.into(),
+            evicting: parking_lot::Mutex::new(()),
+        });
+        Ok(Self { dir: open()?, root, top })
+    }
+
+    /// Bound the total size of the cache (every namespace of this engine's directory).
+    pub fn set_max_bytes(&self, max: u64) {
+        self.top.max_bytes.store(max, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The cache of one tenant: a subdirectory opened through this directory's handle, so a
@@ -49,7 +78,7 @@ impl ArtifactCache {
         }
         self.dir.create_dir_all(name).map_err(err)?;
         let dir = self.dir.open_dir(name).map_err(err)?;
-        Ok(Self { root: path, dir })
+        Ok(Self { root: path, dir, top: self.top.clone() })
     }
 
     fn name(sha256_hex: &str) -> String {
@@ -60,7 +89,13 @@ impl ArtifactCache {
     /// computed, never user input.
     pub fn lookup(&self, sha256_hex: &str) -> Option<PathBuf> {
         let name = Self::name(sha256_hex);
-        self.dir.metadata(&name).ok().filter(|m| m.is_file()).map(|_| self.root.join(name))
+        let f = self.dir.open(&name).ok()?;
+        if !f.metadata().ok()?.is_file() {
+            return None;
+        }
+        // Recently used: eviction goes by modification time.
+        let _ = f.into_std().set_modified(std::time::SystemTime::now());
+        Some(self.root.join(name))
     }
 
     /// Store `artifact` and return its path.
@@ -75,7 +110,41 @@ impl ArtifactCache {
             self.dir.rename(&tmp, &self.dir, &name)
         };
         write().map_err(|source| CacheError::Write { name: name.clone(), source })?;
+        self.evict_to_fit();
         Ok(self.root.join(name))
+    }
+
+    /// Remove least recently used artifacts until the cache fits its bound.
+    fn evict_to_fit(&self) {
+        let max = self.top.max_bytes.load(std::sync::atomic::Ordering::Relaxed);
+        let _one = self.top.evicting.lock();
+        let mut files = Vec::new();
+        collect(&self.top.dir, None, &mut files);
+        let mut total: u64 = files.iter().map(|f| f.size).sum();
+        if total <= max {
+            return;
+        }
+        files.sort_by_key(|f| f.modified);
+        for f in files {
+            if total <= max {
+                break;
+            }
+            let removed = match &f.sub {
+                Some(sub) => self.top.dir.open_dir(sub).and_then(|d| d.remove_file(&f.name)),
+                None => self.top.dir.remove_file(&f.name),
+            };
+            if removed.is_ok() {
+                total -= f.size;
+                tracing::info!(artifact = %f.name, bytes = f.size, "artifact cache over its bound: evicted the least recently used");
+            }
+        }
+    }
+
+    /// Total size of the cached artifacts (every namespace).
+    pub fn total_bytes(&self) -> u64 {
+        let mut files = Vec::new();
+        collect(&self.top.dir, None, &mut files);
+        files.iter().map(|f| f.size).sum()
     }
 
     /// Forget a (corrupt or incompatible) artifact.
@@ -96,5 +165,32 @@ impl ArtifactCache {
             return PathBuf::from(home).join(".cache/wafer/artifacts");
         }
         std::env::temp_dir().join("wafer-artifacts")
+    }
+}
+
+/// One cached artifact, for eviction.
+struct Cached {
+    sub: Option<String>,
+    name: String,
+    size: u64,
+    modified: std::time::SystemTime,
+}
+
+/// Every `*.cwasm` in `dir` and (one level down) its namespaces.
+fn collect(dir: &Dir, sub: Option<&str>, out: &mut Vec<Cached>) {
+    let Ok(entries) = dir.entries() else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Ok(meta) = e.metadata() else { continue };
+        if meta.is_dir() {
+            if sub.is_none()
+                && let Ok(d) = dir.open_dir(&name)
+            {
+                collect(&d, Some(&name), out);
+            }
+        } else if name.ends_with(".cwasm") {
+            let modified = meta.modified().map(|t| t.into_std()).unwrap_or(std::time::UNIX_EPOCH);
+            out.push(Cached { sub: sub.map(String::from), name, size: meta.len(), modified });
+        }
     }
 }

@@ -74,6 +74,12 @@ impl EngineConfig {
         config
     }
 
+    /// An engine with the same code-affecting settings but a one-instance pool: it only compiles
+    /// (see `component::budget`), and its artifacts load in an engine built from `self`.
+    pub fn compile_only_engine(&self) -> wasmtime::Result<Engine> {
+        Engine::new(&EngineConfig { pool_instances: 1, ..self.clone() }.wasmtime_config())
+    }
+
     /// A stable fingerprint of the settings that change generated code; part of the artifact
     /// cache key together with wasmtime's own compatibility hash.
     pub fn fingerprint(&self) -> String {

@@ -1,6 +1,11 @@
-//! From bytes to a runnable [`Transform`]: header and world checks, import allow-listing,
-//! precompilation with an on-disk artifact cache, and one sandboxed `describe` call.
+//! From bytes to a runnable [`Transform`], cheapest checks first: the header, the world and
+//! import allow-list read from the raw bytes ([`precheck`]), precompilation within a time and
+//! memory budget ([`budget`], when a compile worker is configured), the same checks on the
+//! compiled types, and one sandboxed `describe` call. Only a component that passed all of them
+//! is written to the artifact cache.
 
+pub mod budget;
+pub mod precheck;
 pub mod validate;
 
 use std::path::{Path, PathBuf};
@@ -69,6 +74,8 @@ pub enum LoadError {
     Cache(#[from] CacheError),
     #[error("precompiling failed: {0}")]
     Compile(String),
+    #[error("compilation exceeded its budget: {0} (quotas compile_seconds, compile_memory_mib)")]
+    CompileBudgetExceeded(String),
 }
 
 impl LoadError {
@@ -89,6 +96,7 @@ impl LoadError {
             LoadError::UnexpectedWorld { .. } => "unexpected_world",
             LoadError::Cache(_) => "artifact_cache",
             LoadError::Compile(_) => "compile_failed",
+            LoadError::CompileBudgetExceeded(_) => "compile_budget_exceeded",
         }
     }
 }
@@ -115,6 +123,8 @@ pub struct Loader {
     linker: Arc<Linker<HostState>>,
     async_linker: Arc<Linker<HostState>>,
     cache: Option<Arc<ArtifactCache>>,
+    /// Compile in budgeted worker processes (else in this process, without a budget).
+    worker: Option<Arc<budget::CompileWorker>>,
 }
 
 impl Loader {
@@ -132,7 +142,27 @@ impl Loader {
             Some(dir) => Some(Arc::new(ArtifactCache::open(dir, engine.engine(), &engine.config().fingerprint())?)),
             None => None,
         };
-        Ok(Self { engine, linker: Arc::new(linker), async_linker: Arc::new(async_linker), cache })
+        Ok(Self { engine, linker: Arc::new(linker), async_linker: Arc::new(async_linker), cache, worker: None })
+    }
+
+    /// Bound the artifact cache's total size (least recently used artifacts are evicted).
+    pub fn with_cache_max_bytes(self, max: u64) -> Self {
+        if let Some(c) = &self.cache {
+            c.set_max_bytes(max);
+        }
+        self
+    }
+
+    /// The artifact cache, if any.
+    pub fn cache(&self) -> Option<&ArtifactCache> {
+        self.cache.as_deref()
+    }
+
+    /// Compile uncached components in worker processes of `exe` (its `compile-worker` command),
+    /// each within the budget of the transform's [`Limits`].
+    pub fn with_compile_worker(mut self, exe: PathBuf) -> Self {
+        self.worker = Some(Arc::new(budget::CompileWorker { exe }));
+        self
     }
 
     pub fn engine(&self) -> &WaferEngine {
@@ -157,15 +187,19 @@ impl Loader {
             linker: self.linker.clone(),
             async_linker: self.async_linker.clone(),
             cache,
+            worker: self.worker.clone(),
         })
     }
 
-    /// Validate, compile (or fetch from cache), describe: a ready [`Transform`].
+    /// Validate, compile (or fetch from cache), describe: a ready [`Transform`]. The compiled
+    /// artifact is cached only once all of that succeeded.
     pub fn load(&self, bytes: &[u8], limits: Limits) -> Result<Transform, LoadError> {
         let start = Instant::now();
         validate::check_header(bytes)?;
+        precheck::precheck(bytes)?;
         let sha256 = hex::encode(Sha256::digest(bytes));
-        let (component, compile, from_cache) = self.compile(bytes, &sha256)?;
+        let budget = budget::CompileBudget { time: limits.compile_time, memory_bytes: limits.compile_memory_bytes };
+        let (component, compile, from_cache, artifact) = self.compile(bytes, &sha256, budget)?;
         let engine = self.engine.engine();
         let kind = validate::world_of(engine, &component)?;
         let imports = validate::imports_of(engine, &component);
@@ -175,39 +209,60 @@ impl Loader {
             WorldKind::Request => &self.async_linker,
         };
         let pre = linker.instantiate_pre(&component).map_err(|e| LoadError::ImportMismatch(format!("{e:#}")))?;
-        let stats = LoadStats { sha256, wasm_bytes: bytes.len(), compile, from_cache, total: Duration::ZERO, imports };
+        let stats = LoadStats {
+            sha256: sha256.clone(),
+            wasm_bytes: bytes.len(),
+            compile,
+            from_cache,
+            total: Duration::ZERO,
+            imports,
+        };
         let mut transform = Transform::new(self.engine.clone(), kind, pre, limits, stats)?;
+        if let (Some(cache), Some(artifact)) = (&self.cache, artifact) {
+            cache.store(&sha256, &artifact)?;
+        }
         transform.set_total_load_time(start.elapsed());
         Ok(transform)
     }
 
-    fn compile(&self, bytes: &[u8], sha256: &str) -> Result<(Component, Duration, bool), LoadError> {
+    /// The component, compile time, whether it came from the cache, and the artifact to cache
+    /// once the component is validated (none when cached already or when there is no cache).
+    #[allow(clippy::type_complexity)]
+    fn compile(
+        &self,
+        bytes: &[u8],
+        sha256: &str,
+        budget: budget::CompileBudget,
+    ) -> Result<(Component, Duration, bool, Option<Vec<u8>>), LoadError> {
         let engine = self.engine.engine();
-        if let Some(cache) = &self.cache {
-            if let Some(path) = cache.lookup(sha256) {
-                // SAFETY: the cache holds only artifacts this code wrote with
-                // `precompile_component` for an engine with the same compatibility hash (the
-                // directory name); it is never filled from user input.
-                match unsafe { Component::deserialize_file(engine, &path) } {
-                    Ok(c) => return Ok((c, Duration::ZERO, true)),
-                    Err(e) => {
-                        tracing::warn!(artifact = %path.display(), error = %e, "discarding unusable cached artifact");
-                        cache.evict(sha256);
-                    }
+        if let Some(cache) = &self.cache
+            && let Some(path) = cache.lookup(sha256)
+        {
+            // SAFETY: the cache holds only artifacts this code wrote with `precompile_component`
+            // for an engine with the same compatibility hash (the directory name); it is never
+            // filled from user input.
+            match unsafe { Component::deserialize_file(engine, &path) } {
+                Ok(c) => return Ok((c, Duration::ZERO, true, None)),
+                Err(e) => {
+                    tracing::warn!(artifact = %path.display(), error = %e, "discarding unusable cached artifact");
+                    cache.evict(sha256);
                 }
             }
-            let t = Instant::now();
-            let artifact = engine.precompile_component(bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
-            let compile = t.elapsed();
-            let path = cache.store(sha256, &artifact)?;
-            // SAFETY: just written by us from `precompile_component` on this engine.
-            let c = unsafe { Component::deserialize_file(engine, &path) }
-                .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
-            Ok((c, compile, false))
-        } else {
-            let t = Instant::now();
-            let c = Component::new(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
-            Ok((c, t.elapsed(), false))
         }
+        let t = Instant::now();
+        let artifact = match &self.worker {
+            Some(w) => w.compile(self.engine.config(), bytes, budget)?,
+            None if self.cache.is_none() => {
+                let c = Component::new(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+                return Ok((c, t.elapsed(), false, None));
+            }
+            None => engine.precompile_component(bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?,
+        };
+        let compile = t.elapsed();
+        // SAFETY: produced by `precompile_component` (here or in our own compile worker, from an
+        // engine with this engine's code-affecting settings); never bytes from a user.
+        let c =
+            unsafe { Component::deserialize(engine, &artifact) }.map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        Ok((c, compile, false, self.cache.is_some().then_some(artifact)))
     }
 }

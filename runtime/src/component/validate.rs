@@ -39,6 +39,11 @@ pub fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
 pub fn world_of(engine: &Engine, component: &Component) -> Result<WorldKind, LoadError> {
     let ty = component.component_type();
     let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_string()).collect();
+    kind_from_exports(&exports)
+}
+
+/// Which Wafer world a component with these export names implements.
+pub fn kind_from_exports(exports: &[String]) -> Result<WorldKind, LoadError> {
     let has = |n: &str| exports.iter().any(|e| e == n);
     let stream = has(names::STREAM);
     let request = has(names::REQUEST);

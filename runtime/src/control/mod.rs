@@ -23,8 +23,6 @@ pub struct Control {
     loader: Loader,
     /// Concurrent compiles of uploads (so uploads never starve serving of CPU).
     pub compile_slots: tokio::sync::Semaphore,
-    /// Component bytes by sha256, fetched once per node.
-    blobs: Mutex<HashMap<String, Arc<Vec<u8>>>>,
     /// Per-tenant loaders (artifact cache namespaced by tenant).
     loaders: Mutex<HashMap<String, Arc<Loader>>>,
     pub kafka: Option<KafkaConfig>,
@@ -48,7 +46,6 @@ impl Control {
             admin_hash: Sha256::digest(admin_token.as_bytes()).into(),
             loader,
             compile_slots: tokio::sync::Semaphore::new(compile_slots.max(1)),
-            blobs: Mutex::new(HashMap::new()),
             loaders: Mutex::new(HashMap::new()),
             kafka,
             consumers: Mutex::new(HashMap::new()),
@@ -71,14 +68,6 @@ impl Control {
         let l = Arc::new(self.loader.for_tenant(tenant)?);
         self.loaders.lock().insert(tenant.to_owned(), l.clone());
         Ok(l)
-    }
-
-    pub(crate) fn cached_blob(&self, sha: &str) -> Option<Arc<Vec<u8>>> {
-        self.blobs.lock().get(sha).cloned()
-    }
-
-    pub(crate) fn remember_blob(&self, sha: &str, bytes: Arc<Vec<u8>>) {
-        self.blobs.lock().insert(sha.to_owned(), bytes);
     }
 }
 

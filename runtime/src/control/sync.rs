@@ -1,5 +1,7 @@
-//! Keeping a node in step with the registry: poll the change counter (every 200 ms, or at once
-//! after a change made through this node), rebuild only tenants whose configuration changed,
+//! Keeping a node in step with the registry: poll its revision (change counter + change id,
+//! every 200 ms, or at once after a change made through this node) and reload whenever it differs
+//! from the node's — older or newer: a registry restored from an older snapshot is reloaded too —
+//! rebuild only tenants whose configuration changed,
 //! swap the node state atomically (in-flight requests and batches finish on the state they
 //! started with), and start/stop Kafka consumers to match the stream views.
 
@@ -17,12 +19,12 @@ use crate::tenant::{RateLimiter, TenantApp, TenantSpec, build_tenant};
 
 pub const POLL: Duration = Duration::from_millis(200);
 
-/// Run forever: reload whenever the registry version changes.
+/// Run forever: reload whenever the registry revision differs from the node's.
 pub async fn run(app: Arc<App>) {
     let Some(control) = app.control.clone() else { return };
     loop {
-        match control.registry.version().await {
-            Ok(v) if v != app.state().version || app.state().version == 0 => {
+        match control.registry.revision().await {
+            Ok(r) if needs_reload(&app.state(), &r) => {
                 if let Err(e) = reload(&app, &control).await {
                     tracing::warn!(error = %e, "registry reload failed; retrying");
                 }
@@ -37,26 +39,26 @@ pub async fn run(app: Arc<App>) {
     }
 }
 
-/// Bytes of every transform a tenant's views reference (active versions), fetched once per node.
+/// Whether the node's state is not the registry's revision `r` (any difference: a restored
+/// registry may be behind the node).
+fn needs_reload(state: &NodeState, r: &crate::registry::Revision) -> bool {
+    state.version == 0 || state.version != r.version.max(1) || state.change != r.change
+}
+
+/// Bytes of the active version of every transform the tenant's views use, fetched from the
+/// registry on demand (only when the tenant is (re)built; nodes keep no copy of any version's
+/// bytes afterwards, only the compiled artifact on disk).
 async fn fetch_blobs(
     control: &Control,
     transforms: &HashMap<String, TransformRecord>,
+    used: &std::collections::HashSet<String>,
 ) -> Result<HashMap<String, Arc<Vec<u8>>>, crate::registry::RegistryError> {
     let mut out = HashMap::new();
-    for rec in transforms.values() {
+    for rec in transforms.values().filter(|r| used.contains(&r.name)) {
         let Some(id) = &rec.active else { continue };
-        let bytes = match control.cached_blob(id) {
-            Some(b) => b,
-            None => match control.registry.blob(id).await? {
-                Some(b) => {
-                    let b = Arc::new(b);
-                    control.remember_blob(id, b.clone());
-                    b
-                }
-                None => continue,
-            },
-        };
-        out.insert(rec.name.clone(), bytes);
+        if let Some(b) = control.registry.blob(id).await? {
+            out.insert(rec.name.clone(), Arc::new(b));
+        }
     }
     Ok(out)
 }
@@ -91,7 +93,13 @@ pub async fn build_from_snapshot(
     let spec = TenantSpec::from_registry(snap, tenant)?;
     let empty = HashMap::new();
     let transforms = snap.transforms.get(tenant).unwrap_or(&empty);
-    let blobs = fetch_blobs(control, transforms).await.map_err(|e| e.to_string())?;
+    let used: std::collections::HashSet<String> = spec
+        .streams
+        .iter()
+        .map(|v| v.transform.to_string_lossy().into_owned())
+        .chain(spec.requests.iter().map(|v| v.transform.to_string_lossy().into_owned()))
+        .collect();
+    let blobs = fetch_blobs(control, transforms, &used).await.map_err(|e| e.to_string())?;
     let loader = control.loader(tenant).map_err(|e| e.to_string())?;
     let metrics = app.metrics.clone();
     let fp = tenant_fingerprint(snap, tenant);
@@ -112,10 +120,16 @@ pub async fn build_from_snapshot(
 /// Reload the registry into the node.
 pub async fn reload(app: &Arc<App>, control: &Arc<Control>) -> Result<(), crate::registry::RegistryError> {
     let _one = control.reloading.lock().await;
+    // Reloads are serialized and each reads the registry as it is now, so a snapshot older than
+    // the node's state means the registry itself went back (restored): follow it.
     let snap = control.registry.snapshot().await?;
     let old = app.state();
-    if snap.version != 0 && snap.version < old.version {
-        return Ok(()); // a newer state is already in place
+    if snap.version < old.version || (snap.version == old.version && snap.change != old.change) {
+        tracing::warn!(
+            node = old.version,
+            registry = snap.version,
+            "the registry is not the state this node loaded (restored from a snapshot?): reloading everything from it"
+        );
     }
     let mut tenants = HashMap::new();
     for (name, t) in &snap.tenants {
@@ -150,7 +164,13 @@ pub async fn reload(app: &Arc<App>, control: &Arc<Control>) -> Result<(), crate:
         }
     }
     let sources: Vec<_> = tenants.values().flat_map(|t| t.sources.clone()).collect();
-    app.swap_state(NodeState { tenants, keys: snap.keys.clone(), open_tenant: None, version: snap.version.max(1) });
+    app.swap_state(NodeState {
+        tenants,
+        keys: snap.keys.clone(),
+        open_tenant: None,
+        version: snap.version.max(1),
+        change: snap.change.clone(),
+    });
     if let Some(kafka) = &control.kafka {
         let mut consumers = control.consumers.lock();
         consumers.retain(|src, handle| {

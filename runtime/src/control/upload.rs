@@ -25,8 +25,12 @@ pub async fn validate(
 ) -> Result<Validated, LoadError> {
     let _slot = control.compile_slots.acquire().await.map_err(|_| LoadError::Invalid("shutting down".into()))?;
     let loader = control.loader(tenant)?;
-    let limits =
-        Limits::capped(Duration::from_millis(quotas.deadline_ms.min(10_000)), quotas.memory_mib.min(4096) << 20);
+    let limits = Limits {
+        compile_time: Duration::from_secs(quotas.compile_seconds),
+        compile_memory_bytes: quotas.compile_memory_mib.saturating_mul(1 << 20),
+        entity_key_bytes: quotas.entity_key_bytes,
+        ..Limits::capped(Duration::from_millis(quotas.deadline_ms.min(10_000)), quotas.memory_mib.min(4096) << 20)
+    };
     let started = Instant::now();
     let b = bytes.clone();
     let t = tokio::task::spawn_blocking(move || loader.load(&b, limits))
@@ -52,6 +56,5 @@ pub async fn validate(
         compile_ms: started.elapsed().as_millis() as u64,
         uploaded_ms: now_ms,
     };
-    control.remember_blob(&version.id, bytes);
     Ok(Validated { version, transform: t })
 }

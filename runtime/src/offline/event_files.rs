@@ -11,14 +11,16 @@
 //! - `key` (optional): `Binary` or `Utf8`; `topic` (optional `Utf8`), `partition` (optional
 //!   `Int32`), `offset` (optional `Int64`, default: the row index).
 //!
-//! Other columns are ignored.
+//! Other columns are ignored. The same columns in memory ([`EventFile::from_batches`]: an Arrow
+//! table handed over by the Python package) are read by the same code.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use arrow_schema::ArrowError;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::columns::{BytesColumn, TextColumn, TimeColumn, int_column};
 use crate::bindings::types::Event;
@@ -65,11 +67,11 @@ impl EventBatch {
 pub enum Progress {
     /// Bytes read of a total (JSONL).
     Bytes { done: u64, total: u64 },
-    /// Rows read of a total (Parquet).
+    /// Rows read of a total (Parquet, in-memory batches).
     Rows { done: u64, total: u64 },
 }
 
-/// A JSONL or Parquet event file, read batch by batch.
+/// A JSONL or Parquet event file (or in-memory Arrow batches), read batch by batch.
 pub struct EventFile {
     path: PathBuf,
     topic: String,
@@ -79,9 +81,22 @@ pub struct EventFile {
 }
 
 enum Inner {
-    Jsonl { reader: BufReader<File>, line: String, bytes_read: u64, total: u64 },
-    Parquet { reader: ParquetRecordBatchReader, pending: Option<(RecordBatch, usize)>, rows_read: u64, total: u64 },
+    Jsonl {
+        reader: BufReader<File>,
+        line: String,
+        bytes_read: u64,
+        total: u64,
+    },
+    /// Parquet files and in-memory batches: record batches with the Parquet event columns.
+    Arrow {
+        reader: BatchIter,
+        pending: Option<(RecordBatch, usize)>,
+        rows_read: u64,
+        total: u64,
+    },
 }
+
+type BatchIter = Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>> + Send>;
 
 impl EventFile {
     /// Open `path` (Parquet if it ends in `.parquet`, JSONL otherwise), skipping positions below
@@ -99,7 +114,7 @@ impl EventFile {
             let total = builder.metadata().file_metadata().num_rows().max(0) as u64;
             let skip = start.clamp(0, total as i64) as usize;
             let reader = builder.with_batch_size(4096).with_offset(skip).build().map_err(perr)?;
-            Inner::Parquet { reader, pending: None, rows_read: skip as u64, total }
+            Inner::Arrow { reader: Box::new(reader), pending: None, rows_read: skip as u64, total }
         } else {
             Inner::Jsonl { reader: BufReader::with_capacity(1 << 20, file), line: String::new(), bytes_read: 0, total }
         };
@@ -120,9 +135,18 @@ impl EventFile {
                     f.position += 1;
                 }
             }
-            Inner::Parquet { rows_read, .. } => f.position = *rows_read as i64,
+            Inner::Arrow { rows_read, .. } => f.position = *rows_read as i64,
         }
         Ok(f)
+    }
+
+    /// Events already in memory as Arrow record batches with the columns of a Parquet event file
+    /// (positions are row indices across the batches). `name` stands for the path in errors.
+    pub fn from_batches(name: &str, batches: Vec<RecordBatch>, topic: &str) -> Self {
+        let total = batches.iter().map(|b| b.num_rows() as u64).sum();
+        let reader: BatchIter = Box::new(batches.into_iter().map(Ok));
+        let inner = Inner::Arrow { reader, pending: None, rows_read: 0, total };
+        Self { path: name.into(), topic: topic.into(), inner, position: 0 }
     }
 
     pub fn path(&self) -> &Path {
@@ -137,7 +161,7 @@ impl EventFile {
     pub fn progress(&self) -> Progress {
         match &self.inner {
             Inner::Jsonl { bytes_read, total, .. } => Progress::Bytes { done: *bytes_read, total: *total },
-            Inner::Parquet { rows_read, total, .. } => Progress::Rows { done: *rows_read, total: *total },
+            Inner::Arrow { rows_read, total, .. } => Progress::Rows { done: *rows_read, total: *total },
         }
     }
 
@@ -173,7 +197,7 @@ impl EventFile {
                     }
                 }
             }
-            Inner::Parquet { reader, pending, rows_read, .. } => {
+            Inner::Arrow { reader, pending, rows_read, .. } => {
                 while batch.events.len() + batch.invalid.len() < max {
                     let (rb, from) = match pending.take() {
                         Some(p) => p,

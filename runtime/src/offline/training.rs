@@ -76,6 +76,9 @@ pub enum EventSource {
     Files(Vec<PathBuf>),
     /// Events in memory (the HTTP API's small jobs).
     Inline(Vec<Event>),
+    /// Arrow record batches with the columns of a Parquet event file (the Python package's
+    /// tables), read by the same code as Parquet files.
+    Arrow(Vec<arrow_array::RecordBatch>),
 }
 
 /// A job: which features, from which events, how the spine names its columns.
@@ -187,11 +190,20 @@ pub fn run(
                         history.add(vi, view, chunk);
                     }
                 }
-                EventSource::Files(paths) => {
-                    let mut batch = EventBatch::default();
+                EventSource::Files(_) | EventSource::Arrow(_) => {
                     let topic = job.topics.get(&view.spec.name).unwrap_or(&view.spec.name);
-                    for p in paths {
-                        let mut f = EventFile::open(p, topic, 0)?;
+                    let files = match source {
+                        EventSource::Files(paths) => {
+                            paths.iter().map(|p| EventFile::open(p, topic, 0)).collect::<Result<Vec<_>, _>>()?
+                        }
+                        _ => Vec::new(),
+                    };
+                    let tables = match source {
+                        EventSource::Arrow(b) => Some(EventFile::from_batches("<events table>", b.clone(), topic)),
+                        _ => None,
+                    };
+                    let mut batch = EventBatch::default();
+                    for mut f in files.into_iter().chain(tables) {
                         while f.next_batch(job.batch_size, &mut batch)? {
                             stats.failed_events += batch.invalid.len() as u64;
                             read_so_far += (batch.events.len() + batch.invalid.len()) as u64;

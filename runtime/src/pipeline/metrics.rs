@@ -145,12 +145,17 @@ impl Histogram {
 pub struct Gauge {
     name: &'static str,
     help: &'static str,
+    label: &'static str,
     values: Mutex<BTreeMap<String, f64>>,
 }
 
 impl Gauge {
     fn new(name: &'static str, help: &'static str) -> Self {
-        Self { name, help, values: Mutex::new(BTreeMap::new()) }
+        Self { name, help, label: "view", values: Mutex::new(BTreeMap::new()) }
+    }
+    fn with_label(mut self, label: &'static str) -> Self {
+        self.label = label;
+        self
     }
     pub fn set(&self, view: &str, v: f64) {
         self.values.lock().insert(view.to_owned(), v);
@@ -158,10 +163,43 @@ impl Gauge {
     pub fn get(&self, view: &str) -> Option<f64> {
         self.values.lock().get(view).copied()
     }
+    /// Every view whose value is not 0.
+    pub fn nonzero(&self) -> Vec<String> {
+        self.values.lock().iter().filter(|(_, v)| **v != 0.0).map(|(k, _)| k.clone()).collect()
+    }
     fn render(&self, out: &mut String) {
         let _ = writeln!(out, "# HELP {} {}\n# TYPE {} gauge", self.name, self.help, self.name);
         for (view, v) in self.values.lock().iter() {
-            let _ = writeln!(out, "{}{{view=\"{}\"}} {v}", self.name, esc(view));
+            let _ = writeln!(out, "{}{{{}=\"{}\"}} {v}", self.name, self.label, esc(view));
+        }
+    }
+}
+
+/// A gauge family with labels `(view, partition)` (a source's partitions).
+pub struct PartitionGauge {
+    name: &'static str,
+    help: &'static str,
+    values: Mutex<BTreeMap<(String, i32), f64>>,
+}
+
+impl PartitionGauge {
+    fn new(name: &'static str, help: &'static str) -> Self {
+        Self { name, help, values: Mutex::new(BTreeMap::new()) }
+    }
+    pub fn set(&self, view: &str, partition: i32, v: f64) {
+        self.values.lock().insert((view.to_owned(), partition), v);
+    }
+    pub fn get(&self, view: &str, partition: i32) -> Option<f64> {
+        self.values.lock().get(&(view.to_owned(), partition)).copied()
+    }
+    /// Every `(view, partition)` whose value is not 0.
+    pub fn nonzero(&self) -> Vec<(String, i32)> {
+        self.values.lock().iter().filter(|(_, v)| **v != 0.0).map(|(k, _)| k.clone()).collect()
+    }
+    fn render(&self, out: &mut String) {
+        let _ = writeln!(out, "# HELP {} {}\n# TYPE {} gauge", self.name, self.help, self.name);
+        for ((view, p), v) in self.values.lock().iter() {
+            let _ = writeln!(out, "{}{{view=\"{}\",partition=\"{p}\"}} {v}", self.name, esc(view));
         }
     }
 }
@@ -193,10 +231,22 @@ pub struct Metrics {
     pub breaker_trips: Counter,
     /// 1 while a view is paused by its circuit breaker.
     pub paused: Gauge,
+    /// 1 while a source partition is stalled (assigned, unread events, nothing received).
+    pub source_stalled: PartitionGauge,
+    /// 1 while a view's source topic does not exist (deleted, or never created).
+    pub source_missing: Gauge,
+    /// Times a partition's log end was found below the view's watermark (topic re-created or
+    /// the broker lost its log): events at offsets below the watermark are not applied.
+    pub source_rewound: Counter,
     /// Requests or changes refused by a tenant quota, by tenant and limit.
     pub quota_exceeded: Counter,
     /// Feature requests refused or failed, by endpoint and error code.
     pub serve_errors: Counter,
+    /// Client connections by listener and outcome (`accepted`, `refused` over the cap,
+    /// `idle_closed`, `resource_exhausted` / `accept_error` when accepting failed).
+    pub connections: Counter,
+    /// Open client connections by listener.
+    pub open_connections: Gauge,
     /// Transform + fold time per batch.
     pub transform_seconds: Histogram,
     /// HTTP request handling time by route.
@@ -231,7 +281,24 @@ impl Default for Metrics {
                 "Times a view's circuit breaker opened (paused the view).",
                 "code",
             ),
+            connections: Counter::new(
+                "wafer_connections_total",
+                "Client connections by listener and outcome (accepted, refused, idle_closed, accept errors).",
+                "outcome",
+            )
+            .with_first("listener"),
+            open_connections: Gauge::new("wafer_open_connections", "Open client connections.").with_label("listener"),
             paused: Gauge::new("wafer_view_paused", "1 while the view is paused by its circuit breaker."),
+            source_stalled: PartitionGauge::new(
+                "wafer_source_stalled",
+                "1 while a source partition is assigned, has unread events and delivers nothing.",
+            ),
+            source_missing: Gauge::new("wafer_source_missing", "1 while the view's source topic does not exist."),
+            source_rewound: Counter::new(
+                "wafer_source_rewound_total",
+                "Partitions found with a log end below the view's watermark (topic re-created or log lost).",
+                "partition",
+            ),
             quota_exceeded: Counter::new(
                 "wafer_quota_exceeded_total",
                 "Requests or changes refused by a tenant quota.",
@@ -281,10 +348,15 @@ impl Metrics {
             &self.serve_errors,
             &self.breaker_trips,
             &self.quota_exceeded,
+            &self.source_rewound,
+            &self.connections,
         ] {
             c.render(&mut out);
         }
         self.paused.render(&mut out);
+        self.source_stalled.render(&mut out);
+        self.source_missing.render(&mut out);
+        self.open_connections.render(&mut out);
         self.transform_seconds.render(&mut out);
         self.request_seconds.render(&mut out);
         self.freshness_seconds.render(&mut out);

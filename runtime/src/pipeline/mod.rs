@@ -29,12 +29,53 @@ pub struct EventFailure {
     pub message: String,
 }
 
+/// A batch over one of its tenant's caps ([`crate::Limits::batch_rows`],
+/// [`crate::Limits::batch_entities`]): nothing of it is written and every event fails with
+/// [`code`](Self::code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapExceeded {
+    /// The quota's name (`batch_rows`, `batch_entities`).
+    pub cap: &'static str,
+    pub limit: usize,
+    pub found: usize,
+}
+
+impl CapExceeded {
+    /// The failure code of the batch's events.
+    pub fn code(&self) -> &'static str {
+        match self.cap {
+            "batch_rows" => "too_many_rows",
+            _ => "too_many_entities",
+        }
+    }
+
+    fn message(&self) -> String {
+        let what = if self.cap == "batch_rows" { "feature rows" } else { "distinct entities" };
+        format!(
+            "the batch produced {} {what}, over the tenant's `{}` quota of {}; nothing of it was written",
+            self.found, self.cap, self.limit
+        )
+    }
+}
+
 /// A transformed, folded batch, ready to be written.
 pub struct Prepared {
     events: usize,
     ops: Vec<crate::aggregate::ops::EntityOps>,
     pub rows: usize,
     pub failures: Vec<EventFailure>,
+    /// Set when the batch is refused as a whole for exceeding a cap.
+    pub over_cap: Option<CapExceeded>,
+}
+
+impl Prepared {
+    /// A refused batch of `events` events: no ops, every event failed with the cap's code.
+    fn refused(events: usize, cap: CapExceeded) -> Self {
+        let message = cap.message();
+        let failures =
+            (0..events).map(|index| EventFailure { index, code: cap.code(), message: message.clone() }).collect();
+        Self { events, ops: Vec::new(), rows: 0, failures, over_cap: Some(cap) }
+    }
 }
 
 /// A running stream view: its transform, worker pool and aggregation plan.
@@ -52,6 +93,8 @@ pub struct View {
     /// Pauses the view when its transform fails persistently.
     pub breaker: breaker::Breaker,
     pub metrics: Arc<Metrics>,
+    /// The tenant's share of the node's cores, shared by all its views.
+    compute: crate::transform::pool::ComputeShare,
 }
 
 impl View {
@@ -68,7 +111,25 @@ impl View {
         let stored = Arc::new(StoredView::new(tenant, spec.clone()));
         let breaker = breaker::Breaker::new(spec.breaker);
         let workers = crate::transform::pool::Pool::new(transform.limits().max_instances);
-        Self { id: stored.id.clone(), spec, transform, plan, retention, keep_ms, workers, stored, breaker, metrics }
+        Self {
+            id: stored.id.clone(),
+            spec,
+            transform,
+            plan,
+            retention,
+            keep_ms,
+            workers,
+            stored,
+            breaker,
+            metrics,
+            compute: crate::transform::pool::ComputeShare::unlimited(),
+        }
+    }
+
+    /// Run this view's transform calls within `share` (its tenant's, shared by all its views).
+    pub fn with_compute(mut self, share: crate::transform::pool::ComputeShare) -> Self {
+        self.compute = share;
+        self
     }
 
     fn with_worker<R>(&self, f: impl FnOnce(&mut StreamWorker) -> R) -> R {
@@ -85,7 +146,12 @@ impl View {
     /// Run the transform over `events` (CPU; call from a blocking context): the validated rows,
     /// the index of the event each row came from, and the events that failed.
     pub fn transform_rows(&self, events: &[Event]) -> (Vec<FeatureRow>, Vec<usize>, Vec<EventFailure>) {
-        let results = if events.is_empty() { Vec::new() } else { self.with_worker(|w| w.process(events)) };
+        let results = if events.is_empty() {
+            Vec::new()
+        } else {
+            let _slot = self.compute.acquire_blocking();
+            self.with_worker(|w| w.process(events))
+        };
         let mut rows: Vec<FeatureRow> = Vec::with_capacity(events.len());
         let mut row_event: Vec<usize> = Vec::with_capacity(events.len());
         let mut failures = Vec::new();
@@ -118,7 +184,7 @@ impl View {
             .into_iter()
             .map(|(ri, e)| EventFailure { index: ri, code: "aggregation", message: e.to_string() })
             .collect();
-        Prepared { events: rows.len(), ops, rows: rows.len(), failures }
+        Prepared { events: rows.len(), ops, rows: rows.len(), failures, over_cap: None }
     }
 
     /// Run the transform over `events` (CPU; call from a blocking context) and fold the rows.
@@ -127,16 +193,29 @@ impl View {
         events: &[Event],
     ) -> (Vec<crate::aggregate::ops::EntityOps>, usize, Vec<EventFailure>) {
         let mut parts = self.transform_groups(events, std::slice::from_ref(&(0..events.len())));
-        let p = parts.pop().unwrap_or(Prepared { events: 0, ops: Vec::new(), rows: 0, failures: Vec::new() });
+        let p = parts.pop().unwrap_or(Prepared {
+            events: 0,
+            ops: Vec::new(),
+            rows: 0,
+            failures: Vec::new(),
+            over_cap: None,
+        });
         (p.ops, p.rows, p.failures)
     }
 
     /// One transform call over all `events`, folded separately for each of `groups` (sorted,
     /// non-overlapping index ranges, e.g. one per source partition, each written with its own
-    /// watermark). Failure indices are relative to their group's start.
+    /// watermark). Failure indices are relative to their group's start. A batch over the rows
+    /// or entities cap is refused as a whole (every group).
     fn transform_groups(&self, events: &[Event], groups: &[Range<usize>]) -> Vec<Prepared> {
         let started = Instant::now();
         let (rows, row_event, failures) = self.transform_rows(events);
+        let limits = self.transform.limits();
+        let refuse =
+            |cap: CapExceeded| -> Vec<Prepared> { groups.iter().map(|g| Prepared::refused(g.len(), cap)).collect() };
+        if rows.len() > limits.batch_rows {
+            return refuse(CapExceeded { cap: "batch_rows", limit: limits.batch_rows, found: rows.len() });
+        }
         // Rows are in event order: each group's rows are one contiguous run.
         let out = groups
             .iter()
@@ -156,17 +235,22 @@ impl View {
                     });
                 }
                 fs.sort_by_key(|f| f.index);
-                Prepared { events: g.len(), ops, rows: r1 - r0, failures: fs }
+                Prepared { events: g.len(), ops, rows: r1 - r0, failures: fs, over_cap: None }
             })
-            .collect();
+            .collect::<Vec<_>>();
         self.metrics.transform_seconds.observe(&self.id, started.elapsed().as_secs_f64());
+        let entities: usize = out.iter().map(|p| p.ops.len()).sum();
+        if entities > limits.batch_entities {
+            return refuse(CapExceeded { cap: "batch_entities", limit: limits.batch_entities, found: entities });
+        }
         out
     }
 
     /// Transform + fold a batch (CPU, on a blocking-capable thread); nothing is written yet.
     pub fn prepare(&self, events: &[Event]) -> Prepared {
-        let (ops, rows, failures) = tokio::task::block_in_place(|| self.transform_batch(events));
-        Prepared { events: events.len(), ops, rows, failures }
+        let mut parts =
+            tokio::task::block_in_place(|| self.transform_groups(events, std::slice::from_ref(&(0..events.len()))));
+        parts.pop().unwrap_or(Prepared { events: 0, ops: Vec::new(), rows: 0, failures: Vec::new(), over_cap: None })
     }
 
     /// [`Self::prepare`] for several groups of one batch with a single transform call (see
@@ -183,7 +267,9 @@ impl View {
     /// [`Self::judge`] for the groups of one batch, judged as one batch.
     pub fn judge_all(&self, parts: &[Prepared]) -> breaker::Verdict {
         let events = parts.iter().map(|p| p.events).sum();
-        let failed = parts.iter().map(|p| p.failures.len()).sum();
+        // A batch refused for a cap is the data's fault, not the transform's: its events fail
+        // (dead letters) without tripping the breaker, which would retry it forever.
+        let failed = parts.iter().filter(|p| p.over_cap.is_none()).map(|p| p.failures.len()).sum();
         let v = self.breaker.record(events, failed);
         match v {
             breaker::Verdict::Tripped { pause } => {

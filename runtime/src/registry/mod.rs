@@ -1,15 +1,19 @@
 //! **The registry**: tenants, API keys (hashed), transforms (content-addressed versions and the
 //! active one), views — in Redis, so every `wafer serve` node shares it. Every change bumps one
-//! version counter; nodes poll it ([`crate::control::sync`]) and reload within a second.
+//! version counter and writes a fresh random change id; nodes poll both ([`Revision`],
+//! [`crate::control::sync`]) and reload within a second when either differs from what they
+//! loaded. The change id makes a registry restored from an older snapshot visible even when
+//! later changes bring its counter back to (or past) a value a node has already seen.
 //!
 //! Keys share the hash tag `{wafer-registry}` (one Redis Cluster slot), so each change is one
 //! atomic MULTI/EXEC:
 //! - `{wafer-registry}:version`: change counter
+//! - `{wafer-registry}:change`: random id of the latest change
 //! - `{wafer-registry}:tenants`: tenant → [`Tenant`]
 //! - `{wafer-registry}:keys`: sha256(secret) → [`ApiKey`]
 //! - `{wafer-registry}:transforms:<tenant>`: name → [`TransformRecord`]
 //! - `{wafer-registry}:views:<tenant>`: name → [`ViewRecord`]
-//! - `{wafer-registry}:blob:<sha256>`: component bytes
+//! - `{wafer-registry}:blob:<sha256>`: component bytes (deleted with the last version using them)
 
 pub mod model;
 
@@ -53,15 +57,37 @@ impl RegistryError {
     }
 }
 
+/// Which state of the registry a node has: the change counter and the latest change's id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Revision {
+    pub version: u64,
+    pub change: String,
+}
+
 /// Everything a node needs, read in one pass.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub version: u64,
+    /// The latest change's id (empty for a registry written before change ids).
+    pub change: String,
     pub tenants: HashMap<String, Tenant>,
     /// sha256(secret) hex → key.
     pub keys: HashMap<String, ApiKey>,
     pub transforms: HashMap<String, HashMap<String, TransformRecord>>,
     pub views: HashMap<String, HashMap<String, ViewRecord>>,
+}
+
+/// A fresh random change id (16 hex digits from the OS's generator; the time if it is unavailable).
+fn change_id() -> String {
+    use std::io::Read;
+    let mut buf = [0u8; 8];
+    match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf)) {
+        Ok(()) => hex::encode(buf),
+        Err(_) => format!(
+            "{:x}",
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+        ),
+    }
 }
 
 pub fn hash_secret(secret: &str) -> String {
@@ -74,6 +100,26 @@ fn parse<T: serde::de::DeserializeOwned>(key: &str, s: &str) -> Result<T, Regist
 
 fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
+}
+
+/// Drop the oldest versions of `rec` beyond `keep`, never the active one nor `newest`; the ids
+/// of the dropped ones.
+fn gc_versions(rec: &mut TransformRecord, newest: &str, keep: usize) -> Vec<String> {
+    let mut dropped = Vec::new();
+    while rec.versions.len() > keep {
+        let oldest = rec
+            .versions
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.id != newest && Some(&v.id) != rec.active.as_ref())
+            .min_by_key(|(_, v)| v.uploaded_ms)
+            .map(|(i, _)| i);
+        match oldest {
+            Some(i) => dropped.push(rec.versions.remove(i).id),
+            None => break,
+        }
+    }
+    dropped
 }
 
 #[derive(Clone)]
@@ -103,20 +149,35 @@ impl Registry {
 
     /// The change counter.
     pub async fn version(&self) -> Result<u64, RegistryError> {
-        let v: Option<u64> = self.conn().get(format!("{P}:version")).await?;
-        Ok(v.unwrap_or(0))
+        Ok(self.revision().await?.version)
+    }
+
+    /// The change counter and the latest change's id, in one round trip.
+    pub async fn revision(&self) -> Result<Revision, RegistryError> {
+        let (v, change): (Option<u64>, Option<String>) =
+            redis::pipe().get(format!("{P}:version")).get(format!("{P}:change")).query_async(&mut self.conn()).await?;
+        Ok(Revision { version: v.unwrap_or(0), change: change.unwrap_or_default() })
+    }
+
+    /// Add "bump the counter, record a new change id" to an atomic pipeline.
+    fn bump(pipe: &mut redis::Pipeline) -> &mut redis::Pipeline {
+        pipe.incr(format!("{P}:version"), 1).ignore().set(format!("{P}:change"), change_id()).ignore()
     }
 
     /// Read everything (the registry is small: configs and hashes, not blobs).
     pub async fn snapshot(&self) -> Result<Snapshot, RegistryError> {
         let mut c = self.conn();
-        let (version, tenants, keys): (Option<u64>, HashMap<String, String>, HashMap<String, String>) = redis::pipe()
+        type Head = (Option<u64>, Option<String>, HashMap<String, String>, HashMap<String, String>);
+        let (version, change, tenants, keys): Head = redis::pipe()
+            .atomic()
             .get(format!("{P}:version"))
+            .get(format!("{P}:change"))
             .hgetall(format!("{P}:tenants"))
             .hgetall(format!("{P}:keys"))
             .query_async(&mut c)
             .await?;
-        let mut snap = Snapshot { version: version.unwrap_or(0), ..Snapshot::default() };
+        let mut snap =
+            Snapshot { version: version.unwrap_or(0), change: change.unwrap_or_default(), ..Snapshot::default() };
         for (name, v) in tenants {
             snap.tenants.insert(name, parse(&format!("{P}:tenants"), &v)?);
         }
@@ -149,14 +210,9 @@ impl Registry {
     /// Write `hash[field] = value` and bump the version, atomically.
     async fn put(&self, hash: String, field: &str, value: String) -> Result<(), RegistryError> {
         let mut c = self.conn();
-        let _: () = redis::pipe()
-            .atomic()
-            .hset(hash, field, value)
-            .ignore()
-            .incr(format!("{P}:version"), 1)
-            .ignore()
-            .query_async(&mut c)
-            .await?;
+        let mut pipe = redis::pipe();
+        pipe.atomic().hset(hash, field, value).ignore();
+        let _: () = Self::bump(&mut pipe).query_async(&mut c).await?;
         Ok(())
     }
 
@@ -175,7 +231,7 @@ impl Registry {
         if !created {
             return Err(RegistryError::TenantExists(t.name.clone()));
         }
-        let _: u64 = c.incr(format!("{P}:version"), 1).await?;
+        let _: () = Self::bump(redis::pipe().atomic()).query_async(&mut c).await?;
         Ok(())
     }
 
@@ -221,7 +277,9 @@ impl Registry {
         self.get(format!("{P}:transforms:{tenant}"), name).await
     }
 
-    /// Add a validated, compiled version (and its bytes), optionally activating it; atomic.
+    /// Add a validated, compiled version (and its bytes), optionally activating it, and keep at
+    /// most `keep` versions: the oldest inactive ones beyond are dropped, with their bytes unless
+    /// another transform still references them; atomic.
     pub async fn add_version(
         &self,
         tenant: &str,
@@ -229,6 +287,7 @@ impl Registry {
         version: Version,
         bytes: &[u8],
         activate: bool,
+        keep: usize,
     ) -> Result<TransformRecord, RegistryError> {
         let mut rec = self.transform(tenant, name).await?.unwrap_or(TransformRecord {
             name: name.into(),
@@ -242,17 +301,24 @@ impl Registry {
         if activate || rec.active.is_none() {
             rec.active = Some(id.clone());
         }
-        let mut c = self.conn();
-        let _: () = redis::pipe()
-            .atomic()
-            .set(format!("{P}:blob:{id}"), bytes)
-            .ignore()
-            .hset(format!("{P}:transforms:{tenant}"), name, to_json(&rec))
-            .ignore()
-            .incr(format!("{P}:version"), 1)
-            .ignore()
-            .query_async(&mut c)
-            .await?;
+        let dropped = gc_versions(&mut rec, &id, keep.max(1));
+        let mut unreferenced = Vec::new();
+        if !dropped.is_empty() {
+            let snap = self.snapshot().await?;
+            let in_use = |sha: &str| {
+                snap.transforms
+                    .iter()
+                    .any(|(t, recs)| recs.values().any(|r| (t != tenant || r.name != name) && r.version(sha).is_some()))
+            };
+            unreferenced = dropped.into_iter().filter(|v| !in_use(v)).collect();
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic().set(format!("{P}:blob:{id}"), bytes).ignore();
+        for sha in &unreferenced {
+            pipe.del(format!("{P}:blob:{sha}")).ignore();
+        }
+        pipe.hset(format!("{P}:transforms:{tenant}"), name, to_json(&rec)).ignore();
+        let _: () = Self::bump(&mut pipe).query_async(&mut self.conn()).await?;
         Ok(rec)
     }
 
@@ -273,15 +339,41 @@ impl Registry {
 
     pub async fn delete_view(&self, tenant: &str, name: &str) -> Result<(), RegistryError> {
         let mut c = self.conn();
-        let (n, _): (u64, u64) = redis::pipe()
-            .atomic()
-            .hdel(format!("{P}:views:{tenant}"), name)
-            .incr(format!("{P}:version"), 1)
-            .query_async(&mut c)
-            .await?;
+        let mut pipe = redis::pipe();
+        pipe.atomic().hdel(format!("{P}:views:{tenant}"), name);
+        let (n,): (u64,) = Self::bump(&mut pipe).query_async(&mut c).await?;
         if n == 0 {
             return Err(RegistryError::NoView(name.into()));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(id: &str, uploaded_ms: i64) -> Version {
+        Version {
+            id: id.into(),
+            world: "stream".into(),
+            info: serde_json::Value::Null,
+            bytes: 1,
+            compile_ms: 0,
+            uploaded_ms,
+        }
+    }
+
+    #[test]
+    fn gc_drops_the_oldest_inactive_versions_beyond_the_cap() {
+        let mut rec = TransformRecord {
+            name: "t".into(),
+            active: Some("a".into()),
+            versions: vec![v("a", 1), v("b", 2), v("c", 3), v("d", 4), v("e", 5)],
+        };
+        assert_eq!(gc_versions(&mut rec, "e", 3), vec!["b".to_string(), "c".to_string()]);
+        let ids: Vec<&str> = rec.versions.iter().map(|v| v.id.as_str()).collect();
+        assert_eq!(ids, ["a", "d", "e"], "the active (oldest) and the newest are kept");
+        assert!(gc_versions(&mut rec, "e", 3).is_empty());
     }
 }

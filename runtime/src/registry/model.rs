@@ -18,6 +18,33 @@ pub struct Quotas {
     pub requests_per_second: u32,
     /// Largest component upload (MiB).
     pub upload_mib: usize,
+    /// Events in one push request (413 `too_many_events` beyond).
+    pub push_events: usize,
+    /// Feature rows one batch (a push, a Kafka batch) may produce (422 `too_many_rows`).
+    pub batch_rows: usize,
+    /// Distinct entities one batch may write (422 `too_many_entities`).
+    pub batch_entities: usize,
+    /// Output of one transform call, and of one batch with its re-runs (MiB).
+    pub output_mib: usize,
+    /// Thread CPU time one batch may spend in the guest, re-runs of single events included (ms);
+    /// the events left when it is spent fail with `batch_budget_exceeded`.
+    pub batch_cpu_ms: u64,
+    /// Thread CPU time one request (e.g. an inline training-data job, all its batches) may spend
+    /// in guests (ms); the events left when it is spent fail with `batch_budget_exceeded`.
+    pub request_cpu_ms: u64,
+    /// Largest `breaker_trip_after` a view may set.
+    pub breaker_trip_after: u32,
+    /// Transform calls of the tenant running at once on a node, across all its views: its
+    /// share of the node's cores (0 = one per core).
+    pub compute_slots: usize,
+    /// Longest entity key a transform may emit (bytes).
+    pub entity_key_bytes: usize,
+    /// Versions kept per transform; the oldest inactive ones beyond are deleted.
+    pub versions_per_transform: usize,
+    /// Wall-clock time one upload may spend compiling (s); `compile_budget_exceeded` beyond.
+    pub compile_seconds: u64,
+    /// Memory one upload's compilation may use (MiB); `compile_budget_exceeded` beyond.
+    pub compile_memory_mib: usize,
 }
 
 impl Default for Quotas {
@@ -29,6 +56,18 @@ impl Default for Quotas {
             max_views: 20,
             requests_per_second: 2000,
             upload_mib: 50,
+            push_events: 10_000,
+            batch_rows: 100_000,
+            batch_entities: 20_000,
+            output_mib: 16,
+            batch_cpu_ms: 250,
+            request_cpu_ms: 2000,
+            breaker_trip_after: 10,
+            compute_slots: 1,
+            entity_key_bytes: 1024,
+            versions_per_transform: 10,
+            compile_seconds: 20,
+            compile_memory_mib: 1024,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! ambient resource it may get is a read-only asset directory, granted per transform.
 
 mod clock;
+pub mod cpu;
 mod limiter;
 mod log;
 
@@ -35,13 +36,27 @@ pub struct Limits {
     pub recycle_after_calls: u64,
     /// Live instances of this transform per node (a tenant quota); more concurrent calls wait.
     pub max_instances: usize,
-    /// Cap on the size of one call's output (sum of rows, names and values).
+    /// Cap on the size of one call's output (sum of rows, names and values), and of one batch's
+    /// output over all its calls (re-runs of single events included).
     pub output_bytes: usize,
+    /// Thread CPU time one batch may spend in the guest, re-runs included; events left when it
+    /// is spent fail with [`crate::TransformError::BudgetExceeded`] instead of running.
+    pub batch_cpu: Duration,
+    /// Feature rows one batch may produce; beyond it the whole batch is refused.
+    pub batch_rows: usize,
+    /// Distinct entities one batch may write; beyond it the whole batch is refused.
+    pub batch_entities: usize,
+    /// Longest entity key a row may carry (bytes); a longer one fails its event.
+    pub entity_key_bytes: usize,
     /// Longest guest log line kept; longer ones are truncated.
     pub log_line_bytes: usize,
     /// Guest log lines (log import + stdout/stderr lines) kept per call; the rest are counted
     /// and dropped.
     pub log_lines_per_call: u32,
+    /// Wall-clock (and CPU) budget for compiling the component, when compiled in a worker.
+    pub compile_time: Duration,
+    /// Memory budget for compiling the component, when compiled in a worker.
+    pub compile_memory_bytes: usize,
     /// Optional read-only directory visible to the guest as `/assets`.
     pub asset_dir: Option<PathBuf>,
 }
@@ -62,6 +77,12 @@ impl Default for Limits {
             recycle_after_calls: 0,
             max_instances: 64,
             output_bytes: 16 << 20,
+            batch_cpu: Duration::from_millis(250),
+            batch_rows: 100_000,
+            batch_entities: 20_000,
+            entity_key_bytes: 1024,
+            compile_time: Duration::from_secs(20),
+            compile_memory_bytes: 1 << 30,
             log_line_bytes: 1024,
             log_lines_per_call: 20,
             asset_dir: None,

@@ -35,6 +35,32 @@ struct TenantPatch {
     quotas: Option<Quotas>,
 }
 
+/// 409 `quota_conflict` when the tenant's current views, transforms and versions do not fit
+/// `t.quotas` (a dry run of building the tenant with them).
+async fn check_quotas_fit(app: &App, control: &Arc<crate::control::Control>, t: &Tenant) -> Result<(), Resp> {
+    let mut snap = control.registry.snapshot().await.map_err(|e| registry_error(&e))?;
+    let versions = snap.transforms.get(&t.name).map_or(0, |m| m.values().map(|r| r.versions.len()).max().unwrap_or(0));
+    if versions > t.quotas.versions_per_transform {
+        return Err(error(
+            StatusCode::CONFLICT,
+            "quota_conflict",
+            format!(
+                "tenant `{}` keeps {versions} versions of a transform; `versions_per_transform` {} would be below that (delete versions first)",
+                t.name, t.quotas.versions_per_transform
+            ),
+        ));
+    }
+    snap.tenants.insert(t.name.clone(), t.clone());
+    match crate::control::sync::build_from_snapshot(app, control, &snap, &t.name).await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(error(
+            StatusCode::CONFLICT,
+            "quota_conflict",
+            format!("the new quotas conflict with tenant `{}`'s current state: {e}; nothing was changed", t.name),
+        )),
+    }
+}
+
 /// A valid tenant name: it becomes part of Redis keys, topic names and a cache directory.
 pub fn valid_tenant(name: &str) -> bool {
     valid_name(name) && name.len() <= 64 && !name.contains('.')
@@ -97,8 +123,13 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>, method: &Method, pat
             if let Some(d) = b.disabled {
                 t.disabled = d;
             }
-            if let Some(q) = b.quotas {
+            if let Some(q) = b.quotas.filter(|q| *q != t.quotas) {
                 t.quotas = q;
+                // The tenant's current views must still build under the new quotas, or a node
+                // started later would serve none of them.
+                if let Err(r) = check_quotas_fit(app, &control, &t).await {
+                    return r;
+                }
             }
             match reg.update_tenant(&t).await {
                 Ok(()) => json_resp(StatusCode::OK, &json!(t)),

@@ -4,7 +4,9 @@
 //!
 //! - `PUT /v1/transforms/{name}[?activate=false]` (body: the component) → 201 with the version id
 //!   (sha256), world, declared schema and compile time. 413 beyond the tenant's upload quota;
-//!   400 with the loader's code (`not_wasm`, `core_module`, `wrong_world`, `forbidden_import`, …).
+//!   400 with the loader's code (`not_wasm`, `core_module`, `wrong_world`, `forbidden_import`, …);
+//!   422 `compile_budget_exceeded` when compiling needs more time or memory than the tenant's
+//!   quotas allow; 415 unless the content type is `application/wasm` or `application/octet-stream`.
 //! - `GET /v1/transforms`, `GET /v1/transforms/{name}`
 //! - `POST /v1/transforms/{name}/activate` `{"version": "<sha256>"}`
 //! - `PUT /v1/views/{name}` `{"kind": "stream"|"batch"|"request", ...manifest fields}` with
@@ -108,6 +110,9 @@ async fn upload(
             format!("transform name `{name}`: 1-128 of [A-Za-z0-9_.-], starting with a letter"),
         );
     }
+    if let Err(r) = super::respond::require_content_type(&req, &["application/wasm", "application/octet-stream"]) {
+        return r;
+    }
     let cap = t.quotas.upload_mib.saturating_mul(1 << 20);
     let too_large = || {
         app.metrics.quota_exceeded.add(&t.name, "upload_mib", 1);
@@ -131,11 +136,19 @@ async fn upload(
         Ok(v) => v,
         Err(e) => {
             app.metrics.serve_errors.add(&t.name, e.code(), 1);
-            return error(StatusCode::BAD_REQUEST, e.code(), format!("transform `{name}` rejected: {e}"));
+            let status = match e {
+                crate::component::LoadError::CompileBudgetExceeded(_) => {
+                    app.metrics.quota_exceeded.add(&t.name, "compile_budget", 1);
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                _ => StatusCode::BAD_REQUEST,
+            };
+            return error(status, e.code(), format!("transform `{name}` rejected: {e}"));
         }
     };
     let version = v.version.clone();
-    match control.registry.add_version(&t.name, name, v.version, &bytes, activate).await {
+    let keep = t.quotas.versions_per_transform;
+    match control.registry.add_version(&t.name, name, v.version, &bytes, activate, keep).await {
         Ok(rec) => {
             control.changed.notify_one();
             tracing::info!(tenant = %t.name, transform = name, version = %version.id, compile_ms = version.compile_ms, "transform uploaded");

@@ -5,7 +5,10 @@
 //! - `POST /v1/features`: native feature reads (stored, aggregated and request-view features).
 //! - `POST /get-online-features`: Feast-compatible reads.
 //! - `POST /v1/training-data`: point-in-time training data for small inline jobs ([`training`]).
-//! - `GET /v1/views`, `GET /metrics` (Prometheus text), `GET /healthz`, `GET /openapi.json`.
+//! - `GET /v1/views`, `GET /metrics` (Prometheus text), `GET /healthz` (liveness),
+//!   `GET /readyz` (readiness: 503 while a source partition is stalled), `GET /openapi.json`.
+//!
+//! Connections (accept loop, connection cap, header and idle timeouts): [`listen`].
 //!
 //! Errors are JSON `{"error": {"code": "...", "message": "...", ...}}` with a 4xx/5xx status.
 
@@ -13,20 +16,18 @@ pub mod admin;
 pub mod auth;
 pub mod control;
 mod features;
+pub mod listen;
 mod push;
 pub mod respond;
 mod training;
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value as Json, json};
-use tokio::net::TcpListener;
 
 use parking_lot::RwLock;
 
@@ -34,6 +35,7 @@ use crate::pipeline::{Metrics, View};
 use crate::registry::ApiKey;
 use crate::store::OnlineStore;
 use crate::tenant::TenantApp;
+pub use listen::{ListenConfig, serve, serve_with};
 use respond::{Resp, bytes_resp, error, json_resp};
 
 /// The OpenAPI document of every route.
@@ -42,6 +44,7 @@ pub const OPENAPI: &str = include_str!("../../openapi.json");
 /// Every route (method, path template), as documented in [`OPENAPI`].
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/healthz"),
+    ("GET", "/readyz"),
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
     ("GET", "/v1/views"),
@@ -83,6 +86,8 @@ pub struct NodeState {
     pub open_tenant: Option<String>,
     /// Registry version this state was built from.
     pub version: u64,
+    /// Registry change id this state was built from (see [`crate::registry::Revision`]).
+    pub change: String,
 }
 
 impl App {
@@ -120,24 +125,6 @@ impl App {
     }
 }
 
-/// Serve until the listener fails.
-pub async fn serve(app: Arc<App>, listener: TcpListener) -> std::io::Result<()> {
-    loop {
-        let (stream, _peer) = listener.accept().await?;
-        let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let app = app.clone();
-                async move { Ok::<_, Infallible>(handle(&app, req).await) }
-            });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
-    }
-}
-
 async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Resp {
     let started = Instant::now();
     let (route, resp) = route(app, req).await;
@@ -151,6 +138,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> (&'static str, Resp) {
     let path = req.uri().path().to_owned();
     match (&method, path.as_str()) {
         (&Method::GET, "/healthz") => return ("healthz", json_resp(StatusCode::OK, &json!({"status": "ok"}))),
+        (&Method::GET, "/readyz") => return ("readyz", readyz(app)),
         (&Method::GET, "/openapi.json") => return ("openapi", bytes_resp(StatusCode::OK, "application/json", OPENAPI)),
         (&Method::GET, "/metrics") => {
             // Every tenant's metrics: the operator's (admin token in registry mode).
@@ -233,6 +221,20 @@ fn tenant_metrics(all: &str, tenant: &str) -> String {
             o.push('\n');
             o
         },
+    )
+}
+
+/// Readiness: not ready while any source partition is stalled (the stall detector in
+/// `sources::kafka` recovers it by itself). Missing source topics are listed but do not fail it:
+/// one tenant deleting its topic must not take the node out of service for every tenant.
+fn readyz(app: &App) -> Resp {
+    let stalled: Vec<Json> =
+        app.metrics.source_stalled.nonzero().into_iter().map(|(v, p)| json!({"view": v, "partition": p})).collect();
+    let missing = app.metrics.source_missing.nonzero();
+    let ready = stalled.is_empty();
+    json_resp(
+        if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE },
+        &json!({"status": if ready { "ready" } else { "not_ready" }, "stalled": stalled, "missing_sources": missing}),
     )
 }
 

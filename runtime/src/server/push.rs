@@ -31,6 +31,18 @@ pub async fn push_events(app: &App, t: &TenantApp, view: &str, req: Request<Inco
         Ok(b) => b.events,
         Err(r) => return r,
     };
+    if items.len() > t.quotas.push_events {
+        app.metrics.quota_exceeded.add(&t.name, "push_events", 1);
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_events",
+            format!(
+                "{} events in one push, over the tenant's `push_events` quota of {}; nothing was written, split the batch",
+                items.len(),
+                t.quotas.push_events
+            ),
+        );
+    }
     let mut events = Vec::with_capacity(items.len());
     let mut index = Vec::with_capacity(items.len());
     let mut failures = Vec::new();
@@ -48,6 +60,15 @@ pub async fn push_events(app: &App, t: &TenantApp, view: &str, req: Request<Inco
     }
     v.metrics.events.add(&v.id, "invalid_event", failures.len() as u64);
     let prepared = v.prepare(&events);
+    if let Some(cap) = prepared.over_cap {
+        app.metrics.quota_exceeded.add(&t.name, cap.cap, 1);
+        v.metrics.events.add(&v.id, cap.code(), events.len() as u64);
+        let message = prepared.failures.first().map_or(String::new(), |f| f.message.clone());
+        return json_resp(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &json!({"error": {"code": cap.code(), "message": message, "quota": cap.cap, "limit": cap.limit, "found": cap.found}}),
+        );
+    }
     if let Verdict::Tripped { pause } = v.judge(&prepared) {
         return paused(view, pause);
     }

@@ -41,8 +41,26 @@ pub fn serve_error(e: &ServeError) -> Resp {
     json_resp(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.body())
 }
 
-/// Read and parse a JSON body into `T` (400 naming the problem; 413 past [`MAX_BODY`]).
+/// 415 `unsupported_media_type` unless the request declares no content type or one of
+/// `accepted` (media types; `+json` suffixes count as `application/json`).
+pub fn require_content_type(req: &Request<Incoming>, accepted: &[&str]) -> Result<(), Resp> {
+    let Some(v) = req.headers().get(hyper::header::CONTENT_TYPE) else { return Ok(()) };
+    let media = v.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let json_suffix = media.ends_with("+json") && accepted.contains(&"application/json");
+    if json_suffix || accepted.contains(&media.as_str()) {
+        return Ok(());
+    }
+    Err(error(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        format!("content type `{media}` is not accepted here; send {}", accepted.join(" or ")),
+    ))
+}
+
+/// Read and parse a JSON body into `T` (415 for a non-JSON content type; 400 naming the problem;
+/// 413 past [`MAX_BODY`]).
 pub async fn body<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, Resp> {
+    require_content_type(&req, &["application/json"])?;
     let bytes = Limited::new(req.into_body(), MAX_BODY)
         .collect()
         .await

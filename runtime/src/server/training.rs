@@ -40,6 +40,17 @@ pub(super) async fn training_data(tenant: &TenantApp, req: Request<Incoming>) ->
         Ok(r) => r,
         Err(resp) => return resp,
     };
+    if r.events.len() > tenant.quotas.push_events {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_events",
+            format!(
+                "{} inline events, over the tenant's `push_events` quota of {} (bigger jobs: `wafer training-data`)",
+                r.events.len(),
+                tenant.quotas.push_events
+            ),
+        );
+    }
     if r.spine.len() > MAX_SPINE {
         return error(
             StatusCode::BAD_REQUEST,
@@ -75,8 +86,13 @@ pub(super) async fn training_data(tenant: &TenantApp, req: Request<Incoming>) ->
         threads: 1,
         topics: HashMap::new(),
     };
-    // CPU-bound, with its own threads: keep it off the async workers.
-    let (cols, stats) = match tokio::task::block_in_place(|| run(&job, &spine, &mut |_| {})) {
+    // CPU-bound, with its own threads: keep it off the async workers. The guests' share of it is
+    // bounded by the tenant's per-request CPU budget (events past it fail without running).
+    let budget = std::time::Duration::from_millis(tenant.quotas.request_cpu_ms);
+    let (cols, stats) = match tokio::task::block_in_place(|| {
+        let _budget = crate::sandbox::cpu::RequestBudget::enter(budget);
+        run(&job, &spine, &mut |_| {})
+    }) {
         Ok(x) => x,
         Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()),
     };

@@ -27,6 +27,8 @@ pub struct RequestView {
     /// Entity type whose key is passed as `entity-key` (that of the first read view).
     pub entity: Option<String>,
     workers: crate::transform::pool::AsyncPool<RequestWorker>,
+    /// The tenant's share of the node's cores, shared by all its views.
+    compute: crate::transform::pool::ComputeShare,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,8 +71,15 @@ impl RequestView {
             reads,
             entity,
             workers: crate::transform::pool::AsyncPool::new(transform.limits().max_instances),
+            compute: crate::transform::pool::ComputeShare::unlimited(),
             transform,
         })
+    }
+
+    /// Run this view's calls within `share` (its tenant's, shared by all its views).
+    pub fn with_compute(mut self, share: crate::transform::pool::ComputeShare) -> Self {
+        self.compute = share;
+        self
     }
 
     /// The output's position and type, if the transform declares it.
@@ -84,8 +93,10 @@ impl RequestView {
     }
 
     /// Call the transform on every input, on the caller's task, under its deadline (a long call
-    /// yields at every epoch tick). Waits for an instance when the view's cap is reached.
+    /// yields at every epoch tick). Waits for a slot of the tenant's compute share, then for an
+    /// instance when the view's cap is reached.
     pub async fn compute(&self, inputs: &[RequestInput]) -> Result<Vec<EntityResult>, TransformError> {
+        let _slot = self.compute.acquire().await;
         let mut w = self
             .workers
             .take(|| self.transform.request_worker().map_err(|e| TransformError::Instantiate(e.to_string())))

@@ -14,6 +14,7 @@
 //! applied; the pipeline resumes a partition from it and skips offsets below it.
 //! A push (no mark) may carry an idempotency key: each entity applies it at most once.
 
+pub mod deadline;
 pub mod embedded;
 pub mod redis;
 
@@ -37,6 +38,9 @@ pub enum StoreError {
     NotReplicated { acked: i64, wanted: u32 },
     #[error("store: {0}")]
     Other(String),
+    /// A serving read missed its deadline ([`deadline::ReadDeadline`]).
+    #[error("store: no answer within the serving deadline of {0:?}")]
+    Timeout(std::time::Duration),
 }
 
 impl StoreError {
@@ -60,6 +64,7 @@ impl StoreError {
                         )
                     )
             }
+            StoreError::Timeout(_) => true,
             StoreError::Other(_) => false,
         }
     }

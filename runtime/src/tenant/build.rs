@@ -15,6 +15,7 @@ use crate::registry::Quotas;
 use crate::serving::request_view::RequestViewError;
 use crate::serving::{Catalog, RequestView, StoredView};
 use crate::transform::Transform;
+use crate::transform::pool::ComputeShare;
 use crate::view::{ViewError, ViewSpec};
 use crate::{Limits, WorldKind};
 
@@ -68,6 +69,13 @@ fn limits(view: &str, deadline_ms: u64, memory_mib: usize, q: &Quotas) -> Result
     }
     Ok(Limits {
         max_instances: q.max_instances,
+        output_bytes: q.output_mib.saturating_mul(1 << 20),
+        batch_cpu: Duration::from_millis(q.batch_cpu_ms),
+        batch_rows: q.batch_rows,
+        batch_entities: q.batch_entities,
+        entity_key_bytes: q.entity_key_bytes,
+        compile_time: Duration::from_secs(q.compile_seconds),
+        compile_memory_bytes: q.compile_memory_mib.saturating_mul(1 << 20),
         ..Limits::capped(Duration::from_millis(deadline_ms), memory_mib << 20)
     })
 }
@@ -90,9 +98,18 @@ pub fn build_tenant(
     }
     let mut views = HashMap::new();
     let mut catalog = Catalog::default();
+    let compute = ComputeShare::new(q.compute_slots);
     let mut sources = Vec::new();
     for cfg in &spec.streams {
         let lim = limits(&cfg.name, cfg.deadline_ms, cfg.memory_mib, q)?;
+        if cfg.breaker_trip_after > q.breaker_trip_after {
+            return Err(BuildError::Quota {
+                view: cfg.name.clone(),
+                limit: "breaker_trip_after",
+                asked: cfg.breaker_trip_after.into(),
+                quota: q.breaker_trip_after.into(),
+            });
+        }
         let t = load(&cfg.transform, lim).map_err(|source| BuildError::Load {
             view: cfg.name.clone(),
             path: cfg.transform.clone(),
@@ -108,7 +125,7 @@ pub fn build_tenant(
         }
         let spec = ViewSpec::new(cfg, &t.info().outputs)?;
         tracing::info!(tenant = %tenant, view = %cfg.name, transform = t.name(), version = %t.info().version, features = spec.feature_names().len(), "stream view loaded");
-        let view = Arc::new(View::new(tenant, spec, t, metrics.clone()));
+        let view = Arc::new(View::new(tenant, spec, t, metrics.clone()).with_compute(compute.clone()));
         catalog.add_stored(view.stored.clone());
         views.insert(cfg.name.clone(), view);
         if let Some(topic) = &cfg.topic {
@@ -141,7 +158,7 @@ pub fn build_tenant(
                 expected: WorldKind::Request,
             });
         }
-        let rv = RequestView::new(&cfg.name, t, |v, f| catalog.resolve_stored(v, f))?;
+        let rv = RequestView::new(&cfg.name, t, |v, f| catalog.resolve_stored(v, f))?.with_compute(compute.clone());
         tracing::info!(tenant = %tenant, view = %cfg.name, transform = rv.transform.name(), reads = rv.reads.len(), "request view loaded");
         catalog.add_request(Arc::new(rv));
     }

@@ -1,8 +1,10 @@
 //! **Where a tenant's limits are enforced** and what a tenant is on a node: its views, catalog,
 //! quotas and rate limiter ([`TenantApp`]), built from a manifest or from the registry
-//! ([`TenantSpec`]). Quotas: CPU deadline and memory per call (views may not ask for more),
-//! live instances per transform ([`crate::transform::pool`]), number of views, request rate
-//! ([`rate`]), upload size (`server::control`).
+//! ([`TenantSpec`]). Quotas ([`Quotas`]): CPU deadline and memory per call (views may not ask
+//! for more), live instances per transform and concurrent calls across all the tenant's views
+//! ([`crate::transform::pool`]), number of views, request rate ([`rate`]), events per push,
+//! rows, entities, output and CPU per batch ([`crate::Limits`]), breaker settings, upload size,
+//! compile budget and versions kept (`server::control`).
 
 pub mod build;
 pub mod rate;
@@ -29,7 +31,8 @@ pub struct TenantSpec {
 }
 
 impl TenantSpec {
-    /// The manifest's views, for its `[server].tenant` (quotas: no limit beyond the views' own).
+    /// The manifest's views, for its `[server].tenant` (quotas: no limit beyond the views' own,
+    /// except the request and batch caps that protect the node and the store, at their defaults).
     pub fn from_manifest(m: &Manifest) -> Self {
         let quotas = Quotas {
             deadline_ms: u64::MAX,
@@ -38,6 +41,8 @@ impl TenantSpec {
             max_views: usize::MAX,
             requests_per_second: 0,
             upload_mib: usize::MAX,
+            compute_slots: 0,
+            ..Quotas::default()
         };
         Self {
             name: m.server.tenant.clone(),

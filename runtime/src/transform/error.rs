@@ -34,6 +34,9 @@ pub enum TransformError {
     /// A fresh instance could not be created.
     #[error("cannot instantiate: {0}")]
     Instantiate(String),
+    /// The batch spent its CPU budget (re-runs included) before this event's turn; it did not run.
+    #[error("batch CPU budget exceeded: the batch used its {0:?} of CPU (batch_cpu_ms) before this event ran")]
+    BudgetExceeded(Duration),
 }
 
 impl TransformError {
@@ -49,6 +52,7 @@ impl TransformError {
             TransformError::Schema(_) => "schema_violation",
             TransformError::Contract(_) => "contract_violation",
             TransformError::Instantiate(_) => "instantiate_failed",
+            TransformError::BudgetExceeded(_) => "batch_budget_exceeded",
         }
     }
 

@@ -89,7 +89,8 @@ impl Transform {
         };
         let ticks = engine.ticks_for(limits.deadline);
         let info = instance::describe(&engine, &typed, &limits, ticks).map_err(LoadError::Describe)?;
-        let schema = Schema::from_info(&info).map_err(LoadError::InvalidInfo)?;
+        let schema =
+            Schema::from_info(&info).map_err(LoadError::InvalidInfo)?.with_entity_key_cap(limits.entity_key_bytes);
         if kind == WorldKind::Stream && (!info.params.is_empty() || !info.reads.is_empty()) {
             return Err(LoadError::InvalidInfo(
                 "a stream transform cannot declare request params or stored reads".into(),

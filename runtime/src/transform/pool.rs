@@ -1,6 +1,10 @@
 //! A pool of workers (live instances) for one transform, capped at `max` live at once: a call
 //! that finds none idle creates one if under the cap, else waits for one to be returned. The cap
 //! is a tenant quota (`max_instances`), so one tenant's load cannot take every instance slot.
+//!
+//! [`ComputeShare`] caps a whole tenant's concurrent transform calls on a node, across all its
+//! views (quota `compute_slots`): a tenant flooding its worst guests occupies at most that many
+//! cores, and the rest of the node stays with the other tenants.
 
 use parking_lot::{Condvar, Mutex};
 
@@ -113,6 +117,42 @@ impl<W> Drop for Loan<'_, W> {
         if let Some(w) = self.worker.take() {
             self.pool.idle.lock().push(w);
         }
+    }
+}
+
+/// A tenant's share of the node's cores: at most `slots` of its transform calls run at once.
+/// Waiting for a slot holds no CPU (async callers await; blocking callers park their thread).
+#[derive(Clone)]
+pub struct ComputeShare {
+    slots: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+/// A running call's slot; released on drop.
+pub struct Slot<'a>(#[allow(dead_code)] tokio::sync::SemaphorePermit<'a>);
+
+impl ComputeShare {
+    /// A share of `slots` concurrent calls (0 = one per core).
+    pub fn new(slots: usize) -> Self {
+        let n = if slots == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { slots };
+        Self { slots: std::sync::Arc::new(tokio::sync::Semaphore::new(n)) }
+    }
+
+    /// No limit (tools, tests, offline jobs).
+    pub fn unlimited() -> Self {
+        Self { slots: std::sync::Arc::new(tokio::sync::Semaphore::new(tokio::sync::Semaphore::MAX_PERMITS)) }
+    }
+
+    /// Wait for a slot (async).
+    pub async fn acquire(&self) -> Slot<'_> {
+        match self.slots.acquire().await {
+            Ok(p) => Slot(p),
+            Err(_) => unreachable!("a compute share's semaphore is never closed"),
+        }
+    }
+
+    /// Wait for a slot, parking this thread (call from a blocking-capable context).
+    pub fn acquire_blocking(&self) -> Slot<'_> {
+        futures::executor::block_on(self.acquire())
     }
 }
 

@@ -138,11 +138,16 @@ const SHORT_CALL: std::time::Duration = std::time::Duration::from_micros(250);
 
 /// Drive a guest call. Short calls run inline on the caller's task: no thread hand-off. A call
 /// that outlives an epoch tick (it yields: see `new_async_store`) or waits on WASI is finished off
-/// the async worker (`block_in_place`) and flags its transform, whose next calls then start off
-/// the worker until one is short again. A transform burning its whole deadline thus holds an
-/// async worker for at most one tick, once, and is otherwise time-sliced by the OS like any
-/// thread, leaving the workers to other requests and tenants.
-async fn drive<F: std::future::Future>(call: F, runs_long: &std::sync::atomic::AtomicBool) -> F::Output {
+/// the async worker and flags its transform, whose next calls then start off the worker until
+/// one is short again. Off the worker means on a thread of its own at a lower scheduling priority
+/// ([`finish_demoted`]): a transform burning its whole deadline holds an async worker for at most
+/// one tick, once, and otherwise gets the cores only when the node's serving threads (every
+/// other request and tenant) leave them idle.
+async fn drive<F>(call: F, runs_long: &std::sync::atomic::AtomicBool) -> F::Output
+where
+    F: std::future::Future + Send,
+    F::Output: Send,
+{
     use std::sync::atomic::Ordering::Relaxed;
     use std::task::Poll;
     let mut call = std::pin::pin!(call);
@@ -155,7 +160,7 @@ async fn drive<F: std::future::Future>(call: F, runs_long: &std::sync::atomic::A
     }
     if runs_long.load(Relaxed) {
         let started = std::time::Instant::now();
-        let out = tokio::task::block_in_place(|| futures::executor::block_on(call));
+        let out = finish_demoted(call);
         if started.elapsed() < SHORT_CALL {
             runs_long.store(false, Relaxed);
         }
@@ -165,7 +170,40 @@ async fn drive<F: std::future::Future>(call: F, runs_long: &std::sync::atomic::A
         Poll::Ready(out) => out,
         Poll::Pending => {
             runs_long.store(true, Relaxed);
-            tokio::task::block_in_place(|| futures::executor::block_on(call))
+            finish_demoted(call)
         }
     }
+}
+
+/// Nice value of threads finishing long guest calls (0 is normal; 19 the lowest priority).
+const LONG_CALL_NICE: i32 = 10;
+
+/// Finish `call` off the async worker (`block_in_place`), on a scoped thread whose scheduling
+/// priority is lowered first; the thread ends with the call, so no thread is ever left demoted.
+/// If no thread can be started, the call finishes on this one at normal priority.
+fn finish_demoted<F>(mut call: std::pin::Pin<&mut F>) -> F::Output
+where
+    F: std::future::Future + Send,
+    F::Output: Send,
+{
+    tokio::task::block_in_place(|| {
+        std::thread::scope(|s| {
+            let c = call.as_mut();
+            let spawned = std::thread::Builder::new().name("wafer-long-call".into()).spawn_scoped(s, move || {
+                // SAFETY: plain syscalls on the calling thread (setpriority with a thread id
+                // applies to that thread only on Linux).
+                unsafe {
+                    let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+                    libc::setpriority(libc::PRIO_PROCESS, tid, LONG_CALL_NICE);
+                }
+                futures::executor::block_on(c)
+            });
+            match spawned.map(|h| h.join()) {
+                Ok(Ok(out)) => Some(out),
+                Ok(Err(panic)) => std::panic::resume_unwind(panic),
+                Err(_) => None,
+            }
+        })
+        .unwrap_or_else(|| futures::executor::block_on(call))
+    })
 }

@@ -6,6 +6,13 @@
 //!    results or too much output, the instance is discarded and the batch is re-run one event
 //!    per call, each on a healthy instance, so only the poison event fails.
 //! 3. Each row is validated against the declared schema; a violation fails that event only.
+//! 4. The whole batch, re-runs included, spends at most [`Limits::batch_cpu`] of thread CPU time
+//!    and produces at most [`Limits::output_bytes`]: once either is spent, the events not yet run
+//!    fail (`batch_budget_exceeded`, `output_too_large`) without running, so a batch of looping
+//!    events costs one budget, not one deadline per event.
+//!
+//! [`Limits::batch_cpu`]: crate::Limits::batch_cpu
+//! [`Limits::output_bytes`]: crate::Limits::output_bytes
 //!
 //! Determinism: the WASI clock reads the event time of the call's first event. If the guest read
 //! the clock or random during a multi-event call, the batch is re-run one event per call so that
@@ -23,6 +30,7 @@ use crate::bindings::stream::StreamTransform as Bindings;
 use crate::bindings::types::{Event, FeatureRow};
 use crate::sandbox::HostState;
 use crate::sandbox::clock_seed;
+use crate::sandbox::cpu::CpuBudget;
 
 /// The outcome for one event.
 pub type EventResult = Result<Vec<FeatureRow>, TransformError>;
@@ -77,8 +85,9 @@ impl StreamWorker {
         if events.is_empty() {
             return Vec::new();
         }
+        let budget = CpuBudget::start(self.transform.limits().batch_cpu);
         if events.len() == 1 || self.one_event_per_call {
-            return events.iter().map(|e| self.process_one(e)).collect();
+            return self.process_each(events, &budget);
         }
         match self.process_batch(events) {
             Ok(results) => results,
@@ -95,9 +104,33 @@ impl StreamWorker {
                         "re-running batch one event per call"
                     ),
                 }
-                events.iter().map(|e| self.process_one(e)).collect()
+                self.process_each(events, &budget)
             }
         }
+    }
+
+    /// One call per event within the batch's CPU and output budgets; the events left when one is
+    /// spent fail without running.
+    fn process_each(&mut self, events: &[Event], budget: &CpuBudget) -> Vec<EventResult> {
+        let cap = self.transform.limits().output_bytes;
+        let mut output = 0usize;
+        let mut out = Vec::with_capacity(events.len());
+        for e in events {
+            if budget.spent() {
+                out.push(Err(TransformError::BudgetExceeded(budget.budget())));
+                continue;
+            }
+            if output > cap {
+                out.push(Err(TransformError::OutputTooLarge { size: output, cap }));
+                continue;
+            }
+            let r = self.process_one(e);
+            if let Ok(rows) = &r {
+                output += rows_size(rows);
+            }
+            out.push(r);
+        }
+        out
     }
 
     fn process_batch(&mut self, events: &[Event]) -> Result<Vec<EventResult>, BatchFailure> {

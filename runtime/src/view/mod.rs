@@ -3,11 +3,14 @@
 //! ```toml
 //! [redis]                       # omit for the embedded store
 //! url = "redis://127.0.0.1:6379/"
+//! read_timeout_ms = 300         # serving deadline of a feature read (writes keep 5 s)
 //! [kafka]                       # omit for HTTP push only
 //! brokers = "127.0.0.1:9092"
 //! group_id = "wafer"
-//! consumer = { "fetch.wait.max.ms" = "2" }   # librdkafka properties over Wafer's defaults
+//! consumer = { "fetch.wait.max.ms" = "50" }  # librdkafka properties over Wafer's defaults
 //! producer = { "linger.ms" = "5" }           # for dead letters
+//! stall_after_ms = 30000        # assigned + lag + nothing received this long: a stall (see sources::kafka)
+//! instance_id = "node-a"        # static group membership: a restarted node keeps its partitions
 //! [server]
 //! listen = "127.0.0.1:8080"
 //!
@@ -116,6 +119,15 @@ pub struct RedisConfig {
     /// replication, so a failover may lose the last writes acknowledged by a master).
     #[serde(default)]
     pub wait_replicas: u32,
+    /// Serving deadline of a feature read (ms): a read Redis does not answer in time fails with
+    /// 503 at once instead of waiting the connection's response timeout (which the write path
+    /// keeps).
+    #[serde(default = "default_read_timeout_ms")]
+    pub read_timeout_ms: u64,
+}
+
+fn default_read_timeout_ms() -> u64 {
+    300
 }
 
 impl RedisConfig {
@@ -144,30 +156,67 @@ pub struct KafkaConfig {
     /// librdkafka producer properties (dead-letter producer) applied over Wafer's defaults.
     #[serde(default)]
     pub producer: std::collections::BTreeMap<String, String>,
+    /// A partition that is assigned and has unread events but delivers nothing for this long
+    /// (while the consumer is waiting for events) is stalled: logged, `wafer_source_stalled`,
+    /// `/readyz` fails, and the consumer recovers by itself.
+    #[serde(default = "default_stall_after_ms")]
+    pub stall_after_ms: u64,
+    /// Static group membership (`group.instance.id = <instance_id>.<tenant>.<view>`): a node
+    /// restarted within the session timeout gets its partitions back without a rebalance. Each
+    /// node needs its own, stable id.
+    #[serde(default)]
+    pub instance_id: Option<String>,
 }
 
+fn default_stall_after_ms() -> u64 {
+    30_000
+}
+
+/// librdkafka's own default `fetch.wait.max.ms`, used when a stalled consumer is rebuilt.
+pub const LIBRDKAFKA_FETCH_WAIT_MS: &str = "500";
+
 impl KafkaConfig {
-    /// The consumer's librdkafka configuration for `group`: Wafer's defaults, the manifest's
-    /// `consumer` overrides, then the settings effectively-once delivery depends on.
-    pub fn consumer_config(&self, group: &str) -> rdkafka::ClientConfig {
+    /// The consumer's librdkafka configuration for `group` (`<group_id>.<tenant>.<view>`):
+    /// Wafer's defaults, the manifest's `consumer` overrides, then the settings effectively-once
+    /// delivery depends on. `safe_fetch` (a consumer rebuilt after a stall) drops the `fetch.*`
+    /// overrides and waits librdkafka's default 500 ms per fetch.
+    pub fn consumer_config(&self, group: &str, safe_fetch: bool) -> rdkafka::ClientConfig {
         let mut c = rdkafka::ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers)
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
-            // Broker-side wait when a fetch finds nothing new: bounds the idle-to-first-event
-            // latency (freshness) at the cost of more fetch requests when idle.
-            .set("fetch.wait.max.ms", "5");
+            // Broker-side wait when a fetch finds nothing new. Kafka answers as soon as data
+            // arrives, so this costs no freshness there; brokers that hold every fetch for the
+            // full wait (tansu) add up to this much latency when idle. Too short a wait makes
+            // such brokers answer every fetch empty: 0 ms fetches nothing from tansu, and 5 ms
+            // (Wafer's old default) stalled a restarted node with a backlog for good.
+            .set("fetch.wait.max.ms", "100")
+            // Per-partition fetch state for the stall detector (parsed once a second).
+            .set("statistics.interval.ms", "1000")
+            // A deleted source topic shows within 10 s (librdkafka's default: 5 min).
+            .set("topic.metadata.refresh.interval.ms", "10000");
         for (k, v) in &self.consumer {
-            c.set(k, v);
+            if !(safe_fetch && k.starts_with("fetch.")) {
+                c.set(k, v);
+            }
+        }
+        if safe_fetch {
+            c.set("fetch.wait.max.ms", LIBRDKAFKA_FETCH_WAIT_MS);
+        }
+        if let Some(id) = &self.instance_id {
+            let suffix = group.strip_prefix(self.group_id.as_str()).unwrap_or(group);
+            c.set("group.instance.id", format!("{id}{suffix}"));
         }
         c.set("group.id", group).set("enable.auto.commit", "false");
         c
     }
 
-    /// The dead-letter producer's librdkafka configuration.
+    /// The dead-letter producer's librdkafka configuration. Its `message.max.bytes` (10 MiB)
+    /// is above librdkafka's 1 MB default, so a dead letter as large as the biggest record the
+    /// source can deliver (plus Wafer's headers) is not refused by the client.
     pub fn producer_config(&self) -> rdkafka::ClientConfig {
         let mut c = rdkafka::ClientConfig::new();
-        c.set("bootstrap.servers", &self.brokers).set("linger.ms", "1");
+        c.set("bootstrap.servers", &self.brokers).set("linger.ms", "1").set("message.max.bytes", "10485760");
         for (k, v) in &self.producer {
             c.set(k, v);
         }
@@ -458,13 +507,27 @@ mod tests {
             producer = { "linger.ms" = "7" }"#,
         )
         .unwrap();
-        let c = k.consumer_config("wafer.t.v");
+        let c = k.consumer_config("wafer.t.v", false);
         assert_eq!(c.get("fetch.wait.max.ms"), Some("2"), "an override replaces Wafer's default");
+        assert_eq!(c.get("group.instance.id"), None, "dynamic membership unless an instance id is set");
         assert_eq!(c.get("client.id"), Some("x"), "other librdkafka properties pass through");
         assert_eq!(c.get("auto.offset.reset"), Some("earliest"), "defaults stay where not overridden");
         assert_eq!(c.get("enable.auto.commit"), Some("false"), "offsets are committed by Wafer after the write");
         assert_eq!(c.get("group.id"), Some("wafer.t.v"), "the group is per tenant and view");
         assert_eq!(k.producer_config().get("linger.ms"), Some("7"));
         assert_eq!(k.producer_config().get("bootstrap.servers"), Some("b:9092"));
+        let safe = k.consumer_config("wafer.t.v", true);
+        assert_eq!(safe.get("fetch.wait.max.ms"), Some("500"), "a rebuilt consumer drops the fetch overrides");
+        assert_eq!(safe.get("client.id"), Some("x"), "and keeps the others");
+    }
+
+    #[test]
+    fn defaults_fetch_long_enough_and_static_membership_is_per_view() {
+        let k: KafkaConfig = toml::from_str("brokers = \"b:9092\"\ninstance_id = \"node-a\"").unwrap();
+        let c = k.consumer_config("wafer.t.v", false);
+        assert_eq!(c.get("fetch.wait.max.ms"), Some("100"));
+        assert_eq!(c.get("group.instance.id"), Some("node-a.t.v"));
+        assert_eq!(k.stall_after_ms, 30_000);
+        assert_eq!(k.producer_config().get("message.max.bytes"), Some("10485760"));
     }
 }

@@ -5,6 +5,8 @@ mod aggregate;
 mod cli;
 mod cluster;
 mod examples;
+mod faults;
+mod hardening;
 mod languages;
 mod offline;
 mod sandbox;

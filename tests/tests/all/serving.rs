@@ -311,7 +311,17 @@ fn each_bad_request_gets_its_specific_error() {
 
     // Not JSON; unknown route; wrong method.
     let out = Command::new("curl")
-        .args(["-s", "-w", "\n%{http_code}", "-X", "POST", "--data-binary", "{"])
+        .args([
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            "POST",
+            "-H",
+            "content-type: application/json",
+            "--data-binary",
+            "{",
+        ])
         .arg(format!("http://127.0.0.1:{p}/v1/features"))
         .output()
         .unwrap();

@@ -51,7 +51,7 @@ pub(crate) fn event(i: usize) -> (String, i64, bool) {
     (format!("u{}", i % USERS), ((i * 7919) % 100_000) as i64, i % 97 == 13)
 }
 
-fn payload(i: usize) -> String {
+pub(crate) fn payload(i: usize) -> String {
     let (user, cents, poison) = event(i);
     if poison {
         return format!(r#"{{"amount":{}.{:02},"country":"DE","merchant":"m"}}"#, cents / 100, cents % 100);
@@ -224,7 +224,7 @@ pub(crate) fn wait_progress(port: u16, min_events: usize, timeout: Duration) {
     }
 }
 
-fn redis_pid(redis: &RedisServer) -> String {
+pub(crate) fn redis_pid(redis: &RedisServer) -> String {
     let out = Command::new("redis-cli").args(["-p", &redis.port.to_string(), "info", "server"]).output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     text.lines().find_map(|l| l.strip_prefix("process_id:")).unwrap().trim().to_string()

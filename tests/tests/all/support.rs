@@ -250,6 +250,20 @@ impl Wafer {
 
     /// Start with extra environment variables (e.g. the admin token).
     pub fn start_with(config: &std::path::Path, port: u16, env: &[(&str, &str)]) -> Self {
+        Self::spawn(config, port, env, std::process::Stdio::inherit())
+    }
+
+    /// Start with its log (stderr, `warn` and above) written to `log`.
+    pub fn start_logged(config: &std::path::Path, port: u16, log: &std::path::Path) -> Self {
+        Self::spawn(config, port, &[], std::fs::File::create(log).unwrap().into())
+    }
+
+    /// Whether the process is still running (it did not crash).
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    fn spawn(config: &std::path::Path, port: u16, env: &[(&str, &str)], stderr: std::process::Stdio) -> Self {
         let child = Command::new(wafer_bin())
             .envs(env.iter().copied())
             .args(["serve", "--config"])
@@ -258,6 +272,7 @@ impl Wafer {
             .env("WAFER_CACHE_DIR", target_dir().join("test-artifact-cache"))
             .env("WAFER_LOG", "warn")
             .stdout(std::process::Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

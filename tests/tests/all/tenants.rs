@@ -165,7 +165,7 @@ fn every_route_checks_credentials_and_tenants_are_isolated() {
         })
         .collect();
     for (m, r) in wafer_runtime::server::ROUTES {
-        if !["/healthz", "/openapi.json"].contains(r) {
+        if !["/healthz", "/readyz", "/openapi.json"].contains(r) {
             assert!(documented.contains(&(m.to_string(), r.to_string())), "route {m} {r} is not covered by this test");
         }
     }
@@ -491,4 +491,75 @@ fn the_cli_drives_the_control_plane() {
     assert!(out.contains("not_wasm"), "{out}");
     let (code, _) = wafer(&["tenants", "list"], &api.map(|(_, v)| ("WAFER_ADMIN_TOKEN", v)));
     assert_eq!(code, Some(1), "a tenant key is not the admin token");
+}
+
+/// Issue 20: a quota change the tenant's current state violates is refused (409) instead of
+/// leaving later nodes with no views; a compile bomb is refused within the tenant's compile
+/// budget while the node keeps serving; versions beyond the quota are garbage-collected; an
+/// upload with a JSON content type is a 415.
+#[test]
+fn quota_changes_compile_budgets_and_version_caps_protect_the_node() {
+    let p = Platform::start(1);
+    let port = p.port(0);
+    let k = p.tenant("acme", json!({"compile_seconds": 2, "compile_memory_mib": 256, "versions_per_transform": 2}));
+    let (c, b) = upload(port, &k, "card_txn", guests::RUST_CARD_TXN, true);
+    assert_eq!(c, 201, "{b}");
+    for v in ["a", "b", "c"] {
+        let (c, b, _) = call(port, "PUT", &format!("/v1/views/{v}"), Some(&k), Body::Json(stream_view("card_txn")));
+        assert_eq!(c, 200, "{b}");
+    }
+    let (c, b) = p.admin("PATCH", "/v1/admin/tenants/acme", Body::Json(json!({"quotas": {"max_views": 1}})));
+    assert_eq!((c, b["error"]["code"].as_str()), (409, Some("quota_conflict")), "{b}");
+    assert!(b["error"]["message"].as_str().unwrap().contains("3 views"), "{b}");
+    let (_, list) = p.admin("GET", "/v1/admin/tenants", Body::None);
+    assert_eq!(list["tenants"][0]["quotas"]["max_views"], json!(20), "the quotas are unchanged");
+    // A node started now still serves all three views.
+    let mut p = p;
+    p.add_node();
+    let port1 = p.port(1);
+    let (views, _) = eventually(Duration::from_secs(10), || {
+        let (c, b, _) = call(port1, "GET", "/v1/views", Some(&k), Body::None);
+        (c == 200 && b["views"].as_array().is_some_and(|v| v.len() == 3)).then_some(b)
+    });
+    assert_eq!(views["views"].as_array().unwrap().len(), 3);
+
+    // Compile bomb: refused within the budget; the node serves meanwhile.
+    let dir = tempfile::tempdir().unwrap();
+    let bomb = dir.path().join("bomb.wasm");
+    std::fs::write(&bomb, crate::hardening::compile_bomb()).unwrap();
+    let served = std::thread::scope(|s| {
+        let up = s.spawn(|| call(port, "PUT", "/v1/transforms/bomb", Some(&k), Body::File(&bomb)));
+        let mut served = 0;
+        while !up.is_finished() {
+            assert_eq!(call(port, "GET", "/v1/views", Some(&k), Body::None).0, 200);
+            served += 1;
+        }
+        let (c, b, _) = up.join().unwrap();
+        assert_eq!((c, b["error"]["code"].as_str()), (422, Some("compile_budget_exceeded")), "{b}");
+        served
+    });
+    assert!(served > 0);
+    let (_, t, _) = call(port, "GET", "/v1/transforms/bomb", Some(&k), Body::None);
+    assert_eq!(t["error"]["code"], "not_found", "nothing of the bomb was stored");
+
+    // At most 2 versions are kept: the oldest inactive one goes, with its bytes.
+    for file in [guests::RUST_TXN_RISK, guests::MISBEHAVE] {
+        let (c, b) = upload(port, &k, "card_txn", file, false);
+        assert_eq!(c, 201, "{b}");
+    }
+    let (_, rec, _) = call(port, "GET", "/v1/transforms/card_txn", Some(&k), Body::None);
+    let versions = rec["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 2, "{rec}");
+    assert!(versions.iter().any(|v| v["id"] == rec["active"]), "the active version is kept: {rec}");
+
+    // Wasm sent as JSON is refused.
+    let out = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", "-X", "PUT", "-H", &format!("authorization: Bearer {k}")])
+        .args(["-H", "content-type: application/json", "--data-binary"])
+        .arg(format!("@{}", guests::RUST_CARD_TXN))
+        .arg(format!("http://127.0.0.1:{port}/v1/transforms/x"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.ends_with("\n415") && text.contains("unsupported_media_type"), "{text}");
 }

@@ -78,6 +78,39 @@ enum Command {
     /// Scaffold a transform project: source, the WIT, a build script, sample input and a test
     /// script that runs `wafer run` over it.
     New(new::NewArgs),
+    /// Internal: compile one component from stdin to stdout within a budget (see
+    /// `wafer_runtime::component::budget`).
+    #[command(hide = true)]
+    CompileWorker(CompileWorkerArgs),
+}
+
+#[derive(Args)]
+struct CompileWorkerArgs {
+    #[arg(long)]
+    memory_mib: usize,
+    #[arg(long)]
+    cpu_seconds: u64,
+    #[arg(long)]
+    max_wasm_stack: usize,
+    #[arg(long)]
+    max_memory_bytes: usize,
+    #[arg(long, action = clap::ArgAction::Set)]
+    pooling: bool,
+}
+
+fn compile_worker(a: CompileWorkerArgs) -> ExitCode {
+    let engine = EngineConfig {
+        pooling: a.pooling,
+        max_wasm_stack: a.max_wasm_stack,
+        max_memory_bytes: a.max_memory_bytes,
+        ..EngineConfig::default()
+    };
+    let code = wafer_runtime::component::budget::worker_main(
+        engine,
+        a.memory_mib << 20,
+        std::time::Duration::from_secs(a.cpu_seconds),
+    );
+    ExitCode::from(code as u8)
 }
 
 /// Sandbox and engine options shared by commands that load transforms.
@@ -98,6 +131,9 @@ pub struct SandboxArgs {
     /// Compile every time instead of using the artifact cache.
     #[arg(long)]
     no_cache: bool,
+    /// Bound on the artifact cache's total size; least recently used artifacts are evicted.
+    #[arg(long, default_value_t = 4096, value_name = "MIB")]
+    cache_max_mib: u64,
     /// Use on-demand instance allocation instead of the pooling allocator.
     #[arg(long)]
     no_pooling: bool,
@@ -128,7 +164,9 @@ impl SandboxArgs {
         } else {
             Some(self.cache_dir.clone().unwrap_or_else(wafer_runtime::artifact_cache::ArtifactCache::default_base))
         };
-        Loader::new(engine, cache.as_deref()).context("setting up the component loader")
+        Ok(Loader::new(engine, cache.as_deref())
+            .context("setting up the component loader")?
+            .with_cache_max_bytes(self.cache_max_mib << 20))
     }
 }
 
@@ -154,6 +192,7 @@ fn main() -> ExitCode {
         Command::Tenants(args) => client::tenants(args),
         Command::Views(args) => client::views(args),
         Command::New(args) => new::new(args),
+        Command::CompileWorker(args) => return compile_worker(args),
     };
     match result {
         Ok(code) => code,

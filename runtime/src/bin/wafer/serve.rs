@@ -9,8 +9,9 @@ use clap::Args;
 use wafer_runtime::control::Control;
 use wafer_runtime::pipeline::Metrics;
 use wafer_runtime::registry::Registry;
-use wafer_runtime::server::{App, serve};
+use wafer_runtime::server::{App, ListenConfig, serve_with};
 use wafer_runtime::store::OnlineStore;
+use wafer_runtime::store::deadline::ReadDeadline;
 use wafer_runtime::store::embedded::EmbeddedStore;
 use wafer_runtime::store::redis::RedisStore;
 use wafer_runtime::tenant::{TenantSpec, build_tenant};
@@ -42,6 +43,29 @@ pub struct RuntimeArgs {
     /// serves ~20% more requests/s than 2).
     #[arg(long, value_name = "N")]
     worker_threads: Option<usize>,
+    /// Client connections served at once; more are refused with 503 `too_many_connections`.
+    /// Default: 10,000, or less when the file-descriptor limit (`ulimit -n`) leaves less room
+    /// (a quarter of it, at least 64, stays free for the store, brokers and artifacts).
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// Time a client has to send a complete request head (slow-header connections are closed).
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    header_timeout_ms: u64,
+    /// A connection with no request in flight for this long is closed.
+    #[arg(long, value_name = "MS", default_value_t = 60_000)]
+    idle_timeout_ms: u64,
+}
+
+impl RuntimeArgs {
+    fn listen_config(&self) -> Result<ListenConfig> {
+        anyhow::ensure!(self.header_timeout_ms > 0 && self.idle_timeout_ms > 0, "timeouts must be at least 1 ms");
+        let d = ListenConfig::default();
+        Ok(ListenConfig {
+            max_connections: self.max_connections.unwrap_or(d.max_connections).max(1),
+            header_timeout: std::time::Duration::from_millis(self.header_timeout_ms),
+            idle_timeout: std::time::Duration::from_millis(self.idle_timeout_ms),
+        })
+    }
 }
 
 #[derive(Args)]
@@ -81,14 +105,18 @@ fn run(
         anyhow::ensure!(n > 0, "--worker-threads must be at least 1");
         rt.worker_threads(n);
     }
+    let listen_cfg = runtime.listen_config()?;
     let rt = rt.enable_all().build().context("starting the async runtime")?;
     rt.block_on(async move {
-        let loader = sandbox.loader()?;
+        // Uploads are untrusted: compile them in budgeted worker processes of this binary.
+        let exe = std::env::current_exe().context("locating the wafer binary for compile workers")?;
+        let loader = sandbox.loader()?.with_compile_worker(exe);
         let metrics = Arc::new(Metrics::default());
         let store: Arc<dyn OnlineStore> = match (&manifest.redis, dev) {
-            (Some(r), false) => Arc::new(
+            (Some(r), false) => Arc::new(ReadDeadline::new(
                 RedisStore::open(&r.options()).await.with_context(|| format!("connecting to Redis at {}", r.url))?,
-            ),
+                std::time::Duration::from_millis(r.read_timeout_ms.max(1)),
+            )),
             _ => Arc::new(EmbeddedStore::new()),
         };
         let embedded = dev || manifest.redis.is_none();
@@ -139,7 +167,7 @@ fn run(
                 format!("views: {}", view_names(&app).join(", "))
             }
         );
-        serve(app, listener).await.context("serving HTTP")?;
+        serve_with(app, listener, listen_cfg).await.context("serving HTTP")?;
         Ok(ExitCode::SUCCESS)
     })
 }

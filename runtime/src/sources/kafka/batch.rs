@@ -5,14 +5,82 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::bindings::types::Event;
 use crate::pipeline::breaker::Verdict;
 use crate::pipeline::{Prepared, View};
 use crate::server::{App, now_ms};
-use crate::store::{Applied, SourceMark};
+use crate::store::{Applied, SourceMark, WriteBatch};
+
+use super::health::KafkaConsumer;
+
+/// Per partition: the source its watermark is kept under and the watermark. The source is the
+/// topic, or `<topic>#<epoch>` once the partition's log was found to restart below the watermark
+/// (topic re-created, log lost): a new epoch starts a new watermark at 0, kept as the
+/// watermark of the pseudo-source `<topic>#epoch` (so it survives restarts, and every node agrees).
+#[derive(Default)]
+pub(super) struct Marks {
+    pub(super) wm: HashMap<i32, i64>,
+    source: HashMap<i32, String>,
+}
+
+/// The watermark source of `topic` in `epoch`.
+fn source_name(topic: &str, epoch: i64) -> String {
+    if epoch == 0 { topic.to_owned() } else { format!("{topic}#{epoch}") }
+}
+
+impl Marks {
+    /// The partition's watermark, read from the store the first time it is seen.
+    async fn load(&mut self, view: &View, app: &App, topic: &str, partition: i32) -> i64 {
+        if let Some(w) = self.wm.get(&partition) {
+            return *w;
+        }
+        let epoch_src = format!("{topic}#epoch");
+        let epoch = retry_store(view, || app.store.watermark(&view.id, &epoch_src, partition)).await.unwrap_or(0);
+        let source = source_name(topic, epoch);
+        let w = retry_store(view, || app.store.watermark(&view.id, &source, partition)).await.unwrap_or(0);
+        self.source.insert(partition, source);
+        self.wm.insert(partition, w);
+        w
+    }
+
+    fn source<'a>(&'a self, topic: &'a str, partition: i32) -> &'a str {
+        self.source.get(&partition).map_or(topic, String::as_str)
+    }
+
+    /// Start a new epoch for `partition` (its log restarted below the watermark): the next one
+    /// after the one this consumer used, or the store's if another consumer already started it.
+    /// Afterwards the partition's watermark is that epoch's (0 for a new one).
+    pub(super) async fn new_epoch(&mut self, view: &View, app: &App, topic: &str, partition: i32) -> i64 {
+        let epoch_src = format!("{topic}#epoch");
+        let mine = self.source(topic, partition).rsplit_once('#').and_then(|(_, e)| e.parse().ok()).unwrap_or(0i64);
+        let stored = retry_store(view, || app.store.watermark(&view.id, &epoch_src, partition)).await.unwrap_or(0);
+        let epoch = if stored > mine {
+            stored
+        } else {
+            let mark = SourceMark { source: epoch_src.clone(), partition, first_offset: mine, next_offset: mine + 1 };
+            let batch = WriteBatch {
+                view: &view.id,
+                mark: Some(mark),
+                entities: &[],
+                keep_ms: 0,
+                retention: &[],
+                idempotency_key: None,
+            };
+            match retry_store(view, || app.store.apply(&batch)).await {
+                Applied::Applied => mine + 1,
+                Applied::Stale { watermark } => watermark,
+            }
+        };
+        let source = source_name(topic, epoch);
+        let w = retry_store(view, || app.store.watermark(&view.id, &source, partition)).await.unwrap_or(0);
+        self.source.insert(partition, source);
+        self.wm.insert(partition, w);
+        epoch
+    }
+}
 
 /// One partition's share of a batch: its events are `range` of the batch.
 pub(super) struct Part {
@@ -41,26 +109,13 @@ pub(super) enum Written {
 
 /// Split a partition-sorted batch by partition, drop what is below each watermark, transform it
 /// once and fold it per partition (retrying after the breaker's pause while the view is paused).
-pub(super) async fn prepare(
-    view: &View,
-    app: &App,
-    topic: &str,
-    watermarks: &mut HashMap<i32, i64>,
-    events: Vec<Event>,
-) -> Ready {
+pub(super) async fn prepare(view: &View, app: &App, topic: &str, marks: &mut Marks, events: Vec<Event>) -> Ready {
     let mut kept: Vec<Event> = Vec::with_capacity(events.len());
     let mut parts: Vec<Part> = Vec::new();
     let mut replayed = 0;
     let mut rest = events.into_iter().peekable();
     while let Some(partition) = rest.peek().map(|e| e.partition) {
-        let wm = match watermarks.get(&partition) {
-            Some(w) => *w,
-            None => {
-                let w = retry_store(view, || app.store.watermark(&view.id, topic, partition)).await.unwrap_or(0);
-                watermarks.insert(partition, w);
-                w
-            }
-        };
+        let wm = marks.load(view, app, topic, partition).await;
         let start = kept.len();
         let mut next = wm;
         while let Some(e) = rest.next_if(|e| e.partition == partition) {
@@ -73,7 +128,7 @@ pub(super) async fn prepare(
         }
         let range = start..kept.len();
         let mark = (!range.is_empty()).then(|| SourceMark {
-            source: topic.to_owned(),
+            source: marks.source(topic, partition).to_owned(),
             partition,
             first_offset: kept[start].offset,
             next_offset: next,
@@ -159,7 +214,7 @@ pub(super) async fn write(view: Arc<View>, app: Arc<App>, ready: Ready) -> Vec<(
 pub(super) fn finish(
     commits: &mut Commits,
     view: &View,
-    watermarks: &mut HashMap<i32, i64>,
+    marks: &mut Marks,
     done: Result<Vec<(i32, i64, Written)>, tokio::task::JoinError>,
 ) -> bool {
     let results = match done {
@@ -171,14 +226,14 @@ pub(super) fn finish(
     let mut stale = false;
     for (partition, next, w) in results {
         let to = match w {
-            Written::Applied | Written::Skipped => next.max(watermarks.get(&partition).copied().unwrap_or(0)),
+            Written::Applied | Written::Skipped => next.max(marks.wm.get(&partition).copied().unwrap_or(0)),
             Written::Stale(watermark, events) => {
                 view.metrics.replays.add(&view.id, "kafka", events);
                 stale = true;
                 watermark
             }
         };
-        watermarks.insert(partition, to);
+        marks.wm.insert(partition, to);
         commits.note(partition, to);
     }
     stale
@@ -205,7 +260,7 @@ impl Commits {
     }
 
     /// Commit if the interval has passed since the last commit.
-    pub(super) fn flush_if_due(&mut self, consumer: &StreamConsumer, view: &View, topic: &str) {
+    pub(super) fn flush_if_due(&mut self, consumer: &KafkaConsumer, view: &View, topic: &str) {
         if self.last.elapsed() >= self.every {
             self.flush(consumer, view, topic);
         }
@@ -213,7 +268,7 @@ impl Commits {
 
     /// Commit what is pending now (asynchronously: a lost commit only means more replays skipped
     /// by the watermark).
-    pub(super) fn flush(&mut self, consumer: &StreamConsumer, view: &View, topic: &str) {
+    pub(super) fn flush(&mut self, consumer: &KafkaConsumer, view: &View, topic: &str) {
         self.last = Instant::now();
         if self.pending.is_empty() {
             return;

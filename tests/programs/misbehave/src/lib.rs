@@ -37,6 +37,15 @@ impl StreamTransform for Misbehave {
                 }
             }
             "trap" => panic!("boom on purpose"),
+            // One row for each of `entities` distinct entities (a fan-out transform).
+            "fanout" => {
+                let n = json::i64(&v, "entities")?;
+                Ok((0..n).map(|i| Row::new(&format!("e{i}"), event.timestamp_ms).int64("x", i).build()).collect())
+            }
+            "long_key" => {
+                let n = json::i64(&v, "bytes")? as usize;
+                Ok(vec![Row::new(&"k".repeat(n), event.timestamp_ms).int64("x", 1).build()])
+            }
             "bad_input" => Err(TransformError::BadInput("told to reject".into())),
             "retryable" => Err(TransformError::Retryable("try later".into())),
             "undeclared" => Ok(vec![row(1).int64("nope", 1).build()]),

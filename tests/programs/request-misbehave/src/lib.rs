@@ -18,6 +18,12 @@ impl RequestTransform for RequestMisbehave {
                 black_box(input);
             },
             "trap" => panic!("boom on purpose"),
+            "alloc" => {
+                let mut hog: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hog.push(black_box(vec![1u8; 1 << 20]));
+                }
+            }
             "wrong_type" => Ok(Features::new().text("y", "nope").build()),
             other => Err(TransformError::BadInput(format!("unknown mode {other}"))),
         }

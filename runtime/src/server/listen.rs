@@ -1,0 +1,208 @@
+//! The TCP accept loop and per-connection limits: no client can stop a node from serving.
+//!
+//! - **Accept errors are never fatal.** Running out of file descriptors (`EMFILE`/`ENFILE`) or
+//!   kernel buffers backs off (10 ms doubling to 1 s) and retries; per-connection errors
+//!   (`ECONNABORTED`, ...) are skipped. Each is counted in `wafer_connections_total{outcome}`.
+//! - **A connection cap** ([`ListenConfig::max_connections`], by default below the process's
+//!   file-descriptor limit so that Redis, Kafka and artifact files always have descriptors left).
+//!   A connection over the cap gets an immediate `503` with code `too_many_connections` and is
+//!   closed.
+//! - **Header-read timeout**: a client that has not sent a complete request head within
+//!   [`ListenConfig::header_timeout`] of connecting (or, on a kept-alive HTTP/1 connection, of
+//!   starting the next head) is disconnected (slow-header attacks).
+//! - **Idle timeout**: a connection with no request in flight for [`ListenConfig::idle_timeout`]
+//!   is closed.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+
+use super::App;
+
+/// Connection limits of the HTTP listener.
+#[derive(Debug, Clone)]
+pub struct ListenConfig {
+    /// Open connections served at once; more are refused with 503 `too_many_connections`.
+    pub max_connections: usize,
+    /// Time a client has to send a complete request head.
+    pub header_timeout: Duration,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: default_max_connections(),
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// File descriptors kept free of client connections (store and broker connections, artifact
+/// files, compile workers): a quarter of the limit, at least 64.
+fn reserved_fds(limit: u64) -> u64 {
+    (limit / 4).max(64)
+}
+
+/// The default cap: 10,000, or less when the soft `RLIMIT_NOFILE` leaves less room (at least 16).
+pub fn default_max_connections() -> usize {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit only writes the struct we pass.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
+    let soft = if ok { lim.rlim_cur } else { 1024 };
+    let room = soft.saturating_sub(reserved_fds(soft)).max(16);
+    room.min(10_000) as usize
+}
+
+/// Serve HTTP on `listener` forever with the default [`ListenConfig`].
+pub async fn serve(app: Arc<App>, listener: TcpListener) -> std::io::Result<()> {
+    serve_with(app, listener, ListenConfig::default()).await
+}
+
+/// Serve HTTP on `listener` forever. Only a failure to even inspect the listener returns.
+pub async fn serve_with(app: Arc<App>, listener: TcpListener, cfg: ListenConfig) -> std::io::Result<()> {
+    let open = Arc::new(AtomicUsize::new(0));
+    let cfg = Arc::new(cfg);
+    let mut backoff = Duration::ZERO;
+    tracing::info!(addr = %listener.local_addr()?, max_connections = cfg.max_connections, "accepting connections");
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _peer)) => {
+                backoff = Duration::ZERO;
+                stream
+            }
+            Err(e) => {
+                let kind = accept_error_kind(&e);
+                app.metrics.connections.add("http", kind, 1);
+                if kind == "resource_exhausted" {
+                    backoff = (backoff * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+                    tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed: out of descriptors or buffers; backing off");
+                    tokio::time::sleep(backoff).await;
+                } else {
+                    tracing::debug!(error = %e, "accept failed for one connection");
+                }
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        if open.load(Ordering::Relaxed) >= cfg.max_connections {
+            app.metrics.connections.add("http", "refused", 1);
+            tokio::spawn(refuse(stream, cfg.max_connections));
+            continue;
+        }
+        open.fetch_add(1, Ordering::Relaxed);
+        app.metrics.connections.add("http", "accepted", 1);
+        app.metrics.open_connections.set("http", open.load(Ordering::Relaxed) as f64);
+        let (app, open, cfg) = (app.clone(), open.clone(), cfg.clone());
+        tokio::spawn(async move {
+            let closed = connection(&app, stream, &cfg).await;
+            if closed {
+                app.metrics.connections.add("http", "idle_closed", 1);
+            }
+            let n = open.fetch_sub(1, Ordering::Relaxed) - 1;
+            app.metrics.open_connections.set("http", n as f64);
+        });
+    }
+}
+
+fn accept_error_kind(e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => "resource_exhausted",
+        _ => "accept_error",
+    }
+}
+
+/// Tell a client over the cap why it is refused, then close.
+async fn refuse(mut stream: tokio::net::TcpStream, cap: usize) {
+    let body = serde_json::json!({"error": {"code": "too_many_connections",
+        "message": format!("the node serves at most {cap} connections at once; retry shortly")}})
+    .to_string();
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let write = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body.as_bytes()).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
+}
+
+/// Requests in flight on one connection and when the last one ended (ms since the start).
+struct Activity {
+    started: Instant,
+    in_flight: AtomicUsize,
+    requests: AtomicU64,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+}
+
+/// Ends a request's activity when dropped (also when the client goes away mid-request).
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.last_ms.store(self.0.now_ms(), Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Serve one connection until it ends; `true` when it was closed for being idle or slow.
+async fn connection(app: &Arc<App>, stream: tokio::net::TcpStream, cfg: &ListenConfig) -> bool {
+    let activity = Arc::new(Activity {
+        started: Instant::now(),
+        in_flight: AtomicUsize::new(0),
+        requests: AtomicU64::new(0),
+        last_ms: AtomicU64::new(0),
+    });
+    let svc = {
+        let (app, activity) = (app.clone(), activity.clone());
+        hyper::service::service_fn(move |req| {
+            let app = app.clone();
+            activity.in_flight.fetch_add(1, Ordering::Relaxed);
+            activity.requests.fetch_add(1, Ordering::Relaxed);
+            let guard = InFlight(activity.clone());
+            async move {
+                let r = super::handle(&app, req).await;
+                drop(guard);
+                Ok::<_, Infallible>(r)
+            }
+        })
+    };
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(cfg.header_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    let check = (cfg.header_timeout.min(cfg.idle_timeout) / 4).max(Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => return false,
+            _ = tokio::time::sleep(check) => {
+                if activity.in_flight.load(Ordering::Relaxed) > 0 {
+                    continue;
+                }
+                let now = activity.now_ms();
+                // No request yet: the client has `header_timeout` to send one (this also covers
+                // the protocol-detection read, before hyper's own header timeout starts).
+                let limit = if activity.requests.load(Ordering::Relaxed) == 0 { cfg.header_timeout } else { cfg.idle_timeout };
+                if now.saturating_sub(activity.last_ms.load(Ordering::Relaxed)) >= limit.as_millis() as u64 {
+                    return true;
+                }
+            }
+        }
+    }
+}
