@@ -69,7 +69,14 @@ pub async fn write_rows(store: &dyn OnlineStore, view: &StoredView, rows: &[Feat
     let plan = FoldPlan::new(view.spec.latest.iter().map(|(n, _)| n.clone()).collect(), &[]);
     let (ops, fold_errors) = fold(&plan, rows);
     debug_assert!(fold_errors.is_empty(), "latest-only plans cannot fail to fold");
-    let batch = WriteBatch { view: &view.id, mark: None, entities: &ops, keep_ms: view.spec.ttl_ms, retention: &[] };
+    let batch = WriteBatch {
+        view: &view.id,
+        mark: None,
+        entities: &ops,
+        keep_ms: view.spec.ttl_ms,
+        retention: &[],
+        idempotency_key: None,
+    };
     store.apply(&batch).await.map(|_| ())
 }
 
