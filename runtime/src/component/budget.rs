@@ -123,6 +123,13 @@ pub fn worker_main(engine: EngineConfig, memory_bytes: usize, cpu: Duration) -> 
             return 1;
         }
     };
+    // Parallel compilation runs on rayon's global pool; its threads' stacks are private writable
+    // mappings that RLIMIT_DATA counts, so they must exist before the limit (spawning them under it
+    // fails with EAGAIN and rayon panics).
+    if let Err(e) = rayon::ThreadPoolBuilder::new().build_global() {
+        eprintln!("starting the compile threads: {e}");
+        return 1;
+    }
     // SAFETY: plain libc calls on this process; the structs are fully initialised.
     unsafe {
         let data = libc::rlimit { rlim_cur: memory_bytes as libc::rlim_t, rlim_max: memory_bytes as libc::rlim_t };
