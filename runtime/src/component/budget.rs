@@ -132,7 +132,10 @@ pub fn worker_main(engine: EngineConfig, memory_bytes: usize, cpu: Duration) -> 
     }
     // SAFETY: plain libc calls on this process; the structs are fully initialised.
     unsafe {
-        let data = libc::rlimit { rlim_cur: memory_bytes as libc::rlim_t, rlim_max: memory_bytes as libc::rlim_t };
+        // The budget is what compiling adds on top of what the process already maps (engine, pool
+        // threads, allocator arenas): RLIMIT_DATA counts existing mappings too.
+        let limit = (data_mapped_bytes() + memory_bytes) as libc::rlim_t;
+        let data = libc::rlimit { rlim_cur: limit, rlim_max: limit };
         libc::setrlimit(libc::RLIMIT_DATA, &data);
         let secs = cpu.as_secs().max(1) as libc::rlim_t;
         let cpu = libc::rlimit { rlim_cur: secs, rlim_max: secs + 1 };
@@ -158,4 +161,16 @@ pub fn worker_main(engine: EngineConfig, memory_bytes: usize, cpu: Duration) -> 
             EXIT_INVALID
         }
     }
+}
+
+/// The process's data mappings now (`VmData` of /proc/self/status, what RLIMIT_DATA counts); 0 when
+/// unreadable.
+fn data_mapped_bytes() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmData:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    kib * 1024
 }
