@@ -11,10 +11,12 @@ TOOLS=$ROOT/.tools
 mkdir -p "$TOOLS"
 
 echo "== toolchains"
+# Free disk: a full disk fails the pip installs below with Errno 28 (the cargo target alone needs ~15 GB).
+df -h "$ROOT" | tail -1 | awk '{print "disk: " $4 " free of " $2}'
 rustup target add wasm32-wasip2
 if ! .venv-tools/bin/componentize-py --version 2>/dev/null | grep -q '0.25.1'; then
   python3 -m venv .venv-tools
-  .venv-tools/bin/pip install -q componentize-py==0.25.1
+  .venv-tools/bin/pip install -q --no-cache-dir componentize-py==0.25.1
 fi
 export COMPONENTIZE_PY=$ROOT/.venv-tools/bin/componentize-py
 # JavaScript: QuickJS (recommended) and StarlingMonkey, each pinned, installed only when missing.
@@ -38,7 +40,7 @@ export WAFER_CLANG=$(command -v clang-19)
 FEAST_VERSION=0.67.0
 if ! .venv-feast/bin/python -c "import feast, sys; sys.exit(feast.__version__ != '$FEAST_VERSION')" 2>/dev/null; then
   python3 -m venv .venv-feast
-  .venv-feast/bin/pip install -q "feast==$FEAST_VERSION"
+  .venv-feast/bin/pip install -q --no-cache-dir "feast==$FEAST_VERSION"
 fi
 export WAFER_TEST_FEAST_PYTHON=$ROOT/.venv-feast/bin/python
 # --- end Feast SDK ---
@@ -88,6 +90,8 @@ fi
 
 if [ "$PYTHON_ONLY" = 0 ]; then
   echo "== tests"
+  # The binary the tests spawn (support::wafer_bin), built here so no test waits on it.
+  cargo build --release -q -p wafer-runtime --bin wafer
   cargo test --release --workspace "$@"
 fi
 
@@ -102,7 +106,7 @@ if [ "$PYTHON_ONLY" = 1 ] || [ $# -eq 0 ]; then
   PY_PINS=(maturin==1.9.6 pytest==8.4.2 pandas==2.3.3 pyarrow==21.0.0 pyspark==4.0.1 componentize-py==0.25.1)
   if ! [ -x "$PYVENV/bin/python" ] || ! "$PYVENV/bin/python" -m pip freeze 2>/dev/null | grep -qx "${PY_PINS[4]}"; then
     python3 -m venv "$PYVENV"
-    "$PYVENV/bin/pip" install -q "${PY_PINS[@]}"
+    "$PYVENV/bin/pip" install -q --no-cache-dir "${PY_PINS[@]}"
   fi
   if ! command -v java >/dev/null; then
     (apt-get update -qq && apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless) >/dev/null

@@ -9,7 +9,7 @@ and Python transforms.
 """
 
 from . import errors
-from .authoring import BadInput, Event, stream_transform
+from .authoring import BadInput, Event, log, stream_transform
 from .authoring import TRANSFORMS, DeclarationError, _where  # noqa: F401  (used by built components)
 from .authoring import build
 from .client import Client, OnlineResponse
@@ -26,6 +26,7 @@ __all__ = [
     "TransformEventError",
     "WaferError",
     "errors",
+    "log",
     "run",
     "to_pandas",
     "training_data",

@@ -82,6 +82,20 @@ def stream_transform(
     return deco
 
 
+def log(level: str, message: str) -> None:
+    """Log ``message`` through the host at ``level`` (``"trace"``, ``"debug"``, ``"info"``,
+    ``"warn"``, ``"error"``): the host tags it with the transform's name and rate-limits it. Outside
+    a component (trying the function in plain Python) it goes to stderr."""
+    try:
+        from wit_world.imports import host
+    except ImportError:
+        import sys
+
+        print(f"{level.upper()} {message}", file=sys.stderr)
+        return
+    host.log(getattr(host.Level, level.upper()), message)
+
+
 class Event:
     """What the function receives (a read-only view of the WIT event)."""
 
@@ -191,9 +205,19 @@ def _componentize_py(explicit: Optional[str]) -> str:
     return found
 
 
-def _build_error(msg: str) -> Exception:
-    from .errors import BuildError
+class _ScaffoldBuildError(Exception):
+    """`BuildError` where this module runs alone (as `wafer.py` in a `wafer new` project)."""
 
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _build_error(msg: str) -> Exception:
+    try:
+        from .errors import BuildError
+    except ImportError:  # not inside the package: a scaffolded project's own copy
+        return _ScaffoldBuildError(msg, code="build_failed")
     return BuildError(msg, code="build_failed")
 
 

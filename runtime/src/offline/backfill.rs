@@ -13,6 +13,7 @@
 use std::path::Path;
 
 use super::event_files::{EventBatch, EventFile, EventFileError, Progress};
+use crate::bindings::types::Event;
 use crate::pipeline::{Prepared, View};
 use crate::store::{Applied, OnlineStore, SourceMark, StoreError};
 
@@ -67,6 +68,8 @@ pub fn file_source_name(path: &Path) -> String {
 struct Pending {
     prepared: Prepared,
     mark: SourceMark,
+    /// The batch's events (kept to re-fold the part a store applied only in part).
+    source_events: Vec<Event>,
     positions: Vec<i64>,
     invalid: Vec<(i64, String)>,
     events: usize,
@@ -113,7 +116,7 @@ pub async fn backfill_file(
         let done = next.is_none();
         let write = async {
             match pending.take() {
-                Some(p) => view.commit(store, &p.prepared, Some(p.mark.clone())).await.map(|a| Some((p, a))),
+                Some(p) => commit_resuming(view, store, &p).await.map(|a| Some((p, a))),
                 None => Ok(None),
             }
         };
@@ -121,9 +124,10 @@ pub async fn backfill_file(
             next.map(|(mark, events, positions, invalid)| Pending {
                 prepared: view.prepare(&events),
                 mark,
+                events: events.len(),
+                source_events: events,
                 positions,
                 invalid,
-                events: events.len(),
             })
         };
         let (written, prepared) = futures::join!(write, prepare);
@@ -153,4 +157,35 @@ pub async fn backfill_file(
     }
     report.failures.sort_by_key(|f| f.0);
     Ok(report)
+}
+
+/// Write a batch; where the store holds part of it already (a run killed between its entity
+/// writes and its watermark), write the rest. The per-entity replay guards answer
+/// [`Applied::Stale`] with the lowest offset some entity lacks: inside the batch, the events from
+/// there on are folded again and written with that first offset (entities that have them skip
+/// them); at or past the batch's end, every entity had the whole batch (only the watermark was
+/// missing, and the store has advanced it). `Stale` at or below the batch's start is another
+/// writer's progress, returned for the caller to refuse.
+async fn commit_resuming(view: &View, store: &dyn OnlineStore, p: &Pending) -> Result<Applied, StoreError> {
+    let mut applied = view.commit(store, &p.prepared, Some(p.mark.clone())).await?;
+    let mut from = p.mark.first_offset;
+    while let Applied::Stale { watermark } = applied {
+        if watermark >= p.mark.next_offset {
+            return Ok(Applied::Applied);
+        }
+        if watermark <= from {
+            return Ok(applied);
+        }
+        from = watermark;
+        let rest: Vec<Event> = p
+            .source_events
+            .iter()
+            .zip(&p.positions)
+            .filter(|(_, pos)| **pos >= watermark)
+            .map(|(e, _)| e.clone())
+            .collect();
+        let prepared = view.prepare(&rest);
+        applied = view.commit(store, &prepared, Some(SourceMark { first_offset: watermark, ..p.mark.clone() })).await?;
+    }
+    Ok(applied)
 }

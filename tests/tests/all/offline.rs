@@ -626,7 +626,6 @@ fn truth(events: &[Ev], users: &[String]) -> BTreeMap<String, (i64, i64)> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "regression, issue 13: a resumed backfill whose batch the per-entity store applied in part answers Concurrent instead of re-folding; see the session note of stop 22"]
 async fn file_backfill_resumes_after_sigkill_without_double_counting() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();

@@ -57,6 +57,13 @@ fn scaffold_builds_and_runs(lang: &str, kind: &str) {
     for f in ["wit/transform.wit", "build.sh", "test.sh", "README.md"] {
         assert!(dir.join(f).is_file(), "{lang}: no {f}");
     }
+    if lang == "python" && kind == "stream" {
+        let app = std::fs::read_to_string(dir.join("app.py")).unwrap();
+        assert!(app.contains("@wafer.stream_transform("), "a decorated function, not the WIT classes:\n{app}");
+        let authoring = std::fs::read_to_string(dir.join("wafer.py")).unwrap();
+        let package = std::fs::read_to_string(Path::new(guests::WAFER_ROOT).join("python/wafer/authoring.py")).unwrap();
+        assert_eq!(authoring, package, "wafer.py is the package's authoring module, verbatim");
+    }
     let build = sh(&dir, "build.sh");
     assert!(
         build.status.success(),
@@ -81,7 +88,10 @@ fn scaffold_builds_and_runs(lang: &str, kind: &str) {
             ],
             "{lang}"
         );
-        assert!(stderr.contains("line 4: bad input: field `amount` must be non-negative, got -3"), "{lang}: {stderr}");
+        // Python's decorated function: the message names the user's line (`app.py, line N, in fn: …`).
+        let bad = if lang == "python" { "line 4: bad input: app.py, line " } else { "line 4: bad input: field" };
+        assert!(stderr.contains(bad), "{lang}: {stderr}");
+        assert!(stderr.contains("field `amount` must be non-negative, got -3"), "{lang}: {stderr}");
         assert!(stderr.contains("rejecting negative amount -3"), "{lang}: the guest's log line is missing: {stderr}");
     } else {
         assert_eq!(

@@ -249,8 +249,15 @@ impl Wafer {
     }
 
     /// Start with extra environment variables (e.g. the admin token).
+    ///
+    /// Its log goes to the test's captured output (shown only when the test fails), not to the
+    /// terminal: see [`forward_to_test_output`].
     pub fn start_with(config: &std::path::Path, port: u16, env: &[(&str, &str)]) -> Self {
-        Self::spawn(config, port, env, std::process::Stdio::inherit())
+        let mut wafer = Self::spawn(config, port, env, std::process::Stdio::piped());
+        if let Some(stderr) = wafer.child.stderr.take() {
+            forward_to_test_output(stderr);
+        }
+        wafer
     }
 
     /// Start with its log (stderr, `warn` and above) written to `log`.
@@ -286,6 +293,19 @@ impl Wafer {
         let _ = Command::new("kill").args(["-9", &self.child.id().to_string()]).status();
         let _ = self.child.wait();
     }
+}
+
+/// Copy a child's stderr, line by line, to this test's captured output. The copying thread is
+/// spawned from the test's thread, so it inherits the test harness's capture: the lines appear
+/// with the test's own output when it fails and are hidden when it passes.
+pub fn forward_to_test_output(stderr: std::process::ChildStderr) {
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            eprintln!("{line}");
+        }
+    });
 }
 
 impl Drop for Wafer {

@@ -44,6 +44,9 @@ pub struct NewArgs {
 
 const WIT: &str = include_str!("../../../../wit/transform.wit");
 const WAFER_JSON_H: &str = include_str!("../../../../sdk/c/wafer_json.h");
+/// The Python package's authoring module (`@wafer.stream_transform`, `wafer.build`): standard
+/// library only, so a scaffolded project builds without installing the package.
+const PYTHON_AUTHORING: &str = include_str!("../../../../python/wafer/authoring.py");
 
 /// (path in the project, template) pairs for one language and kind.
 fn files(lang: Lang, kind: Kind) -> Vec<(&'static str, &'static str)> {
@@ -71,16 +74,16 @@ fn files(lang: Lang, kind: Kind) -> Vec<(&'static str, &'static str)> {
                 },
             ),
         ]),
-        Lang::Python => f.extend([
+        // Stream transforms are decorated functions built by the package's authoring module
+        // (copied as `wafer.py`); request transforms implement the WIT exports directly.
+        Lang::Python if stream => f.extend([
             ("build.sh", include_str!("templates/python/build.sh")),
-            (
-                "app.py",
-                if stream {
-                    include_str!("templates/python/stream.py")
-                } else {
-                    include_str!("templates/python/request.py")
-                },
-            ),
+            ("wafer.py", PYTHON_AUTHORING),
+            ("app.py", include_str!("templates/python/stream.py")),
+        ]),
+        Lang::Python => f.extend([
+            ("build.sh", include_str!("templates/python/build_request.sh")),
+            ("app.py", include_str!("templates/python/request.py")),
         ]),
         Lang::Js => f.extend([
             ("build.sh", include_str!("templates/js/build.sh")),
@@ -147,9 +150,9 @@ pub fn new(args: NewArgs) -> Result<ExitCode> {
         ("doc", doc),
     ];
     for (path, template) in files(args.lang, args.kind) {
-        // The WIT and the JSON header are copied verbatim.
-        let text =
-            if path.ends_with(".wit") || path.ends_with(".h") { template.to_string() } else { render(template, &vars) };
+        // The WIT, the JSON header and the authoring module are copied verbatim.
+        let verbatim = path.ends_with(".wit") || path.ends_with(".h") || path == "wafer.py";
+        let text = if verbatim { template.to_string() } else { render(template, &vars) };
         write(&dir.join(path), &text, path.ends_with(".sh"))?;
     }
     println!("created {} ({lang} {} transform)", dir.display(), vars[3].1);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Build {{name}}.wasm (needs: pip install componentize-py==0.25.1).
+# Build {{name}}.wasm from app.py with wafer.build (needs: pip install componentize-py==0.25.1;
+# set COMPONENTIZE_PY to use another copy). {{kind}} transforms as decorated functions: see wafer.py.
 set -euo pipefail
 cd "$(dirname "$0")"
-"${COMPONENTIZE_PY:-componentize-py}" -d wit -w {{world}} componentize app -o {{name}}.wasm
+"${PYTHON:-python3}" -c 'import wafer; wafer.build("app.py", "{{name}}.wasm")'
 echo "built {{name}}.wasm"
