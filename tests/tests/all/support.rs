@@ -198,6 +198,26 @@ impl RedisCluster {
         self.nodes.iter().map(|n| n.port).filter(|p| self.cli(*p, &["role"]).starts_with("master")).collect()
     }
 
+    /// Start a new node and join it as a replica of the master on `master_port`
+    /// (`redis-cli --cluster add-node … --cluster-slave`); returns when its sync is complete.
+    pub fn add_replica(&mut self, master_port: u16) {
+        let node = RedisServer::start_cluster_node(cluster_port());
+        let master_id = self.cli(master_port, &["cluster", "myid"]).trim().to_string();
+        let cli = std::env::var("WAFER_TEST_REDIS_CLI").unwrap_or_else(|_| "redis-cli".into());
+        let out = Command::new(&cli)
+            .args(["--cluster", "add-node", &format!("127.0.0.1:{}", node.port), &format!("127.0.0.1:{master_port}")])
+            .args(["--cluster-slave", "--cluster-master-id", &master_id])
+            .output()
+            .unwrap_or_else(|e| panic!("running {cli} --cluster add-node: {e}"));
+        assert!(out.status.success(), "add-node failed: {}", String::from_utf8_lossy(&out.stdout));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !self.cli(node.port, &["info", "replication"]).contains("master_link_status:up") {
+            assert!(std::time::Instant::now() < deadline, "the new replica never synced");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        self.nodes.push(node);
+    }
+
     /// Keys stored on a node (`DBSIZE`).
     pub fn dbsize(&self, port: u16) -> u64 {
         self.cli(port, &["dbsize"]).trim().parse().unwrap_or(0)
