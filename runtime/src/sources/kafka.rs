@@ -324,7 +324,8 @@ async fn check_health(
     marks: &mut Marks,
     suspects: &mut HashMap<i32, i64>,
 ) -> bool {
-    let stats = consumer.context().partitions();
+    let mut stats = consumer.context().partitions();
+    probe_log_ends(consumer, view, topic, stalls, &mut stats);
     let mut rewound = Vec::new();
     suspects.retain(|p, last| {
         // Only statistics taken after those offsets were fetched know the log end that served them.
@@ -364,6 +365,31 @@ async fn check_health(
         }
     }
     rebuild
+}
+
+/// Ask the broker (`ListOffsets`) for the log end of the partitions the stall detector wants
+/// probed, and put it in `stats`. A blocking call of at most a second per partition, made only
+/// for quiet partitions whose end the statistics do not know, at most once per `stall_after`.
+fn probe_log_ends(
+    consumer: &KafkaConsumer,
+    view: &View,
+    topic: &str,
+    stalls: &mut StallDetector,
+    stats: &mut HashMap<i32, health::PartStat>,
+) {
+    for p in stalls.to_probe(stats, Instant::now()) {
+        let answer = tokio::task::block_in_place(|| consumer.fetch_watermarks(topic, p, Duration::from_secs(1)));
+        match answer {
+            Ok((_, hi)) => {
+                if let Some(s) = stats.get_mut(&p) {
+                    s.hi = hi;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(view = %view.id, %topic, partition = p, error = %e, "asking the broker for a quiet partition's log end failed")
+            }
+        }
+    }
 }
 
 /// Send one dead letter, retrying transient failures (the view waits: dead letters are acked

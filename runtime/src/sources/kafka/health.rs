@@ -8,6 +8,11 @@
 //! `wafer_source_stalled{view,partition} 1` and fails `/readyz`; the consumer then recovers by
 //! itself: first it seeks the partition to where it stands, and if the partition is still stalled
 //! `stall_after` later, the consumer is rebuilt with librdkafka's fetch defaults.
+//!
+//! librdkafka learns a partition's log end from fetch responses; a broker that answers every
+//! fetch empty (as tansu does with a short `fetch.wait.max.ms`) leaves it unknown, so a partition
+//! quiet for `stall_after` with an unknown log end is probed with a `ListOffsets` request
+//! ([`StallDetector::to_probe`]), at most once per `stall_after`.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -105,6 +110,14 @@ struct Watch {
     received: Option<i64>,
     /// When the stall was detected (and the seek done).
     stalled: Option<Instant>,
+    /// When the broker was last asked for the log end (statistics did not know it).
+    probed: Option<Instant>,
+}
+
+impl Watch {
+    fn new(now: Instant) -> Self {
+        Self { last: now, received: None, stalled: None, probed: None }
+    }
 }
 
 /// Per-partition stall state of one consumer.
@@ -121,7 +134,7 @@ impl StallDetector {
     /// Events up to `next_offset` (exclusive) of `partition` arrived. True when it was stalled
     /// (it has recovered).
     pub fn received(&mut self, partition: i32, next_offset: i64, now: Instant) -> bool {
-        let w = self.parts.entry(partition).or_insert(Watch { last: now, received: None, stalled: None });
+        let w = self.parts.entry(partition).or_insert_with(|| Watch::new(now));
         w.last = now;
         w.received = Some(w.received.map_or(next_offset, |r| r.max(next_offset)));
         w.stalled.take().is_some()
@@ -138,12 +151,30 @@ impl StallDetector {
         }
     }
 
+    /// Partitions whose log end the statistics do not know, that are assigned and fetching with
+    /// nothing queued and have received nothing for `stall_after`: ask the broker for their log
+    /// end (and put it in the statistics given to [`check`](Self::check)). Each is returned at
+    /// most once per `stall_after`.
+    pub fn to_probe(&mut self, stats: &HashMap<i32, PartStat>, now: Instant) -> Vec<i32> {
+        let mut probe = Vec::new();
+        for (&p, s) in stats {
+            let w = self.parts.entry(p).or_insert_with(|| Watch::new(now));
+            let quiet = now.duration_since(w.last) >= self.after;
+            let due = w.probed.is_none_or(|at| now.duration_since(at) >= self.after);
+            if s.active && s.hi < 0 && s.queued == 0 && quiet && due {
+                w.probed = Some(now);
+                probe.push(p);
+            }
+        }
+        probe
+    }
+
     /// Check every partition against the latest statistics; returns the newly stalled ones
     /// (with their unread count) and what to do.
     pub fn check(&mut self, stats: &HashMap<i32, PartStat>, now: Instant) -> (Vec<(i32, i64)>, Vec<Recovery>) {
         let (mut newly, mut actions) = (Vec::new(), Vec::new());
         for (&p, s) in stats {
-            let w = self.parts.entry(p).or_insert(Watch { last: now, received: None, stalled: None });
+            let w = self.parts.entry(p).or_insert_with(|| Watch::new(now));
             let unread = s.unread(w.received);
             if !s.active || unread == 0 || s.queued > 0 {
                 // Idle, caught up, or events waiting for Wafer: not a stall.
@@ -201,6 +232,21 @@ mod tests {
         assert_eq!(d.check(&stats, t0 + Duration::from_secs(20)).1, vec![Recovery::Rebuild]);
         assert!(d.received(0, 10, t0 + Duration::from_secs(21)), "an event ends the stall");
         assert_eq!(d.check(&stats, t0 + Duration::from_secs(22)).1, vec![]);
+    }
+
+    #[test]
+    fn an_unknown_log_end_is_probed_once_per_period_when_quiet() {
+        let after = Duration::from_secs(10);
+        let mut d = StallDetector::new(after);
+        let t0 = Instant::now();
+        let unknown = HashMap::from([(0, stat(-1001, -1001, 0)), (1, stat(50, -1001, 0))]);
+        assert_eq!(d.to_probe(&unknown, t0), Vec::<i32>::new(), "not quiet yet");
+        assert_eq!(d.to_probe(&unknown, t0 + Duration::from_secs(10)), vec![0], "partition 1's end is known");
+        assert_eq!(d.to_probe(&unknown, t0 + Duration::from_secs(15)), Vec::<i32>::new(), "probed 5 s ago");
+        assert_eq!(d.to_probe(&unknown, t0 + Duration::from_secs(20)), vec![0]);
+        // The probe's answer makes the stall visible.
+        let probed = HashMap::from([(0, stat(1, -1001, 0))]);
+        assert_eq!(d.check(&probed, t0 + Duration::from_secs(20)).0, vec![(0, 1)]);
     }
 
     #[test]
