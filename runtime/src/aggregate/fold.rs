@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 
 use super::hll;
-use super::ops::{EntityOps, TileOp, latest_field, merge_last_n, tile_field};
+use super::ops::{EntityOps, TileOp, latest_field, latest_wins, merge_last_n, tile_field};
+use super::order::{TieOrder, max_wins, min_wins};
 use super::spec::{AggFunction, AggSpec};
 use super::window::tile_start;
 use crate::bindings::types::{FeatureRow, Value};
@@ -131,9 +132,9 @@ enum Acc {
     Incr(i64),
     Min(f64),
     Max(f64),
-    LastN(u16, Vec<(i64, String)>),
+    LastN(u16, TieOrder, Vec<(i64, String)>),
     Hll(HashMap<u16, u8>),
-    Latest(i64, String),
+    Latest(i64, TieOrder, String),
 }
 
 /// Numeric value of a row value, in micro-units for sums.
@@ -154,7 +155,8 @@ fn micros(column: &str, v: &Value) -> Result<Option<(f64, i64)>, FoldError> {
     }
 }
 
-/// Text form of a value for `last_n` and HLL (text as-is, everything else as JSON).
+/// Text form of a value for `last_n` and HLL (text as-is, everything else as JSON): values are
+/// distinct when these texts differ (so `-0.0` and `0.0` are two values).
 pub fn value_key(v: &Value) -> String {
     match v {
         Value::Text(s) => s.clone(),
@@ -180,7 +182,8 @@ pub fn fold(plan: &FoldPlan, rows: &[FeatureRow]) -> (Vec<EntityOps>, Vec<(usize
                 continue;
             }
             if let Some(li) = plan.latest.iter().position(|l| *l == f.name) {
-                add(FieldKey::Latest(li), Acc::Latest(t, value_to_json(&f.value).to_string()));
+                let order = TieOrder::of_value(&f.value);
+                add(FieldKey::Latest(li), Acc::Latest(t, order, value_to_json(&f.value).to_string()));
             }
             let Some(ci) = plan.columns.iter().position(|c| c.column == f.name) else { continue };
             let col = &plan.columns[ci];
@@ -192,6 +195,7 @@ pub fn fold(plan: &FoldPlan, rows: &[FeatureRow]) -> (Vec<EntityOps>, Vec<(usize
                 }
             };
             let key = (col.hll || !col.last_n.is_empty()).then(|| value_key(&f.value));
+            let order = TieOrder::of_value(&f.value);
             let reg = col.hll.then(|| hll::register_of(key.as_deref().unwrap_or_default().as_bytes()));
             for &g in &col.tiles {
                 let start = if g == 0 { 0 } else { tile_start(t, g) };
@@ -211,7 +215,7 @@ pub fn fold(plan: &FoldPlan, rows: &[FeatureRow]) -> (Vec<EntityOps>, Vec<(usize
                     }
                 }
                 for &k in &col.last_n {
-                    add(tile(Comp::LastN(k)), Acc::LastN(k, vec![(t, key.clone().unwrap_or_default())]));
+                    add(tile(Comp::LastN(k)), Acc::LastN(k, order, vec![(t, key.clone().unwrap_or_default())]));
                 }
                 if let Some((idx, rank)) = reg {
                     add(tile(Comp::Hll), Acc::Hll(HashMap::from([(idx, rank)])));
@@ -234,11 +238,19 @@ pub fn fold(plan: &FoldPlan, rows: &[FeatureRow]) -> (Vec<EntityOps>, Vec<(usize
 fn merge_acc(existing: &mut Acc, new: Acc) {
     match (existing, new) {
         (Acc::Incr(a), Acc::Incr(b)) => *a += b,
-        (Acc::Min(a), Acc::Min(b)) => *a = a.min(b),
-        (Acc::Max(a), Acc::Max(b)) => *a = a.max(b),
-        (Acc::LastN(k, a), Acc::LastN(_, b)) => merge_last_n(a, &b, *k as usize),
-        (Acc::Latest(ot, ov), Acc::Latest(t, v)) => {
-            if super::ops::latest_wins(t, &v, *ot, ov) {
+        (Acc::Min(a), Acc::Min(b)) => {
+            if min_wins(b, *a) {
+                *a = b
+            }
+        }
+        (Acc::Max(a), Acc::Max(b)) => {
+            if max_wins(b, *a) {
+                *a = b
+            }
+        }
+        (Acc::LastN(k, order, a), Acc::LastN(_, _, b)) => merge_last_n(a, &b, *k as usize, *order),
+        (Acc::Latest(ot, order, ov), Acc::Latest(t, _, v)) => {
+            if latest_wins(*order, t, &v, *ot, ov) {
                 *ot = t;
                 *ov = v;
             }
@@ -258,12 +270,66 @@ fn to_op(field: String, acc: Acc) -> TileOp {
         Acc::Incr(delta) => TileOp::Incr { field, delta },
         Acc::Min(value) => TileOp::Min { field, value },
         Acc::Max(value) => TileOp::Max { field, value },
-        Acc::LastN(k, items) => TileOp::LastN { field, k, items },
+        Acc::LastN(k, order, items) => TileOp::LastN { field, k, order, items },
         Acc::Hll(regs) => {
             let mut registers: Vec<(u16, u8)> = regs.into_iter().collect();
             registers.sort_unstable();
             TileOp::Hll { field, registers }
         }
-        Acc::Latest(event_time, value) => TileOp::Latest { field, event_time, value },
+        Acc::Latest(event_time, order, value) => TileOp::Latest { field, event_time, order, value },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::Window;
+    use crate::bindings::types::Feature;
+
+    fn rows(values: &[Value]) -> Vec<FeatureRow> {
+        values
+            .iter()
+            .map(|v| FeatureRow {
+                entity_key: "u".into(),
+                event_time_ms: 5,
+                features: vec![Feature { name: "x".into(), value: v.clone() }],
+            })
+            .collect()
+    }
+
+    fn plan(functions: &[AggFunction]) -> FoldPlan {
+        let aggs: Vec<AggSpec> = functions
+            .iter()
+            .map(|f| AggSpec { column: "x".into(), function: *f, windows: vec![Window::Lifetime] })
+            .collect();
+        FoldPlan::new(vec!["x".into()], &aggs)
+    }
+
+    fn op<'a>(ops: &'a [EntityOps], field: &str) -> &'a TileOp {
+        ops[0].ops.iter().find(|o| o.field() == field).unwrap_or_else(|| panic!("no op {field}"))
+    }
+
+    #[test]
+    fn min_and_max_of_signed_zeros_in_one_batch_do_not_depend_on_order() {
+        let p = plan(&[AggFunction::Min, AggFunction::Max]);
+        for zeros in [[0.0, -0.0], [-0.0, 0.0]] {
+            let (ops, _) = fold(&p, &rows(&zeros.map(Value::Float64)));
+            let TileOp::Min { value: mn, .. } = op(&ops, "t:0:0:x:mn") else { panic!() };
+            let TileOp::Max { value: mx, .. } = op(&ops, "t:0:0:x:mx") else { panic!() };
+            assert_eq!((mn.to_bits(), mx.to_bits()), ((-0.0f64).to_bits(), 0.0f64.to_bits()), "{zeros:?}");
+        }
+    }
+
+    #[test]
+    fn ties_in_one_batch_order_numbers_by_value() {
+        let p = plan(&[AggFunction::LastN(3)]);
+        let values = [9.5, 10.25, 3e-6, 1.69].map(Value::Float64);
+        let (ops, _) = fold(&p, &rows(&values));
+        let TileOp::LastN { items, order, .. } = op(&ops, "t:0:0:x:l3") else { panic!() };
+        assert_eq!(*order, TieOrder::Float);
+        let keys: Vec<&str> = items.iter().map(|(_, k)| k.as_str()).collect();
+        assert_eq!(keys, ["10.25", "9.5", "1.69"]);
+        let TileOp::Latest { value, .. } = op(&ops, "f:x") else { panic!() };
+        assert_eq!(value, "10.25");
     }
 }

@@ -1,5 +1,8 @@
 //! Store-level merge operations. Each is commutative and associative, so applying a batch's ops
 //! in any order, on any node, gives the same state; a store applies one batch's ops atomically.
+//! Where an op chooses between values (min/max, ties) it uses the order in [`super::order`].
+
+use super::order::{TieOrder, cmp_json, cmp_keys};
 
 /// Field names inside an entity's record:
 /// - `f:<feature>`: latest value of a plain feature (`<event_time>|<json>`).
@@ -36,16 +39,18 @@ pub fn parse_tile_field(field: &str) -> Option<(i64, i64)> {
 pub enum TileOp {
     /// Add to an integer (counts, micro-unit sums).
     Incr { field: String, delta: i64 },
-    /// Keep the smaller number. `repr` is the shortest round-trip decimal of `value`.
+    /// Keep the smaller number (`−0.0` is below `0.0`); stored as [`f64_repr`].
     Min { field: String, value: f64 },
-    /// Keep the larger number.
+    /// Keep the larger number (`0.0` is above `−0.0`).
     Max { field: String, value: f64 },
-    /// Merge `(event_time, value)` items into the `k` most recent distinct values.
-    LastN { field: String, k: u16, items: Vec<(i64, String)> },
+    /// Merge `(event_time, key)` items into the `k` most recent distinct keys (ties: greater
+    /// value first under `order`).
+    LastN { field: String, k: u16, order: TieOrder, items: Vec<(i64, String)> },
     /// Register-wise max into an HLL sketch.
     Hll { field: String, registers: Vec<(u16, u8)> },
-    /// Latest value of a plain feature: kept if its event time is newer (ties: greater encoding).
-    Latest { field: String, event_time: i64, value: String },
+    /// Latest value of a plain feature (JSON text): kept if its event time is newer (ties: the
+    /// greater value under `order`).
+    Latest { field: String, event_time: i64, order: TieOrder, value: String },
 }
 
 impl TileOp {
@@ -68,23 +73,23 @@ pub struct EntityOps {
     pub ops: Vec<TileOp>,
 }
 
-/// Merge `(time, value)` items into a most-recent-first list of at most `k` distinct values
-/// (a value keeps its latest time; equal times order by value, descending). Used by every store
-/// and by the fold, so all paths agree.
-pub fn merge_last_n(existing: &mut Vec<(i64, String)>, items: &[(i64, String)], k: usize) {
+/// Merge `(time, key)` items into a most-recent-first list of at most `k` distinct keys
+/// (distinct by key text; a key keeps its latest time; equal times put the greater value first
+/// under `order`). Used by every store and by the fold, so all paths agree.
+pub fn merge_last_n(existing: &mut Vec<(i64, String)>, items: &[(i64, String)], k: usize, order: TieOrder) {
     for (t, v) in items {
         match existing.iter_mut().find(|(_, ev)| ev == v) {
             Some(e) => e.0 = e.0.max(*t),
             None => existing.push((*t, v.clone())),
         }
     }
-    existing.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
+    existing.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| cmp_keys(order, &b.1, &a.1)));
     existing.truncate(k);
 }
 
-/// `Latest` resolution: whether `(t, v)` replaces `(old_t, old_v)`.
-pub fn latest_wins(t: i64, v: &str, old_t: i64, old_v: &str) -> bool {
-    t > old_t || (t == old_t && v > old_v)
+/// `Latest` resolution: whether `(t, v)` replaces `(old_t, old_v)` (values as JSON text).
+pub fn latest_wins(order: TieOrder, t: i64, v: &str, old_t: i64, old_v: &str) -> bool {
+    t > old_t || (t == old_t && cmp_json(order, v, old_v).is_gt())
 }
 
 /// Shortest decimal that parses back to exactly `x` (Rust's `Display` for f64 guarantees this).

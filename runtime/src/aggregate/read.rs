@@ -1,7 +1,8 @@
 //! Merging the tiles a window covers into a feature value, at read time.
 
 use super::hll;
-use super::ops::{latest_field, tile_field, write_tile_field};
+use super::ops::{latest_field, merge_last_n, tile_field, write_tile_field};
+use super::order::{TieOrder, max_f64, min_f64};
 use super::spec::{AggFunction, AggSpec, Window};
 use super::window::tiles_for;
 use crate::bindings::types::{Value, ValueType};
@@ -85,15 +86,15 @@ pub fn compute(spec: &AggSpec, w: Window, t: i64, column: ValueType, src: &dyn F
             let n = sum_i("n");
             if n == 0 { Value::Null } else { Value::Float64(sum_i("s") as f64 / 1e6 / n as f64) }
         }
-        AggFunction::Min => nums("mn").into_iter().reduce(f64::min).map_or(Value::Null, typed),
-        AggFunction::Max => nums("mx").into_iter().reduce(f64::max).map_or(Value::Null, typed),
+        AggFunction::Min => nums("mn").into_iter().reduce(min_f64).map_or(Value::Null, typed),
+        AggFunction::Max => nums("mx").into_iter().reduce(max_f64).map_or(Value::Null, typed),
         AggFunction::LastN(k) => {
             let mut merged: Vec<(i64, String)> = Vec::new();
             let comp = format!("l{k}");
             for s in &starts {
                 if let Some(raw) = get(*s, &comp) {
                     let items: Vec<(i64, String)> = serde_json::from_str(raw).unwrap_or_default();
-                    super::ops::merge_last_n(&mut merged, &items, k as usize);
+                    merge_last_n(&mut merged, &items, k as usize, TieOrder::of_type(column));
                 }
             }
             if int_col {

@@ -12,6 +12,7 @@ use parking_lot::Mutex;
 use super::{Applied, EntityRecord, FieldNames, OnlineStore, StoreError, WriteBatch};
 use crate::aggregate::hll::merge_into;
 use crate::aggregate::ops::{TileOp, f64_repr, latest_wins, merge_last_n, parse_tile_field};
+use crate::aggregate::order::{max_wins, min_wins};
 
 /// Everything stored for one entity, by field name.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -63,9 +64,9 @@ pub(crate) fn apply_op(rec: &mut Data, op: &TileOp) {
                 None => true,
                 Some(cur) => {
                     if is_min {
-                        *value < cur
+                        min_wins(*value, cur)
                     } else {
-                        *value > cur
+                        max_wins(*value, cur)
                     }
                 }
             };
@@ -73,10 +74,10 @@ pub(crate) fn apply_op(rec: &mut Data, op: &TileOp) {
                 rec.fields.insert(field.clone(), f64_repr(*value));
             }
         }
-        TileOp::LastN { field, k, items } => {
+        TileOp::LastN { field, k, order, items } => {
             let mut cur: Vec<(i64, String)> =
                 rec.fields.get(field).and_then(|v| serde_json::from_str(v).ok()).unwrap_or_default();
-            merge_last_n(&mut cur, items, *k as usize);
+            merge_last_n(&mut cur, items, *k as usize, *order);
             rec.fields.insert(field.clone(), serde_json::to_string(&cur).unwrap_or_default());
         }
         TileOp::Hll { field, registers } => {
@@ -87,10 +88,10 @@ pub(crate) fn apply_op(rec: &mut Data, op: &TileOp) {
             }
             merge_into(regs, &src);
         }
-        TileOp::Latest { field, event_time, value } => {
+        TileOp::Latest { field, event_time, order, value } => {
             let replace = match rec.fields.get(field).and_then(|v| v.split_once('|')) {
                 None => true,
-                Some((t, v)) => latest_wins(*event_time, value, t.parse().unwrap_or(i64::MIN), v),
+                Some((t, v)) => latest_wins(*order, *event_time, value, t.parse().unwrap_or(i64::MIN), v),
             };
             if replace {
                 rec.fields.insert(field.clone(), format!("{event_time}|{value}"));

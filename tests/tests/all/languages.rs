@@ -254,3 +254,72 @@ fn recycling_bounds_the_starlingmonkey_heap() {
         stats.recycles
     );
 }
+
+/// Amounts written as payload text: full-precision decimals (17 significant digits, which a
+/// parser without correct rounding gets 1 ulp off), signed zeros, extremes of the range.
+const EXACT_AMOUNTS: &[&str] = &[
+    "9.795666500000001",
+    "9.7956665",
+    "0.30000000000000004",
+    "123456789.12345679",
+    "2.2250738585072014e-308",
+    "5e-324",
+    "1.7976931348623157e308",
+    "4.35",
+    "0.1",
+    "1e-7",
+    "0.0",
+    "-0.0",
+    "1.0000000000000002",
+    "8.200000000000001",
+];
+
+/// One event per amount in [`EXACT_AMOUNTS`], with the amount's text as it is in the payload.
+fn exact_amount_events() -> Vec<wafer_runtime::Event> {
+    EXACT_AMOUNTS
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let mut e = event(i as i64, 1_700_000_000_000 + i as i64, json!(null));
+            e.value = format!(r#"{{"user_id":"u1","amount":{a},"country":"DE","merchant":"m1"}}"#).into_bytes();
+            e
+        })
+        .collect()
+}
+
+/// The bits of the `amount` each event's row carries.
+fn amount_bits(path: &str) -> Vec<u64> {
+    let t = load(path);
+    let mut w = t.stream_worker().unwrap();
+    w.process(&exact_amount_events())
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let rows = r.unwrap_or_else(|e| panic!("{path}: event {i} ({}) failed: {e}", EXACT_AMOUNTS[i]));
+            let amount = rows[0].features.iter().find(|f| f.name == "amount").map(|f| f.value.clone());
+            match amount {
+                Some(Value::Float64(x)) => x.to_bits(),
+                other => panic!("{path}: event {i}: amount {other:?}"),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn card_txn_parses_full_precision_floats_and_signed_zeros_identically_in_every_language() {
+    // The exact double of each text (Rust's parser is correctly rounded).
+    let want: Vec<u64> = EXACT_AMOUNTS.iter().map(|a| a.parse::<f64>().unwrap().to_bits()).collect();
+    assert_eq!(want[0], 9.795666500000001f64.to_bits());
+    assert_ne!(want[0], want[1], "the two texts are different doubles");
+    assert_eq!(want[11], (-0.0f64).to_bits());
+    let rust = amount_bits(guests::RUST_CARD_TXN);
+    for (i, (got, w)) in rust.iter().zip(&want).enumerate() {
+        assert_eq!(f64::from_bits(*got).to_bits(), *w, "rust: {} parsed as {}", EXACT_AMOUNTS[i], f64::from_bits(*got));
+    }
+    for (lang, path) in card_txn_builds() {
+        let got = amount_bits(path);
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(g, w, "{lang}: {} parsed as {:?}", EXACT_AMOUNTS[i], f64::from_bits(*g));
+        }
+    }
+}

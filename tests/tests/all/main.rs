@@ -4,6 +4,7 @@
 mod aggregate;
 mod cli;
 mod cluster;
+mod exactness;
 mod examples;
 mod faults;
 mod feast_sdk;

@@ -87,12 +87,29 @@ impl RedisServer {
         )
     }
 
+    /// A server whose environment sets `LC_ALL` to a locale with a non-C collation (generated
+    /// by [`collation_locale`] when the system has none): Redis takes `LC_COLLATE` from it, and
+    /// Lua's string `<` then follows that collation.
+    pub fn start_in_collation_locale() -> Self {
+        let (name, locpath) = collation_locale();
+        let mut env = vec![("LC_ALL", name.clone())];
+        if let Some(p) = &locpath {
+            env.push(("LOCPATH", p.display().to_string()));
+        }
+        Self::start_env(free_port(), &[], &env)
+    }
+
     fn start_with(port: u16, extra: &[&str]) -> Self {
+        Self::start_env(port, extra, &[])
+    }
+
+    fn start_env(port: u16, extra: &[&str], env: &[(&str, String)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let bin = std::env::var("WAFER_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
         let child = Command::new(&bin)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(extra)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .arg("--dir")
             .arg(dir.path())
             .stdout(std::process::Stdio::null())
@@ -128,6 +145,38 @@ impl Drop for RedisServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `en_US.UTF-8`, whose collation is not byte order (`a < B < c`), as `(LC_ALL, LOCPATH)`:
+/// the system's if `locale -a` lists it, else compiled once with `localedef` from the system's
+/// locale sources into the target dir (no root needed; `LOCPATH` points there).
+pub fn collation_locale() -> (String, Option<PathBuf>) {
+    const NAME: &str = "en_US.UTF-8";
+    static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let listed = Command::new("locale").arg("-a").output().map(|o| String::from_utf8_lossy(&o.stdout).to_string());
+        if listed.unwrap_or_default().lines().any(|l| l == "en_US.utf8" || l == NAME) {
+            return None;
+        }
+        let dir = target_dir().join("test-locales");
+        let out = dir.join(NAME);
+        if !out.join("LC_COLLATE").exists() {
+            std::fs::create_dir_all(&dir).unwrap();
+            // localedef exits 1 on mere warnings: success is the compiled collation table.
+            let o = Command::new("localedef")
+                .args(["-c", "-i", "en_US", "-f", "UTF-8"])
+                .arg(&out)
+                .output()
+                .unwrap_or_else(|e| panic!("running localedef to build {NAME} (install locales): {e}"));
+            assert!(
+                out.join("LC_COLLATE").exists(),
+                "localedef could not build {NAME}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        Some(dir)
+    });
+    (NAME.to_string(), dir.clone())
 }
 
 /// A private Redis Cluster: `masters` masters (each with `replicas` replicas) of

@@ -6,9 +6,16 @@
 //! `keep_ms, guard_field, first, next, idem, idem_ttl_ms, nret, (g, keep_ms)*nret,` then per
 //! entity `nops, op*, nnewest, (g, start)*nnewest`, where an op is one of
 //! - `i field delta` (HINCRBY), `n field value` (min), `x field value` (max),
-//! - `l field k count (t value)*count` (last-k distinct values, stored as a JSON list),
+//! - `l field k order count (t value)*count` (last-k distinct values, stored as a JSON list),
 //! - `h field count (index rank)*count` (HLL registers, in the key `KEYS[i]|field`),
-//! - `f field t value` (latest value, stored as `t|value`).
+//! - `f field order t value` (latest value, stored as `t|value`),
+//!
+//! where `order` is a [`TieOrder`](crate::aggregate::order::TieOrder) code (`i`, `f`, `t`,
+//! `j`). The script's comparisons are those of [`crate::aggregate::order`], written again in Lua
+//! on the same strings: integers by sign,
+//! length and digits (exact beyond 2⁵³), floats by `tonumber` (correctly rounded, so exact on the
+//! shortest round-trip decimals Wafer writes) with `−0.0` below `0.0` and NaN on top, text and
+//! JSON by bytes (`bytes_gt`) — never Lua's string `<`, which uses the server's `LC_COLLATE`.
 //!
 //! The reply lists the entities that were *not* applied: `{i, guard, ...}` with the guard
 //! (next offset already applied to that entity from this source partition; `-1` for an
@@ -18,8 +25,7 @@ use redis::Cmd;
 
 use crate::aggregate::ops::{EntityOps, TileOp, f64_repr, parse_tile_field};
 
-/// See the module doc for the argument layout. Strings compare bytewise (`bytes_gt`), never with
-/// Lua's locale-dependent `<`.
+/// See the module doc for the argument layout and the comparisons.
 pub(super) const APPLY_LUA: &str = r#"
 local function bytes_gt(a, b)
   local la, lb = #a, #b
@@ -29,6 +35,55 @@ local function bytes_gt(a, b)
     if x ~= y then return x > y end
   end
   return la > lb
+end
+local function int_gt(a, b)
+  local na, nb = string.byte(a, 1) == 45, string.byte(b, 1) == 45
+  if na ~= nb then return nb end
+  if #a ~= #b then
+    if na then return #a < #b end
+    return #a > #b
+  end
+  if na then return bytes_gt(b, a) end
+  return bytes_gt(a, b)
+end
+local function num_cmp(x, y)
+  if x < y then return -1 end
+  if x > y then return 1 end
+  if x == 0 and y == 0 then
+    local px, py = 1 / x > 0, 1 / y > 0
+    if px ~= py then return px and 1 or -1 end
+  end
+  return 0
+end
+local function float_rank(s)
+  if s == '"NaN"' then return 1, 0 end
+  if s == '"Infinity"' then return 0, math.huge end
+  if s == '"-Infinity"' then return 0, -math.huge end
+  local x = tonumber(s)
+  if x == nil or x ~= x then return 2, 0 end
+  return 0, x
+end
+local function float_gt(a, b)
+  local ca, x = float_rank(a)
+  local cb, y = float_rank(b)
+  if ca ~= cb then return ca > cb end
+  local c = num_cmp(x, y)
+  if c ~= 0 then return c > 0 end
+  return bytes_gt(a, b)
+end
+local function key_gt(order, a, b)
+  if order == 'i' then return int_gt(a, b) end
+  if order == 'f' then return float_gt(a, b) end
+  return bytes_gt(a, b)
+end
+local function text_of_json(s)
+  local ok, v = pcall(cjson.decode, s)
+  if ok and type(v) == 'string' then return v end
+  return s
+end
+local function json_gt(order, a, b)
+  if order == 't' then return bytes_gt(text_of_json(a), text_of_json(b)) end
+  return key_gt(order, a, b)
 end
 local keep = ARGV[1]
 local guard_field, first, next_off = ARGV[2], tonumber(ARGV[3]), ARGV[4]
@@ -72,15 +127,17 @@ for i = 1, #KEYS do
     elseif kind == 'n' or kind == 'x' then
       if run then
         local cur = redis.call('HGET', key, field)
-        local v = tonumber(ARGV[a])
-        if (not cur) or (kind == 'n' and v < tonumber(cur)) or (kind == 'x' and v > tonumber(cur)) then
-          redis.call('HSET', key, field, ARGV[a])
+        local replace = true
+        if cur then
+          local c = num_cmp(tonumber(ARGV[a]), tonumber(cur))
+          replace = (kind == 'n' and c < 0) or (kind == 'x' and c > 0)
         end
+        if replace then redis.call('HSET', key, field, ARGV[a]) end
       end
       a = a + 1
     elseif kind == 'l' then
-      local k, count = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
-      a = a + 2
+      local k, order, count = tonumber(ARGV[a]), ARGV[a + 1], tonumber(ARGV[a + 2])
+      a = a + 3
       if run then
         local cur = redis.call('HGET', key, field)
         local items = {}
@@ -99,7 +156,7 @@ for i = 1, #KEYS do
         end
         table.sort(items, function(p, q)
           if p[1] ~= q[1] then return p[1] > q[1] end
-          return bytes_gt(p[2], q[2])
+          return key_gt(order, p[2], q[2])
         end)
         local out = {}
         for j = 1, math.min(k, #items) do out[j] = items[j] end
@@ -124,17 +181,17 @@ for i = 1, #KEYS do
     elseif kind == 'f' then
       if run then
         local cur = redis.call('HGET', key, field)
-        local t, v = tonumber(ARGV[a]), ARGV[a + 1]
+        local order, t, v = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2]
         local replace = true
         if cur then
           local sep = string.find(cur, '|', 1, true)
           local ct = tonumber(string.sub(cur, 1, sep - 1))
           local cv = string.sub(cur, sep + 1)
-          replace = t > ct or (t == ct and bytes_gt(v, cv))
+          replace = t > ct or (t == ct and json_gt(order, v, cv))
         end
-        if replace then redis.call('HSET', key, field, ARGV[a] .. '|' .. v) end
+        if replace then redis.call('HSET', key, field, ARGV[a + 1] .. '|' .. v) end
       end
-      a = a + 2
+      a = a + 3
     end
   end
   local nnew = tonumber(ARGV[a])
@@ -241,8 +298,8 @@ fn push_op(cmd: &mut Cmd, op: &TileOp) {
         TileOp::Max { field, value } => {
             cmd.arg("x").arg(field).arg(f64_repr(*value));
         }
-        TileOp::LastN { field, k, items } => {
-            cmd.arg("l").arg(field).arg(i64::from(*k)).arg(items.len());
+        TileOp::LastN { field, k, order, items } => {
+            cmd.arg("l").arg(field).arg(i64::from(*k)).arg(order.code()).arg(items.len());
             for (t, v) in items {
                 cmd.arg(*t).arg(v);
             }
@@ -253,8 +310,8 @@ fn push_op(cmd: &mut Cmd, op: &TileOp) {
                 cmd.arg(i64::from(*i)).arg(i64::from(*r));
             }
         }
-        TileOp::Latest { field, event_time, value } => {
-            cmd.arg("f").arg(field).arg(*event_time).arg(value);
+        TileOp::Latest { field, event_time, order, value } => {
+            cmd.arg("f").arg(field).arg(order.code()).arg(*event_time).arg(value);
         }
     }
 }
