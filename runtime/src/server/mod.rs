@@ -16,6 +16,7 @@
 pub mod admin;
 pub mod auth;
 pub mod control;
+pub mod error;
 mod feast;
 mod features;
 pub mod listen;
@@ -37,8 +38,9 @@ use crate::pipeline::{Metrics, View};
 use crate::registry::ApiKey;
 use crate::store::OnlineStore;
 use crate::tenant::TenantApp;
+pub use error::ApiError;
 pub use listen::{ListenConfig, serve, serve_with};
-use respond::{Resp, bytes_resp, error, json_resp};
+use respond::{Resp, bytes_resp, json_resp};
 
 /// The OpenAPI document of every route.
 pub const OPENAPI: &str = include_str!("../../openapi.json");
@@ -132,82 +134,100 @@ impl App {
 
 async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Resp {
     let started = Instant::now();
-    let (route, resp) = route(app, req).await;
+    let (route, resp) = match route(app, req).await {
+        (route, Ok(r)) => (route, r),
+        (route, Err(e)) => (route, e.into_response()),
+    };
     app.metrics.requests.add(route, resp.status().as_str(), 1);
     app.metrics.request_seconds.observe(route, started.elapsed().as_secs_f64());
     resp
 }
 
-async fn route(app: &Arc<App>, req: Request<Incoming>) -> (&'static str, Resp) {
+async fn route(app: &Arc<App>, req: Request<Incoming>) -> (&'static str, Result<Resp, ApiError>) {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     match (&method, path.as_str()) {
-        (&Method::GET, "/healthz") => return ("healthz", json_resp(StatusCode::OK, &json!({"status": "ok"}))),
+        (&Method::GET, "/healthz") => return ("healthz", Ok(json_resp(StatusCode::OK, &json!({"status": "ok"})))),
         // Feast's health check: 200 with an empty body.
-        (&Method::GET, "/health") => return ("health", bytes_resp(StatusCode::OK, "text/plain", "")),
-        (&Method::GET, "/readyz") => return ("readyz", readyz(app)),
-        (&Method::GET, "/openapi.json") => return ("openapi", bytes_resp(StatusCode::OK, "application/json", OPENAPI)),
+        (&Method::GET, "/health") => return ("health", Ok(bytes_resp(StatusCode::OK, "text/plain", ""))),
+        (&Method::GET, "/readyz") => return ("readyz", Ok(readyz(app))),
+        (&Method::GET, "/openapi.json") => {
+            return ("openapi", Ok(bytes_resp(StatusCode::OK, "application/json", OPENAPI)));
+        }
         (&Method::GET, "/metrics") => {
             // Every tenant's metrics: the operator's (admin token in registry mode).
-            if let Err(r) = auth::admin(app, &req) {
-                return ("metrics", r);
+            if let Err(e) = auth::admin(app, &req) {
+                return ("metrics", Err(e));
             }
-            return ("metrics", bytes_resp(StatusCode::OK, "text/plain; version=0.0.4", app.metrics.render()));
-        }
-        (_, p) if p.starts_with("/v1/admin/") => {
-            if let Err(r) = auth::admin(app, &req) {
-                return ("admin", r);
-            }
-            return ("admin", admin::handle(app, req, &method, &path).await);
+            return ("metrics", Ok(bytes_resp(StatusCode::OK, "text/plain; version=0.0.4", app.metrics.render())));
         }
         _ => {}
     }
-    let hot = matches!(path.as_str(), "/v1/features" | "/get-online-features");
-    if !hot && !ROUTES.iter().any(|(_, r)| matches_template(r, &path)) && !control::is_control_path(&path) {
-        return ("unknown", error(StatusCode::NOT_FOUND, "not_found", format!("no route {method} {path}")));
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    if let ["v1", "admin", ..] = segs.as_slice() {
+        if let Err(e) = auth::admin(app, &req) {
+            return ("admin", Err(e));
+        }
+        let r = match (&method, segs.as_slice()) {
+            (&Method::GET, ["v1", "admin", "tenants"]) => admin::list_tenants(app).await,
+            (&Method::POST, ["v1", "admin", "tenants"]) => admin::create_tenant(app, req).await,
+            (&Method::PATCH, ["v1", "admin", "tenants", name]) => admin::patch_tenant(app, name, req).await,
+            (&Method::POST, ["v1", "admin", "tenants", name, "keys"]) => admin::issue_key(app, name).await,
+            (&Method::DELETE, ["v1", "admin", "tenants", name, "keys", id]) => admin::revoke_key(app, name, id).await,
+            _ => Err(ApiError::NoRoute { method: method.clone(), path: path.clone() }),
+        };
+        return ("admin", r);
+    }
+    let allowed: Vec<&str> =
+        ROUTES.iter().filter(|(_, r)| matches_template(r, &path)).map(|(m, _)| *m).collect::<Vec<_>>();
+    if allowed.is_empty() {
+        return ("unknown", Err(ApiError::NoRoute { method: method.clone(), path: path.clone() }));
     }
     let tenant = match auth::tenant(app, &req) {
         Ok(t) => t,
-        Err(r) => return ("auth", r),
+        Err(e) => return ("auth", Err(e)),
     };
     if let Err(retry_after) = tenant.rate.check() {
         app.metrics.quota_exceeded.add(&tenant.name, "requests_per_second", 1);
-        let mut r = error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!("tenant `{}` is over its quota of {} requests/s", tenant.name, tenant.quotas.requests_per_second),
-        );
-        r.headers_mut().insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from(retry_after));
-        return ("rate_limited", r);
+        let e = ApiError::RateLimited {
+            tenant: tenant.name.clone(),
+            per_second: tenant.quotas.requests_per_second,
+            retry_after_secs: retry_after,
+        };
+        return ("rate_limited", Err(e));
     }
     let t = &tenant;
-    match (&method, path.as_str()) {
-        (&Method::POST, "/v1/features") => ("features", features::native(app, t, req).await),
-        (&Method::POST, "/get-online-features") => ("feast", feast::get_online_features(app, t, req).await),
-        (&Method::POST, "/write-to-online-store") => ("feast_write", feast::write_to_online_store(app, t, req).await),
-        (&Method::POST, "/push") => ("feast_push", feast::push(app, t, req).await),
-        (&Method::POST, "/v1/training-data") => ("training_data", training::training_data(t, req).await),
-        (&Method::GET, "/v1/views") => ("views", list_views(t)),
-        (&Method::GET, "/v1/metrics") => (
+    match (&method, segs.as_slice()) {
+        (&Method::POST, ["v1", "features"]) => ("features", features::native(app, t, req).await),
+        (&Method::POST, ["get-online-features"]) => ("feast", feast::get_online_features(app, t, req).await),
+        (&Method::POST, ["write-to-online-store"]) => ("feast_write", feast::write_to_online_store(app, t, req).await),
+        (&Method::POST, ["push"]) => ("feast_push", feast::push(app, t, req).await),
+        (&Method::POST, ["v1", "training-data"]) => ("training_data", training::training_data(t, req).await),
+        (&Method::GET, ["v1", "views"]) => ("views", Ok(list_views(t))),
+        (&Method::GET, ["v1", "metrics"]) => (
             "metrics",
-            bytes_resp(StatusCode::OK, "text/plain; version=0.0.4", tenant_metrics(&app.metrics.render(), &t.name)),
+            Ok(bytes_resp(StatusCode::OK, "text/plain; version=0.0.4", tenant_metrics(&app.metrics.render(), &t.name))),
         ),
-        (&Method::POST, p)
-            if p.starts_with("/v1/views/") && p.ends_with("/events") && p.len() > "/v1/views//events".len() =>
-        {
-            let view = p["/v1/views/".len()..p.len() - "/events".len()].to_string();
-            ("push", push::push_events(app, t, &view, req).await)
+        (&Method::POST, ["v1", "views", view, "events"]) if !view.is_empty() => {
+            ("push", push::push_events(app, t, view, req).await)
         }
-        (m, p) if control::is_control_path(p) => ("control", control::handle(app, t, req, m, p).await),
-        (m, p) => (
+        (&Method::GET, ["v1", "transforms"]) => ("control", control::list(app, t).await),
+        (&Method::GET, ["v1", "transforms", name]) => ("control", control::get_transform(app, t, name).await),
+        (&Method::PUT, ["v1", "transforms", name]) => ("control", control::put_transform(app, t, name, req).await),
+        (&Method::POST, ["v1", "transforms", name, "activate"]) => {
+            ("control", control::activate_version(app, t, name, req).await)
+        }
+        (&Method::PUT, ["v1", "views", name]) => ("control", control::put(app, t, name, req).await),
+        (&Method::DELETE, ["v1", "views", name]) => ("control", control::delete(app, t, name).await),
+        _ => (
             "unknown",
-            error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{m} is not allowed on {p}")),
+            Err(ApiError::MethodNotAllowed { method: method.clone(), path: path.clone(), allow: allowed.join(", ") }),
         ),
     }
 }
 
 /// Whether `path` matches a route template such as `/v1/views/{view}/events`.
-pub(super) fn matches_template(template: &str, path: &str) -> bool {
+fn matches_template(template: &str, path: &str) -> bool {
     let (mut t, mut p) = (template.split('/'), path.split('/'));
     loop {
         match (t.next(), p.next()) {
