@@ -237,11 +237,9 @@ fn merge_acc(existing: &mut Acc, new: Acc) {
         (Acc::Min(a), Acc::Min(b)) => *a = a.min(b),
         (Acc::Max(a), Acc::Max(b)) => *a = a.max(b),
         (Acc::LastN(k, a), Acc::LastN(_, b)) => merge_last_n(a, &b, *k as usize),
-        (Acc::Latest(ot, ov), Acc::Latest(t, v)) => {
-            if super::ops::latest_wins(t, &v, *ot, ov) {
-                *ot = t;
-                *ov = v;
-            }
+        (Acc::Latest(ot, ov), Acc::Latest(t, v)) if super::ops::latest_wins(t, &v, *ot, ov) => {
+            *ot = t;
+            *ov = v;
         }
         (Acc::Hll(a), Acc::Hll(b)) => {
             for (i, r) in b {

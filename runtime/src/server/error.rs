@@ -211,7 +211,7 @@ impl ApiError {
             | Self::Unavailable { code, .. }
             | Self::Internal { code, .. }
             | Self::OverCap { code, .. }
-            | Self::FeastBody { code, .. } => *code,
+            | Self::FeastBody { code, .. } => code,
             Self::Registry(RegistryError::TenantExists(_)) => "tenant_exists",
             Self::Registry(e) if e.is_not_found() => "not_found",
             Self::Registry(_) => "registry_unavailable",

@@ -4,9 +4,9 @@
 //! - `POST /v1/views/{view}/events`: push events (`{"events": [...]}` in the JSONL event format);
 //!   processed synchronously, so when the response arrives the features are readable.
 //! - `POST /v1/features`: native feature reads (stored, aggregated and request-view features).
-//! - Feast's feature-server protocol ([`feast`]): `POST /get-online-features`,
+//! - Feast's feature-server protocol (`feast.rs`): `POST /get-online-features`,
 //!   `POST /write-to-online-store`, `POST /push`, `GET /health`.
-//! - `POST /v1/training-data`: point-in-time training data for small inline jobs ([`training`]).
+//! - `POST /v1/training-data`: point-in-time training data for small inline jobs (`training.rs`).
 //! - `GET /v1/views`, `GET /metrics` (Prometheus text), `GET /healthz` (liveness),
 //!   `GET /readyz` (readiness: 503 while a source partition is stalled), `GET /openapi.json`.
 //!

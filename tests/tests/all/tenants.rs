@@ -604,6 +604,7 @@ fn view_quota_errors_are_typed_not_guessed_from_their_message() {
 
     // An invalid view whose error message says "quota" is an invalid view, not a 403.
     let mut v = stream_view("card_txn");
+    v["deadline_ms"] = json!(40);
     v["features"] = json!(["quota_left"]);
     let (c, b, _) = call(port, "PUT", "/v1/views/quota", Some(&k), Body::Json(v));
     assert_eq!((c, b["error"]["code"].as_str()), (400, Some("invalid_view")), "{b}");
@@ -616,8 +617,11 @@ fn view_quota_errors_are_typed_not_guessed_from_their_message() {
     let (c, b) =
         p.admin("PATCH", "/v1/admin/tenants/acme", Body::Json(json!({"quotas": {"deadline_ms": 40, "max_views": 1}})));
     assert_eq!(c, 200, "{b}");
-    assert_eq!(call(port, "PUT", "/v1/views/one", Some(&k), Body::Json(stream_view("card_txn"))).0, 200);
-    let (c, b, _) = call(port, "PUT", "/v1/views/two", Some(&k), Body::Json(stream_view("card_txn")));
+    let mut v = stream_view("card_txn");
+    v["deadline_ms"] = json!(40);
+    let (c, b, _) = call(port, "PUT", "/v1/views/one", Some(&k), Body::Json(v.clone()));
+    assert_eq!(c, 200, "{b}");
+    let (c, b, _) = call(port, "PUT", "/v1/views/two", Some(&k), Body::Json(v));
     assert_eq!(c, 403, "{b}");
     assert_eq!(
         b,
