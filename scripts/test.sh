@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs what it needs (wasm32-wasip2 target,
 # componentize-py, componentize-qjs/componentize-js, clang + wasi-libc, Redis, the tansu Kafka broker), starts Redis and tansu on free loopback ports,
-# runs `cargo test` over the workspace, then the Python package's pytest suite (python/), and stops
+# checks formatting, clippy and rustdoc (warnings denied), runs `cargo test` over the workspace,
+# then the Python package's pytest suite (python/), and stops
 # the services. `./scripts/test.sh ARGS` passes ARGS to cargo test and skips pytest;
 # `./scripts/test.sh --python [PYTEST ARGS]` runs only the Python block.
 set -euo pipefail
@@ -14,6 +15,7 @@ echo "== toolchains"
 # Free disk: a full disk fails the pip installs below with Errno 28 (the cargo target alone needs ~15 GB).
 df -h "$ROOT" | tail -1 | awk '{print "disk: " $4 " free of " $2}'
 rustup target add wasm32-wasip2
+rustup component add clippy rustfmt
 if ! .venv-tools/bin/componentize-py --version 2>/dev/null | grep -q '0.25.1'; then
   python3 -m venv .venv-tools
   .venv-tools/bin/pip install -q --no-cache-dir componentize-py==0.25.1
@@ -89,6 +91,18 @@ if [ "${1:-}" = "--python" ]; then
 fi
 
 if [ "$PYTHON_ONLY" = 0 ]; then
+  # Fail fast on formatting, lints and doc drift before the long test build. The whole suite
+  # (no ARGS, as CI runs it) runs all three; targeted runs (`./scripts/test.sh ARGS`) only the
+  # formatting check, unless WAFER_LINT=1.
+  echo "== fmt"
+  cargo fmt --all --check
+  if [ $# -eq 0 ] || [ "${WAFER_LINT:-0}" = 1 ]; then
+    echo "== clippy"
+    cargo clippy --workspace --all-targets -- -D warnings
+    echo "== doc"
+    # Libraries only: the binaries' doc comments are their clap `--help` texts, not rustdoc.
+    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --lib
+  fi
   echo "== tests"
   # The binary the tests spawn (support::wafer_bin), built here so no test waits on it.
   cargo build --release -q -p wafer-runtime --bin wafer

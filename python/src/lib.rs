@@ -1,10 +1,10 @@
 //! `wafer._native`: the Rust core of Wafer's Python package.
 //!
-//! - [`training_data`]: `wafer training-data` in process. It runs the same library code as the CLI
+//! - `training_data`: `wafer training-data` in process. It runs the same library code as the CLI
 //!   (`offline::training::run`, then `offline::parquet_out::batches` for the typed columns): the same
 //!   Wasm transforms, fold, store and serving reads. Arrow tables cross the boundary through the
 //!   Arrow C stream interface (no copy), and the GIL is released while it runs.
-//! - [`run`]: a stream transform over events (what `wafer run` does), as an Arrow table.
+//! - `run`: a stream transform over events (what `wafer run` does), as an Arrow table.
 //!
 //! Errors are raised as the exception classes of `wafer.errors` (pure Python), so the online client
 //! and the offline path share one hierarchy.
@@ -74,7 +74,7 @@ fn loader() -> Result<&'static Loader, Raise> {
             Loader::new(engine, Some(&cache)).map_err(|e| format!("setting up the component loader: {e}"))
         })
         .as_ref()
-        .map_err(|e| Raise::offline(e))
+        .map_err(Raise::offline)
 }
 
 /// Record batches of a pyarrow table (or anything with `__arrow_c_stream__`).
@@ -185,6 +185,9 @@ impl JobArgs {
     }
 }
 
+/// `run`'s result: the output rows as a table, and the failed events (line, code, error).
+type RunOutput = (PyArrowType<Table>, Vec<(i64, String, String)>);
+
 /// A stream transform over events, as `wafer run` runs it: one output row per feature row. See
 /// `wafer.run`.
 #[pyfunction]
@@ -197,7 +200,7 @@ fn run(
     topic: String,
     deadline_ms: u64,
     memory_mib: usize,
-) -> PyResult<(PyArrowType<Table>, Vec<(i64, String, String)>)> {
+) -> PyResult<RunOutput> {
     let source = match events.extract::<PathBuf>() {
         Ok(p) => Err(p),
         Err(_) => Ok(table(events)?.1),

@@ -3,6 +3,7 @@
 //!
 //! Where things live:
 //! - [`engine`]: the one wasmtime `Engine` per process, its knobs, and the epoch ticker.
+//! - [`bindings`]: the host side of `wit/transform.wit` (generated types and worlds).
 //! - [`component`]: turning uploaded bytes into a validated, precompiled component
 //!   ([`component::validate`] says what is wrong with bad uploads, [`artifact_cache`] keeps
 //!   compiled artifacts on disk).
@@ -10,15 +11,21 @@
 //!   with event-time clocks and per-call seeded random, and guest log/stdio capture.
 //! - [`transform`]: running stream and request transforms, with output validation against the
 //!   declared schema, instance reuse and recycling, and poison-event isolation.
-//! - [`events`]: the JSONL event file format used by `wafer run`.
+//! - [`events`]: the JSONL event format of `wafer run` and HTTP push.
+//! - [`time`]: RFC 3339 timestamps as text.
 //! - [`aggregate`]: time-window aggregations (tiles: where they are folded and merged).
 //! - [`store`]: online stores (Redis, embedded) with the effectively-once watermark.
 //! - [`view`]: the manifest: stream, batch and request views, feature services.
-//! - [`pipeline`]: the streaming pipeline (transform → fold → atomic write) every source feeds.
-//! - [`sources`]: where events are consumed (Kafka).
-//! - [`serving`]: where features are served: catalog, request views, Feast shapes.
+//! - [`pipeline`]: the streaming pipeline (transform → fold → atomic write) every source feeds,
+//!   the circuit breaker and the metrics.
+//! - [`sources`]: where events are consumed (Kafka, and Kafka history for backfills).
+//! - [`serving`]: where features are served: catalog, stored reads, request views, Feast shapes.
 //! - [`materialize`]: loading batch views from Parquet/CSV/JSONL files.
-//! - [`server`]: the HTTP API.
+//! - [`offline`]: backfills and point-in-time training data on the same transforms and reads.
+//! - [`registry`]: the shared registry in Redis (tenants, API keys, transforms, views).
+//! - [`tenant`]: what a tenant is on a node, and where its quotas are enforced.
+//! - [`control`]: a node's control plane (uploads on a bounded compile pool, registry sync).
+//! - [`server`]: the HTTP API: the route table, credentials, [`server::ApiError`].
 
 pub mod aggregate;
 pub mod artifact_cache;

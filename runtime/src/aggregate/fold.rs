@@ -238,22 +238,12 @@ pub fn fold(plan: &FoldPlan, rows: &[FeatureRow]) -> (Vec<EntityOps>, Vec<(usize
 fn merge_acc(existing: &mut Acc, new: Acc) {
     match (existing, new) {
         (Acc::Incr(a), Acc::Incr(b)) => *a += b,
-        (Acc::Min(a), Acc::Min(b)) => {
-            if min_wins(b, *a) {
-                *a = b
-            }
-        }
-        (Acc::Max(a), Acc::Max(b)) => {
-            if max_wins(b, *a) {
-                *a = b
-            }
-        }
+        (Acc::Min(a), Acc::Min(b)) if min_wins(b, *a) => *a = b,
+        (Acc::Max(a), Acc::Max(b)) if max_wins(b, *a) => *a = b,
         (Acc::LastN(k, order, a), Acc::LastN(_, _, b)) => merge_last_n(a, &b, *k as usize, *order),
-        (Acc::Latest(ot, order, ov), Acc::Latest(t, _, v)) => {
-            if latest_wins(*order, t, &v, *ot, ov) {
-                *ot = t;
-                *ov = v;
-            }
+        (Acc::Latest(ot, order, ov), Acc::Latest(t, _, v)) if latest_wins(*order, t, &v, *ot, ov) => {
+            *ot = t;
+            *ov = v;
         }
         (Acc::Hll(a), Acc::Hll(b)) => {
             for (i, r) in b {

@@ -15,9 +15,42 @@ use crate::component::LoadError;
 use crate::registry::{Snapshot, TransformRecord};
 use crate::server::{App, NodeState};
 use crate::tenant::build::fingerprint;
-use crate::tenant::{RateLimiter, TenantApp, TenantSpec, build_tenant};
+use crate::tenant::{BuildError, RateLimiter, SpecError, TenantApp, TenantSpec, build_tenant};
 
+/// How often a node polls the registry's revision.
 pub const POLL: Duration = Duration::from_millis(200);
+
+/// Why a tenant could not be built from a registry snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// Its stored configuration does not parse.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The registry could not be read.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+    /// The tenant's loader (its artifact-cache directory) could not be made.
+    #[error(transparent)]
+    Loader(LoadError),
+    /// Its views do not build (a transform does not load, a view is invalid or over a quota).
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// The build task panicked or was cancelled.
+    #[error("building the tenant failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl SyncError {
+    /// The quota a view change asks more than, if that is why it was refused: (quota name, the
+    /// quota's value, what was asked).
+    pub fn quota(&self) -> Option<(&'static str, u64, u64)> {
+        match self {
+            Self::Build(BuildError::Quota { limit, asked, quota, .. }) => Some((*limit, *quota, *asked)),
+            Self::Build(BuildError::TooManyViews { views, quota }) => Some(("max_views", *quota as u64, *views as u64)),
+            _ => None,
+        }
+    }
+}
 
 /// Run forever: reload whenever the registry revision differs from the node's.
 pub async fn run(app: Arc<App>) {
@@ -89,7 +122,7 @@ pub async fn build_from_snapshot(
     control: &Arc<Control>,
     snap: &Snapshot,
     tenant: &str,
-) -> Result<TenantApp, String> {
+) -> Result<TenantApp, SyncError> {
     let spec = TenantSpec::from_registry(snap, tenant)?;
     let empty = HashMap::new();
     let transforms = snap.transforms.get(tenant).unwrap_or(&empty);
@@ -99,8 +132,8 @@ pub async fn build_from_snapshot(
         .map(|v| v.transform.to_string_lossy().into_owned())
         .chain(spec.requests.iter().map(|v| v.transform.to_string_lossy().into_owned()))
         .collect();
-    let blobs = fetch_blobs(control, transforms, &used).await.map_err(|e| e.to_string())?;
-    let loader = control.loader(tenant).map_err(|e| e.to_string())?;
+    let blobs = fetch_blobs(control, transforms, &used).await?;
+    let loader = control.loader(tenant).map_err(SyncError::Loader)?;
     let metrics = app.metrics.clone();
     let fp = tenant_fingerprint(snap, tenant);
     tokio::task::spawn_blocking(move || {
@@ -111,10 +144,10 @@ pub async fn build_from_snapshot(
                 .ok_or_else(|| LoadError::Invalid(format!("no uploaded transform `{n}` with an active version")))?;
             loader.load(bytes, limits)
         };
-        build_tenant(&spec, &load, metrics, fp).map_err(|e| e.to_string())
+        build_tenant(&spec, &load, metrics, fp)
     })
-    .await
-    .map_err(|e| e.to_string())?
+    .await?
+    .map_err(SyncError::Build)
 }
 
 /// Reload the registry into the node.

@@ -1,7 +1,7 @@
 //! Backfill: replay history through a view's transform and aggregator into the online store,
 //! effectively once.
 //!
-//! Batches go through [`View::process`] with a [`SourceMark`], like live Kafka batches: the
+//! Batches go through [`View::prepare`](crate::pipeline::View::prepare) and a commit with a [`SourceMark`], like live Kafka batches: the
 //! batch's tile updates and the source's watermark are written in one atomic store write. A
 //! rerun after a crash reads the watermark and resumes there, so nothing is applied twice.
 //! - File sources use the source name `backfill:<file name>` (partition 0) and the event's

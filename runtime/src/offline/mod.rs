@@ -3,7 +3,7 @@
 //! Zero training/serving skew by construction: offline jobs run the *same* Wasm transform
 //! ([`crate::pipeline::View::transform_rows`]), the *same* aggregator (`aggregate::fold` via
 //! [`crate::pipeline::View::prepare_rows`]), the same store semantics (tile merge ops, retention)
-//! and the same serving read ([`crate::pipeline::View::read`]) as the online path.
+//! and the same serving read ([`crate::serving::StoredView::read`]) as the online path.
 //!
 //! - [`event_files`]: streaming JSONL / Parquet event readers with stable positions.
 //! - [`backfill`]: history → view → online store, effectively once and resumable.

@@ -99,6 +99,9 @@ pub struct Sweep<'a> {
     pub threads: usize,
 }
 
+/// One shard's swept rows: (spine row, feature values), or why the shard failed.
+type ShardResult = Result<Vec<(usize, Vec<Value>)>, SweepError>;
+
 /// Values of the plan's features for every spine row: `out[row][feature]`. A row whose entity
 /// or time is null gets nulls. Work is split by entity over `threads` threads.
 pub fn sweep(
@@ -141,7 +144,7 @@ pub fn sweep(
         .build()
         .map_err(SweepError::Runtime)?;
     let handle = rt.handle();
-    let results: Vec<Result<Vec<(usize, Vec<Value>)>, SweepError>> = std::thread::scope(|scope| {
+    let results: Vec<ShardResult> = std::thread::scope(|scope| {
         let handles: Vec<_> = shards
             .into_iter()
             .map(|shard| scope.spawn(move || handle.block_on(sweep_shard(s, shard, times))))

@@ -242,7 +242,10 @@ pub fn run(
 }
 
 /// A requested view's entity type, the stream views whose history it needs, its request params.
-fn sources(job: &TrainingJob<'_>, view: &str) -> Result<(Option<String>, Vec<Arc<View>>, Vec<String>), TrainingError> {
+type Sources = (Option<String>, Vec<Arc<View>>, Vec<String>);
+
+/// The [`Sources`] of `view`.
+fn sources(job: &TrainingJob<'_>, view: &str) -> Result<Sources, TrainingError> {
     if let Some(v) = job.views.get(view) {
         return Ok((Some(v.spec.entity.clone()), vec![v.clone()], Vec::new()));
     }

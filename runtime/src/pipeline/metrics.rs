@@ -225,7 +225,7 @@ pub struct Metrics {
     pub store_errors: Counter,
     /// Batches skipped as already applied (effectively-once replays).
     pub replays: Counter,
-    /// Requests by endpoint and status class.
+    /// HTTP requests by route (the route table's label) and exact status code.
     pub requests: Counter,
     /// Circuit breaker trips by view and the first failure's code.
     pub breaker_trips: Counter,
@@ -240,7 +240,7 @@ pub struct Metrics {
     pub source_rewound: Counter,
     /// Requests or changes refused by a tenant quota, by tenant and limit.
     pub quota_exceeded: Counter,
-    /// Feature requests refused or failed, by endpoint and error code.
+    /// Feature requests refused or failed, by tenant and error code.
     pub serve_errors: Counter,
     /// Client connections by listener and outcome (`accepted`, `refused` over the cap,
     /// `idle_closed`, `resource_exhausted` / `accept_error` when accepting failed).
@@ -253,9 +253,9 @@ pub struct Metrics {
     pub request_seconds: Histogram,
     /// Event produced (Kafka timestamp) → its features readable in the store.
     pub freshness_seconds: Histogram,
-    /// Event produced (Kafka timestamp) → its batch received by Wafer's consumer (after the
-    /// ≤ 1 ms linger): the producer's and broker's share of `freshness_seconds`; the rest is
-    /// Wafer's (transform, fold, store write).
+    /// Event produced (Kafka timestamp) → its batch received by Wafer's consumer (no linger:
+    /// a batch is what has arrived): the producer's and broker's share of `freshness_seconds`;
+    /// the rest is Wafer's (transform, fold, store write).
     pub source_lag_seconds: Histogram,
 }
 

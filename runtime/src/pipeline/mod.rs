@@ -138,9 +138,8 @@ impl View {
             // Checked when the view was built; kept as a contract failure rather than a panic.
             Err(e) => unreachable!("view {} holds a non-stream transform: {e}", self.id),
         };
-        let r = f(&mut w);
-        self.workers.put(w);
-        r
+        // Returned to the pool on drop (discarded if `f` panics).
+        f(&mut w)
     }
 
     /// Run the transform over `events` (CPU; call from a blocking context): the validated rows,

@@ -8,11 +8,11 @@
 
 use std::sync::Arc;
 
+use hyper::Request;
 use hyper::body::Incoming;
-use hyper::{Request, StatusCode};
 
 use super::App;
-use super::respond::{Resp, error};
+use super::error::ApiError;
 use crate::registry::hash_secret;
 use crate::tenant::TenantApp;
 
@@ -20,14 +20,16 @@ fn bearer(req: &Request<Incoming>) -> Option<&str> {
     req.headers().get(hyper::header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
 }
 
-fn unauthorized(code: &str, message: &str) -> Resp {
-    let mut r = error(StatusCode::UNAUTHORIZED, code, message);
-    r.headers_mut().insert(hyper::header::WWW_AUTHENTICATE, hyper::header::HeaderValue::from_static("Bearer"));
-    r
+fn unauthorized(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::Unauthorized { code, message: message.into() }
+}
+
+fn forbidden(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::Forbidden { code, message: message.into() }
 }
 
 /// Admin routes (and `/metrics` of every tenant).
-pub fn admin(app: &App, req: &Request<Incoming>) -> Result<(), Resp> {
+pub fn admin(app: &App, req: &Request<Incoming>) -> Result<(), ApiError> {
     let Some(control) = &app.control else { return Ok(()) };
     let Some(token) = bearer(req) else {
         return Err(unauthorized("missing_credentials", "this route needs the admin token (Authorization: Bearer …)"));
@@ -36,10 +38,9 @@ pub fn admin(app: &App, req: &Request<Incoming>) -> Result<(), Resp> {
         return Ok(());
     }
     match app.state().keys.get(&hash_secret(token)) {
-        Some(k) if k.revoked => return Err(unauthorized("revoked_api_key", &format!("API key {} was revoked", k.id))),
+        Some(k) if k.revoked => return Err(unauthorized("revoked_api_key", format!("API key {} was revoked", k.id))),
         Some(_) => {
-            return Err(error(
-                StatusCode::FORBIDDEN,
+            return Err(forbidden(
                 "forbidden",
                 "this route is for the operator (admin token); tenant keys cannot use it",
             ));
@@ -50,33 +51,29 @@ pub fn admin(app: &App, req: &Request<Incoming>) -> Result<(), Resp> {
 }
 
 /// The calling tenant.
-pub fn tenant(app: &App, req: &Request<Incoming>) -> Result<Arc<TenantApp>, Resp> {
+pub fn tenant(app: &App, req: &Request<Incoming>) -> Result<Arc<TenantApp>, ApiError> {
     let state = app.state();
     if let Some(open) = &state.open_tenant {
         return state
             .tenants
             .get(open)
             .cloned()
-            .ok_or_else(|| error(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the tenant is not loaded"));
+            .ok_or_else(|| ApiError::unavailable("not_ready", "the tenant is not loaded"));
     }
     let Some(secret) = bearer(req) else {
         return Err(unauthorized("missing_credentials", "this route needs a tenant API key (Authorization: Bearer …)"));
     };
     let Some(key) = state.keys.get(&hash_secret(secret)) else {
         if app.control.as_ref().is_some_and(|c| c.is_admin(secret)) {
-            return Err(error(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "the admin token is not a tenant key; use a tenant's API key",
-            ));
+            return Err(forbidden("forbidden", "the admin token is not a tenant key; use a tenant's API key"));
         }
         return Err(unauthorized("invalid_api_key", "unknown API key"));
     };
     if key.revoked {
-        return Err(unauthorized("revoked_api_key", &format!("API key {} was revoked", key.id)));
+        return Err(unauthorized("revoked_api_key", format!("API key {} was revoked", key.id)));
     }
     match state.tenants.get(&key.tenant) {
         Some(t) => Ok(t.clone()),
-        None => Err(error(StatusCode::FORBIDDEN, "tenant_disabled", &format!("tenant `{}` is disabled", key.tenant))),
+        None => Err(forbidden("tenant_disabled", format!("tenant `{}` is disabled", key.tenant))),
     }
 }

@@ -7,17 +7,15 @@ use hyper::{Request, StatusCode};
 use serde_json::json;
 
 use super::App;
+use super::error::ApiError;
 use super::respond::{Resp, body_bytes, bytes_resp, json_resp};
 use crate::serving::feast::{self, FeastError, FeastRequest, PushRequest, WriteRequest};
 use crate::tenant::TenantApp;
 
-/// A Feast error response (counted by Wafer's code).
-fn feast_error(app: &App, tenant: &TenantApp, e: &FeastError) -> Resp {
+/// A Feast error (counted by Wafer's code).
+fn feast_error(app: &App, tenant: &TenantApp, e: FeastError) -> ApiError {
     app.metrics.serve_errors.add(&tenant.name, e.code, 1);
-    let mut r =
-        bytes_resp(StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST), "application/json", e.body());
-    r.headers_mut().insert("x-wafer-error-code", hyper::header::HeaderValue::from_static(e.code));
-    r
+    ApiError::Feast(e)
 }
 
 /// Parse a Feast request body; a body that is not JSON or not the model is 422 with FastAPI's
@@ -26,27 +24,19 @@ async fn feast_body<T: serde::de::DeserializeOwned>(
     app: &App,
     tenant: &TenantApp,
     req: Request<Incoming>,
-) -> Result<T, Resp> {
+) -> Result<T, ApiError> {
     let bytes = body_bytes(req).await?;
     serde_json::from_slice(&bytes).map_err(|e| {
         let (kind, code) =
             if e.is_data() { ("value_error", "invalid_request") } else { ("json_invalid", "invalid_json") };
         app.metrics.serve_errors.add(&tenant.name, code, 1);
-        let mut r = json_resp(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &json!({"detail": [{"type": kind, "loc": ["body"], "msg": e.to_string()}]}),
-        );
-        r.headers_mut().insert("x-wafer-error-code", hyper::header::HeaderValue::from_static(code));
-        r
+        ApiError::FeastBody { kind, code, message: e.to_string() }
     })
 }
 
 /// `POST /get-online-features`.
-pub async fn get_online_features(app: &App, tenant: &TenantApp, req: Request<Incoming>) -> Resp {
-    let r: FeastRequest = match feast_body(app, tenant, req).await {
-        Ok(r) => r,
-        Err(resp) => return resp,
-    };
+pub async fn get_online_features(app: &App, tenant: &TenantApp, req: Request<Incoming>) -> Result<Resp, ApiError> {
+    let r: FeastRequest = feast_body(app, tenant, req).await?;
     let t = r.as_of.unwrap_or_else(super::now_ms);
     let full = r.full_feature_names;
     let result = async {
@@ -56,26 +46,20 @@ pub async fn get_online_features(app: &App, tenant: &TenantApp, req: Request<Inc
     }
     .await;
     match result {
-        Ok(body) => bytes_resp(StatusCode::OK, "application/json", body),
-        Err(e) => feast_error(app, tenant, &FeastError::from(&e)),
+        Ok(body) => Ok(bytes_resp(StatusCode::OK, "application/json", body)),
+        Err(e) => Err(feast_error(app, tenant, FeastError::from(&e))),
     }
 }
 
 /// `POST /write-to-online-store`: a batch view's rows, or a stream view's events.
-pub async fn write_to_online_store(app: &App, tenant: &TenantApp, req: Request<Incoming>) -> Resp {
-    let r: WriteRequest = match feast_body(app, tenant, req).await {
-        Ok(r) => r,
-        Err(resp) => return resp,
-    };
+pub async fn write_to_online_store(app: &App, tenant: &TenantApp, req: Request<Incoming>) -> Result<Resp, ApiError> {
+    let r: WriteRequest = feast_body(app, tenant, req).await?;
     write_view(app, tenant, &r.feature_view_name, &r.df, || FeastError::view_not_found(&r.feature_view_name)).await
 }
 
 /// `POST /push`: the push source names the view (`to` must include the online store).
-pub async fn push(app: &App, tenant: &TenantApp, req: Request<Incoming>) -> Resp {
-    let r: PushRequest = match feast_body(app, tenant, req).await {
-        Ok(r) => r,
-        Err(resp) => return resp,
-    };
+pub async fn push(app: &App, tenant: &TenantApp, req: Request<Incoming>) -> Result<Resp, ApiError> {
+    let r: PushRequest = feast_body(app, tenant, req).await?;
     match r.to.as_str() {
         "online" => {}
         "offline" | "online_and_offline" => {
@@ -83,7 +67,7 @@ pub async fn push(app: &App, tenant: &TenantApp, req: Request<Incoming>) -> Resp
                 "unsupported_push_mode",
                 format!("push to `{}`: Wafer has no offline store for pushes; push with to=\"online\"", r.to),
             );
-            return feast_error(app, tenant, &e);
+            return Err(feast_error(app, tenant, e));
         }
         other => {
             let e = FeastError::invalid(
@@ -92,7 +76,7 @@ pub async fn push(app: &App, tenant: &TenantApp, req: Request<Incoming>) -> Resp
                     "{other} is not a supported push format. Please specify one of these ['online', 'offline', 'online_and_offline']."
                 ),
             );
-            return feast_error(app, tenant, &e);
+            return Err(feast_error(app, tenant, e));
         }
     }
     write_view(app, tenant, &r.push_source_name, &r.df, || FeastError::push_source_not_found(&r.push_source_name)).await
@@ -104,23 +88,17 @@ async fn write_view(
     name: &str,
     df: &feast::Df,
     not_found: impl FnOnce() -> FeastError,
-) -> Resp {
+) -> Result<Resp, ApiError> {
     let now = super::now_ms();
     if let Some(v) = tenant.views.get(name) {
-        let events = match feast::df_events(df, name, now) {
-            Ok(e) => e,
-            Err(e) => return feast_error(app, tenant, &e),
-        };
+        let events = feast::df_events(df, name, now).map_err(|e| feast_error(app, tenant, e))?;
         let index: Vec<usize> = (0..events.len()).collect();
         return super::push::ingest(app, &tenant.name, v, name, &events, &index, Vec::new(), None).await;
     }
     if let Some(v) = tenant.catalog.stored_view(name) {
-        let rows = match feast::df_rows(df, &v.spec.entity, &v.spec.latest, now) {
-            Ok(r) => r,
-            Err(e) => return feast_error(app, tenant, &e),
-        };
+        let rows = feast::df_rows(df, &v.spec.entity, &v.spec.latest, now).map_err(|e| feast_error(app, tenant, e))?;
         return match crate::materialize::write_rows(app.store.as_ref(), v, &rows).await {
-            Ok(()) => json_resp(StatusCode::OK, &json!({"rows": rows.len()})),
+            Ok(()) => Ok(json_resp(StatusCode::OK, &json!({"rows": rows.len()}))),
             Err(e) => {
                 let e = FeastError {
                     status: 503,
@@ -128,7 +106,7 @@ async fn write_view(
                     message: format!("online store: {e}; nothing was written, retry"),
                     code: "store_unavailable",
                 };
-                feast_error(app, tenant, &e)
+                Err(feast_error(app, tenant, e))
             }
         };
     }
@@ -137,7 +115,7 @@ async fn write_view(
             "not_writable",
             format!("`{name}` is a request view: it is computed at request time and stores nothing"),
         );
-        return feast_error(app, tenant, &e);
+        return Err(feast_error(app, tenant, e));
     }
-    feast_error(app, tenant, &not_found())
+    Err(feast_error(app, tenant, not_found()))
 }

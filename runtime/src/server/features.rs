@@ -9,7 +9,8 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use super::App;
-use super::respond::{Resp, body, bytes_resp, serve_error};
+use super::error::ApiError;
+use super::respond::{Resp, body, bytes_resp};
 use crate::serving::{Entities, ServeError};
 use crate::tenant::TenantApp;
 use crate::transform::json_out::{write_str, write_value};
@@ -39,18 +40,13 @@ enum EntityKeys {
     ByType(HashMap<String, Vec<String>>),
 }
 
-pub async fn native(app: &App, t: &TenantApp, req: Request<Incoming>) -> Resp {
-    let r: FeatureRequest = match body(req).await {
-        Ok(r) => r,
-        Err(resp) => return resp,
-    };
-    match native_inner(app, t, &r).await {
-        Ok(resp) => resp,
-        Err(e) => {
-            app.metrics.serve_errors.add(&t.name, e.code(), 1);
-            serve_error(&e)
-        }
-    }
+/// `POST /v1/features`.
+pub async fn native(app: &App, t: &TenantApp, req: Request<Incoming>) -> Result<Resp, ApiError> {
+    let r: FeatureRequest = body(req).await?;
+    native_inner(app, t, &r).await.map_err(|e| {
+        app.metrics.serve_errors.add(&t.name, e.code(), 1);
+        ApiError::Serve(e)
+    })
 }
 
 async fn native_inner(app: &App, t: &TenantApp, r: &FeatureRequest) -> Result<Resp, ServeError> {

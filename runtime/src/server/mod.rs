@@ -1,26 +1,30 @@
-//! HTTP API (hyper; HTTP/1.1 keep-alive and HTTP/2). Routes are listed in [`ROUTES`] and
-//! documented in `runtime/openapi.json` (served at `GET /openapi.json`):
+//! HTTP API (hyper; HTTP/1.1 keep-alive and HTTP/2). Routes are one table ([`routes::TABLE`]:
+//! it dispatches, decides 404/405, credentials and rate limits; [`ROUTES`] is derived from it)
+//! and are documented in `runtime/openapi.json` (served at `GET /openapi.json`):
 //! - `POST /v1/views/{view}/events`: push events (`{"events": [...]}` in the JSONL event format);
 //!   processed synchronously, so when the response arrives the features are readable.
 //! - `POST /v1/features`: native feature reads (stored, aggregated and request-view features).
-//! - Feast's feature-server protocol ([`feast`]): `POST /get-online-features`,
+//! - Feast's feature-server protocol (`feast.rs`): `POST /get-online-features`,
 //!   `POST /write-to-online-store`, `POST /push`, `GET /health`.
-//! - `POST /v1/training-data`: point-in-time training data for small inline jobs ([`training`]).
+//! - `POST /v1/training-data`: point-in-time training data for small inline jobs (`training.rs`).
 //! - `GET /v1/views`, `GET /metrics` (Prometheus text), `GET /healthz` (liveness),
 //!   `GET /readyz` (readiness: 503 while a source partition is stalled), `GET /openapi.json`.
 //!
 //! Connections (accept loop, connection cap, header and idle timeouts): [`listen`].
 //!
-//! Errors are JSON `{"error": {"code": "...", "message": "...", ...}}` with a 4xx/5xx status.
+//! Errors are [`ApiError`]s: JSON `{"error": {"code": "...", "message": "...", ...}}` with a
+//! 4xx/5xx status (Feast's routes answer Feast's shapes).
 
 pub mod admin;
 pub mod auth;
 pub mod control;
+pub mod error;
 mod feast;
 mod features;
 pub mod listen;
 mod push;
 pub mod respond;
+pub mod routes;
 mod training;
 
 use std::collections::HashMap;
@@ -28,7 +32,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hyper::body::Incoming;
-use hyper::{Method, Request, StatusCode};
+use hyper::{Request, StatusCode};
 use serde_json::{Value as Json, json};
 
 use parking_lot::RwLock;
@@ -37,39 +41,16 @@ use crate::pipeline::{Metrics, View};
 use crate::registry::ApiKey;
 use crate::store::OnlineStore;
 use crate::tenant::TenantApp;
+pub use error::ApiError;
 pub use listen::{ListenConfig, serve, serve_with};
-use respond::{Resp, bytes_resp, error, json_resp};
+use respond::{Resp, json_resp};
 
 /// The OpenAPI document of every route.
 pub const OPENAPI: &str = include_str!("../../openapi.json");
 
-/// Every route (method, path template), as documented in [`OPENAPI`].
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/healthz"),
-    ("GET", "/readyz"),
-    ("GET", "/metrics"),
-    ("GET", "/openapi.json"),
-    ("GET", "/v1/views"),
-    ("POST", "/v1/views/{view}/events"),
-    ("POST", "/v1/features"),
-    ("POST", "/get-online-features"),
-    ("POST", "/write-to-online-store"),
-    ("POST", "/push"),
-    ("GET", "/health"),
-    ("POST", "/v1/training-data"),
-    ("GET", "/v1/metrics"),
-    ("GET", "/v1/transforms"),
-    ("GET", "/v1/transforms/{name}"),
-    ("PUT", "/v1/transforms/{name}"),
-    ("POST", "/v1/transforms/{name}/activate"),
-    ("PUT", "/v1/views/{view}"),
-    ("DELETE", "/v1/views/{view}"),
-    ("GET", "/v1/admin/tenants"),
-    ("POST", "/v1/admin/tenants"),
-    ("PATCH", "/v1/admin/tenants/{tenant}"),
-    ("POST", "/v1/admin/tenants/{tenant}/keys"),
-    ("DELETE", "/v1/admin/tenants/{tenant}/keys/{key}"),
-];
+/// Every route (method, path template), as documented in [`OPENAPI`]: derived from the route
+/// table ([`routes::TABLE`]) that dispatches requests.
+pub const ROUTES: &[(&str, &str)] = &routes::PAIRS;
 
 /// A node: the online store, metrics, and the tenants it serves (swapped atomically when the
 /// registry changes; requests in flight keep the state they started with).
@@ -132,91 +113,13 @@ impl App {
 
 async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Resp {
     let started = Instant::now();
-    let (route, resp) = route(app, req).await;
+    let (route, resp) = match routes::dispatch(app, req).await {
+        (route, Ok(r)) => (route, r),
+        (route, Err(e)) => (route, e.into_response()),
+    };
     app.metrics.requests.add(route, resp.status().as_str(), 1);
     app.metrics.request_seconds.observe(route, started.elapsed().as_secs_f64());
     resp
-}
-
-async fn route(app: &Arc<App>, req: Request<Incoming>) -> (&'static str, Resp) {
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    match (&method, path.as_str()) {
-        (&Method::GET, "/healthz") => return ("healthz", json_resp(StatusCode::OK, &json!({"status": "ok"}))),
-        // Feast's health check: 200 with an empty body.
-        (&Method::GET, "/health") => return ("health", bytes_resp(StatusCode::OK, "text/plain", "")),
-        (&Method::GET, "/readyz") => return ("readyz", readyz(app)),
-        (&Method::GET, "/openapi.json") => return ("openapi", bytes_resp(StatusCode::OK, "application/json", OPENAPI)),
-        (&Method::GET, "/metrics") => {
-            // Every tenant's metrics: the operator's (admin token in registry mode).
-            if let Err(r) = auth::admin(app, &req) {
-                return ("metrics", r);
-            }
-            return ("metrics", bytes_resp(StatusCode::OK, "text/plain; version=0.0.4", app.metrics.render()));
-        }
-        (_, p) if p.starts_with("/v1/admin/") => {
-            if let Err(r) = auth::admin(app, &req) {
-                return ("admin", r);
-            }
-            return ("admin", admin::handle(app, req, &method, &path).await);
-        }
-        _ => {}
-    }
-    let hot = matches!(path.as_str(), "/v1/features" | "/get-online-features");
-    if !hot && !ROUTES.iter().any(|(_, r)| matches_template(r, &path)) && !control::is_control_path(&path) {
-        return ("unknown", error(StatusCode::NOT_FOUND, "not_found", format!("no route {method} {path}")));
-    }
-    let tenant = match auth::tenant(app, &req) {
-        Ok(t) => t,
-        Err(r) => return ("auth", r),
-    };
-    if let Err(retry_after) = tenant.rate.check() {
-        app.metrics.quota_exceeded.add(&tenant.name, "requests_per_second", 1);
-        let mut r = error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!("tenant `{}` is over its quota of {} requests/s", tenant.name, tenant.quotas.requests_per_second),
-        );
-        r.headers_mut().insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from(retry_after));
-        return ("rate_limited", r);
-    }
-    let t = &tenant;
-    match (&method, path.as_str()) {
-        (&Method::POST, "/v1/features") => ("features", features::native(app, t, req).await),
-        (&Method::POST, "/get-online-features") => ("feast", feast::get_online_features(app, t, req).await),
-        (&Method::POST, "/write-to-online-store") => ("feast_write", feast::write_to_online_store(app, t, req).await),
-        (&Method::POST, "/push") => ("feast_push", feast::push(app, t, req).await),
-        (&Method::POST, "/v1/training-data") => ("training_data", training::training_data(t, req).await),
-        (&Method::GET, "/v1/views") => ("views", list_views(t)),
-        (&Method::GET, "/v1/metrics") => (
-            "metrics",
-            bytes_resp(StatusCode::OK, "text/plain; version=0.0.4", tenant_metrics(&app.metrics.render(), &t.name)),
-        ),
-        (&Method::POST, p)
-            if p.starts_with("/v1/views/") && p.ends_with("/events") && p.len() > "/v1/views//events".len() =>
-        {
-            let view = p["/v1/views/".len()..p.len() - "/events".len()].to_string();
-            ("push", push::push_events(app, t, &view, req).await)
-        }
-        (m, p) if control::is_control_path(p) => ("control", control::handle(app, t, req, m, p).await),
-        (m, p) => (
-            "unknown",
-            error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{m} is not allowed on {p}")),
-        ),
-    }
-}
-
-/// Whether `path` matches a route template such as `/v1/views/{view}/events`.
-pub(super) fn matches_template(template: &str, path: &str) -> bool {
-    let (mut t, mut p) = (template.split('/'), path.split('/'));
-    loop {
-        match (t.next(), p.next()) {
-            (None, None) => return true,
-            (Some(a), Some(b)) if a.starts_with('{') && !b.is_empty() => {}
-            (Some(a), Some(b)) if a == b => {}
-            _ => return false,
-        }
-    }
 }
 
 /// Only the metric lines of one tenant (views are `tenant/view`; tenant labels are the name).

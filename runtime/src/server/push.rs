@@ -8,7 +8,8 @@ use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
 use super::App;
-use super::respond::{Resp, body, error, json_resp};
+use super::error::ApiError;
+use super::respond::{Resp, body, json_resp};
 use crate::bindings::types::Event;
 use crate::events::parse_line;
 use crate::pipeline::View;
@@ -21,29 +22,23 @@ struct PushRequest {
     events: Vec<Json>,
 }
 
-pub async fn push_events(app: &App, t: &TenantApp, view: &str, req: Request<Incoming>) -> Resp {
+/// `POST /v1/views/{view}/events`.
+pub async fn push_events(app: &App, t: &TenantApp, view: &str, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let Some(v) = t.views.get(view) else {
-        return error(StatusCode::NOT_FOUND, "unknown_view", format!("no stream view `{view}`"));
+        return Err(ApiError::NotFound { code: "unknown_view", message: format!("no stream view `{view}`") });
     };
-    let key = match idempotency_key(&req) {
-        Ok(k) => k,
-        Err(r) => return r,
-    };
-    let items = match body::<PushRequest>(req).await {
-        Ok(b) => b.events,
-        Err(r) => return r,
-    };
+    let key = idempotency_key(&req)?;
+    let items = body::<PushRequest>(req).await?.events;
     if items.len() > t.quotas.push_events {
         app.metrics.quota_exceeded.add(&t.name, "push_events", 1);
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_many_events",
-            format!(
+        return Err(ApiError::TooLarge {
+            code: "too_many_events",
+            message: format!(
                 "{} events in one push, over the tenant's `push_events` quota of {}; nothing was written, split the batch",
                 items.len(),
                 t.quotas.push_events
             ),
-        );
+        });
     }
     let mut events = Vec::with_capacity(items.len());
     let mut index = Vec::with_capacity(items.len());
@@ -73,9 +68,9 @@ pub(super) async fn ingest(
     index: &[usize],
     mut failures: Vec<Json>,
     key: Option<&str>,
-) -> Resp {
+) -> Result<Resp, ApiError> {
     if let Some(until) = v.breaker.paused_until() {
-        return paused(view, until.saturating_duration_since(std::time::Instant::now()));
+        return Err(paused(view, until.saturating_duration_since(std::time::Instant::now())));
     }
     v.metrics.events.add(&v.id, "invalid_event", failures.len() as u64);
     let prepared = v.prepare(events);
@@ -83,37 +78,36 @@ pub(super) async fn ingest(
         app.metrics.quota_exceeded.add(tenant, cap.cap, 1);
         v.metrics.events.add(&v.id, cap.code(), events.len() as u64);
         let message = prepared.failures.first().map_or(String::new(), |f| f.message.clone());
-        return json_resp(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &json!({"error": {"code": cap.code(), "message": message, "quota": cap.cap, "limit": cap.limit, "found": cap.found}}),
-        );
+        return Err(ApiError::OverCap {
+            code: cap.code(),
+            message,
+            quota: cap.cap,
+            limit: cap.limit as u64,
+            found: cap.found as u64,
+        });
     }
     if let Verdict::Tripped { pause } = v.judge(&prepared) {
-        return paused(view, pause);
+        return Err(paused(view, pause));
     }
     if let Err(e) = v.commit_keyed(app.store.as_ref(), &prepared, None, key).await {
         v.metrics.store_errors.add(&v.id, "push", 1);
-        return match (e.outcome_unknown(), &key) {
-            (false, _) => error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                format!("online store: {e}; nothing was written, retry"),
-            ),
-            (true, Some(_)) => error(
-                StatusCode::SERVICE_UNAVAILABLE,
+        return Err(match (e.outcome_unknown(), &key) {
+            (false, _) => {
+                ApiError::unavailable("store_unavailable", format!("online store: {e}; nothing was written, retry"))
+            }
+            (true, Some(_)) => ApiError::unavailable(
                 "store_outcome_unknown",
                 format!(
                     "online store: {e}; the push may have been applied in part: retry with the same Idempotency-Key, which applies it exactly once"
                 ),
             ),
-            (true, None) => error(
-                StatusCode::SERVICE_UNAVAILABLE,
+            (true, None) => ApiError::unavailable(
                 "store_outcome_unknown",
                 format!(
                     "online store: {e}; the push may have been applied in part: a retry may count it twice (send an Idempotency-Key header to make retries safe)"
                 ),
             ),
-        };
+        });
     }
     let outcome = prepared;
     for f in &outcome.failures {
@@ -121,21 +115,20 @@ pub(super) async fn ingest(
     }
     failures.sort_by_key(|f| f["index"].as_u64());
     let accepted = events.len() - outcome.failures.len();
-    json_resp(StatusCode::OK, &json!({"accepted": accepted, "rows": outcome.rows, "failed": failures}))
+    Ok(json_resp(StatusCode::OK, &json!({"accepted": accepted, "rows": outcome.rows, "failed": failures})))
 }
 
 /// Longest accepted `Idempotency-Key` header.
 const MAX_IDEMPOTENCY_KEY: usize = 200;
 
 /// The optional `Idempotency-Key` header: printable ASCII, at most [`MAX_IDEMPOTENCY_KEY`] bytes.
-fn idempotency_key(req: &Request<Incoming>) -> Result<Option<String>, Resp> {
+fn idempotency_key(req: &Request<Incoming>) -> Result<Option<String>, ApiError> {
     let Some(h) = req.headers().get("idempotency-key") else { return Ok(None) };
     match h.to_str() {
         Ok(k) if !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY && k.bytes().all(|b| b.is_ascii_graphic()) => {
             Ok(Some(k.to_string()))
         }
-        _ => Err(error(
-            StatusCode::BAD_REQUEST,
+        _ => Err(ApiError::bad_request(
             "invalid_idempotency_key",
             format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters without spaces"),
         )),
@@ -143,13 +136,13 @@ fn idempotency_key(req: &Request<Incoming>) -> Result<Option<String>, Resp> {
 }
 
 /// 503 while the view's circuit breaker is open; nothing of the batch was written.
-fn paused(view: &str, retry_after: std::time::Duration) -> Resp {
+fn paused(view: &str, retry_after: std::time::Duration) -> ApiError {
     let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
-    let mut r = error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "view_paused",
-        format!("view `{view}` is paused: its transform failed persistently; nothing was written, retry after {secs}s"),
-    );
-    r.headers_mut().insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from(secs));
-    r
+    ApiError::Unavailable {
+        code: "view_paused",
+        message: format!(
+            "view `{view}` is paused: its transform failed persistently; nothing was written, retry after {secs}s"
+        ),
+        retry_after_secs: Some(secs),
+    }
 }

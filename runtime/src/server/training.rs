@@ -17,7 +17,8 @@ use hyper::{Request, StatusCode};
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 
-use super::respond::{Resp, body, error, json_resp};
+use super::error::ApiError;
+use super::respond::{Resp, body, json_resp};
 use crate::events::parse_line;
 use crate::offline::spine::Spine;
 use crate::offline::training::{EventSource, TrainingJob, parse_features, run};
@@ -35,45 +36,37 @@ struct TrainingRequest {
     events: Vec<Json>,
 }
 
-pub(super) async fn training_data(tenant: &TenantApp, req: Request<Incoming>) -> Resp {
-    let r: TrainingRequest = match body(req).await {
-        Ok(r) => r,
-        Err(resp) => return resp,
-    };
+pub(super) async fn training_data(tenant: &TenantApp, req: Request<Incoming>) -> Result<Resp, ApiError> {
+    let r: TrainingRequest = body(req).await?;
     if r.events.len() > tenant.quotas.push_events {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_many_events",
-            format!(
+        return Err(ApiError::TooLarge {
+            code: "too_many_events",
+            message: format!(
                 "{} inline events, over the tenant's `push_events` quota of {} (bigger jobs: `wafer training-data`)",
                 r.events.len(),
                 tenant.quotas.push_events
             ),
-        );
+        });
     }
     if r.spine.len() > MAX_SPINE {
-        return error(
-            StatusCode::BAD_REQUEST,
+        return Err(ApiError::bad_request(
             "spine_too_large",
             format!("{} spine rows; at most {MAX_SPINE} inline (use `wafer training-data`)", r.spine.len()),
-        );
+        ));
     }
     let features = match parse_features(&r.features.join(",")) {
         Ok(f) if !f.is_empty() => f,
-        Ok(_) => return error(StatusCode::BAD_REQUEST, "invalid_request", "`features` must not be empty"),
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()),
+        Ok(_) => return Err(ApiError::bad_request("invalid_request", "`features` must not be empty")),
+        Err(e) => return Err(ApiError::bad_request("invalid_request", e.to_string())),
     };
     let mut events = Vec::with_capacity(r.events.len());
     for (i, item) in r.events.iter().enumerate() {
         match parse_line(&item.to_string(), "events", i as i64) {
             Ok(e) => events.push(e),
-            Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_event", format!("events[{i}]: {e}")),
+            Err(e) => return Err(ApiError::bad_request("invalid_event", format!("events[{i}]: {e}"))),
         }
     }
-    let spine = match spine_table(&r.spine) {
-        Ok(s) => s,
-        Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_request", message),
-    };
+    let spine = spine_table(&r.spine).map_err(|message| ApiError::bad_request("invalid_request", message))?;
     let job = TrainingJob {
         views: &tenant.views,
         catalog: &tenant.catalog,
@@ -89,13 +82,11 @@ pub(super) async fn training_data(tenant: &TenantApp, req: Request<Incoming>) ->
     // CPU-bound, with its own threads: keep it off the async workers. The guests' share of it is
     // bounded by the tenant's per-request CPU budget (events past it fail without running).
     let budget = std::time::Duration::from_millis(tenant.quotas.request_cpu_ms);
-    let (cols, stats) = match tokio::task::block_in_place(|| {
+    let (cols, stats) = tokio::task::block_in_place(|| {
         let _budget = crate::sandbox::cpu::RequestBudget::enter(budget);
         run(&job, &spine, &mut |_| {})
-    }) {
-        Ok(x) => x,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()),
-    };
+    })
+    .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
     let rows: Vec<Json> = r
         .spine
         .iter()
@@ -108,7 +99,7 @@ pub(super) async fn training_data(tenant: &TenantApp, req: Request<Incoming>) ->
             json!({"entity": p.get("entity"), "timestamp_ms": p.get("timestamp_ms"), "features": m})
         })
         .collect();
-    json_resp(StatusCode::OK, &json!({"rows": rows, "events": stats.events, "failed_events": stats.failed_events}))
+    Ok(json_resp(StatusCode::OK, &json!({"rows": rows, "events": stats.events, "failed_events": stats.failed_events})))
 }
 
 /// The inline spine as a table: `entity` (string or null), `timestamp_ms`, and every other

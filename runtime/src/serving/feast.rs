@@ -389,6 +389,8 @@ pub fn df_rows(
     };
     let cols: Vec<Option<&Vec<Json>>> = features.iter().map(|(f, _)| df.get(f)).collect();
     let (mut rows, mut bad) = (Vec::with_capacity(n), Vec::new());
+    // `row` indexes every column and names the row in errors: a range is the clear loop here.
+    #[allow(clippy::needless_range_loop)]
     for row in 0..n {
         let ts = match event_time(df, row, now) {
             Ok(t) => Cell::Int(t),

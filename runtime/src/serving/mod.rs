@@ -40,8 +40,11 @@ pub struct Catalog {
     services: HashMap<String, Vec<String>>,
     /// Resolved plans by default view ("" for none) and feature list (clients repeat the same
     /// few lists: resolving once saves a dozen allocations per request).
-    plans: RwLock<HashMap<String, HashMap<Vec<String>, Arc<Plan>>>>,
+    plans: RwLock<PlanCache>,
 }
+
+/// Resolved plans by default view, then by feature list.
+type PlanCache = HashMap<String, HashMap<Vec<String>, Arc<Plan>>>;
 
 /// Most plans kept; past it the cache starts over (a client sending ever-new lists).
 const MAX_CACHED_PLANS: usize = 1024;

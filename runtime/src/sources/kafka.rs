@@ -16,7 +16,7 @@
 //! flight; k+1's dead letters and write start only after k's write finished and its offsets were
 //! committed, so watermarks and commits advance in order.
 //!
-//! Faults are noticed, not waited out silently ([`health`]): a stalled partition is logged,
+//! Faults are noticed, not waited out silently (`kafka/health.rs`): a stalled partition is logged,
 //! counted in `wafer_source_stalled`, fails `/readyz` and is recovered (seek, then a rebuilt
 //! consumer); a missing (deleted) source topic shows as `wafer_source_missing`; a dead letter the
 //! broker refuses for good (too large, not authorized, no such topic) is sent truncated or counted

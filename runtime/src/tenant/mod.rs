@@ -19,6 +19,22 @@ use crate::view::{BatchViewConfig, FeatureServiceConfig, Manifest, RequestViewCo
 pub use build::{BuildError, build_tenant};
 pub use rate::RateLimiter;
 
+/// Why a tenant's configuration in the registry cannot be read as a [`TenantSpec`].
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// The snapshot has no such tenant.
+    #[error("no tenant `{0}`")]
+    NoTenant(String),
+    /// A view's stored configuration is not a valid view of its kind.
+    #[error("view `{view}`: {source}")]
+    Config {
+        /// The view's name.
+        view: String,
+        /// Why its configuration does not parse.
+        source: serde_json::Error,
+    },
+}
+
 /// A tenant's views as configuration.
 #[derive(Debug, Clone, Default)]
 pub struct TenantSpec {
@@ -55,13 +71,13 @@ impl TenantSpec {
     }
 
     /// A tenant's views from the registry. Topics are namespaced: `<tenant>.<topic>`.
-    pub fn from_registry(snap: &Snapshot, tenant: &str) -> Result<Self, String> {
-        let t = snap.tenants.get(tenant).ok_or_else(|| format!("no tenant `{tenant}`"))?;
+    pub fn from_registry(snap: &Snapshot, tenant: &str) -> Result<Self, SpecError> {
+        let t = snap.tenants.get(tenant).ok_or_else(|| SpecError::NoTenant(tenant.into()))?;
         let mut spec = Self { name: tenant.into(), quotas: t.quotas, ..Self::default() };
         let mut views: Vec<_> = snap.views.get(tenant).map(|v| v.values().collect()).unwrap_or_default();
         views.sort_by(|a, b| a.name.cmp(&b.name));
         for v in views {
-            let bad = |e: serde_json::Error| format!("view `{}`: {e}", v.name);
+            let bad = |source: serde_json::Error| SpecError::Config { view: v.name.clone(), source };
             match v.kind {
                 ViewKind::Stream => {
                     let mut c: StreamViewConfig = serde_json::from_value(v.config.clone()).map_err(bad)?;

@@ -8,6 +8,7 @@
 
 use parking_lot::{Condvar, Mutex};
 
+/// A capped pool of workers for blocking callers (see the module docs).
 pub struct Pool<W> {
     state: Mutex<State<W>>,
     returned: Condvar,
@@ -19,37 +20,86 @@ struct State<W> {
     live: usize,
 }
 
+/// A worker taken from a [`Pool`]. Dropping it returns the worker for reuse; if the thread is
+/// unwinding from a panic, the worker (whose state the panic may have left half-updated) is
+/// discarded instead and its slot freed, so a panicking call never leaks a slot of the cap.
+pub struct Taken<'a, W> {
+    pool: &'a Pool<W>,
+    worker: Option<W>,
+}
+
 impl<W> Pool<W> {
+    /// A pool of at most `max` live workers (at least 1).
     pub fn new(max: usize) -> Self {
         Self { state: Mutex::new(State { idle: Vec::new(), live: 0 }), returned: Condvar::new(), max: max.max(1) }
     }
 
     /// Take an idle worker, or make one with `create` (under the cap), or wait. Blocking: call
-    /// from a blocking-capable context.
-    pub fn take<E>(&self, create: impl FnOnce() -> Result<W, E>) -> Result<W, E> {
+    /// from a blocking-capable context. The worker goes back to the pool when the guard drops.
+    pub fn take<E>(&self, create: impl FnOnce() -> Result<W, E>) -> Result<Taken<'_, W>, E> {
         let mut s = self.state.lock();
         loop {
             if let Some(w) = s.idle.pop() {
-                return Ok(w);
+                return Ok(Taken { pool: self, worker: Some(w) });
             }
             if s.live < self.max {
                 s.live += 1;
                 drop(s);
-                return create().inspect_err(|_| self.state.lock().live -= 1);
+                // The slot is reserved before `create` runs; give it back if `create` fails or
+                // panics.
+                let reserved = Reserved(self);
+                let w = create()?;
+                std::mem::forget(reserved);
+                return Ok(Taken { pool: self, worker: Some(w) });
             }
             self.returned.wait(&mut s);
         }
     }
 
-    /// Return a worker for reuse.
-    pub fn put(&self, w: W) {
-        self.state.lock().idle.push(w);
+    /// Free one live slot (a worker discarded or never made) and wake a waiter.
+    fn release(&self) {
+        self.state.lock().live -= 1;
         self.returned.notify_one();
     }
 
     /// Workers currently alive (idle or in use).
     pub fn live(&self) -> usize {
         self.state.lock().live
+    }
+}
+
+/// A live slot reserved while a worker is being made: released on drop unless forgotten.
+struct Reserved<'a, W>(&'a Pool<W>);
+
+impl<W> Drop for Reserved<'_, W> {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
+impl<W> std::ops::Deref for Taken<'_, W> {
+    type Target = W;
+    fn deref(&self) -> &W {
+        self.worker.as_ref().expect("a taken worker is held until dropped")
+    }
+}
+
+impl<W> std::ops::DerefMut for Taken<'_, W> {
+    fn deref_mut(&mut self) -> &mut W {
+        self.worker.as_mut().expect("a taken worker is held until dropped")
+    }
+}
+
+impl<W> Drop for Taken<'_, W> {
+    fn drop(&mut self) {
+        let Some(w) = self.worker.take() else { return };
+        if std::thread::panicking() {
+            drop(w);
+            self.pool.release();
+        } else {
+            self.pool.state.lock().idle.push(w);
+            self.pool.returned.notify_one();
+        }
     }
 }
 
@@ -164,17 +214,62 @@ mod tests {
     #[test]
     fn caps_live_workers_and_waits_for_a_returned_one() {
         let pool = Arc::new(Pool::new(2));
-        let a: u32 = pool.take(|| Ok::<_, ()>(1)).unwrap();
-        let b: u32 = pool.take(|| Ok::<_, ()>(2)).unwrap();
+        let a = pool.take(|| Ok::<_, ()>(1u32)).unwrap();
+        let b = pool.take(|| Ok::<_, ()>(2u32)).unwrap();
         assert_eq!(pool.live(), 2);
         let p = pool.clone();
-        let waiter = std::thread::spawn(move || p.take(|| Ok::<_, ()>(99)).unwrap());
+        let waiter = std::thread::spawn(move || *p.take(|| Ok::<_, ()>(99)).unwrap());
         std::thread::sleep(std::time::Duration::from_millis(50));
-        pool.put(a);
+        drop(a);
         assert_eq!(waiter.join().unwrap(), 1, "the waiter got the returned worker, not a new one");
         assert_eq!(pool.live(), 2);
-        pool.put(b);
+        drop(b);
         assert!(pool.take(|| Err::<u32, _>("no")).is_ok());
+    }
+
+    #[test]
+    fn a_panicking_call_frees_its_slot_and_discards_its_worker() {
+        let pool = Arc::new(Pool::new(1));
+        let p = pool.clone();
+        let r = std::thread::spawn(move || {
+            let mut w = p.take(|| Ok::<_, ()>(1u32)).unwrap();
+            *w = 7; // half-updated state the panic leaves behind
+            panic!("the guest call panicked");
+        })
+        .join();
+        assert!(r.is_err());
+        assert_eq!(pool.live(), 0, "the panicked call's slot is free again");
+        // With the cap of 1, this would wait forever if the slot had leaked.
+        let w = pool.take(|| Ok::<_, ()>(2u32)).unwrap();
+        assert_eq!(*w, 2, "the panicked worker was discarded, not reused");
+        drop(w);
+
+        // A `create` that panics frees its reserved slot too.
+        let p = pool.clone();
+        let _ = std::thread::spawn(move || {
+            let _w = p.take(|| -> Result<u32, ()> { panic!("create panicked") });
+        })
+        .join();
+        assert_eq!(pool.live(), 1, "only the idle worker is live");
+        let _a = pool.take(|| Ok::<_, ()>(3u32)).unwrap();
+        assert_eq!(pool.live(), 1);
+    }
+
+    #[test]
+    fn a_waiter_at_the_cap_proceeds_when_a_call_panics() {
+        let pool = Arc::new(Pool::new(1));
+        let held = pool.take(|| Ok::<_, ()>(1u32)).unwrap();
+        let p = pool.clone();
+        let waiter = std::thread::spawn(move || *p.take(|| Ok::<_, ()>(5u32)).unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "the second caller waits at the cap");
+        // The holder panics: its worker is discarded and the waiter makes a fresh one.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let _held = held;
+            panic!("call panicked");
+        }));
+        assert_eq!(waiter.join().unwrap(), 5);
+        assert_eq!(pool.live(), 1);
     }
 
     #[tokio::test]

@@ -565,3 +565,97 @@ fn quota_changes_compile_budgets_and_version_caps_protect_the_node() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.ends_with("\n415") && text.contains("unsupported_media_type"), "{text}");
 }
+
+/// The `wafer_quota_exceeded_total` line of `tenant` and `limit`, if any.
+fn quota_metric(port: u16, tenant: &str, limit: &str) -> Option<String> {
+    let out = Command::new("curl")
+        .args(["-s", "-H", &format!("authorization: Bearer {ADMIN}")])
+        .arg(format!("http://127.0.0.1:{port}/metrics"))
+        .output()
+        .unwrap();
+    let m = String::from_utf8(out.stdout).unwrap();
+    let prefix = format!("wafer_quota_exceeded_total{{tenant=\"{tenant}\",limit=\"{limit}\"}}");
+    m.lines().find(|l| l.starts_with(&prefix)).map(str::to_owned)
+}
+
+#[test]
+fn view_quota_errors_are_typed_not_guessed_from_their_message() {
+    let p = Platform::start(1);
+    let port = p.port(0);
+    let k = p.tenant("acme", json!({"deadline_ms": 40}));
+    upload(port, &k, "card_txn", guests::RUST_CARD_TXN, true);
+    // A deadline over the quota on a view whose name contains "views": the deadline quota, not
+    // `max_views` (the message used to be searched for "views").
+    let mut v = stream_view("card_txn");
+    v["deadline_ms"] = json!(45);
+    let (c, b, _) = call(port, "PUT", "/v1/views/pageviews", Some(&k), Body::Json(v));
+    assert_eq!(c, 403, "{b}");
+    assert_eq!(
+        b,
+        json!({"error": {"code": "quota_exceeded",
+            "message": "view `pageviews`: deadline_ms 45 exceeds the tenant's quota of 40",
+            "quota": "deadline_ms", "limit": 40, "found": 45}})
+    );
+    assert_eq!(
+        quota_metric(port, "acme", "deadline_ms").as_deref(),
+        Some("wafer_quota_exceeded_total{tenant=\"acme\",limit=\"deadline_ms\"} 1")
+    );
+    assert_eq!(quota_metric(port, "acme", "max_views"), None);
+
+    // An invalid view whose error message says "quota" is an invalid view, not a 403.
+    let mut v = stream_view("card_txn");
+    v["deadline_ms"] = json!(40);
+    v["features"] = json!(["quota_left"]);
+    let (c, b, _) = call(port, "PUT", "/v1/views/quota", Some(&k), Body::Json(v));
+    assert_eq!((c, b["error"]["code"].as_str()), (400, Some("invalid_view")), "{b}");
+    let message = b["error"]["message"].as_str().unwrap();
+    assert!(message.contains("quota_left"), "{b}");
+    assert_eq!(b["error"].as_object().unwrap().len(), 2, "code and message only: {b}");
+    assert_eq!(quota_metric(port, "acme", "view_limits"), None);
+
+    // The views quota itself.
+    let (c, b) =
+        p.admin("PATCH", "/v1/admin/tenants/acme", Body::Json(json!({"quotas": {"deadline_ms": 40, "max_views": 1}})));
+    assert_eq!(c, 200, "{b}");
+    let mut v = stream_view("card_txn");
+    v["deadline_ms"] = json!(40);
+    let (c, b, _) = call(port, "PUT", "/v1/views/one", Some(&k), Body::Json(v.clone()));
+    assert_eq!(c, 200, "{b}");
+    let (c, b, _) = call(port, "PUT", "/v1/views/two", Some(&k), Body::Json(v));
+    assert_eq!(c, 403, "{b}");
+    assert_eq!(
+        b,
+        json!({"error": {"code": "quota_exceeded", "message": "the tenant has 2 views; its quota is 1",
+            "quota": "max_views", "limit": 1, "found": 2}})
+    );
+    assert!(quota_metric(port, "acme", "max_views").is_some());
+}
+
+#[test]
+fn a_view_named_events_can_be_created_pushed_to_and_deleted() {
+    let p = Platform::start(1);
+    let port = p.port(0);
+    let k = p.tenant("acme", json!({}));
+    upload(port, &k, "card_txn", guests::RUST_CARD_TXN, true);
+    let (c, b, _) = call(port, "PUT", "/v1/views/events", Some(&k), Body::Json(stream_view("card_txn")));
+    assert_eq!((c, b["name"].as_str()), (200, Some("events")), "{b}");
+    let ev = json!({"events": [{"timestamp_ms": crate::support::now_ms(), "value": {"user_id": "u1", "amount": 2, "country": "DE", "merchant": "m"}}]});
+    let (b, _) = eventually(Duration::from_secs(3), || {
+        let (c, b, _) = call(port, "POST", "/v1/views/events/events", Some(&k), Body::Json(ev.clone()));
+        (c == 200).then_some(b)
+    });
+    assert_eq!(b, json!({"accepted": 1, "rows": 1, "failed": []}));
+    // POST on the view itself is not the push route.
+    let (c, b, h) = call(port, "POST", "/v1/views/events", Some(&k), Body::Json(ev.clone()));
+    assert_eq!(c, 405, "{b}");
+    assert_eq!(
+        b,
+        json!({"error": {"code": "method_not_allowed", "message": "POST is not allowed on /v1/views/events"}})
+    );
+    assert!(h.to_ascii_lowercase().contains("allow: "), "{h}");
+    let (c, b, _) = call(port, "DELETE", "/v1/views/events", Some(&k), Body::None);
+    assert_eq!((c, b), (200, json!({"deleted": "events"})));
+    let (c, b, _) = call(port, "POST", "/v1/views/events/events", Some(&k), Body::Json(ev));
+    assert_eq!(c, 404, "{b}");
+    assert_eq!(b, json!({"error": {"code": "unknown_view", "message": "no stream view `events`"}}));
+}

@@ -15,7 +15,7 @@ pub struct Compiler {
 const CANDIDATES: &[&str] = &["clang-19", "clang"];
 
 impl Compiler {
-    /// `$WAFER_CLANG`, else the first of [`CANDIDATES`] on `PATH`.
+    /// `$WAFER_CLANG`, else the first of `CANDIDATES` on `PATH`.
     pub fn find() -> Result<Self, Error> {
         if let Some(p) = std::env::var_os("WAFER_CLANG") {
             return Ok(Self { path: PathBuf::from(p) });

@@ -104,7 +104,6 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         }
     }
     flush(&mut batch, &mut lines, &mut out)?;
-    drop(flush);
     failed += invalid;
     out.flush()?;
     eprintln!("{} events: {ok} ok, {failed} failed, {rows} rows", ok + failed);
