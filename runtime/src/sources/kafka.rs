@@ -377,7 +377,7 @@ fn probe_log_ends(
     stalls: &mut StallDetector,
     stats: &mut HashMap<i32, health::PartStat>,
 ) {
-    for p in stalls.to_probe(stats, Instant::now()) {
+    for p in stalls.partitions_to_probe(stats, Instant::now()) {
         let answer = tokio::task::block_in_place(|| consumer.fetch_watermarks(topic, p, Duration::from_secs(1)));
         match answer {
             Ok((_, hi)) => {

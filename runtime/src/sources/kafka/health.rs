@@ -12,7 +12,7 @@
 //! librdkafka learns a partition's log end from fetch responses; a broker that answers every
 //! fetch empty (as tansu does with a short `fetch.wait.max.ms`) leaves it unknown, so a partition
 //! quiet for `stall_after` with an unknown log end is probed with a `ListOffsets` request
-//! ([`StallDetector::to_probe`]), at most once per `stall_after`.
+//! ([`StallDetector::partitions_to_probe`]), at most once per `stall_after`.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -155,7 +155,7 @@ impl StallDetector {
     /// nothing queued and have received nothing for `stall_after`: ask the broker for their log
     /// end (and put it in the statistics given to [`check`](Self::check)). Each is returned at
     /// most once per `stall_after`.
-    pub fn to_probe(&mut self, stats: &HashMap<i32, PartStat>, now: Instant) -> Vec<i32> {
+    pub fn partitions_to_probe(&mut self, stats: &HashMap<i32, PartStat>, now: Instant) -> Vec<i32> {
         let mut probe = Vec::new();
         for (&p, s) in stats {
             let w = self.parts.entry(p).or_insert_with(|| Watch::new(now));
@@ -240,10 +240,14 @@ mod tests {
         let mut d = StallDetector::new(after);
         let t0 = Instant::now();
         let unknown = HashMap::from([(0, stat(-1001, -1001, 0)), (1, stat(50, -1001, 0))]);
-        assert_eq!(d.to_probe(&unknown, t0), Vec::<i32>::new(), "not quiet yet");
-        assert_eq!(d.to_probe(&unknown, t0 + Duration::from_secs(10)), vec![0], "partition 1's end is known");
-        assert_eq!(d.to_probe(&unknown, t0 + Duration::from_secs(15)), Vec::<i32>::new(), "probed 5 s ago");
-        assert_eq!(d.to_probe(&unknown, t0 + Duration::from_secs(20)), vec![0]);
+        assert_eq!(d.partitions_to_probe(&unknown, t0), Vec::<i32>::new(), "not quiet yet");
+        assert_eq!(
+            d.partitions_to_probe(&unknown, t0 + Duration::from_secs(10)),
+            vec![0],
+            "partition 1's end is known"
+        );
+        assert_eq!(d.partitions_to_probe(&unknown, t0 + Duration::from_secs(15)), Vec::<i32>::new(), "probed 5 s ago");
+        assert_eq!(d.partitions_to_probe(&unknown, t0 + Duration::from_secs(20)), vec![0]);
         // The probe's answer makes the stall visible.
         let probed = HashMap::from([(0, stat(1, -1001, 0))]);
         assert_eq!(d.check(&probed, t0 + Duration::from_secs(20)).0, vec![(0, 1)]);
