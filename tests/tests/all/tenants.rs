@@ -234,12 +234,7 @@ fn every_route_checks_credentials_and_tenants_are_isolated() {
     assert_eq!(read(&ka)["results"][0]["features"]["txn:amount_count_lifetime"]["value"], 1);
     assert_eq!(read(&kb)["results"][0]["features"]["txn:amount_count_lifetime"]["value"], 1);
     let (_, _, _) = call(port, "GET", "/v1/metrics", Some(&kb), Body::None);
-    let out = Command::new("curl")
-        .args(["-s", "-H", &format!("authorization: Bearer {kb}")])
-        .arg(format!("http://127.0.0.1:{port}/v1/metrics"))
-        .output()
-        .unwrap();
-    let m = String::from_utf8(out.stdout).unwrap();
+    let m = metrics_text(port, "/v1/metrics", &kb);
     assert!(m.contains("view=\"beta/txn\"") && !m.contains("alpha"), "{m}");
 }
 
@@ -411,12 +406,7 @@ fn quotas_limit_only_their_tenant() {
     assert!(limited >= 10, "{limited} of 20 were limited");
     assert!(retry_after.to_ascii_lowercase().starts_with("retry-after: "), "{retry_after}");
     let (_, _, _) = call(port, "GET", "/metrics", Some(ADMIN), Body::None);
-    let out = Command::new("curl")
-        .args(["-s", "-H", &format!("authorization: Bearer {ADMIN}")])
-        .arg(format!("http://127.0.0.1:{port}/metrics"))
-        .output()
-        .unwrap();
-    let m = String::from_utf8(out.stdout).unwrap();
+    let m = metrics_text(port, "/metrics", ADMIN);
     assert!(m.contains("wafer_quota_exceeded_total{tenant=\"slow\",limit=\"requests_per_second\"}"), "{m}");
 
     // max_views = 1.
@@ -566,14 +556,19 @@ fn quota_changes_compile_budgets_and_version_caps_protect_the_node() {
     assert!(text.ends_with("\n415") && text.contains("unsupported_media_type"), "{text}");
 }
 
-/// The `wafer_quota_exceeded_total` line of `tenant` and `limit`, if any.
-fn quota_metric(port: u16, tenant: &str, limit: &str) -> Option<String> {
+/// The Prometheus text of `path` (`/metrics` or `/v1/metrics`), read with `key`.
+fn metrics_text(port: u16, path: &str, key: &str) -> String {
     let out = Command::new("curl")
-        .args(["-s", "-H", &format!("authorization: Bearer {ADMIN}")])
-        .arg(format!("http://127.0.0.1:{port}/metrics"))
+        .args(["-s", "-H", &format!("authorization: Bearer {key}")])
+        .arg(format!("http://127.0.0.1:{port}{path}"))
         .output()
         .unwrap();
-    let m = String::from_utf8(out.stdout).unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The `wafer_quota_exceeded_total` line of `tenant` and `limit`, if any.
+fn quota_metric(port: u16, tenant: &str, limit: &str) -> Option<String> {
+    let m = metrics_text(port, "/metrics", ADMIN);
     let prefix = format!("wafer_quota_exceeded_total{{tenant=\"{tenant}\",limit=\"{limit}\"}}");
     m.lines().find(|l| l.starts_with(&prefix)).map(str::to_owned)
 }
