@@ -19,7 +19,6 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde_json::{Value as Json, json};
@@ -136,9 +135,10 @@ async fn upload(
     if declared.is_some_and(|n| n > cap) {
         return Err(too_large());
     }
-    let bytes: Bytes = match Limited::new(req.into_body(), cap).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => return Err(too_large()),
+    let bytes: Bytes = match super::respond::limited_body(req, cap).await {
+        Ok(b) => b,
+        Err(super::respond::BodyError::TooLarge) => return Err(too_large()),
+        Err(super::respond::BodyError::Api(e)) => return Err(e),
     };
     let now = super::now_ms();
     let v = match crate::control::upload::validate(control, &t.name, &t.quotas, Arc::new(bytes.to_vec()), now).await {

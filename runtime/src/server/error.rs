@@ -70,7 +70,7 @@ pub enum ApiError {
         retry_after_secs: u64,
     },
     /// 400 with a code naming the problem: `invalid_request`, `invalid_json`, `invalid_name`,
-    /// `invalid_event`, `invalid_idempotency_key`, `spine_too_large`.
+    /// `invalid_event`, `invalid_idempotency_key`, `invalid_body`, `spine_too_large`.
     #[error("{message}")]
     BadRequest {
         /// The stable code.
@@ -93,6 +93,13 @@ pub enum ApiError {
         code: &'static str,
         /// What limit was passed.
         message: String,
+    },
+    /// 408 `body_timeout`: the client did not send the whole body within the listener's
+    /// body-read timeout ([`super::ListenConfig::body_timeout`]).
+    #[error("the request body did not arrive within {timeout_ms} ms")]
+    BodyTimeout {
+        /// The timeout that passed.
+        timeout_ms: u64,
     },
     /// 415 `unsupported_media_type`.
     #[error("content type `{media}` is not accepted here; send {accepted}")]
@@ -203,6 +210,7 @@ impl ApiError {
             Self::NoControlPlane(_) => "no_control_plane",
             Self::RateLimited { .. } => "rate_limited",
             Self::UnsupportedMediaType { .. } => "unsupported_media_type",
+            Self::BodyTimeout { .. } => "body_timeout",
             Self::Unauthorized { code, .. }
             | Self::Forbidden { code, .. }
             | Self::BadRequest { code, .. }
@@ -235,6 +243,7 @@ impl ApiError {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Registry(RegistryError::TenantExists(_)) => StatusCode::CONFLICT,

@@ -12,6 +12,12 @@
 //!   starting the next head) is disconnected (slow-header attacks).
 //! - **Idle timeout**: a connection with no request in flight for [`ListenConfig::idle_timeout`]
 //!   is closed.
+//! - **Graceful shutdown** ([`serve_until`]): stop accepting, finish the requests in flight,
+//!   close each connection after its response, within a drain timeout.
+//! - **Body-read timeout**: a request whose body has not fully arrived within
+//!   [`ListenConfig::body_timeout`] of its head is answered `408 body_timeout` (slow-body
+//!   attacks; the deadline travels with the request as a [`BodyDeadline`] extension that every
+//!   body reader honours).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -23,6 +29,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 use super::App;
+use super::respond::BodyDeadline;
 
 /// Connection limits of the HTTP listener.
 #[derive(Debug, Clone)]
@@ -33,6 +40,9 @@ pub struct ListenConfig {
     pub header_timeout: Duration,
     /// A connection with no request in flight for this long is closed.
     pub idle_timeout: Duration,
+    /// Time a client has, after the request head, to send the whole body. Longer allows
+    /// large uploads over slow links; shorter frees a slow client's connection sooner.
+    pub body_timeout: Duration,
 }
 
 impl Default for ListenConfig {
@@ -41,6 +51,7 @@ impl Default for ListenConfig {
             max_connections: default_max_connections(),
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -68,12 +79,33 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) -> std::io::Result<()> 
 
 /// Serve HTTP on `listener` forever. Only a failure to even inspect the listener returns.
 pub async fn serve_with(app: Arc<App>, listener: TcpListener, cfg: ListenConfig) -> std::io::Result<()> {
+    serve_until(app, listener, cfg, std::future::pending(), Duration::ZERO).await
+}
+
+/// Serve HTTP on `listener` until `shutdown` completes, then shut down gracefully: stop
+/// accepting (new connections are refused by the kernel once the listener is dropped), let
+/// every request in flight finish and close each connection after its current response, and
+/// return once no connection is open or `drain` has passed (connections still open then are
+/// dropped with the runtime).
+pub async fn serve_until(
+    app: Arc<App>,
+    listener: TcpListener,
+    cfg: ListenConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+    drain: Duration,
+) -> std::io::Result<()> {
     let open = Arc::new(AtomicUsize::new(0));
     let cfg = Arc::new(cfg);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut backoff = Duration::ZERO;
     tracing::info!(addr = %listener.local_addr()?, max_connections = cfg.max_connections, "accepting connections");
+    tokio::pin!(shutdown);
     loop {
-        let stream = match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = &mut shutdown => break,
+        };
+        let stream = match accepted {
             Ok((stream, _peer)) => {
                 backoff = Duration::ZERO;
                 stream
@@ -100,9 +132,9 @@ pub async fn serve_with(app: Arc<App>, listener: TcpListener, cfg: ListenConfig)
         open.fetch_add(1, Ordering::Relaxed);
         app.metrics.connections.add("http", "accepted", 1);
         app.metrics.open_connections.set("http", open.load(Ordering::Relaxed) as f64);
-        let (app, open, cfg) = (app.clone(), open.clone(), cfg.clone());
+        let (app, open, cfg, stop) = (app.clone(), open.clone(), cfg.clone(), stop_rx.clone());
         tokio::spawn(async move {
-            let closed = connection(&app, stream, &cfg).await;
+            let closed = connection(&app, stream, &cfg, stop).await;
             if closed {
                 app.metrics.connections.add("http", "idle_closed", 1);
             }
@@ -110,6 +142,19 @@ pub async fn serve_with(app: Arc<App>, listener: TcpListener, cfg: ListenConfig)
             app.metrics.open_connections.set("http", n as f64);
         });
     }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let in_flight = open.load(Ordering::Relaxed);
+    tracing::info!(open_connections = in_flight, drain_ms = drain.as_millis() as u64, "shutting down: draining connections");
+    let deadline = Instant::now() + drain;
+    while open.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left = open.load(Ordering::Relaxed);
+    if left > 0 {
+        tracing::warn!(open_connections = left, "drain timeout passed; closing the remaining connections");
+    }
+    Ok(())
 }
 
 fn accept_error_kind(e: &std::io::Error) -> &'static str {
@@ -161,17 +206,27 @@ impl Drop for InFlight {
 }
 
 /// Serve one connection until it ends; `true` when it was closed for being idle or slow.
-async fn connection(app: &Arc<App>, stream: tokio::net::TcpStream, cfg: &ListenConfig) -> bool {
+///
+/// Once `stop` turns `true` the connection finishes its request in flight and closes.
+async fn connection(
+    app: &Arc<App>,
+    stream: tokio::net::TcpStream,
+    cfg: &ListenConfig,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> bool {
     let activity = Arc::new(Activity {
         started: Instant::now(),
         in_flight: AtomicUsize::new(0),
         requests: AtomicU64::new(0),
         last_ms: AtomicU64::new(0),
     });
+    let body_timeout = cfg.body_timeout;
     let svc = {
         let (app, activity) = (app.clone(), activity.clone());
-        hyper::service::service_fn(move |req| {
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             let app = app.clone();
+            let at = tokio::time::Instant::now() + body_timeout;
+            req.extensions_mut().insert(BodyDeadline { at, timeout: body_timeout });
             activity.in_flight.fetch_add(1, Ordering::Relaxed);
             activity.requests.fetch_add(1, Ordering::Relaxed);
             let guard = InFlight(activity.clone());
@@ -188,9 +243,19 @@ async fn connection(app: &Arc<App>, stream: tokio::net::TcpStream, cfg: &ListenC
     let conn = builder.serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(conn);
     let check = (cfg.header_timeout.min(cfg.idle_timeout) / 4).max(Duration::from_millis(50));
+    let mut stopping = *stop.borrow();
+    if stopping {
+        conn.as_mut().graceful_shutdown();
+    }
     loop {
         tokio::select! {
             _ = conn.as_mut() => return false,
+            changed = stop.changed(), if !stopping => {
+                // A closed channel means the server is gone: shut down as well.
+                let _ = changed;
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
             _ = tokio::time::sleep(check) => {
                 if activity.in_flight.load(Ordering::Relaxed) > 0 {
                     continue;

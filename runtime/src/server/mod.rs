@@ -42,7 +42,7 @@ use crate::registry::ApiKey;
 use crate::store::OnlineStore;
 use crate::tenant::TenantApp;
 pub use error::ApiError;
-pub use listen::{ListenConfig, serve, serve_with};
+pub use listen::{ListenConfig, serve, serve_until, serve_with};
 use respond::{Resp, json_resp};
 
 /// The OpenAPI document of every route.

@@ -51,14 +51,54 @@ pub async fn body<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Res
     })
 }
 
-/// Read a whole body (413 past [`MAX_BODY`]).
+/// Read a whole body (413 past [`MAX_BODY`]; 408 past the body deadline).
 pub async fn body_bytes(req: Request<Incoming>) -> Result<Bytes, ApiError> {
-    Ok(Limited::new(req.into_body(), MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| ApiError::TooLarge {
+    limited_body(req, MAX_BODY).await.map_err(|e| match e {
+        BodyError::TooLarge => ApiError::TooLarge {
             code: "body_too_large",
-            message: format!("request body: {e} (limit {MAX_BODY} bytes)"),
-        })?
-        .to_bytes())
+            message: format!("request body: larger than the limit of {MAX_BODY} bytes"),
+        },
+        BodyError::Api(e) => e,
+    })
+}
+
+/// When a request's body must have arrived by: set per request by the listener (see
+/// [`super::ListenConfig::body_timeout`]) as a request extension.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyDeadline {
+    /// The instant the whole body must have arrived by.
+    pub at: tokio::time::Instant,
+    /// The timeout it was computed from, for the error message.
+    pub timeout: std::time::Duration,
+}
+
+/// Why [`limited_body`] did not return a body.
+#[derive(Debug)]
+pub enum BodyError {
+    /// The body is larger than the cap (the caller names the limit).
+    TooLarge,
+    /// The body timed out (408) or the connection failed while reading it (400).
+    Api(ApiError),
+}
+
+/// Read a whole body of at most `cap` bytes before the request's [`BodyDeadline`] (none: no
+/// deadline, e.g. in unit tests that build requests by hand).
+pub async fn limited_body(req: Request<Incoming>, cap: usize) -> Result<Bytes, BodyError> {
+    let deadline = req.extensions().get::<BodyDeadline>().copied();
+    let read = Limited::new(req.into_body(), cap).collect();
+    let collected = match deadline {
+        Some(d) => match tokio::time::timeout_at(d.at, read).await {
+            Ok(r) => r,
+            Err(_) => {
+                let timeout_ms = d.timeout.as_millis() as u64;
+                return Err(BodyError::Api(ApiError::BodyTimeout { timeout_ms }));
+            }
+        },
+        None => read.await,
+    };
+    match collected {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
+        Err(e) => Err(BodyError::Api(ApiError::bad_request("invalid_body", format!("reading the request body: {e}")))),
+    }
 }

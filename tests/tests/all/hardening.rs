@@ -362,3 +362,84 @@ fn an_oversized_entity_key_fails_its_event_only() {
     assert!(r[0].as_ref().unwrap_err().to_string().contains("1024"), "{:?}", r[0]);
     assert!(r[1].is_ok());
 }
+
+/// A client that sends a request head and then trickles (or withholds) its body used to hold
+/// its connection and request task for as long as it liked: the body must arrive within
+/// `--body-timeout-ms` of the head, else `408 body_timeout`, and the node serves others meanwhile.
+#[test]
+fn a_body_that_does_not_arrive_in_time_is_answered_408() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wafer.toml");
+    std::fs::write(&config, "[server]\ntenant = \"t\"\n").unwrap();
+    let node = Node::start("", &config, &["--body-timeout-ms", "700"]);
+    let mut slow = TcpStream::connect(("127.0.0.1", node.port)).unwrap();
+    let head = "POST /v1/features HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n";
+    slow.write_all(head.as_bytes()).unwrap();
+    slow.write_all(b"{\"entities\":").unwrap();
+    // Others are served while the slow body is pending.
+    assert_eq!(get(node.port, "/healthz").0, 200);
+    slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&answer).contains("}}") {
+        match slow.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"code\":\"body_timeout\"") && text.contains("700 ms"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(9), "answered only after {:?}", started.elapsed());
+    let (_, metrics) = get(node.port, "/metrics");
+    assert!(metrics.contains("status=\"408\""), "the timeout is counted: {metrics}");
+}
+
+/// SIGTERM (what an orchestrator sends before it kills a pod) used to end the node at once,
+/// dropping requests in flight. Now it stops accepting, lets the request in flight finish, and
+/// exits 0.
+#[test]
+fn sigterm_lets_the_request_in_flight_finish_then_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wafer.toml");
+    std::fs::write(&config, "[server]\ntenant = \"t\"\n").unwrap();
+    let mut node = Node::start("", &config, &["--drain-timeout-ms", "20000"]);
+    let port = node.port;
+    // A request in flight: its head is sent, its body not yet.
+    let body = br#"{"entities": ["e1"], "features": []}"#;
+    let mut in_flight = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let head = format!(
+        "POST /v1/features HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    in_flight.write_all(head.as_bytes()).unwrap();
+    in_flight.write_all(&body[..5]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = node.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    // The listener closes: new clients are refused.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(std::time::Instant::now() < deadline, "still accepting after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(node.alive(), "the node exited with a request in flight");
+    // The request in flight completes and is answered.
+    in_flight.write_all(&body[5..]).unwrap();
+    in_flight.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut answer = String::new();
+    let _ = in_flight.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 "), "no answer to the request in flight: {answer:?}");
+    assert!(!answer.starts_with("HTTP/1.1 5"), "{answer}");
+    // Then the node exits by itself, successfully.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = node.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "the node did not exit after draining");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status}");
+}

@@ -115,12 +115,26 @@ impl RedisServer {
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("starting {bin} (install redis-server, or run scripts/test.sh): {e}"));
+        let mut server = Self { port, child, _dir: dir };
+        server.wait_until_serving();
+        server
+    }
+
+    /// Wait until this server (not some other process on the port) answers.
+    fn wait_until_serving(&mut self) {
+        let port = self.port;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(std::time::Instant::now() < deadline, "redis-server did not start on port {port}");
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("redis-server on port {port} exited at start ({status}): is the port taken?");
+            }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        Self { port, child, _dir: dir }
+        let pid = redis_cli(port, &["info", "server"])
+            .lines()
+            .find_map(|l| l.strip_prefix("process_id:").map(|v| v.trim().to_owned()));
+        assert_eq!(pid, Some(self.child.id().to_string()), "port {port} is served by another redis-server");
     }
 
     pub fn url(&self) -> String {
@@ -233,13 +247,7 @@ impl RedisCluster {
 
     /// `redis-cli -p port args…` output (empty if it fails).
     pub fn cli(&self, port: u16, args: &[&str]) -> String {
-        let cli = std::env::var("WAFER_TEST_REDIS_CLI").unwrap_or_else(|_| "redis-cli".into());
-        Command::new(cli)
-            .args(["-p", &port.to_string()])
-            .args(args)
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
+        redis_cli(port, args)
     }
 
     /// The ports of the current masters.
@@ -273,18 +281,52 @@ impl RedisCluster {
     }
 }
 
-/// A free port for a Cluster node: at most 55535, with its bus port (+10000) free too.
+/// `redis-cli -p port args…`'s output ("" when it cannot run).
+pub fn redis_cli(port: u16, args: &[&str]) -> String {
+    let cli = std::env::var("WAFER_TEST_REDIS_CLI").unwrap_or_else(|_| "redis-cli".into());
+    Command::new(cli)
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// A free port for a Cluster node, with its bus port (+10000) free too.
 pub fn cluster_port() -> u16 {
     loop {
         let p = free_port();
-        if p <= 55535 && std::net::TcpListener::bind(("127.0.0.1", p + 10000)).is_ok() {
+        if std::net::TcpListener::bind(("127.0.0.1", p + 10000)).is_ok() {
             return p;
         }
     }
 }
 
+/// The first port [`free_port`] hands out; with the bus offset (+10000) the range stays below
+/// Linux's ephemeral range (32768–60999), so the kernel never gives one of these ports to an
+/// outgoing connection or to another `bind(0)`.
+const TEST_PORTS_START: u16 = 12_000;
+/// How many ports the allocator cycles through.
+const TEST_PORTS: u16 = 10_000;
+
+/// A loopback port no other test of this process was given and nothing listens on.
+///
+/// `bind(0)` and release is racy: two tests can be handed the same port, and a server that then
+/// fails to bind is mistaken for the other test's server (its connections are reset when that
+/// test ends). A process-wide counter makes ports unique within the test binary; the bind check
+/// skips ports other processes hold.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(u32::MAX);
+    use std::sync::atomic::Ordering::Relaxed;
+    // Start where another run of this binary (a parallel `cargo test`) is unlikely to be.
+    let _ = NEXT.compare_exchange(u32::MAX, std::process::id() % u32::from(TEST_PORTS), Relaxed, Relaxed);
+    loop {
+        let n = NEXT.fetch_add(1, Relaxed) % u32::from(TEST_PORTS);
+        let port = TEST_PORTS_START + n as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A small deterministic PRNG for test data.
@@ -351,12 +393,14 @@ impl Wafer {
             .stderr(stderr)
             .spawn()
             .unwrap();
+        let mut wafer = Self { child, port };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(std::time::Instant::now() < deadline, "wafer serve did not start");
+            assert!(wafer.alive(), "wafer serve on port {port} exited at start (see its log above)");
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        Self { child, port }
+        wafer
     }
     pub fn kill9(mut self) {
         let _ = Command::new("kill").args(["-9", &self.child.id().to_string()]).status();

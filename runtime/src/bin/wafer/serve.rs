@@ -9,7 +9,7 @@ use clap::Args;
 use wafer_runtime::control::Control;
 use wafer_runtime::pipeline::Metrics;
 use wafer_runtime::registry::Registry;
-use wafer_runtime::server::{App, ListenConfig, serve_with};
+use wafer_runtime::server::{App, ListenConfig, serve_until};
 use wafer_runtime::store::OnlineStore;
 use wafer_runtime::store::deadline::ReadDeadline;
 use wafer_runtime::store::embedded::EmbeddedStore;
@@ -54,16 +54,29 @@ pub struct RuntimeArgs {
     /// A connection with no request in flight for this long is closed.
     #[arg(long, value_name = "MS", default_value_t = 60_000)]
     idle_timeout_ms: u64,
+    /// Time a client has, after a request's head, to send its whole body (else 408
+    /// `body_timeout`). Raise it for large uploads over slow links.
+    #[arg(long, value_name = "MS", default_value_t = 30_000)]
+    body_timeout_ms: u64,
+    /// On SIGTERM or Ctrl-C the node stops accepting and lets requests in flight finish for at
+    /// most this long before it exits. Streaming consumers stop with the process: a batch cut
+    /// short is re-read from the committed offsets and applied once (the store's offset guards).
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    drain_timeout_ms: u64,
 }
 
 impl RuntimeArgs {
     fn listen_config(&self) -> Result<ListenConfig> {
-        anyhow::ensure!(self.header_timeout_ms > 0 && self.idle_timeout_ms > 0, "timeouts must be at least 1 ms");
+        anyhow::ensure!(
+            self.header_timeout_ms > 0 && self.idle_timeout_ms > 0 && self.body_timeout_ms > 0,
+            "timeouts must be at least 1 ms"
+        );
         let d = ListenConfig::default();
         Ok(ListenConfig {
             max_connections: self.max_connections.unwrap_or(d.max_connections).max(1),
             header_timeout: std::time::Duration::from_millis(self.header_timeout_ms),
             idle_timeout: std::time::Duration::from_millis(self.idle_timeout_ms),
+            body_timeout: std::time::Duration::from_millis(self.body_timeout_ms),
         })
     }
 }
@@ -167,8 +180,24 @@ fn run(
                 format!("views: {}", view_names(&app).join(", "))
             }
         );
-        serve_with(app, listener, listen_cfg).await.context("serving HTTP")?;
+        let drain = std::time::Duration::from_millis(runtime.drain_timeout_ms);
+        serve_until(app, listener, listen_cfg, termination()?, drain).await.context("serving HTTP")?;
+        eprintln!("wafer stopped");
         Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Completes on the first SIGTERM or SIGINT (Ctrl-C).
+fn termination() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        eprintln!("wafer: {name} received; draining requests in flight");
     })
 }
 
