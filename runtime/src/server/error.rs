@@ -109,7 +109,7 @@ pub enum ApiError {
         /// The accepted ones, as prose.
         accepted: String,
     },
-    /// 503, optionally with `Retry-After`: `not_ready`, `store_unavailable`,
+    /// 503, optionally with `Retry-After`: `not_ready`, `too_many_connections`, `store_unavailable`,
     /// `store_outcome_unknown`, `view_paused`.
     #[error("{message}")]
     Unavailable {

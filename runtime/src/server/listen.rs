@@ -145,7 +145,11 @@ pub async fn serve_until(
     drop(listener);
     let _ = stop_tx.send(true);
     let in_flight = open.load(Ordering::Relaxed);
-    tracing::info!(open_connections = in_flight, drain_ms = drain.as_millis() as u64, "shutting down: draining connections");
+    tracing::info!(
+        open_connections = in_flight,
+        drain_ms = drain.as_millis() as u64,
+        "shutting down: draining connections"
+    );
     let deadline = Instant::now() + drain;
     while open.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -164,21 +168,41 @@ fn accept_error_kind(e: &std::io::Error) -> &'static str {
     }
 }
 
-/// Tell a client over the cap why it is refused, then close.
+/// Tell a client over the cap why it is refused (the API's 503 `too_many_connections`), then
+/// close. The connection is never handed to hyper, so the response is written by hand.
 async fn refuse(mut stream: tokio::net::TcpStream, cap: usize) {
-    let body = serde_json::json!({"error": {"code": "too_many_connections",
-        "message": format!("the node serves at most {cap} connections at once; retry shortly")}})
-    .to_string();
-    let head = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
+    let refusal = super::ApiError::Unavailable {
+        code: "too_many_connections",
+        message: format!("the node serves at most {cap} connections at once; retry shortly"),
+        retry_after_secs: Some(1),
+    };
+    let bytes = http1_bytes(refusal.into_response()).await;
     let write = async {
-        stream.write_all(head.as_bytes()).await?;
-        stream.write_all(body.as_bytes()).await?;
+        stream.write_all(&bytes).await?;
         stream.shutdown().await
     };
     let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
+}
+
+/// A response as HTTP/1.1 bytes, with `connection: close`.
+async fn http1_bytes(resp: super::respond::Resp) -> Vec<u8> {
+    use http_body_util::BodyExt;
+    let (parts, body) = resp.into_parts();
+    let body = match body.collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(never) => match never {},
+    };
+    let reason = parts.status.canonical_reason().unwrap_or("");
+    let mut out = format!("HTTP/1.1 {} {reason}\r\n", parts.status.as_u16()).into_bytes();
+    for (name, value) in &parts.headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("content-length: {}\r\nconnection: close\r\n\r\n", body.len()).as_bytes());
+    out.extend_from_slice(&body);
+    out
 }
 
 /// Requests in flight on one connection and when the last one ended (ms since the start).
