@@ -12,7 +12,7 @@
 //! - [`transform`]: running stream and request transforms, with output validation against the
 //!   declared schema, instance reuse and recycling, and poison-event isolation.
 //! - [`events`]: the JSONL event format of `wafer run` and HTTP push.
-//! - [`time`]: RFC 3339 timestamps as text.
+//! - [`time`]: the wall clock in ms and RFC 3339 timestamps as text.
 //! - [`aggregate`]: time-window aggregations (tiles: where they are folded and merged).
 //! - [`store`]: online stores (Redis, embedded) with the effectively-once watermark.
 //! - [`view`]: the manifest: stream, batch and request views, feature services.
@@ -25,6 +25,7 @@
 //! - [`registry`]: the shared registry in Redis (tenants, API keys, transforms, views).
 //! - [`tenant`]: what a tenant is on a node, and where its quotas are enforced.
 //! - [`control`]: a node's control plane (uploads on a bounded compile pool, registry sync).
+//! - [`node`]: the running node (store, metrics, the tenants it serves), which every layer reads.
 //! - [`server`]: the HTTP API: the route table, credentials, [`server::ApiError`].
 
 pub mod aggregate;
@@ -35,6 +36,7 @@ pub mod control;
 pub mod engine;
 pub mod events;
 pub mod materialize;
+pub mod node;
 pub mod offline;
 pub mod pipeline;
 pub mod registry;

@@ -1,4 +1,10 @@
-//! Timestamps as text: RFC 3339 (UTC) formatting and parsing, without a calendar dependency.
+//! Time: the wall clock in ms ([`now_ms`]) and timestamps as text (RFC 3339 UTC formatting and
+//! parsing, without a calendar dependency).
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
 
 /// Days since 1970-01-01 → (year, month, day) (proleptic Gregorian; H. Hinnant's algorithm).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {

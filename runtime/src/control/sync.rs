@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use super::Control;
 use crate::component::LoadError;
+use crate::node::{Node, NodeState};
 use crate::registry::{Snapshot, TransformRecord};
-use crate::server::{App, NodeState};
 use crate::tenant::build::fingerprint;
 use crate::tenant::{BuildError, RateLimiter, SpecError, TenantApp, TenantSpec, build_tenant};
 
@@ -53,7 +53,7 @@ impl SyncError {
 }
 
 /// Run forever: reload whenever the registry revision differs from the node's.
-pub async fn run(app: Arc<App>) {
+pub async fn run(app: Arc<Node>) {
     let Some(control) = app.control.clone() else { return };
     loop {
         match control.registry.revision().await {
@@ -118,7 +118,7 @@ fn tenant_fingerprint(snap: &Snapshot, tenant: &str) -> u64 {
 
 /// Build one tenant from a snapshot (the caller keeps the previous one if this fails).
 pub async fn build_from_snapshot(
-    app: &App,
+    app: &Node,
     control: &Arc<Control>,
     snap: &Snapshot,
     tenant: &str,
@@ -151,7 +151,7 @@ pub async fn build_from_snapshot(
 }
 
 /// Reload the registry into the node.
-pub async fn reload(app: &Arc<App>, control: &Arc<Control>) -> Result<(), crate::registry::RegistryError> {
+pub async fn reload(app: &Arc<Node>, control: &Arc<Control>) -> Result<(), crate::registry::RegistryError> {
     let _one = control.reloading.lock().await;
     // Reloads are serialized and each reads the registry as it is now, so a snapshot older than
     // the node's state means the registry itself went back (restored): follow it.
@@ -217,7 +217,7 @@ pub async fn reload(app: &Arc<App>, control: &Arc<Control>) -> Result<(), crate:
             if consumers.contains_key(&src) {
                 continue;
             }
-            match crate::sources::kafka::spawn_consumer(kafka, app.clone(), src.clone()) {
+            match crate::sources::kafka::spawn_consumer(kafka, app.source_env(), src.clone()) {
                 Ok(h) => {
                     consumers.insert(src, h);
                 }

@@ -13,10 +13,10 @@ use hyper::{Request, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
-use super::App;
 use super::error::ApiError;
 use super::respond::{Resp, body, json_resp};
 use crate::control::Control;
+use crate::node::Node;
 use crate::registry::{Quotas, Tenant};
 use crate::transform::schema::valid_name;
 
@@ -39,7 +39,7 @@ struct TenantPatch {
 
 /// 409 `quota_conflict` when the tenant's current views, transforms and versions do not fit
 /// `t.quotas` (a dry run of building the tenant with them).
-async fn check_quotas_fit(app: &App, control: &Arc<Control>, t: &Tenant) -> Result<(), ApiError> {
+async fn check_quotas_fit(app: &Node, control: &Arc<Control>, t: &Tenant) -> Result<(), ApiError> {
     let mut snap = control.registry.snapshot().await?;
     let versions = snap.transforms.get(&t.name).map_or(0, |m| m.values().map(|r| r.versions.len()).max().unwrap_or(0));
     if versions > t.quotas.versions_per_transform {
@@ -68,20 +68,20 @@ pub fn valid_tenant(name: &str) -> bool {
 }
 
 /// The node's control plane, or 404 `no_control_plane` on a node serving a manifest.
-fn control(app: &App) -> Result<Arc<Control>, ApiError> {
+fn control(app: &Node) -> Result<Arc<Control>, ApiError> {
     app.control.clone().ok_or(ApiError::NoControlPlane("tenants need registry mode ([control] in the manifest)"))
 }
 
 /// After a change made through this node: read your writes here (the others follow within a
 /// poll interval).
-async fn reload(app: &Arc<App>, control: &Arc<Control>) {
+async fn reload(app: &Arc<Node>, control: &Arc<Control>) {
     if let Err(e) = crate::control::sync::reload(app, control).await {
         tracing::warn!(error = %e, "reload after an admin change failed");
     }
 }
 
 /// `GET /v1/admin/tenants`.
-pub(super) async fn list_tenants(app: &App) -> Result<Resp, ApiError> {
+pub(super) async fn list_tenants(app: &Node) -> Result<Resp, ApiError> {
     let s = control(app)?.registry.snapshot().await?;
     let mut ts: Vec<Json> = s
         .tenants
@@ -101,7 +101,7 @@ pub(super) async fn list_tenants(app: &App) -> Result<Resp, ApiError> {
 }
 
 /// `POST /v1/admin/tenants`.
-pub(super) async fn create_tenant(app: &Arc<App>, req: Request<Incoming>) -> Result<Resp, ApiError> {
+pub(super) async fn create_tenant(app: &Arc<Node>, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let control = control(app)?;
     let b: NewTenant = body(req).await?;
     if !valid_tenant(&b.name) {
@@ -110,14 +110,14 @@ pub(super) async fn create_tenant(app: &Arc<App>, req: Request<Incoming>) -> Res
             format!("tenant name `{}`: 1-64 of [A-Za-z0-9_-], starting with a letter", b.name),
         ));
     }
-    let t = Tenant { name: b.name, disabled: false, quotas: b.quotas, created_ms: super::now_ms() };
+    let t = Tenant { name: b.name, disabled: false, quotas: b.quotas, created_ms: crate::time::now_ms() };
     control.registry.create_tenant(&t).await?;
     reload(app, &control).await;
     Ok(json_resp(StatusCode::CREATED, &json!(t)))
 }
 
 /// `PATCH /v1/admin/tenants/{tenant}`.
-pub(super) async fn patch_tenant(app: &Arc<App>, name: &str, req: Request<Incoming>) -> Result<Resp, ApiError> {
+pub(super) async fn patch_tenant(app: &Arc<Node>, name: &str, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let control = control(app)?;
     let b: TenantPatch = body(req).await?;
     let mut t = control.registry.tenant(name).await?;
@@ -136,17 +136,17 @@ pub(super) async fn patch_tenant(app: &Arc<App>, name: &str, req: Request<Incomi
 }
 
 /// `POST /v1/admin/tenants/{tenant}/keys`.
-pub(super) async fn issue_key(app: &Arc<App>, name: &str) -> Result<Resp, ApiError> {
+pub(super) async fn issue_key(app: &Arc<Node>, name: &str) -> Result<Resp, ApiError> {
     let control = control(app)?;
     let secret = crate::control::new_secret()
         .map_err(|e| ApiError::Internal { code: "no_randomness", message: e.to_string() })?;
-    let k = control.registry.issue_key(name, &secret, super::now_ms()).await?;
+    let k = control.registry.issue_key(name, &secret, crate::time::now_ms()).await?;
     reload(app, &control).await;
     Ok(json_resp(StatusCode::CREATED, &json!({"id": k.id, "tenant": k.tenant, "key": secret})))
 }
 
 /// `DELETE /v1/admin/tenants/{tenant}/keys/{key}`.
-pub(super) async fn revoke_key(app: &Arc<App>, name: &str, id: &str) -> Result<Resp, ApiError> {
+pub(super) async fn revoke_key(app: &Arc<Node>, name: &str, id: &str) -> Result<Resp, ApiError> {
     let control = control(app)?;
     control.registry.revoke_key(name, id).await?;
     reload(app, &control).await;

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use hyper::Request;
 use hyper::body::Incoming;
 
-use super::App;
 use super::error::ApiError;
+use crate::node::Node;
 use crate::registry::hash_secret;
 use crate::tenant::TenantApp;
 
@@ -29,7 +29,7 @@ fn forbidden(code: &'static str, message: impl Into<String>) -> ApiError {
 }
 
 /// Admin routes (and `/metrics` of every tenant).
-pub fn admin(app: &App, req: &Request<Incoming>) -> Result<(), ApiError> {
+pub fn admin(app: &Node, req: &Request<Incoming>) -> Result<(), ApiError> {
     let Some(control) = &app.control else { return Ok(()) };
     let Some(token) = bearer(req) else {
         return Err(unauthorized("missing_credentials", "this route needs the admin token (Authorization: Bearer …)"));
@@ -51,7 +51,7 @@ pub fn admin(app: &App, req: &Request<Incoming>) -> Result<(), ApiError> {
 }
 
 /// The calling tenant.
-pub fn tenant(app: &App, req: &Request<Incoming>) -> Result<Arc<TenantApp>, ApiError> {
+pub fn tenant(app: &Node, req: &Request<Incoming>) -> Result<Arc<TenantApp>, ApiError> {
     let state = app.state();
     if let Some(open) = &state.open_tenant {
         return state

@@ -23,16 +23,16 @@ use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde_json::{Value as Json, json};
 
-use super::App;
 use super::error::ApiError;
 use super::respond::{Resp, json_resp};
 use crate::control::Control;
+use crate::node::Node;
 use crate::registry::{ViewKind, ViewRecord};
 use crate::tenant::TenantApp;
 use crate::transform::schema::valid_name;
 
 /// The node's control plane, or 404 `no_control_plane` on a node serving a manifest.
-fn control(app: &App) -> Result<Arc<Control>, ApiError> {
+fn control(app: &Node) -> Result<Arc<Control>, ApiError> {
     app.control.clone().ok_or(ApiError::NoControlPlane(
         "this server runs a manifest; uploads and view changes need registry mode ([control] in the manifest)",
     ))
@@ -40,20 +40,20 @@ fn control(app: &App) -> Result<Arc<Control>, ApiError> {
 
 /// After a change made through this node: read your writes here (the others follow within a
 /// poll interval).
-async fn reload(app: &Arc<App>, control: &Arc<Control>) {
+async fn reload(app: &Arc<Node>, control: &Arc<Control>) {
     if let Err(e) = crate::control::sync::reload(app, control).await {
         tracing::warn!(error = %e, "reload after a change failed");
     }
 }
 
 /// `GET /v1/transforms`.
-pub(super) async fn list(app: &App, t: &TenantApp) -> Result<Resp, ApiError> {
+pub(super) async fn list(app: &Node, t: &TenantApp) -> Result<Resp, ApiError> {
     let control = control(app)?;
     list_transforms(&control, t).await
 }
 
 /// `GET /v1/transforms/{name}`.
-pub(super) async fn get_transform(app: &App, t: &TenantApp, name: &str) -> Result<Resp, ApiError> {
+pub(super) async fn get_transform(app: &Node, t: &TenantApp, name: &str) -> Result<Resp, ApiError> {
     match control(app)?.registry.transform(&t.name, name).await? {
         Some(r) => Ok(json_resp(StatusCode::OK, &json!(r))),
         None => Err(ApiError::not_found(format!("no transform `{name}`"))),
@@ -62,7 +62,7 @@ pub(super) async fn get_transform(app: &App, t: &TenantApp, name: &str) -> Resul
 
 /// `PUT /v1/transforms/{name}[?activate=false]`.
 pub(super) async fn put_transform(
-    app: &Arc<App>,
+    app: &Arc<Node>,
     t: &TenantApp,
     name: &str,
     req: Request<Incoming>,
@@ -76,7 +76,7 @@ pub(super) async fn put_transform(
 
 /// `POST /v1/transforms/{name}/activate`.
 pub(super) async fn activate_version(
-    app: &Arc<App>,
+    app: &Arc<Node>,
     t: &TenantApp,
     name: &str,
     req: Request<Incoming>,
@@ -88,7 +88,7 @@ pub(super) async fn activate_version(
 }
 
 /// `PUT /v1/views/{view}`.
-pub(super) async fn put(app: &Arc<App>, t: &TenantApp, name: &str, req: Request<Incoming>) -> Result<Resp, ApiError> {
+pub(super) async fn put(app: &Arc<Node>, t: &TenantApp, name: &str, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let control = control(app)?;
     let r = put_view(app, &control, t, name, req).await?;
     reload(app, &control).await;
@@ -96,7 +96,7 @@ pub(super) async fn put(app: &Arc<App>, t: &TenantApp, name: &str, req: Request<
 }
 
 /// `DELETE /v1/views/{view}` (waits until this node stopped serving it).
-pub(super) async fn delete(app: &Arc<App>, t: &TenantApp, name: &str) -> Result<Resp, ApiError> {
+pub(super) async fn delete(app: &Arc<Node>, t: &TenantApp, name: &str) -> Result<Resp, ApiError> {
     delete_view(app, &control(app)?, t, name).await
 }
 
@@ -108,7 +108,7 @@ async fn list_transforms(control: &Control, t: &TenantApp) -> Result<Resp, ApiEr
 }
 
 async fn upload(
-    app: &App,
+    app: &Node,
     control: &Arc<Control>,
     t: &TenantApp,
     name: &str,
@@ -140,7 +140,7 @@ async fn upload(
         Err(super::respond::BodyError::TooLarge) => return Err(too_large()),
         Err(super::respond::BodyError::Api(e)) => return Err(e),
     };
-    let now = super::now_ms();
+    let now = crate::time::now_ms();
     let v = match crate::control::upload::validate(control, &t.name, &t.quotas, Arc::new(bytes.to_vec()), now).await {
         Ok(v) => v,
         Err(source) => {
@@ -176,7 +176,7 @@ async fn activate(control: &Control, t: &TenantApp, name: &str, req: Request<Inc
 }
 
 async fn put_view(
-    app: &App,
+    app: &Node,
     control: &Arc<Control>,
     t: &TenantApp,
     name: &str,
@@ -213,7 +213,7 @@ async fn put_view(
             ));
         }
     }
-    let record = ViewRecord { name: name.into(), kind, config: body, updated_ms: super::now_ms() };
+    let record = ViewRecord { name: name.into(), kind, config: body, updated_ms: crate::time::now_ms() };
     // Dry run: the tenant with this view added or replaced must build.
     let mut snap = control.registry.snapshot().await?;
     snap.views.entry(t.name.clone()).or_default().insert(name.into(), record.clone());
@@ -228,7 +228,7 @@ async fn put_view(
     Ok(json_resp(StatusCode::OK, &json!(record)))
 }
 
-async fn delete_view(app: &App, control: &Arc<Control>, t: &TenantApp, name: &str) -> Result<Resp, ApiError> {
+async fn delete_view(app: &Node, control: &Arc<Control>, t: &TenantApp, name: &str) -> Result<Resp, ApiError> {
     control.registry.delete_view(&t.name, name).await?;
     // Stop consuming and serving it on every node first (this one within a poll, the others
     // within two), then remove its online data, so no late batch re-creates it.

@@ -6,14 +6,14 @@ use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde_json::json;
 
-use super::App;
 use super::error::ApiError;
 use super::respond::{Resp, body_bytes, bytes_resp, json_resp};
+use crate::node::Node;
 use crate::serving::feast::{self, FeastError, FeastRequest, PushRequest, WriteRequest};
 use crate::tenant::TenantApp;
 
 /// A Feast error (counted by Wafer's code).
-fn feast_error(app: &App, tenant: &TenantApp, e: FeastError) -> ApiError {
+fn feast_error(app: &Node, tenant: &TenantApp, e: FeastError) -> ApiError {
     app.metrics.serve_errors.add(&tenant.name, e.code, 1);
     ApiError::Feast(e)
 }
@@ -21,7 +21,7 @@ fn feast_error(app: &App, tenant: &TenantApp, e: FeastError) -> ApiError {
 /// Parse a Feast request body; a body that is not JSON or not the model is 422 with FastAPI's
 /// `{"detail": [...]}`, as Feast answers it.
 async fn feast_body<T: serde::de::DeserializeOwned>(
-    app: &App,
+    app: &Node,
     tenant: &TenantApp,
     req: Request<Incoming>,
 ) -> Result<T, ApiError> {
@@ -35,9 +35,9 @@ async fn feast_body<T: serde::de::DeserializeOwned>(
 }
 
 /// `POST /get-online-features`.
-pub async fn get_online_features(app: &App, tenant: &TenantApp, req: Request<Incoming>) -> Result<Resp, ApiError> {
+pub async fn get_online_features(app: &Node, tenant: &TenantApp, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let r: FeastRequest = feast_body(app, tenant, req).await?;
-    let t = r.as_of.unwrap_or_else(super::now_ms);
+    let t = r.as_of.unwrap_or_else(crate::time::now_ms);
     let full = r.full_feature_names;
     let result = async {
         let parsed = feast::parse(&tenant.catalog, r)?;
@@ -52,13 +52,13 @@ pub async fn get_online_features(app: &App, tenant: &TenantApp, req: Request<Inc
 }
 
 /// `POST /write-to-online-store`: a batch view's rows, or a stream view's events.
-pub async fn write_to_online_store(app: &App, tenant: &TenantApp, req: Request<Incoming>) -> Result<Resp, ApiError> {
+pub async fn write_to_online_store(app: &Node, tenant: &TenantApp, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let r: WriteRequest = feast_body(app, tenant, req).await?;
     write_view(app, tenant, &r.feature_view_name, &r.df, || FeastError::view_not_found(&r.feature_view_name)).await
 }
 
 /// `POST /push`: the push source names the view (`to` must include the online store).
-pub async fn push(app: &App, tenant: &TenantApp, req: Request<Incoming>) -> Result<Resp, ApiError> {
+pub async fn push(app: &Node, tenant: &TenantApp, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let r: PushRequest = feast_body(app, tenant, req).await?;
     match r.to.as_str() {
         "online" => {}
@@ -83,13 +83,13 @@ pub async fn push(app: &App, tenant: &TenantApp, req: Request<Incoming>) -> Resu
 }
 
 async fn write_view(
-    app: &App,
+    app: &Node,
     tenant: &TenantApp,
     name: &str,
     df: &feast::Df,
     not_found: impl FnOnce() -> FeastError,
 ) -> Result<Resp, ApiError> {
-    let now = super::now_ms();
+    let now = crate::time::now_ms();
     if let Some(v) = tenant.views.get(name) {
         let events = feast::df_events(df, name, now).map_err(|e| feast_error(app, tenant, e))?;
         let index: Vec<usize> = (0..events.len()).collect();

@@ -8,9 +8,9 @@ use hyper::{Request, StatusCode};
 use serde::Deserialize;
 use serde_json::Value as Json;
 
-use super::App;
 use super::error::ApiError;
 use super::respond::{Resp, body, bytes_resp};
+use crate::node::Node;
 use crate::serving::{Entities, ServeError};
 use crate::tenant::TenantApp;
 use crate::transform::json_out::{write_str, write_value};
@@ -41,7 +41,7 @@ enum EntityKeys {
 }
 
 /// `POST /v1/features`.
-pub async fn native(app: &App, t: &TenantApp, req: Request<Incoming>) -> Result<Resp, ApiError> {
+pub async fn native(app: &Node, t: &TenantApp, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let r: FeatureRequest = body(req).await?;
     native_inner(app, t, &r).await.map_err(|e| {
         app.metrics.serve_errors.add(&t.name, e.code(), 1);
@@ -49,7 +49,7 @@ pub async fn native(app: &App, t: &TenantApp, req: Request<Incoming>) -> Result<
     })
 }
 
-async fn native_inner(app: &App, t: &TenantApp, r: &FeatureRequest) -> Result<Resp, ServeError> {
+async fn native_inner(app: &Node, t: &TenantApp, r: &FeatureRequest) -> Result<Resp, ServeError> {
     let service_features;
     let features: &[String] = match (&r.features, &r.feature_service) {
         (Some(f), None) => f,
@@ -64,7 +64,7 @@ async fn native_inner(app: &App, t: &TenantApp, r: &FeatureRequest) -> Result<Re
         EntityKeys::All(k) => Entities::All(k),
         EntityKeys::ByType(m) => Entities::ByType(m),
     };
-    let now = r.as_of.unwrap_or_else(super::now_ms);
+    let now = r.as_of.unwrap_or_else(crate::time::now_ms);
     let table = t.catalog.get(app.store.as_ref(), &plan, &entities, &r.request_data, now).await?;
 
     // {"as_of": t, "results": [{"entity": k, "features": {name: {value, status, event_time_ms}}}]}

@@ -28,8 +28,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
-use super::App;
 use super::respond::BodyDeadline;
+use crate::node::Node;
 
 /// Connection limits of the HTTP listener.
 #[derive(Debug, Clone)]
@@ -73,12 +73,12 @@ pub fn default_max_connections() -> usize {
 }
 
 /// Serve HTTP on `listener` forever with the default [`ListenConfig`].
-pub async fn serve(app: Arc<App>, listener: TcpListener) -> std::io::Result<()> {
+pub async fn serve(app: Arc<Node>, listener: TcpListener) -> std::io::Result<()> {
     serve_with(app, listener, ListenConfig::default()).await
 }
 
 /// Serve HTTP on `listener` forever. Only a failure to even inspect the listener returns.
-pub async fn serve_with(app: Arc<App>, listener: TcpListener, cfg: ListenConfig) -> std::io::Result<()> {
+pub async fn serve_with(app: Arc<Node>, listener: TcpListener, cfg: ListenConfig) -> std::io::Result<()> {
     serve_until(app, listener, cfg, std::future::pending(), Duration::ZERO).await
 }
 
@@ -88,7 +88,7 @@ pub async fn serve_with(app: Arc<App>, listener: TcpListener, cfg: ListenConfig)
 /// return once no connection is open or `drain` has passed (connections still open then are
 /// dropped with the runtime).
 pub async fn serve_until(
-    app: Arc<App>,
+    app: Arc<Node>,
     listener: TcpListener,
     cfg: ListenConfig,
     shutdown: impl std::future::Future<Output = ()>,
@@ -233,7 +233,7 @@ impl Drop for InFlight {
 ///
 /// Once `stop` turns `true` the connection finishes its request in flight and closes.
 async fn connection(
-    app: &Arc<App>,
+    app: &Arc<Node>,
     stream: tokio::net::TcpStream,
     cfg: &ListenConfig,
     mut stop: tokio::sync::watch::Receiver<bool>,

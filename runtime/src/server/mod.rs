@@ -27,7 +27,6 @@ pub mod respond;
 pub mod routes;
 mod training;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -35,11 +34,7 @@ use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde_json::{Value as Json, json};
 
-use parking_lot::RwLock;
-
-use crate::pipeline::{Metrics, View};
-use crate::registry::ApiKey;
-use crate::store::OnlineStore;
+use crate::node::Node;
 use crate::tenant::TenantApp;
 pub use error::ApiError;
 pub use listen::{ListenConfig, serve, serve_until, serve_with};
@@ -52,66 +47,7 @@ pub const OPENAPI: &str = include_str!("../../openapi.json");
 /// table ([`routes::TABLE`]) that dispatches requests.
 pub const ROUTES: &[(&str, &str)] = &routes::PAIRS;
 
-/// A node: the online store, metrics, and the tenants it serves (swapped atomically when the
-/// registry changes; requests in flight keep the state they started with).
-pub struct App {
-    pub store: Arc<dyn OnlineStore>,
-    pub metrics: Arc<Metrics>,
-    state: RwLock<Arc<NodeState>>,
-    /// The control plane (registry mode); `None` serves one manifest tenant without keys.
-    pub control: Option<Arc<crate::control::Control>>,
-}
-
-/// What the node serves right now.
-#[derive(Default)]
-pub struct NodeState {
-    pub tenants: HashMap<String, Arc<TenantApp>>,
-    /// sha256(secret) → key (registry mode).
-    pub keys: HashMap<String, ApiKey>,
-    /// Manifest mode: every request is this tenant's, no key needed.
-    pub open_tenant: Option<String>,
-    /// Registry version this state was built from.
-    pub version: u64,
-    /// Registry change id this state was built from (see [`crate::registry::Revision`]).
-    pub change: String,
-}
-
-impl App {
-    /// Manifest mode: one tenant, no keys.
-    pub fn single(tenant: TenantApp, store: Arc<dyn OnlineStore>, metrics: Arc<Metrics>) -> Self {
-        let name = tenant.name.clone();
-        let state = NodeState {
-            tenants: HashMap::from([(name.clone(), Arc::new(tenant))]),
-            open_tenant: Some(name),
-            ..NodeState::default()
-        };
-        Self { store, metrics, state: RwLock::new(Arc::new(state)), control: None }
-    }
-
-    /// Registry mode: tenants and keys come from the control plane's sync loop.
-    pub fn registry(control: Arc<crate::control::Control>, store: Arc<dyn OnlineStore>, metrics: Arc<Metrics>) -> Self {
-        Self { store, metrics, state: RwLock::new(Arc::new(NodeState::default())), control: Some(control) }
-    }
-
-    pub fn state(&self) -> Arc<NodeState> {
-        self.state.read().clone()
-    }
-
-    pub fn swap_state(&self, s: NodeState) {
-        *self.state.write() = Arc::new(s);
-    }
-
-    pub fn tenant(&self, name: &str) -> Option<Arc<TenantApp>> {
-        self.state.read().tenants.get(name).cloned()
-    }
-
-    /// The current stream view `view` of `tenant` (a hot swap replaces it between batches).
-    pub fn view(&self, tenant: &str, view: &str) -> Option<Arc<View>> {
-        self.state.read().tenants.get(tenant)?.views.get(view).cloned()
-    }
-}
-
-async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Resp {
+async fn handle(app: &Arc<Node>, req: Request<Incoming>) -> Resp {
     let started = Instant::now();
     let (route, resp) = match routes::dispatch(app, req).await {
         (route, Ok(r)) => (route, r),
@@ -139,7 +75,7 @@ fn tenant_metrics(all: &str, tenant: &str) -> String {
 /// Readiness: not ready while any source partition is stalled (the stall detector in
 /// `sources::kafka` recovers it by itself). Missing source topics are listed but do not fail it:
 /// one tenant deleting its topic must not take the node out of service for every tenant.
-fn readyz(app: &App) -> Resp {
+fn readyz(app: &Node) -> Resp {
     let stalled: Vec<Json> =
         app.metrics.source_stalled.nonzero().into_iter().map(|(v, p)| json!({"view": v, "partition": p})).collect();
     let missing = app.metrics.source_missing.nonzero();
@@ -180,8 +116,4 @@ fn list_views(app: &TenantApp) -> Resp {
     }
     views.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     json_resp(StatusCode::OK, &json!({"views": views}))
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

@@ -7,11 +7,11 @@ use hyper::{Request, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
-use super::App;
 use super::error::ApiError;
 use super::respond::{Resp, body, json_resp};
 use crate::bindings::types::Event;
 use crate::events::parse_line;
+use crate::node::Node;
 use crate::pipeline::View;
 use crate::pipeline::breaker::Verdict;
 use crate::tenant::TenantApp;
@@ -23,7 +23,7 @@ struct PushRequest {
 }
 
 /// `POST /v1/views/{view}/events`.
-pub async fn push_events(app: &App, t: &TenantApp, view: &str, req: Request<Incoming>) -> Result<Resp, ApiError> {
+pub async fn push_events(app: &Node, t: &TenantApp, view: &str, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let Some(v) = t.views.get(view) else {
         return Err(ApiError::NotFound { code: "unknown_view", message: format!("no stream view `{view}`") });
     };
@@ -60,7 +60,7 @@ pub async fn push_events(app: &App, t: &TenantApp, view: &str, req: Request<Inco
 /// `failures` are the request's items already refused.
 #[allow(clippy::too_many_arguments)] // one call site per protocol; a struct would only rename them
 pub(super) async fn ingest(
-    app: &App,
+    app: &Node,
     tenant: &str,
     v: &View,
     view: &str,

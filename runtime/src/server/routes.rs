@@ -12,7 +12,8 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::respond::{Resp, bytes_resp, json_resp};
-use super::{App, OPENAPI, admin, auth, control, feast, features, push, training};
+use super::{OPENAPI, admin, auth, control, feast, features, push, training};
+use crate::node::Node;
 use crate::tenant::TenantApp;
 
 /// Who may call a route.
@@ -188,7 +189,7 @@ fn find(method: &Method, path: &str) -> Result<(&'static Route, Params), ApiErro
 }
 
 /// Route, authenticate, rate-limit and run a request: the route's metric label and its outcome.
-pub(super) async fn dispatch(app: &Arc<App>, req: Request<Incoming>) -> (&'static str, Result<Resp, ApiError>) {
+pub(super) async fn dispatch(app: &Arc<Node>, req: Request<Incoming>) -> (&'static str, Result<Resp, ApiError>) {
     let (route, params) = match find(req.method(), req.uri().path()) {
         Ok(found) => found,
         Err(e) => return ("unknown", Err(e)),
@@ -229,7 +230,7 @@ pub(super) async fn dispatch(app: &Arc<App>, req: Request<Incoming>) -> (&'stati
     }
 }
 
-fn public(app: &App, h: Public) -> Resp {
+fn public(app: &Node, h: Public) -> Resp {
     match h {
         Public::Healthz => json_resp(StatusCode::OK, &json!({"status": "ok"})),
         Public::Health => bytes_resp(StatusCode::OK, "text/plain", ""),
@@ -239,7 +240,7 @@ fn public(app: &App, h: Public) -> Resp {
 }
 
 /// A tenant route; `p0` is its first path parameter (the view or transform name).
-async fn tenant(app: &Arc<App>, t: &TenantApp, h: Tenant, p0: &str, req: Request<Incoming>) -> Result<Resp, ApiError> {
+async fn tenant(app: &Arc<Node>, t: &TenantApp, h: Tenant, p0: &str, req: Request<Incoming>) -> Result<Resp, ApiError> {
     match h {
         Tenant::Features => features::native(app, t, req).await,
         Tenant::FeastGet => feast::get_online_features(app, t, req).await,

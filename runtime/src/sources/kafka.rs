@@ -23,7 +23,6 @@
 //! as `dead_letter_failed` and the view moves on.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod batch;
@@ -39,7 +38,7 @@ use rdkafka::{ClientConfig, Offset};
 
 use crate::bindings::types::{Event, Header as EventHeader};
 use crate::pipeline::View;
-use crate::server::App;
+use crate::sources::SourceEnv;
 use crate::tenant::StreamSource;
 use crate::view::KafkaConfig;
 use batch::{Commits, Marks, Written, finish, prepare, write};
@@ -64,7 +63,7 @@ const DEAD_LETTER_TRUNCATE: usize = 64 * 1024;
 /// Start consuming `src.topic` for a tenant's stream view (group `<group_id>.<tenant>.<view>`).
 /// The task looks the view up before every batch, so a hot swap takes effect at the next batch
 /// and a deleted view stops its consumer.
-pub fn spawn_consumer(kafka: &KafkaConfig, app: Arc<App>, src: StreamSource) -> Result<tokio::task::JoinHandle<()>> {
+pub fn spawn_consumer(kafka: &KafkaConfig, env: SourceEnv, src: StreamSource) -> Result<tokio::task::JoinHandle<()>> {
     let consumer = new_consumer(kafka, &src, false)?;
     let dlq = match &src.dead_letter_topic {
         Some(t) => Some((
@@ -74,7 +73,7 @@ pub fn spawn_consumer(kafka: &KafkaConfig, app: Arc<App>, src: StreamSource) -> 
         None => None,
     };
     let kafka = kafka.clone();
-    Ok(tokio::spawn(async move { run(kafka, app, src, consumer, dlq).await }))
+    Ok(tokio::spawn(async move { run(kafka, env, src, consumer, dlq).await }))
 }
 
 /// A subscribed consumer (`safe_fetch`: librdkafka's fetch defaults, after a stall).
@@ -100,7 +99,7 @@ enum Exit {
 /// Consume until the view is deleted, rebuilding the consumer when a stall survives a seek.
 async fn run(
     kafka: KafkaConfig,
-    app: Arc<App>,
+    env: SourceEnv,
     src: StreamSource,
     consumer: KafkaConsumer,
     dlq: Option<(String, FutureProducer)>,
@@ -122,7 +121,7 @@ async fn run(
                 }
             },
         };
-        match consume(&consumer, &app, &src, dlq.as_ref(), stall_after).await {
+        match consume(&consumer, &env, &src, dlq.as_ref(), stall_after).await {
             Exit::Stopped => return,
             // Leave the group before the new consumer joins it (a member closing during a join
             // can wedge a group on some brokers); closing is a broker round trip: off the workers.
@@ -159,13 +158,13 @@ pub(crate) fn to_event(m: &BorrowedMessage<'_>) -> Event {
 /// (after finishing the write in flight and committing it).
 async fn consume(
     consumer: &KafkaConsumer,
-    app: &Arc<App>,
+    env: &SourceEnv,
     src: &StreamSource,
     dlq: Option<&(String, FutureProducer)>,
     stall_after: Duration,
 ) -> Exit {
     let (topic, batch_size) = (src.topic.clone(), src.batch_size);
-    let Some(mut view) = app.view(&src.tenant, &src.view) else { return Exit::Stopped };
+    let Some(mut view) = env.view(&src.tenant, &src.view) else { return Exit::Stopped };
     let mut marks = Marks::default();
     // Partitions that delivered offsets below their watermark: the highest such offset, until the
     // statistics show whether the log restarted (rewound) or it was an ordinary replay.
@@ -189,7 +188,7 @@ async fn consume(
                         continue;
                     }
                     _ = check.tick() => {
-                        if check_health(consumer, &view, app, &topic, &mut stalls, &mut marks, &mut suspects).await {
+                        if check_health(consumer, &view, env, &topic, &mut stalls, &mut marks, &mut suspects).await {
                             commits.flush(consumer, &view, &topic);
                             return Exit::Rebuild;
                         }
@@ -237,12 +236,12 @@ async fn consume(
                 _ => break,
             }
         }
-        let received = crate::server::now_ms();
+        let received = crate::time::now_ms();
         view.metrics
             .source_lag_seconds
             .observe_many(&view.id, events.iter().map(|e| (received - e.timestamp_ms).max(0) as f64 / 1e3));
         // The current version of the view (a hot swap takes effect here; a deleted view stops).
-        match app.view(&src.tenant, &src.view) {
+        match env.view(&src.tenant, &src.view) {
             Some(v) => view = v,
             None => {
                 if let Some(h) = inflight.take() {
@@ -263,13 +262,13 @@ async fn consume(
                 suspects.entry(p).and_modify(|o| *o = (*o).max(last)).or_insert(last);
             }
         }
-        let mut ready = prepare(&view, app, &topic, &mut marks, events).await;
+        let mut ready = prepare(&view, env, &topic, &mut marks, events).await;
         if let Some(h) = inflight.take() {
             // A refused (stale) write moved a watermark this batch was filtered against: redo it.
             let stale = finish(&mut commits, &view, &mut marks, h.await);
             commits.flush_if_due(consumer, &view, &topic);
             if stale {
-                ready = prepare(&view, app, &topic, &mut marks, ready.events).await;
+                ready = prepare(&view, env, &topic, &mut marks, ready.events).await;
             }
         }
         // Dead letters go out (and are acked) before the write that advances the watermark: a
@@ -284,7 +283,7 @@ async fn consume(
             let failed = futures::future::join_all(sends).await.into_iter().filter(|ok| !ok).count();
             view.metrics.events.add(&view.id, "dead_letter_failed", failed as u64);
         }
-        inflight = Some(tokio::spawn(write(view.clone(), app.clone(), ready)));
+        inflight = Some(tokio::spawn(write(view.clone(), env.clone(), ready)));
         let took = started.elapsed();
         if took > BUSY {
             stalls.busy(took);
@@ -318,7 +317,7 @@ fn note_received(stalls: &mut StallDetector, view: &View, topic: &str, events: &
 async fn check_health(
     consumer: &KafkaConsumer,
     view: &View,
-    app: &App,
+    env: &SourceEnv,
     topic: &str,
     stalls: &mut StallDetector,
     marks: &mut Marks,
@@ -337,7 +336,7 @@ async fn check_health(
         false
     });
     for (p, end, wm) in rewound {
-        let epoch = marks.new_epoch(view, app, topic, p).await;
+        let epoch = marks.new_epoch(view, env, topic, p).await;
         tracing::error!(view = %view.id, %topic, partition = p, log_end = end, watermark = wm, epoch, "the partition's log ends below the view's watermark (topic re-created or log lost): its events are new; reading it again from the start under a new watermark epoch");
         view.metrics.source_rewound.add(&view.id, &p.to_string(), 1);
         if let Err(e) = consumer.seek(topic, p, Offset::Beginning, Duration::from_secs(1)) {

@@ -75,12 +75,12 @@ fn manifest(dir: &Path, redis: Option<&str>, topic: Option<&str>, group: &str) -
 
 /// The manifest's views, built in-process exactly as `wafer serve` builds them, over `store`
 /// (to read the online store through the serving path).
-struct App {
+struct Node {
     tenant: TenantApp,
     store: Arc<dyn OnlineStore>,
 }
 
-fn load_app(config: &Path, store: Arc<dyn OnlineStore>) -> App {
+fn load_app(config: &Path, store: Arc<dyn OnlineStore>) -> Node {
     let load = |path: &Path, limits| loader().load_file(path, limits);
     let tenant = build_tenant(
         &TenantSpec::from_manifest(&Manifest::load(config).unwrap()),
@@ -89,12 +89,12 @@ fn load_app(config: &Path, store: Arc<dyn OnlineStore>) -> App {
         0,
     )
     .unwrap();
-    App { tenant, store }
+    Node { tenant, store }
 }
 
 /// Serve `features` (`view:feature`) for `users` at `t` through the catalog, as `/v1/features` does.
 async fn serve_at(
-    app: &App,
+    app: &Node,
     users: &[String],
     features: &[String],
     request_data: &HashMap<String, Vec<Json>>,
@@ -601,7 +601,7 @@ fn training_data_names_bad_requests() {
 // Backfill.
 
 /// Lifetime count and sum (in cents) per user, read from the online store.
-async fn online_totals(app: &App, users: &[String]) -> BTreeMap<String, (i64, i64)> {
+async fn online_totals(app: &Node, users: &[String]) -> BTreeMap<String, (i64, i64)> {
     let feats = vec!["txn:amount_count_lifetime".to_string(), "txn:amount_sum_lifetime".to_string()];
     let rows = serve_at(app, users, &feats, &HashMap::new(), now_ms()).await;
     users

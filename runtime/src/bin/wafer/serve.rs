@@ -7,9 +7,10 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 use wafer_runtime::control::Control;
+use wafer_runtime::node::Node;
 use wafer_runtime::pipeline::Metrics;
 use wafer_runtime::registry::Registry;
-use wafer_runtime::server::{App, ListenConfig, serve_until};
+use wafer_runtime::server::{ListenConfig, serve_until};
 use wafer_runtime::store::OnlineStore;
 use wafer_runtime::store::deadline::ReadDeadline;
 use wafer_runtime::store::embedded::EmbeddedStore;
@@ -146,7 +147,7 @@ fn run(
                     .await
                     .with_context(|| format!("connecting to the registry in Redis at {}", r.url))?;
                 let control = Arc::new(Control::new(registry, &token, loader, c.compile_slots, manifest.kafka.clone()));
-                let app = Arc::new(App::registry(control.clone(), store, metrics));
+                let app = Arc::new(Node::registry(control.clone(), store, metrics));
                 wafer_runtime::control::sync::reload(&app, &control).await.context("loading the registry")?;
                 tokio::spawn(wafer_runtime::control::sync::run(app.clone()));
                 app
@@ -155,13 +156,13 @@ fn run(
                 let spec = TenantSpec::from_manifest(&manifest);
                 let load = |path: &std::path::Path, limits| loader.load_file(path, limits);
                 let tenant = build_tenant(&spec, &load, metrics.clone(), 0)?;
-                let app = Arc::new(App::single(tenant, store, metrics));
+                let app = Arc::new(Node::single(tenant, store, metrics));
                 if embedded {
                     load_batch_views(&manifest, &app).await?;
                 }
                 if let (Some(k), false) = (&manifest.kafka, dev) {
                     for src in app.tenant(&spec.name).map(|t| t.sources.clone()).unwrap_or_default() {
-                        wafer_runtime::sources::kafka::spawn_consumer(k, app.clone(), src)?;
+                        wafer_runtime::sources::kafka::spawn_consumer(k, app.source_env(), src)?;
                     }
                 }
                 app
@@ -201,7 +202,7 @@ fn termination() -> Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-fn view_names(app: &App) -> Vec<String> {
+fn view_names(app: &Node) -> Vec<String> {
     let state = app.state();
     let Some(t) = state.tenants.values().next() else { return Vec::new() };
     let mut names: Vec<String> = t.catalog.stored_views().iter().map(|v| v.name().to_owned()).collect();
@@ -211,7 +212,7 @@ fn view_names(app: &App) -> Vec<String> {
 }
 
 /// The embedded store starts empty: load every batch view's configured source into it.
-async fn load_batch_views(manifest: &Manifest, app: &App) -> Result<()> {
+async fn load_batch_views(manifest: &Manifest, app: &Node) -> Result<()> {
     for cfg in &manifest.batch_views {
         let Some(tenant) = app.tenant(&manifest.server.tenant) else { continue };
         let Some(view) = tenant.catalog.stored_views().iter().find(|v| v.name() == cfg.name).cloned() else { continue };

@@ -11,8 +11,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::bindings::types::Event;
 use crate::pipeline::breaker::Verdict;
 use crate::pipeline::{Prepared, View};
-use crate::server::{App, now_ms};
+use crate::sources::SourceEnv;
 use crate::store::{Applied, SourceMark, WriteBatch};
+use crate::time::now_ms;
 
 use super::health::KafkaConsumer;
 
@@ -33,14 +34,14 @@ fn source_name(topic: &str, epoch: i64) -> String {
 
 impl Marks {
     /// The partition's watermark, read from the store the first time it is seen.
-    async fn load(&mut self, view: &View, app: &App, topic: &str, partition: i32) -> i64 {
+    async fn load(&mut self, view: &View, env: &SourceEnv, topic: &str, partition: i32) -> i64 {
         if let Some(w) = self.wm.get(&partition) {
             return *w;
         }
         let epoch_src = format!("{topic}#epoch");
-        let epoch = retry_store(view, || app.store.watermark(&view.id, &epoch_src, partition)).await.unwrap_or(0);
+        let epoch = retry_store(view, || env.store.watermark(&view.id, &epoch_src, partition)).await.unwrap_or(0);
         let source = source_name(topic, epoch);
-        let w = retry_store(view, || app.store.watermark(&view.id, &source, partition)).await.unwrap_or(0);
+        let w = retry_store(view, || env.store.watermark(&view.id, &source, partition)).await.unwrap_or(0);
         self.source.insert(partition, source);
         self.wm.insert(partition, w);
         w
@@ -53,10 +54,10 @@ impl Marks {
     /// Start a new epoch for `partition` (its log restarted below the watermark): the next one
     /// after the one this consumer used, or the store's if another consumer already started it.
     /// Afterwards the partition's watermark is that epoch's (0 for a new one).
-    pub(super) async fn new_epoch(&mut self, view: &View, app: &App, topic: &str, partition: i32) -> i64 {
+    pub(super) async fn new_epoch(&mut self, view: &View, env: &SourceEnv, topic: &str, partition: i32) -> i64 {
         let epoch_src = format!("{topic}#epoch");
         let mine = self.source(topic, partition).rsplit_once('#').and_then(|(_, e)| e.parse().ok()).unwrap_or(0i64);
-        let stored = retry_store(view, || app.store.watermark(&view.id, &epoch_src, partition)).await.unwrap_or(0);
+        let stored = retry_store(view, || env.store.watermark(&view.id, &epoch_src, partition)).await.unwrap_or(0);
         let epoch = if stored > mine {
             stored
         } else {
@@ -69,13 +70,13 @@ impl Marks {
                 retention: &[],
                 idempotency_key: None,
             };
-            match retry_store(view, || app.store.apply(&batch)).await {
+            match retry_store(view, || env.store.apply(&batch)).await {
                 Applied::Applied => mine + 1,
                 Applied::Stale { watermark } => watermark,
             }
         };
         let source = source_name(topic, epoch);
-        let w = retry_store(view, || app.store.watermark(&view.id, &source, partition)).await.unwrap_or(0);
+        let w = retry_store(view, || env.store.watermark(&view.id, &source, partition)).await.unwrap_or(0);
         self.source.insert(partition, source);
         self.wm.insert(partition, w);
         epoch
@@ -109,13 +110,13 @@ pub(super) enum Written {
 
 /// Split a partition-sorted batch by partition, drop what is below each watermark, transform it
 /// once and fold it per partition (retrying after the breaker's pause while the view is paused).
-pub(super) async fn prepare(view: &View, app: &App, topic: &str, marks: &mut Marks, events: Vec<Event>) -> Ready {
+pub(super) async fn prepare(view: &View, env: &SourceEnv, topic: &str, marks: &mut Marks, events: Vec<Event>) -> Ready {
     let mut kept: Vec<Event> = Vec::with_capacity(events.len());
     let mut parts: Vec<Part> = Vec::new();
     let mut replayed = 0;
     let mut rest = events.into_iter().peekable();
     while let Some(partition) = rest.peek().map(|e| e.partition) {
-        let wm = marks.load(view, app, topic, partition).await;
+        let wm = marks.load(view, env, topic, partition).await;
         let start = kept.len();
         let mut next = wm;
         while let Some(e) = rest.next_if(|e| e.partition == partition) {
@@ -156,12 +157,12 @@ pub(super) async fn prepare(view: &View, app: &App, topic: &str, marks: &mut Mar
 
 /// Write every partition's share (concurrently: one pipelined round trip), retrying while the
 /// store is unavailable, then record freshness for what was applied.
-pub(super) async fn write(view: Arc<View>, app: Arc<App>, ready: Ready) -> Vec<(i32, i64, Written)> {
+pub(super) async fn write(view: Arc<View>, env: SourceEnv, ready: Ready) -> Vec<(i32, i64, Written)> {
     let writes = ready.parts.iter().zip(&ready.prepared).map(|(p, prep)| {
-        let (view, app, events) = (&view, &app, &ready.events);
+        let (view, env, events) = (&view, &env, &ready.events);
         async move {
             let Some(mark) = &p.mark else { return Written::Skipped };
-            let mut applied = retry_store(view, || view.commit(app.store.as_ref(), prep, Some(mark.clone()))).await;
+            let mut applied = retry_store(view, || view.commit(env.store.as_ref(), prep, Some(mark.clone()))).await;
             // The store holds this range only up to `watermark` (another consumer before a
             // rebalance, or entities written before a crash): write the rest from there now, or
             // nobody ever will (our fetch position is past it). Each round moves `watermark` up.
@@ -176,7 +177,7 @@ pub(super) async fn write(view: Arc<View>, app: Arc<App>, ready: Ready) -> Vec<(
                 view.metrics.replays.add(&view.id, "kafka", (p.range.len() - rest.len()) as u64);
                 let prep = view.prepare(&rest);
                 let mark = SourceMark { first_offset: watermark, ..mark.clone() };
-                applied = retry_store(view, || view.commit(app.store.as_ref(), &prep, Some(mark.clone()))).await;
+                applied = retry_store(view, || view.commit(env.store.as_ref(), &prep, Some(mark.clone()))).await;
                 if applied == Applied::Applied {
                     return Written::Applied;
                 }
