@@ -1,6 +1,7 @@
 //! The control plane of a node in registry mode: the shared [`Registry`], the admin token, the
 //! bounded compile pool for uploads, and [`sync`], which keeps the node's tenants in step with
-//! the registry (within a poll interval) and starts/stops their Kafka consumers.
+//! the registry (within a poll interval) and installs each new state into the node
+//! ([`crate::node::Node::install`] starts and stops the Kafka consumers).
 
 pub mod sync;
 pub mod upload;
@@ -10,12 +11,9 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
-use tokio::task::JoinHandle;
 
 use crate::component::Loader;
 use crate::registry::Registry;
-use crate::tenant::StreamSource;
-use crate::view::KafkaConfig;
 
 pub struct Control {
     pub registry: Registry,
@@ -25,8 +23,6 @@ pub struct Control {
     pub compile_slots: tokio::sync::Semaphore,
     /// Per-tenant loaders (artifact cache namespaced by tenant).
     loaders: Mutex<HashMap<String, Arc<Loader>>>,
-    pub kafka: Option<KafkaConfig>,
-    consumers: Mutex<HashMap<StreamSource, JoinHandle<()>>>,
     /// Wakes the sync loop after a change made through this node.
     pub changed: tokio::sync::Notify,
     /// One reload at a time (the sync loop and read-your-writes reloads after API changes).
@@ -34,21 +30,13 @@ pub struct Control {
 }
 
 impl Control {
-    pub fn new(
-        registry: Registry,
-        admin_token: &str,
-        loader: Loader,
-        compile_slots: usize,
-        kafka: Option<KafkaConfig>,
-    ) -> Self {
+    pub fn new(registry: Registry, admin_token: &str, loader: Loader, compile_slots: usize) -> Self {
         Self {
             registry,
             admin_hash: Sha256::digest(admin_token.as_bytes()).into(),
             loader,
             compile_slots: tokio::sync::Semaphore::new(compile_slots.max(1)),
             loaders: Mutex::new(HashMap::new()),
-            kafka,
-            consumers: Mutex::new(HashMap::new()),
             changed: tokio::sync::Notify::new(),
             reloading: tokio::sync::Mutex::new(()),
         }

@@ -196,36 +196,12 @@ pub async fn reload(app: &Arc<Node>, control: &Arc<Control>) -> Result<(), crate
             }
         }
     }
-    let sources: Vec<_> = tenants.values().flat_map(|t| t.sources.clone()).collect();
-    app.swap_state(NodeState {
+    app.install(NodeState {
         tenants,
         keys: snap.keys.clone(),
         open_tenant: None,
         version: snap.version.max(1),
         change: snap.change.clone(),
     });
-    if let Some(kafka) = &control.kafka {
-        let mut consumers = control.consumers.lock();
-        consumers.retain(|src, handle| {
-            let keep = sources.contains(src) && !handle.is_finished();
-            if !keep {
-                handle.abort();
-            }
-            keep
-        });
-        for src in sources {
-            if consumers.contains_key(&src) {
-                continue;
-            }
-            match crate::sources::kafka::spawn_consumer(kafka, app.source_env(), src.clone()) {
-                Ok(h) => {
-                    consumers.insert(src, h);
-                }
-                Err(e) => {
-                    tracing::error!(tenant = %src.tenant, view = %src.view, error = %e, "cannot start the Kafka consumer")
-                }
-            }
-        }
-    }
     Ok(())
 }

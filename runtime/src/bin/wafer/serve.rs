@@ -146,8 +146,8 @@ fn run(
                 let registry = Registry::open(&r.options())
                     .await
                     .with_context(|| format!("connecting to the registry in Redis at {}", r.url))?;
-                let control = Arc::new(Control::new(registry, &token, loader, c.compile_slots, manifest.kafka.clone()));
-                let app = Arc::new(Node::registry(control.clone(), store, metrics));
+                let control = Arc::new(Control::new(registry, &token, loader, c.compile_slots));
+                let app = Arc::new(Node::registry(control.clone(), store, metrics).with_kafka(manifest.kafka.clone()));
                 wafer_runtime::control::sync::reload(&app, &control).await.context("loading the registry")?;
                 tokio::spawn(wafer_runtime::control::sync::run(app.clone()));
                 app
@@ -156,14 +156,13 @@ fn run(
                 let spec = TenantSpec::from_manifest(&manifest);
                 let load = |path: &std::path::Path, limits| loader.load_file(path, limits);
                 let tenant = build_tenant(&spec, &load, metrics.clone(), 0)?;
-                let app = Arc::new(Node::single(tenant, store, metrics));
+                let kafka = if dev { None } else { manifest.kafka.clone() };
+                let app = Arc::new(Node::single(tenant, store, metrics).with_kafka(kafka));
                 if embedded {
                     load_batch_views(&manifest, &app).await?;
                 }
-                if let (Some(k), false) = (&manifest.kafka, dev) {
-                    for src in app.tenant(&spec.name).map(|t| t.sources.clone()).unwrap_or_default() {
-                        wafer_runtime::sources::kafka::spawn_consumer(k, app.source_env(), src)?;
-                    }
+                if let Some(e) = app.start_sources().into_iter().next() {
+                    return Err(e.into());
                 }
                 app
             }
