@@ -84,3 +84,19 @@ impl types::Value {
         }
     }
 }
+
+/// The two worlds a transform can implement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorldKind {
+    Stream,
+    Request,
+}
+
+impl WorldKind {
+    pub fn world_name(self) -> &'static str {
+        match self {
+            WorldKind::Stream => "wafer:transform/stream-transform@0.1.0",
+            WorldKind::Request => "wafer:transform/request-transform@0.1.0",
+        }
+    }
+}

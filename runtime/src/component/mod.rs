@@ -16,25 +16,11 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 
 use crate::artifact_cache::{ArtifactCache, CacheError};
+pub use crate::bindings::WorldKind;
 use crate::engine::WaferEngine;
 use crate::sandbox::{HostState, Limits};
-use crate::transform::{Transform, TransformError};
-
-/// The two worlds a transform can implement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WorldKind {
-    Stream,
-    Request,
-}
-
-impl WorldKind {
-    pub fn world_name(self) -> &'static str {
-        match self {
-            WorldKind::Stream => "wafer:transform/stream-transform@0.1.0",
-            WorldKind::Request => "wafer:transform/request-transform@0.1.0",
-        }
-    }
-}
+pub use crate::transform::LoadStats;
+use crate::transform::{BuildError, Transform, TransformError};
 
 /// Why a component was rejected. Every variant names the problem precisely.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +64,18 @@ pub enum LoadError {
     CompileBudgetExceeded(String),
 }
 
+/// A built transform's failures keep the loader's codes (`export_mismatch`, ...).
+impl From<BuildError> for LoadError {
+    fn from(e: BuildError) -> Self {
+        match e {
+            BuildError::ExportMismatch { world, detail } => LoadError::ExportMismatch { world, detail },
+            BuildError::Describe(e) => LoadError::Describe(e),
+            BuildError::InvalidInfo(m) => LoadError::InvalidInfo(m),
+            BuildError::UnexpectedWorld { expected, found } => LoadError::UnexpectedWorld { expected, found },
+        }
+    }
+}
+
 impl LoadError {
     /// A short stable code for metrics and API error bodies.
     pub fn code(&self) -> &'static str {
@@ -99,19 +97,6 @@ impl LoadError {
             LoadError::CompileBudgetExceeded(_) => "compile_budget_exceeded",
         }
     }
-}
-
-/// How a load went, for `wafer inspect`, upload responses and benchmarks.
-#[derive(Debug, Clone)]
-pub struct LoadStats {
-    pub sha256: String,
-    pub wasm_bytes: usize,
-    /// Time spent compiling (zero when the artifact came from the cache).
-    pub compile: Duration,
-    pub from_cache: bool,
-    /// Total time from bytes to a described, runnable transform.
-    pub total: Duration,
-    pub imports: Vec<String>,
 }
 
 /// Loads components into one engine. Holds the shared [`Linker`]s (WASI + Wafer's host import):

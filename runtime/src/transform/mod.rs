@@ -23,10 +23,51 @@ pub use request::RequestWorker;
 pub use schema::{Schema, SchemaError};
 pub use stream::{EventResult, StreamWorker};
 
+use crate::bindings::WorldKind;
 use crate::bindings::{request as req_bindings, stream as stream_bindings, types::TransformInfo};
-use crate::component::{LoadError, LoadStats, WorldKind};
 use crate::engine::WaferEngine;
 use crate::sandbox::{HostState, Limits};
+
+/// How a load went, for `wafer inspect`, upload responses and benchmarks.
+#[derive(Debug, Clone)]
+pub struct LoadStats {
+    pub sha256: String,
+    pub wasm_bytes: usize,
+    /// Time spent compiling (zero when the artifact came from the cache).
+    pub compile: Duration,
+    pub from_cache: bool,
+    /// Total time from bytes to a described, runnable transform.
+    pub total: Duration,
+    pub imports: Vec<String>,
+}
+
+/// Why a compiled component could not become a [`Transform`] (the loader reports each with its
+/// own code: see `component::LoadError`).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The component's exports do not match the world's.
+    #[error("the component's exports do not match Wafer's WIT ({world}): {detail}")]
+    ExportMismatch {
+        /// The world expected.
+        world: &'static str,
+        /// What the instantiation check said.
+        detail: String,
+    },
+    /// The guest's `describe` trapped or failed.
+    #[error("calling `describe` failed: {0}")]
+    Describe(TransformError),
+    /// `describe` returned a declaration the host refuses.
+    #[error("`describe` returned an invalid declaration: {0}")]
+    InvalidInfo(String),
+    /// A worker of the other world was asked for.
+    #[error("the transform is a {found:?} transform, but a {expected:?} transform is required here")]
+    UnexpectedWorld {
+        /// The world asked for.
+        expected: WorldKind,
+        /// The transform's world.
+        found: WorldKind,
+    },
+}
 
 /// Counters a worker keeps; summed into metrics by callers.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -76,23 +117,23 @@ impl Transform {
         pre: InstancePre<HostState>,
         limits: Limits,
         stats: LoadStats,
-    ) -> Result<Self, LoadError> {
+    ) -> Result<Self, BuildError> {
         let typed = match kind {
             WorldKind::Stream => TypedPre::Stream(
                 stream_bindings::StreamTransformPre::new(pre)
-                    .map_err(|e| LoadError::ExportMismatch { world: kind.world_name(), detail: format!("{e:#}") })?,
+                    .map_err(|e| BuildError::ExportMismatch { world: kind.world_name(), detail: format!("{e:#}") })?,
             ),
             WorldKind::Request => TypedPre::Request(
                 req_bindings::RequestTransformPre::new(pre)
-                    .map_err(|e| LoadError::ExportMismatch { world: kind.world_name(), detail: format!("{e:#}") })?,
+                    .map_err(|e| BuildError::ExportMismatch { world: kind.world_name(), detail: format!("{e:#}") })?,
             ),
         };
         let ticks = engine.ticks_for(limits.deadline);
-        let info = instance::describe(&engine, &typed, &limits, ticks).map_err(LoadError::Describe)?;
+        let info = instance::describe(&engine, &typed, &limits, ticks).map_err(BuildError::Describe)?;
         let schema =
-            Schema::from_info(&info).map_err(LoadError::InvalidInfo)?.with_entity_key_cap(limits.entity_key_bytes);
+            Schema::from_info(&info).map_err(BuildError::InvalidInfo)?.with_entity_key_cap(limits.entity_key_bytes);
         if kind == WorldKind::Stream && (!info.params.is_empty() || !info.reads.is_empty()) {
-            return Err(LoadError::InvalidInfo(
+            return Err(BuildError::InvalidInfo(
                 "a stream transform cannot declare request params or stored reads".into(),
             ));
         }
@@ -137,18 +178,18 @@ impl Transform {
     }
 
     /// A worker for a stream transform (one live instance, created lazily).
-    pub fn stream_worker(&self) -> Result<StreamWorker, LoadError> {
+    pub fn stream_worker(&self) -> Result<StreamWorker, BuildError> {
         match self.inner.kind {
             WorldKind::Stream => Ok(StreamWorker::new(self.clone())),
-            found => Err(LoadError::UnexpectedWorld { expected: WorldKind::Stream, found }),
+            found => Err(BuildError::UnexpectedWorld { expected: WorldKind::Stream, found }),
         }
     }
 
     /// A worker for a request transform (one live instance, created lazily).
-    pub fn request_worker(&self) -> Result<RequestWorker, LoadError> {
+    pub fn request_worker(&self) -> Result<RequestWorker, BuildError> {
         match self.inner.kind {
             WorldKind::Request => Ok(RequestWorker::new(self.clone())),
-            found => Err(LoadError::UnexpectedWorld { expected: WorldKind::Request, found }),
+            found => Err(BuildError::UnexpectedWorld { expected: WorldKind::Request, found }),
         }
     }
 }

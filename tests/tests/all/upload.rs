@@ -58,7 +58,7 @@ fn forbidden_import() {
 fn a_request_transform_cannot_run_as_a_stream_transform() {
     let t = crate::support::load(guests::RUST_TXN_RISK);
     assert_eq!(t.kind(), WorldKind::Request);
-    match t.stream_worker() {
+    match t.stream_worker().map_err(LoadError::from) {
         Err(LoadError::UnexpectedWorld { expected: WorldKind::Stream, found: WorldKind::Request }) => {}
         Err(e) => panic!("wrong error {e}"),
         Ok(_) => panic!("a request transform must not run as a stream transform"),
