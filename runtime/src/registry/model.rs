@@ -41,7 +41,9 @@ pub struct Quotas {
     pub entity_key_bytes: usize,
     /// Versions kept per transform; the oldest inactive ones beyond are deleted.
     pub versions_per_transform: usize,
-    /// Wall-clock time one upload may spend compiling (s); `compile_budget_exceeded` beyond.
+    /// Wall-clock time one upload may spend compiling (s), and CPU time this times the cores;
+    /// `compile_budget_exceeded` beyond. The default leaves room for the largest first-class
+    /// guests (componentize-py's ~18 MB components: ~12 s on an idle 2-core machine).
     pub compile_seconds: u64,
     /// Memory one upload's compilation may use (MiB); `compile_budget_exceeded` beyond.
     pub compile_memory_mib: usize,
@@ -66,7 +68,7 @@ impl Default for Quotas {
             compute_slots: 1,
             entity_key_bytes: 1024,
             versions_per_transform: 10,
-            compile_seconds: 20,
+            compile_seconds: 60,
             compile_memory_mib: 1024,
         }
     }
