@@ -274,9 +274,8 @@ async fn connection(
     loop {
         tokio::select! {
             _ = conn.as_mut() => return false,
-            changed = stop.changed(), if !stopping => {
-                // A closed channel means the server is gone: shut down as well.
-                let _ = changed;
+            // Changed to `true`, or closed (the server is gone): shut down either way.
+            _ = stop.changed(), if !stopping => {
                 stopping = true;
                 conn.as_mut().graceful_shutdown();
             }

@@ -53,6 +53,15 @@ impl Node {
         node
     }
 
+    /// A node serving one manifest tenant `t` with no views (its config in the returned dir).
+    fn open_tenant(shell_prefix: &str, extra: &[&str]) -> (tempfile::TempDir, Self) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("wafer.toml");
+        std::fs::write(&config, "[server]\ntenant = \"t\"\n").unwrap();
+        let node = Self::start(shell_prefix, &config, extra);
+        (dir, node)
+    }
+
     fn alive(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
     }
@@ -68,10 +77,7 @@ impl Drop for Node {
 /// Defect 1: `ulimit -n 256` and 300 idle connections used to make `wafer serve` exit.
 #[test]
 fn descriptor_exhaustion_and_idle_connections_never_stop_the_node() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("wafer.toml");
-    std::fs::write(&config, "[server]\ntenant = \"t\"\n").unwrap();
-    let mut node = Node::start("ulimit -n 256 &&", &config, &["--header-timeout-ms", "1500"]);
+    let (_dir, mut node) = Node::open_tenant("ulimit -n 256 &&", &["--header-timeout-ms", "1500"]);
     let addr = ("127.0.0.1", node.port);
     // 300 connections that never send a byte.
     let mut idle: Vec<TcpStream> = (0..300).map(|_| TcpStream::connect(addr).unwrap()).collect();
@@ -368,10 +374,7 @@ fn an_oversized_entity_key_fails_its_event_only() {
 /// `--body-timeout-ms` of the head, else `408 body_timeout`, and the node serves others meanwhile.
 #[test]
 fn a_body_that_does_not_arrive_in_time_is_answered_408() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("wafer.toml");
-    std::fs::write(&config, "[server]\ntenant = \"t\"\n").unwrap();
-    let node = Node::start("", &config, &["--body-timeout-ms", "700"]);
+    let (_dir, node) = Node::open_tenant("", &["--body-timeout-ms", "700"]);
     let mut slow = TcpStream::connect(("127.0.0.1", node.port)).unwrap();
     let head = "POST /v1/features HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n";
     slow.write_all(head.as_bytes()).unwrap();
@@ -401,10 +404,7 @@ fn a_body_that_does_not_arrive_in_time_is_answered_408() {
 /// exits 0.
 #[test]
 fn sigterm_lets_the_request_in_flight_finish_then_exits_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("wafer.toml");
-    std::fs::write(&config, "[server]\ntenant = \"t\"\n").unwrap();
-    let mut node = Node::start("", &config, &["--drain-timeout-ms", "20000"]);
+    let (_dir, mut node) = Node::open_tenant("", &["--drain-timeout-ms", "20000"]);
     let port = node.port;
     // A request in flight: its head is sent, its body not yet.
     let body = br#"{"entities": ["e1"], "features": []}"#;
