@@ -4,7 +4,8 @@
 //! for more), live instances per transform and concurrent calls across all the tenant's views
 //! ([`crate::transform::pool`]), number of views, request rate ([`rate`]), events per push,
 //! rows, entities, output and CPU per batch ([`crate::Limits`]), breaker settings, upload size,
-//! compile budget and versions kept (`server::control`).
+//! compile budget and versions kept (`server::control`), records kept in the online store
+//! ([`crate::store::quota`]).
 
 pub mod build;
 pub mod rate;
@@ -58,6 +59,7 @@ impl TenantSpec {
             requests_per_second: 0,
             upload_mib: usize::MAX,
             compute_slots: 0,
+            max_stored_entities: u64::MAX,
             ..Quotas::default()
         };
         Self {

@@ -69,6 +69,7 @@ impl Marks {
                 keep_ms: 0,
                 retention: &[],
                 idempotency_key: None,
+                quota: None,
             };
             match retry_store(view, || env.store.apply(&batch)).await {
                 Applied::Applied => mine + 1,
