@@ -6,7 +6,8 @@
 //! events (every user `--events-per-user` events spread over the last `--span-hours`, merchants
 //! drawn from 200) are pushed into each view in turn, and the growth of Redis's `used_memory`
 //! and of its key count is divided by the users. Printed per view, with the tiles each entity
-//! holds (keys and hash fields of one sampled entity) so a change in the tile scheme shows.
+//! holds (keys and hash fields of one sampled entity) so a change in the tile scheme shows, and
+//! the CPU `wafer` and Redis spent per 1,000 events pushed (from `/proc/<pid>/stat`).
 
 use std::fmt::Write as _;
 
@@ -106,11 +107,12 @@ pub fn run(a: Args) -> Result<()> {
         bail!("--users and --events-per-user must be positive");
     }
     let dir = tempfile::tempdir()?;
-    let (_redis, redis_port) = procs::redis(dir.path())?;
+    let (redis, redis_port) = procs::redis(dir.path())?;
     let config = dir.path().join("wafer.toml");
     std::fs::write(&config, manifest(redis_port)?)?;
     let port = procs::free_port()?;
-    let _wafer = procs::wafer_serve(&config, port, &[])?;
+    let wafer = procs::wafer_serve(&config, port, &[])?;
+    let cpu = || (procs::cpu_secs(wafer.pid()), procs::cpu_secs(redis.pid()));
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
     let span = a.span_hours.max(1) * 3_600_000;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -122,6 +124,7 @@ pub fn run(a: Args) -> Result<()> {
         let mut http = Conn::open(port).await?;
         for (view, _, functions) in VIEWS {
             let (mem0, keys0) = (redis_int(redis_port, &["INFO", "memory"], Some("used_memory"))?, redis_int(redis_port, &["DBSIZE"], None)?);
+            let cpu0 = cpu();
             let mut rng = Rng(7);
             let mut events = Vec::with_capacity(5000);
             let total = a.users * a.events_per_user;
@@ -140,12 +143,15 @@ pub fn run(a: Args) -> Result<()> {
                 }
             }
             let (mem1, keys1) = (redis_int(redis_port, &["INFO", "memory"], Some("used_memory"))?, redis_int(redis_port, &["DBSIZE"], None)?);
+            let cpu1 = cpu();
             let (ekeys, efields, ebytes) = sample_entity(redis_port, view)?;
             let what = if functions.is_empty() { "latest value only" } else { functions };
             println!(
-                "  {view:<10} ({what}): {:>8.0} bytes/entity, {:.2} keys/entity; entity u7: {ekeys} key(s), {efields} hash fields, {ebytes} bytes (MEMORY USAGE)",
+                "  {view:<10} ({what}): {:>8.0} bytes/entity, {:.2} keys/entity; entity u7: {ekeys} key(s), {efields} hash fields, {ebytes} bytes (MEMORY USAGE); cpu per 1k events: wafer {:.1} ms, redis {:.1} ms",
                 (mem1 - mem0) as f64 / a.users as f64,
                 (keys1 - keys0) as f64 / a.users as f64,
+                1e6 * (cpu1.0 - cpu0.0) / total as f64,
+                1e6 * (cpu1.1 - cpu0.1) / total as f64,
             );
         }
         Ok(())

@@ -85,7 +85,7 @@ impl Prepared {
 }
 
 /// A running stream view: its transform, worker pool and aggregation plan.
-pub struct View {
+pub struct StreamView {
     /// Namespaced id (`tenant/view`), used as the store namespace.
     pub id: String,
     pub spec: ViewSpec,
@@ -105,7 +105,7 @@ pub struct View {
     store_quota: Option<Arc<EntityQuota>>,
 }
 
-impl View {
+impl StreamView {
     pub fn new(tenant: &str, spec: ViewSpec, transform: Transform, metrics: Arc<Metrics>) -> Self {
         let plan = FoldPlan::new(spec.latest.iter().map(|(n, _)| n.clone()).collect(), &spec.aggs);
         let windows: Vec<Window> = spec.aggs.iter().flat_map(|a| a.windows.iter().copied()).collect();

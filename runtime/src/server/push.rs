@@ -14,7 +14,7 @@ use super::respond::{Resp, body, json_resp};
 use crate::bindings::types::Event;
 use crate::events::parse_line;
 use crate::node::Node;
-use crate::pipeline::View;
+use crate::pipeline::StreamView;
 use crate::pipeline::breaker::Verdict;
 use crate::tenant::TenantApp;
 
@@ -65,7 +65,7 @@ pub async fn push_events(app: &Node, t: &TenantApp, view: &str, req: Request<Inc
 pub(super) async fn ingest(
     app: &Node,
     tenant: &str,
-    v: &View,
+    v: &StreamView,
     view: &str,
     events: &[Event],
     index: &[usize],
@@ -129,7 +129,7 @@ fn refused_body(max: Option<u64>, prepared: &crate::pipeline::Prepared, refused:
 }
 
 /// The error of a push whose store write failed (whether anything was written is said).
-fn store_failed(v: &View, e: &crate::store::StoreError, key: Option<&str>) -> ApiError {
+fn store_failed(v: &StreamView, e: &crate::store::StoreError, key: Option<&str>) -> ApiError {
     v.metrics.store_errors.add(&v.id, "push", 1);
     match (e.outcome_unknown(), key) {
         (false, _) => {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::{RateLimiter, StreamSource, TenantApp, TenantSpec};
 use crate::component::LoadError;
-use crate::pipeline::{Metrics, View};
+use crate::pipeline::{Metrics, StreamView};
 use crate::registry::Quotas;
 use crate::serving::request_view::RequestViewError;
 use crate::serving::{Catalog, RequestView, StoredView};
@@ -129,7 +129,7 @@ pub fn build_tenant(
         let spec = ViewSpec::new(cfg, &t.info().outputs)?;
         tracing::info!(tenant = %tenant, view = %cfg.name, transform = t.name(), version = %t.info().version, features = spec.feature_names().len(), "stream view loaded");
         let view = Arc::new(
-            View::new(tenant, spec, t, metrics.clone())
+            StreamView::new(tenant, spec, t, metrics.clone())
                 .with_compute(compute.clone())
                 .with_store_quota(store_quota.clone()),
         );

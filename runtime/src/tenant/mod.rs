@@ -13,7 +13,7 @@ pub mod rate;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::pipeline::View;
+use crate::pipeline::StreamView;
 use crate::registry::{Quotas, Snapshot, ViewKind};
 use crate::serving::Catalog;
 use crate::view::{BatchViewConfig, FeatureServiceConfig, Manifest, RequestViewConfig, StreamViewConfig};
@@ -114,7 +114,7 @@ pub struct TenantApp {
     pub name: String,
     pub quotas: Quotas,
     /// Stream views by name (push targets, Kafka consumers).
-    pub views: HashMap<String, Arc<View>>,
+    pub views: HashMap<String, Arc<StreamView>>,
     /// Everything servable: stream, batch and request views, feature services.
     pub catalog: Catalog,
     pub rate: RateLimiter,

@@ -93,40 +93,42 @@ local function json_gt(order, a, b)
 end
 local HLL_SPARSE_MAX = 512
 local function hll_sparse(hk, a, count)
-  local cur = redis.call('GET', hk)
-  local regs, n = {}, 0
-  if cur then
-    for j = 2, #cur - 2, 3 do
-      regs[string.byte(cur, j) * 256 + string.byte(cur, j + 1)] = string.byte(cur, j + 2)
-      n = n + 1
-    end
-  end
+  local cur = redis.call('GET', hk) or string.char(255)
+  local n = (#cur - 1) / 3
+  local changed = false
   for j = 0, count - 1 do
     local idx, rank = tonumber(ARGV[a + 2 * j]), tonumber(ARGV[a + 2 * j + 1])
     if idx < 4096 then
-      local r = regs[idx]
-      if not r then
+      local lo, hi = 0, n
+      while lo < hi do
+        local mid = math.floor((lo + hi) / 2)
+        local q = 2 + 3 * mid
+        if string.byte(cur, q) * 256 + string.byte(cur, q + 1) < idx then lo = mid + 1 else hi = mid end
+      end
+      local p = 2 + 3 * lo
+      if lo < n and string.byte(cur, p) * 256 + string.byte(cur, p + 1) == idx then
+        if string.byte(cur, p + 2) < rank then
+          cur = string.sub(cur, 1, p + 1) .. string.char(rank) .. string.sub(cur, p + 3)
+          changed = true
+        end
+      else
+        cur = string.sub(cur, 1, p - 1) .. string.char(math.floor(idx / 256), idx % 256, rank) .. string.sub(cur, p)
         n = n + 1
-        regs[idx] = rank
-      elseif r < rank then
-        regs[idx] = rank
+        changed = true
       end
     end
   end
+  if not changed then return end
   if n > HLL_SPARSE_MAX then
     local d = {}
-    for j = 0, 4095 do d[j + 1] = regs[j] or 0 end
-    redis.call('SET', hk, string.char(unpack(d)))
-    return
+    for j = 1, 4096 do d[j] = 0 end
+    for e = 0, n - 1 do
+      local p = 2 + 3 * e
+      d[string.byte(cur, p) * 256 + string.byte(cur, p + 1) + 1] = string.byte(cur, p + 2)
+    end
+    cur = string.char(unpack(d))
   end
-  local idxs = {}
-  for idx in pairs(regs) do idxs[#idxs + 1] = idx end
-  table.sort(idxs)
-  local out = {string.char(255)}
-  for _, idx in ipairs(idxs) do
-    out[#out + 1] = string.char(math.floor(idx / 256), idx % 256, regs[idx])
-  end
-  redis.call('SET', hk, table.concat(out))
+  redis.call('SET', hk, cur)
 end
 local keep = ARGV[1]
 local guard_field, first, next_off = ARGV[2], tonumber(ARGV[3]), ARGV[4]
