@@ -20,13 +20,13 @@ use arrow_pyarrow::{FromPyArrow, PyArrowType, Table};
 use arrow_schema::{DataType, Field, Schema};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
+use wafer_runtime::manifest::Manifest;
 use wafer_runtime::offline::event_files::{EventBatch, EventFile};
 use wafer_runtime::offline::parquet_out::{self, FeatureColumn};
 use wafer_runtime::offline::spine::Spine;
 use wafer_runtime::offline::training::{self, EventSource, TrainingJob, parse_features};
 use wafer_runtime::pipeline::Metrics;
-use wafer_runtime::tenant::{TenantSpec, build_tenant};
-use wafer_runtime::view::Manifest;
+use wafer_runtime::tenant::build_tenant;
 use wafer_runtime::{EngineConfig, Limits, Loader, Value, WaferEngine, WorldKind};
 
 /// The same allocator as the `wafer` binary (its offline numbers are measured with it).
@@ -160,7 +160,7 @@ impl JobArgs {
         }
         let loader = loader()?;
         let load = |path: &Path, limits| loader.load_file(path, limits);
-        let app = build_tenant(&TenantSpec::from_manifest(&manifest), &load, Arc::new(Metrics::default()), 0)
+        let app = build_tenant(&manifest.tenant_spec(), &load, Arc::new(Metrics::default()), 0)
             .map_err(|e| Raise::offline(format!("{e:#}")))?;
         for view in events.keys().filter(|v| !v.is_empty()) {
             if !app.views.contains_key(view) {

@@ -12,10 +12,12 @@
 //! - [`transform`]: running stream and request transforms, with output validation against the
 //!   declared schema, instance reuse and recycling, and poison-event isolation.
 //! - [`events`]: the JSONL event format of `wafer run` and HTTP push.
-//! - [`time`]: the wall clock in ms and RFC 3339 timestamps as text.
+//! - [`time`]: the wall clock in ms, durations and RFC 3339 timestamps as text.
 //! - [`aggregate`]: time-window aggregations (tiles: where they are folded and merged).
 //! - [`store`]: online stores (Redis, embedded) with the effectively-once watermark.
-//! - [`view`]: the manifest: stream, batch and request views, feature services.
+//! - [`manifest`]: `wafer.toml`: every section, each parsed by its owner's config type
+//!   (`[redis]` in [`store::redis`], `[kafka]` in [`sources::kafka`], `[control]` in [`control`]).
+//! - [`view`]: stream, batch and request views and feature services, checked against transforms.
 //! - [`pipeline`]: the streaming pipeline (transform → fold → atomic write) every source feeds,
 //!   the circuit breaker and the metrics.
 //! - [`sources`]: where events are consumed (Kafka, and Kafka history for backfills).
@@ -35,6 +37,7 @@ pub mod component;
 pub mod control;
 pub mod engine;
 pub mod events;
+pub mod manifest;
 pub mod materialize;
 pub mod node;
 pub mod offline;

@@ -14,9 +14,9 @@ use tokio::task::JoinHandle;
 use crate::pipeline::{Metrics, StreamView};
 use crate::registry::ApiKey;
 use crate::sources::SourceEnv;
+use crate::sources::kafka::KafkaConfig;
 use crate::store::OnlineStore;
 use crate::tenant::{StreamSource, TenantApp};
-use crate::view::KafkaConfig;
 
 /// A node: the online store, metrics, and the tenants it serves (swapped atomically when the
 /// registry changes; requests in flight keep the state they started with).

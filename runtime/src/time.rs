@@ -1,9 +1,30 @@
-//! Time: the wall clock in ms ([`now_ms`]) and timestamps as text (RFC 3339 UTC formatting and
+//! Time: the wall clock in ms ([`now_ms`]), durations as text ([`parse_duration_ms`], the one
+//! parser of TTLs, cooldowns and windows) and timestamps as text (RFC 3339 UTC formatting and
 //! parsing, without a calendar dependency).
 
 /// Milliseconds since the Unix epoch (0 if the clock is before it).
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A duration in a manifest or view that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{text}` is not a duration (e.g. 500ms, 30s, 15m, 1h, 7d, 1h30m): {reason}")]
+pub struct DurationError {
+    pub text: String,
+    pub reason: String,
+}
+
+/// Parse a duration in humantime's syntax (`500ms`, `30s`, `15m`, `1h`, `7d`, `1h30m`; `m` is
+/// minutes) into milliseconds. Zero, sub-millisecond and out-of-range durations are refused.
+pub fn parse_duration_ms(text: &str) -> Result<i64, DurationError> {
+    let err = |reason: String| DurationError { text: text.to_string(), reason };
+    let d = humantime::parse_duration(text.trim()).map_err(|e| err(e.to_string()))?;
+    let ms = i64::try_from(d.as_millis()).map_err(|_| err("too long".into()))?;
+    if ms == 0 {
+        return Err(err("must be at least 1ms".into()));
+    }
+    Ok(ms)
 }
 
 /// Days since 1970-01-01 → (year, month, day) (proleptic Gregorian; H. Hinnant's algorithm).
@@ -114,5 +135,18 @@ mod tests {
         assert_eq!(parse_rfc3339("2024-05-01"), Some(1_714_521_600_000));
         assert_eq!(parse_rfc3339("2024-13-01"), None);
         assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+
+    #[test]
+    fn durations_parse_in_one_syntax() {
+        let cases = [("500ms", 500), ("30s", 30_000), ("15m", 900_000), ("1h", 3_600_000), ("7d", 604_800_000)];
+        for (text, ms) in cases {
+            assert_eq!(parse_duration_ms(text), Ok(ms), "{text}");
+        }
+        assert_eq!(parse_duration_ms("1h30m"), Ok(5_400_000));
+        for bad in ["", "7", "0s", "10us", "soon", "-1h"] {
+            let e = parse_duration_ms(bad).unwrap_err();
+            assert!(e.to_string().contains("is not a duration"), "{bad}: {e}");
+        }
     }
 }

@@ -18,14 +18,14 @@ use std::time::Instant;
 
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
+use wafer_runtime::manifest::Manifest;
 use wafer_runtime::offline::backfill::backfill_file;
 use wafer_runtime::offline::parquet_out;
 use wafer_runtime::offline::spine::Spine;
 use wafer_runtime::offline::training::{EventSource, TrainingJob, run};
 use wafer_runtime::pipeline::Metrics;
 use wafer_runtime::store::OnlineStore;
-use wafer_runtime::tenant::{TenantSpec, build_tenant};
-use wafer_runtime::view::Manifest;
+use wafer_runtime::tenant::build_tenant;
 use wafer_runtime::{EngineConfig, Loader, WaferEngine};
 use wafer_tests::guests;
 
@@ -120,7 +120,7 @@ fn main() {
     let engine = WaferEngine::new(EngineConfig::default()).unwrap();
     let loader = Loader::new(engine, Some(&Path::new(guests::WAFER_ROOT).join("target/test-artifact-cache"))).unwrap();
     let load = |path: &Path, limits| loader.load_file(path, limits);
-    let app = build_tenant(&TenantSpec::from_manifest(&manifest), &load, Arc::new(Metrics::default()), 0).unwrap();
+    let app = build_tenant(&manifest.tenant_spec(), &load, Arc::new(Metrics::default()), 0).unwrap();
     let view = app.views[&cfg.name].clone();
     let features = view.spec.feature_names();
     let hwm_before = vm_hwm_mib();

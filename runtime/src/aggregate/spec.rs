@@ -78,15 +78,8 @@ impl Window {
         if s == "lifetime" {
             return Ok(Self::Lifetime);
         }
-        let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-        let n: i64 = num.parse().map_err(|_| format!("window `{s}`: expected e.g. 5m, 1h, 24h, 7d or lifetime"))?;
-        let ms = match unit {
-            "m" => n * MINUTE,
-            "h" => n * HOUR,
-            "d" => n * DAY,
-            _ => return Err(format!("window `{s}`: unit must be m, h or d")),
-        };
-        if n <= 0 || ms > 400 * DAY {
+        let ms = crate::time::parse_duration_ms(s).map_err(|e| format!("window {e} (or `lifetime`)"))?;
+        if !(MINUTE..=400 * DAY).contains(&ms) {
             return Err(format!("window `{s}` must be between 1m and 400d"));
         }
         let w = Self::Sliding(ms);

@@ -3,8 +3,11 @@
 //! the registry (within a poll interval) and installs each new state into the node
 //! ([`crate::node::Node::install`] starts and stops the Kafka consumers).
 
+pub mod config;
 pub mod sync;
 pub mod upload;
+
+pub use config::ControlConfig;
 
 use std::collections::HashMap;
 use std::sync::Arc;

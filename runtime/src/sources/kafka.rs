@@ -26,7 +26,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 mod batch;
+pub mod config;
 pub(crate) mod health;
+
+pub use config::KafkaConfig;
 
 use anyhow::{Context, Result};
 use futures::FutureExt as _;
@@ -40,7 +43,6 @@ use crate::bindings::types::{Event, Header as EventHeader};
 use crate::pipeline::StreamView;
 use crate::sources::SourceEnv;
 use crate::tenant::StreamSource;
-use crate::view::KafkaConfig;
 use batch::{Commits, Marks, Written, finish, prepare, write};
 use health::{KafkaConsumer, Recovery, SourceContext, StallDetector};
 

@@ -56,10 +56,12 @@ use async_trait::async_trait;
 use futures::StreamExt as _;
 use redis::{RedisError, Script, Value as RValue};
 
+pub mod config;
 mod conn;
 mod migrate;
 mod write;
 
+pub use config::RedisConfig;
 pub use conn::Conn;
 pub use migrate::Migration;
 

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use crate::pipeline::StreamView;
 use crate::registry::{Quotas, Snapshot, ViewKind};
 use crate::serving::Catalog;
-use crate::view::{BatchViewConfig, FeatureServiceConfig, Manifest, RequestViewConfig, StreamViewConfig};
+use crate::view::{BatchViewConfig, FeatureServiceConfig, RequestViewConfig, StreamViewConfig};
 pub use build::{BuildError, build_tenant};
 pub use rate::RateLimiter;
 
@@ -48,30 +48,6 @@ pub struct TenantSpec {
 }
 
 impl TenantSpec {
-    /// The manifest's views, for its `[server].tenant` (quotas: no limit beyond the views' own,
-    /// except the request and batch caps that protect the node and the store, at their defaults).
-    pub fn from_manifest(m: &Manifest) -> Self {
-        let quotas = Quotas {
-            deadline_ms: u64::MAX,
-            memory_mib: usize::MAX,
-            max_instances: 64,
-            max_views: usize::MAX,
-            requests_per_second: 0,
-            upload_mib: usize::MAX,
-            compute_slots: 0,
-            max_stored_entities: u64::MAX,
-            ..Quotas::default()
-        };
-        Self {
-            name: m.server.tenant.clone(),
-            quotas,
-            streams: m.views.clone(),
-            batches: m.batch_views.clone(),
-            requests: m.request_views.clone(),
-            services: m.feature_services.clone(),
-        }
-    }
-
     /// A tenant's views from the registry. Topics are namespaced: `<tenant>.<topic>`.
     pub fn from_registry(snap: &Snapshot, tenant: &str) -> Result<Self, SpecError> {
         let t = snap.tenants.get(tenant).ok_or_else(|| SpecError::NoTenant(tenant.into()))?;

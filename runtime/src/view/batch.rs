@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{ViewError, ViewSpec, parse_duration_ms};
+use super::{ViewError, ViewSpec};
 use crate::bindings::types::ValueType;
+use crate::time::parse_duration_ms;
 use crate::transform::schema::valid_name;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -28,7 +29,8 @@ pub struct BatchViewConfig {
     pub timestamp_column: String,
     /// Feature columns and their types (`int64`, `float64`, `text`, `boolean`).
     pub features: BTreeMap<String, String>,
-    #[serde(default = "default_ttl")]
+    /// Online TTL (default [`DEFAULT_TTL`](super::DEFAULT_TTL)).
+    #[serde(default = "super::default_ttl")]
     pub ttl: String,
     /// Rows per store write.
     #[serde(default = "default_batch")]
@@ -37,9 +39,6 @@ pub struct BatchViewConfig {
 
 fn default_ts() -> String {
     "event_timestamp".into()
-}
-fn default_ttl() -> String {
-    "30d".into()
 }
 fn default_batch() -> usize {
     2000
@@ -122,8 +121,7 @@ impl BatchViewConfig {
         if self.batch_size == 0 {
             return Err(err("batch_size must be at least 1".into()));
         }
-        let ttl_ms = parse_duration_ms(&self.ttl)
-            .ok_or_else(|| err(format!("ttl `{}`: expected e.g. 30s, 15m, 1h, 7d", self.ttl)))?;
+        let ttl_ms = parse_duration_ms(&self.ttl).map_err(|e| err(format!("ttl {e}")))?;
         Ok(ViewSpec {
             name: self.name.clone(),
             entity: self.entity.clone(),

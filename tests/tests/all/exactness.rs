@@ -18,6 +18,7 @@ use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use wafer_runtime::aggregate::ops::{EntityOps, TileOp, merge_last_n};
 use wafer_runtime::aggregate::order::{TieOrder, cmp_json, max_f64, min_f64};
+use wafer_runtime::manifest::Manifest;
 use wafer_runtime::offline::spine::Spine;
 use wafer_runtime::offline::training::{self, EventSource, FeatureRef, TrainingJob};
 use wafer_runtime::pipeline::Metrics;
@@ -26,8 +27,7 @@ use wafer_runtime::serving::stored::Status;
 use wafer_runtime::store::embedded::EmbeddedStore;
 use wafer_runtime::store::redis::RedisStore;
 use wafer_runtime::store::{OnlineStore, WriteBatch};
-use wafer_runtime::tenant::{TenantApp, TenantSpec, build_tenant};
-use wafer_runtime::view::Manifest;
+use wafer_runtime::tenant::{TenantApp, build_tenant};
 use wafer_runtime::{Event, Header, Value};
 
 use crate::support::{RedisServer, Rng, guests, loader};
@@ -51,8 +51,7 @@ fn manifest(dir: &Path) -> PathBuf {
 
 fn build(config: &Path) -> TenantApp {
     let load = |path: &Path, limits| loader().load_file(path, limits);
-    build_tenant(&TenantSpec::from_manifest(&Manifest::load(config).unwrap()), &load, Arc::new(Metrics::default()), 0)
-        .unwrap()
+    build_tenant(&Manifest::load(config).unwrap().tenant_spec(), &load, Arc::new(Metrics::default()), 0).unwrap()
 }
 
 /// A card_txn event whose amount is `amount` exactly as written (the payload is text).

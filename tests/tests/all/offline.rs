@@ -20,12 +20,12 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value as Json, json};
 use wafer_runtime::Value;
+use wafer_runtime::manifest::Manifest;
 use wafer_runtime::pipeline::Metrics;
 use wafer_runtime::serving::Entities;
 use wafer_runtime::store::OnlineStore;
 use wafer_runtime::store::redis::RedisStore;
-use wafer_runtime::tenant::{TenantApp, TenantSpec, build_tenant};
-use wafer_runtime::view::Manifest;
+use wafer_runtime::tenant::{TenantApp, build_tenant};
 
 use crate::support::{RedisServer, Rng, free_port, guests, loader, now_ms, target_dir, wafer_bin};
 
@@ -82,13 +82,8 @@ struct Node {
 
 fn load_app(config: &Path, store: Arc<dyn OnlineStore>) -> Node {
     let load = |path: &Path, limits| loader().load_file(path, limits);
-    let tenant = build_tenant(
-        &TenantSpec::from_manifest(&Manifest::load(config).unwrap()),
-        &load,
-        Arc::new(Metrics::default()),
-        0,
-    )
-    .unwrap();
+    let tenant =
+        build_tenant(&Manifest::load(config).unwrap().tenant_spec(), &load, Arc::new(Metrics::default()), 0).unwrap();
     Node { tenant, store }
 }
 

@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use wafer_runtime::manifest::Manifest;
 use wafer_runtime::offline::backfill::{BackfillReport, backfill_file, file_source_name};
 use wafer_runtime::offline::event_files::Progress;
 use wafer_runtime::pipeline::Metrics;
 use wafer_runtime::store::OnlineStore;
 use wafer_runtime::store::embedded::EmbeddedStore;
 use wafer_runtime::store::redis::RedisStore;
-use wafer_runtime::tenant::{TenantSpec, build_tenant};
-use wafer_runtime::view::Manifest;
+use wafer_runtime::tenant::build_tenant;
 
 use crate::SandboxArgs;
 
@@ -64,7 +64,7 @@ pub fn backfill(args: BackfillArgs) -> Result<ExitCode> {
             None => Arc::new(EmbeddedStore::new()),
         };
         let load = |path: &std::path::Path, limits| loader.load_file(path, limits);
-        let app = build_tenant(&TenantSpec::from_manifest(&manifest), &load, Arc::new(Metrics::default()), 0)?;
+        let app = build_tenant(&manifest.tenant_spec(), &load, Arc::new(Metrics::default()), 0)?;
         let view = app.views.get(&args.view).context("view not loaded")?.clone();
         let started = Instant::now();
         let bar = ProgressBar::new(0);

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use wafer_runtime::manifest::Manifest;
 use wafer_runtime::serving::StoredView;
 use wafer_runtime::store::OnlineStore;
 use wafer_runtime::store::redis::RedisStore;
-use wafer_runtime::view::Manifest;
 
 #[derive(Args)]
 pub struct MaterializeArgs {

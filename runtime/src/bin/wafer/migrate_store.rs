@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use wafer_runtime::manifest::Manifest;
 use wafer_runtime::store::redis::RedisStore;
-use wafer_runtime::view::Manifest;
 
 #[derive(Args)]
 pub struct MigrateStoreArgs {

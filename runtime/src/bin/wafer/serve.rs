@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 use wafer_runtime::control::Control;
+use wafer_runtime::manifest::Manifest;
 use wafer_runtime::node::Node;
 use wafer_runtime::pipeline::Metrics;
 use wafer_runtime::registry::Registry;
@@ -15,8 +16,7 @@ use wafer_runtime::store::OnlineStore;
 use wafer_runtime::store::deadline::ReadDeadline;
 use wafer_runtime::store::embedded::EmbeddedStore;
 use wafer_runtime::store::redis::RedisStore;
-use wafer_runtime::tenant::{TenantSpec, build_tenant};
-use wafer_runtime::view::Manifest;
+use wafer_runtime::tenant::build_tenant;
 
 use crate::SandboxArgs;
 
@@ -153,7 +153,7 @@ fn run(
                 app
             }
             _ => {
-                let spec = TenantSpec::from_manifest(&manifest);
+                let spec = manifest.tenant_spec();
                 let load = |path: &std::path::Path, limits| loader.load_file(path, limits);
                 let tenant = build_tenant(&spec, &load, metrics.clone(), 0)?;
                 let kafka = if dev { None } else { manifest.kafka.clone() };

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use wafer_runtime::manifest::Manifest;
 use wafer_runtime::offline::parquet_out;
 use wafer_runtime::offline::spine::Spine;
 use wafer_runtime::offline::training::{EventSource, TrainingJob, parse_features, run};
 use wafer_runtime::pipeline::Metrics;
-use wafer_runtime::tenant::{TenantSpec, build_tenant};
-use wafer_runtime::view::Manifest;
+use wafer_runtime::tenant::build_tenant;
 
 use crate::SandboxArgs;
 
@@ -64,7 +64,7 @@ pub fn training_data(args: TrainingDataArgs) -> Result<ExitCode> {
     anyhow::ensure!(!features.is_empty(), "--features lists no `view:feature`");
     let loader = args.sandbox.loader()?;
     let load = |path: &std::path::Path, limits| loader.load_file(path, limits);
-    let app = build_tenant(&TenantSpec::from_manifest(&manifest), &load, Arc::new(Metrics::default()), 0)?;
+    let app = build_tenant(&manifest.tenant_spec(), &load, Arc::new(Metrics::default()), 0)?;
     let views = &app.views;
     let mut events: HashMap<String, EventSource> = HashMap::new();
     for e in &args.events {
