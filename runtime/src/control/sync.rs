@@ -189,6 +189,7 @@ pub async fn reload(app: &Arc<Node>, control: &Arc<Control>) -> Result<(), crate
                         catalog: Default::default(),
                         rate: RateLimiter::new(t.quotas.requests_per_second),
                         sources: Vec::new(),
+                        store_quota: None,
                         fingerprint: 0,
                     })
                 });

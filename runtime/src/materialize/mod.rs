@@ -18,15 +18,17 @@ pub mod parquet;
 pub mod source;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
 use crate::aggregate::fold::{FoldPlan, fold};
+use crate::aggregate::ops::EntityOps;
 use crate::bindings::types::FeatureRow;
-use crate::serving::StoredView;
-use crate::store::{Applied, OnlineStore, SourceMark, StoreError, WriteBatch};
-use crate::view::{BatchViewConfig, ViewError};
+use crate::store::quota::EntityQuota;
+use crate::store::{Applied, OnlineStore, Outcome, SourceMark, StoreError, WriteBatch};
+use crate::view::{BatchViewConfig, ViewError, ViewSpec};
 pub use source::{Chunk, Columns, RowError, RowSource};
 
 #[derive(Debug, thiserror::Error)]
@@ -62,23 +64,31 @@ pub struct Report {
 
 const KEEP_ERRORS: usize = 20;
 
-/// Write already-parsed rows of a batch view (e.g. pushed over HTTP) in one atomic store write,
-/// folded as a load folds them: per entity and feature the newest event time wins, and a row
-/// older than what is stored never overwrites it.
-pub async fn write_rows(store: &dyn OnlineStore, view: &StoredView, rows: &[FeatureRow]) -> Result<(), StoreError> {
-    let plan = FoldPlan::new(view.spec.latest.iter().map(|(n, _)| n.clone()).collect(), &[]);
+/// Write already-parsed rows of the batch view `view_id` (`tenant/view`, e.g. pushed over HTTP)
+/// in one store write, folded as a load folds them: per entity and feature the newest event time
+/// wins, and a row older than what is stored never overwrites it. Within the tenant's `quota`,
+/// entities new to the store are refused at the quota ([`Outcome::refused`]).
+pub async fn write_rows(
+    store: &dyn OnlineStore,
+    view_id: &str,
+    spec: &ViewSpec,
+    rows: &[FeatureRow],
+    quota: Option<&Arc<EntityQuota>>,
+) -> Result<(Outcome, Vec<EntityOps>), StoreError> {
+    let plan = FoldPlan::new(spec.latest.iter().map(|(n, _)| n.clone()).collect(), &[]);
     let (ops, fold_errors) = fold(&plan, rows);
     debug_assert!(fold_errors.is_empty(), "latest-only plans cannot fail to fold");
     let batch = WriteBatch {
-        view: &view.id,
+        view: view_id,
         mark: None,
         entities: &ops,
-        keep_ms: view.spec.ttl_ms,
+        keep_ms: spec.ttl_ms,
         retention: &[],
         idempotency_key: None,
-        quota: None,
+        quota,
     };
-    store.apply(&batch).await.map(|_| ())
+    let outcome = store.write(&batch).await?;
+    Ok((outcome, ops))
 }
 
 /// The resume source name of a file: its name and a content hash.
@@ -91,11 +101,12 @@ pub fn source_name(path: &Path) -> Result<String, MaterializeError> {
     Ok(format!("materialize:{name}@{}", &hex::encode(h.finalize())[..16]))
 }
 
-/// Load `path` (default: the view's configured source) into `store`. `progress(rows_done,
-/// total)` is called after every chunk.
+/// Load `path` (default: the view's configured source) into `store` as the batch view `view_id`
+/// (`tenant/view`) of `spec`. `progress(rows_done, total)` is called after every chunk.
 pub async fn materialize(
     store: &dyn OnlineStore,
-    view: &StoredView,
+    view_id: &str,
+    spec: &ViewSpec,
     cfg: &BatchViewConfig,
     path: Option<&Path>,
     mut progress: impl FnMut(u64, Option<u64>),
@@ -104,15 +115,15 @@ pub async fn materialize(
     let path = path.unwrap_or(&cfg.source).to_path_buf();
     let format = cfg.format_of(&path)?;
     let source = source_name(&path)?;
-    let resumed_from = store.watermark(&view.id, &source, 0).await?.unwrap_or(0).max(0) as u64;
+    let resumed_from = store.watermark(view_id, &source, 0).await?.unwrap_or(0).max(0) as u64;
     let columns = Columns {
         entity: cfg.entity_column().to_owned(),
         timestamp: cfg.timestamp_column.clone(),
-        features: view.spec.latest.clone(),
+        features: spec.latest.clone(),
     };
     let mut rows = source::open(&path, format, columns)?;
     let total = rows.total_rows();
-    let plan = FoldPlan::new(view.spec.latest.iter().map(|(n, _)| n.clone()).collect(), &[]);
+    let plan = FoldPlan::new(spec.latest.iter().map(|(n, _)| n.clone()).collect(), &[]);
     let batch_size = cfg.batch_size;
 
     // Decode on a blocking thread, one chunk ahead of the writer.
@@ -162,10 +173,10 @@ pub async fn materialize(
             next_offset: end as i64,
         };
         let batch = WriteBatch {
-            view: &view.id,
+            view: view_id,
             mark: Some(mark),
             entities: &ops,
-            keep_ms: view.spec.ttl_ms,
+            keep_ms: spec.ttl_ms,
             retention: &[],
             idempotency_key: None,
             quota: None,

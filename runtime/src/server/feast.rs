@@ -97,8 +97,17 @@ async fn write_view(
     }
     if let Some(v) = tenant.catalog.stored_view(name) {
         let rows = feast::df_rows(df, &v.spec.entity, &v.spec.latest, now).map_err(|e| feast_error(app, tenant, e))?;
-        return match crate::materialize::write_rows(app.store.as_ref(), v, &rows).await {
-            Ok(()) => Ok(json_resp(StatusCode::OK, &json!({"rows": rows.len()}))),
+        let quota = tenant.store_quota.as_ref();
+        return match crate::materialize::write_rows(app.store.as_ref(), &v.id, &v.spec, &rows, quota).await {
+            Ok((outcome, ops)) => {
+                let mut body = json!({"rows": rows.len()});
+                if !outcome.refused.is_empty() {
+                    count_refused(app, &tenant.name, &v.id, outcome.refused.len());
+                    let keys = outcome.refused.iter().map(|i| ops[*i].entity.as_str());
+                    body["refused"] = super::push::refused_body(quota.map(|q| q.max()), outcome.refused.len(), keys);
+                }
+                Ok(json_resp(StatusCode::OK, &body))
+            }
             Err(e) => {
                 let e = FeastError {
                     status: 503,
@@ -118,4 +127,10 @@ async fn write_view(
         return Err(feast_error(app, tenant, e));
     }
     Err(feast_error(app, tenant, not_found()))
+}
+
+/// Count a batch write's entities refused by the tenant's store quota (as stream views do).
+fn count_refused(app: &Node, tenant: &str, view_id: &str, n: usize) {
+    app.metrics.quota_exceeded.add(tenant, "max_stored_entities", 1);
+    app.metrics.quota_refused_entities.add(view_id, "max_stored_entities", n as u64);
 }

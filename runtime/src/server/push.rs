@@ -104,7 +104,8 @@ pub(super) async fn ingest(
     let accepted = events.len() - outcome.failures.len();
     let mut body = json!({"accepted": accepted, "rows": outcome.rows, "failed": failures});
     if !written.refused.is_empty() {
-        body["refused"] = refused_body(v.store_quota().map(|q| q.max()), &outcome, &written.refused);
+        let keys = written.refused.iter().map(|i| outcome.entity(*i));
+        body["refused"] = refused_body(v.store_quota().map(|q| q.max()), written.refused.len(), keys);
     }
     Ok(json_resp(StatusCode::OK, &body))
 }
@@ -114,16 +115,16 @@ const REFUSED_LISTED: usize = 20;
 
 /// The `refused` member of a push's answer: `{"code": "store_quota_exceeded", "error",
 /// "entities": n, "sample": [first keys]}`.
-fn refused_body(max: Option<u64>, prepared: &crate::pipeline::Prepared, refused: &[usize]) -> Json {
-    let sample: Vec<&str> = refused.iter().take(REFUSED_LISTED).map(|i| prepared.entity(*i)).collect();
+pub(super) fn refused_body<'a>(max: Option<u64>, count: usize, keys: impl Iterator<Item = &'a str>) -> Json {
+    let sample: Vec<&str> = keys.take(REFUSED_LISTED).collect();
     let quota = max.map_or_else(String::new, |m| format!(" of {m}"));
     json!({
         "code": "store_quota_exceeded",
         "error": format!(
             "{} entities are new to the store and the tenant is at its `max_stored_entities` quota{quota}: their features were not stored (existing entities were updated)",
-            refused.len()
+            count
         ),
-        "entities": refused.len(),
+        "entities": count,
         "sample": sample,
     })
 }

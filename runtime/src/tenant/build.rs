@@ -181,6 +181,7 @@ pub fn build_tenant(
         views,
         catalog,
         rate: RateLimiter::new(q.requests_per_second),
+        store_quota,
         sources,
         fingerprint,
     })

@@ -94,6 +94,8 @@ pub struct TenantApp {
     /// Everything servable: stream, batch and request views, feature services.
     pub catalog: Catalog,
     pub rate: RateLimiter,
+    /// The tenant's cap on stored records (`None`: no cap), shared by its views and batch writes.
+    pub store_quota: Option<Arc<crate::store::quota::EntityQuota>>,
     pub sources: Vec<StreamSource>,
     /// Identifies the configuration it was built from (rebuilt only when it changes).
     pub fingerprint: u64,

@@ -724,4 +724,19 @@ fn a_tenant_at_its_store_quota_updates_its_entities_and_stores_no_new_ones() {
     });
     let after = counts(&small, &["u3", "u4"]);
     assert_eq!(after, [Some(1), Some(0)], "refused pushes wrote nothing");
+
+    // Batch-view rows written through Feast's write-to-online-store count against the same quota
+    // (3 stream records now, the raised quota): both entities are new to this view, so both rows
+    // are refused and nothing is stored.
+    let stats = json!({"kind": "batch", "entity": "user", "source": "none.csv", "features": {"score": "int64"}});
+    assert_eq!(call(port, "PUT", "/v1/views/stats", Some(&small), Body::Json(stats)).0, 200);
+    let df = json!({"feature_view_name": "stats", "df": {"user": ["u1", "u9"], "score": [7, 8]}});
+    let (b, _) = eventually(Duration::from_secs(3), || {
+        let (c, b, _) = call(port, "POST", "/write-to-online-store", Some(&small), Body::Json(df.clone()));
+        (c == 200).then_some(b)
+    });
+    assert_eq!((&b["refused"]["code"], &b["refused"]["entities"]), (&json!("store_quota_exceeded"), &json!(2)), "{b}");
+    let body = json!({"entities": ["u1"], "features": ["stats:score"]});
+    let (_, r, _) = call(port, "POST", "/v1/features", Some(&small), Body::Json(body));
+    assert_eq!(r["results"][0]["features"]["stats:score"]["value"], Json::Null, "{r}");
 }

@@ -63,15 +63,21 @@ pub fn materialize_cmd(args: MaterializeArgs) -> Result<ExitCode> {
             )
             .context("progress template")?,
         );
-        let report =
-            wafer_runtime::materialize::materialize(store.as_ref(), &view, cfg, args.from.as_deref(), |done, total| {
+        let report = wafer_runtime::materialize::materialize(
+            store.as_ref(),
+            &view.id,
+            &view.spec,
+            cfg,
+            args.from.as_deref(),
+            |done, total| {
                 if let Some(t) = total {
                     bar.set_length(t);
                 }
                 bar.set_position(done);
-            })
-            .await
-            .with_context(|| format!("materializing view `{}`", cfg.name))?;
+            },
+        )
+        .await
+        .with_context(|| format!("materializing view `{}`", cfg.name))?;
         bar.finish_and_clear();
         eprintln!(
             "materialized `{}` from {}: {} rows loaded, {} bad, {} skipped as already loaded, in {:.2}s ({:.0} rows/s)",

@@ -215,9 +215,10 @@ async fn load_batch_views(manifest: &Manifest, app: &Node) -> Result<()> {
     for cfg in &manifest.batch_views {
         let Some(tenant) = app.tenant(&manifest.server.tenant) else { continue };
         let Some(view) = tenant.catalog.stored_views().iter().find(|v| v.name() == cfg.name).cloned() else { continue };
-        let report = wafer_runtime::materialize::materialize(app.store.as_ref(), &view, cfg, None, |_, _| {})
-            .await
-            .with_context(|| format!("loading batch view `{}` from {}", cfg.name, cfg.source.display()))?;
+        let report =
+            wafer_runtime::materialize::materialize(app.store.as_ref(), &view.id, &view.spec, cfg, None, |_, _| {})
+                .await
+                .with_context(|| format!("loading batch view `{}` from {}", cfg.name, cfg.source.display()))?;
         eprintln!(
             "batch view `{}`: {} rows loaded from {} ({} bad)",
             cfg.name,
