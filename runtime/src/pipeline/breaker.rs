@@ -8,27 +8,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct BreakerConfig {
-    /// Consecutive failing batches that trip the breaker.
-    pub trip_after: u32,
-    /// A batch fails when at least this share of its events failed.
-    pub failure_ratio: f64,
-    /// First pause; doubles on each consecutive trip up to `max_cooldown`.
-    pub cooldown: Duration,
-    pub max_cooldown: Duration,
-}
-
-impl Default for BreakerConfig {
-    fn default() -> Self {
-        Self {
-            trip_after: 3,
-            failure_ratio: 0.9,
-            cooldown: Duration::from_secs(5),
-            max_cooldown: Duration::from_secs(60),
-        }
-    }
-}
+use crate::view::BreakerConfig;
 
 #[derive(Debug)]
 struct State {

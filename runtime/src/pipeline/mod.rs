@@ -13,7 +13,6 @@ use crate::aggregate::fold::{FoldPlan, fold};
 use crate::aggregate::spec::{DAY, HOUR, MINUTE};
 use crate::aggregate::window::retention;
 use crate::bindings::types::{Event, FeatureRow};
-pub use crate::serving::stored::{Served, Status, StoredView};
 use crate::store::quota::EntityQuota;
 use crate::store::{Applied, OnlineStore, Outcome, SourceMark, StoreError, WriteBatch};
 use crate::transform::{StreamWorker, Transform, TransformError};
@@ -94,8 +93,6 @@ pub struct StreamView {
     retention: Vec<(i64, i64)>,
     keep_ms: i64,
     workers: crate::transform::pool::Pool<StreamWorker>,
-    /// The read side (shared with the serving layer).
-    pub stored: Arc<StoredView>,
     /// Pauses the view when its transform fails persistently.
     pub breaker: breaker::Breaker,
     pub metrics: Arc<Metrics>,
@@ -116,18 +113,16 @@ impl StreamView {
             .collect();
         let has_lifetime = windows.contains(&Window::Lifetime);
         let keep_ms = if has_lifetime { 400 * DAY } else { spec.ttl_ms.max(spec.longest_window() + DAY) };
-        let stored = Arc::new(StoredView::new(tenant, spec.clone()));
         let breaker = breaker::Breaker::new(spec.breaker);
         let workers = crate::transform::pool::Pool::new(transform.limits().max_instances);
         Self {
-            id: stored.id.clone(),
+            id: crate::view::view_id(tenant, &spec.name),
             spec,
             transform,
             plan,
             retention,
             keep_ms,
             workers,
-            stored,
             breaker,
             metrics,
             compute: crate::transform::pool::ComputeShare::unlimited(),

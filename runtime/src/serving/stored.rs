@@ -89,7 +89,7 @@ impl StoredView {
             }
         }
         let latest_fields = spec.latest.iter().map(|(n, _)| latest_field(n)).collect();
-        Self { id: format!("{tenant}/{}", spec.name), spec, features, latest_fields }
+        Self { id: crate::view::view_id(tenant, &spec.name), spec, features, latest_fields }
     }
 
     pub fn name(&self) -> &str {

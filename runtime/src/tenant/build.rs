@@ -128,12 +128,12 @@ pub fn build_tenant(
         }
         let spec = ViewSpec::new(cfg, &t.info().outputs)?;
         tracing::info!(tenant = %tenant, view = %cfg.name, transform = t.name(), version = %t.info().version, features = spec.feature_names().len(), "stream view loaded");
+        catalog.add_stored(Arc::new(StoredView::new(tenant, spec.clone())));
         let view = Arc::new(
             StreamView::new(tenant, spec, t, metrics.clone())
                 .with_compute(compute.clone())
                 .with_store_quota(store_quota.clone()),
         );
-        catalog.add_stored(view.stored.clone());
         views.insert(cfg.name.clone(), view);
         if let Some(topic) = &cfg.topic {
             sources.push(StreamSource {

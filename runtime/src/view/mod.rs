@@ -7,9 +7,11 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 pub mod batch;
+pub mod breaker;
 pub mod request;
 
 pub use batch::{BatchViewConfig, SourceFormat};
+pub use breaker::BreakerConfig;
 pub use request::{FeatureServiceConfig, RequestViewConfig};
 
 use crate::aggregate::read::output_type;
@@ -56,6 +58,11 @@ fn default_cooldown() -> String {
     "5s".into()
 }
 
+/// The namespaced id of a tenant's view (`tenant/view`): its store namespace and metric label.
+pub fn view_id(tenant: &str, view: &str) -> String {
+    format!("{tenant}/{view}")
+}
+
 /// The online TTL of a view that sets none (stream and batch views alike).
 pub const DEFAULT_TTL: &str = "30d";
 
@@ -100,7 +107,7 @@ pub struct ViewSpec {
     /// Declared type of each aggregated column.
     pub column_types: Vec<(String, ValueType)>,
     pub ttl_ms: i64,
-    pub breaker: crate::pipeline::breaker::BreakerConfig,
+    pub breaker: BreakerConfig,
 }
 
 impl ViewSpec {
@@ -140,7 +147,7 @@ impl ViewSpec {
         if cfg.breaker_trip_after == 0 {
             return Err(err("breaker_trip_after must be at least 1".into()));
         }
-        let breaker = crate::pipeline::breaker::BreakerConfig {
+        let breaker = BreakerConfig {
             trip_after: cfg.breaker_trip_after,
             cooldown: std::time::Duration::from_millis(cooldown as u64),
             ..Default::default()
