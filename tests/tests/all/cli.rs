@@ -1,4 +1,4 @@
-//! The `wafer` command line: `run`, `inspect`, `--help`.
+//! The `wafer` command line: `run`, `inspect`, `--help`, errors said once.
 
 use std::process::Command;
 
@@ -97,3 +97,31 @@ fn every_command_has_help() {
         assert!(text.contains("Usage:"), "{args:?}: {text}");
     }
 }
+
+#[test]
+fn a_missing_manifest_is_said_once_with_what_the_command_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = wafer().args(["serve", "--config", "nope.toml"]).current_dir(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "error: wafer serve needs a manifest (--config FILE, default wafer.toml; see README.md): \
+         reading nope.toml: No such file or directory (os error 2)\n"
+    );
+    // `wafer dev` outside the repository.
+    let out = wafer().arg("dev").current_dir(dir.path()).output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("run it from the repository's root"), "{stderr}");
+    assert_eq!(stderr.matches("No such file or directory").count(), 1, "{stderr}");
+}
+
+#[test]
+fn inspect_names_the_bytes_a_non_wasm_file_starts_with_in_hex() {
+    let f = write_events(&["#!/bin/sh"]);
+    let out = wafer().arg("inspect").arg(f.path()).output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("does not start with the Wasm magic bytes 00 61 73 6d (found 23 21 2f 62)"), "{stderr}");
+}
+

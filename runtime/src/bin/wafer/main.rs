@@ -199,8 +199,51 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_report(&e));
             ExitCode::from(2)
         }
+    }
+}
+
+/// An error and its causes on one line, each said once. Many errors include their cause in their
+/// own message (`reading x: No such file or directory`) and also return it as their source, so
+/// `{e:#}` would print that cause twice: a cause already in the message of the error it caused
+/// is left out.
+fn error_report(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut previous = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !previous.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        previous = text;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_report_says_each_cause_once() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory (os error 2)");
+        #[derive(Debug, thiserror::Error)]
+        #[error("reading wafer.toml: {source}")]
+        struct Read {
+            source: std::io::Error,
+        }
+        let e = anyhow::Error::new(Read { source: io() }).context("wafer serve needs a manifest");
+        assert_eq!(
+            error_report(&e),
+            "wafer serve needs a manifest: reading wafer.toml: No such file or directory (os error 2)"
+        );
+        // Causes not already said are kept.
+        let e = anyhow::Error::new(io()).context("opening events.jsonl");
+        assert_eq!(error_report(&e), "opening events.jsonl: No such file or directory (os error 2)");
     }
 }

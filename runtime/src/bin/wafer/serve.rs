@@ -1,6 +1,6 @@
 //! `wafer serve` and `wafer dev`: run the streaming pipeline and the HTTP API.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -82,10 +82,13 @@ impl RuntimeArgs {
     }
 }
 
+/// `wafer dev`'s manifest, relative to the repository's root.
+const DEV_MANIFEST: &str = "guest-examples/dev.toml";
+
 #[derive(Args)]
 pub struct DevArgs {
     /// Manifest with the example views.
-    #[arg(long, value_name = "FILE", default_value = "guest-examples/dev.toml")]
+    #[arg(long, value_name = "FILE", default_value = DEV_MANIFEST)]
     config: PathBuf,
     /// Listen address.
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -97,14 +100,30 @@ pub struct DevArgs {
 }
 
 pub fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
-    let manifest = Manifest::load(&args.config)?;
+    let manifest = load_manifest(&args.config, || {
+        "wafer serve needs a manifest (--config FILE, default wafer.toml; see README.md)".to_string()
+    })?;
     let listen = args.listen.clone().unwrap_or_else(|| manifest.server.listen.clone());
     run(manifest, listen, &args.runtime, &args.sandbox, false)
 }
 
 pub fn dev_cmd(args: DevArgs) -> Result<ExitCode> {
-    let manifest = Manifest::load(&args.config)?;
+    let manifest = load_manifest(&args.config, || {
+        format!(
+            "wafer dev runs the example views of the Wafer repository ({DEV_MANIFEST}): run it from the \
+             repository's root (after ./scripts/build-guests.sh), or pass --config with your own manifest"
+        )
+    })?;
     run(manifest, args.listen.clone(), &args.runtime, &args.sandbox, true)
+}
+
+/// The manifest at `path`; when there is no such file, `missing` says what the command needs.
+fn load_manifest(path: &Path, missing: impl FnOnce() -> String) -> Result<Manifest> {
+    match Manifest::load(path) {
+        Ok(m) => Ok(m),
+        Err(e) if !path.exists() => Err(anyhow::Error::new(e).context(missing())),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn run(
