@@ -1,8 +1,11 @@
-//! The `wafer` command line: `run`, `inspect`, `--help`, errors said once.
+//! The `wafer` command line: `run`, `inspect`, `push`, talking to a server (credentials), errors
+//! said once, logs, and every flag the docs mention checked against `--help`.
 
 use std::process::Command;
 
-use crate::support::{guests, target_dir, wafer_bin};
+use serde_json::json;
+
+use crate::support::{RedisServer, Wafer, free_port, guests, now_ms, post_with, target_dir, wafer_bin};
 
 fn write_events(lines: &[&str]) -> tempfile::NamedTempFile {
     use std::io::Write;
@@ -90,12 +93,174 @@ fn every_command_has_help() {
         &["deploy", "--help"],
         &["tenants", "--help"],
         &["views", "--help"],
+        &["push", "--help"],
     ] {
         let out = wafer().args(args).output().unwrap();
         assert!(out.status.success());
         let text = String::from_utf8(out.stdout).unwrap();
         assert!(text.contains("Usage:"), "{args:?}: {text}");
     }
+}
+
+/// A manifest-mode node (embedded store, no keys) with view `txn` on the Rust card_txn guest.
+fn manifest_node() -> (tempfile::TempDir, Wafer) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wafer.toml");
+    std::fs::write(&config, txn_manifest()).unwrap();
+    let node = Wafer::start(&config, free_port());
+    (dir, node)
+}
+
+fn txn_manifest() -> String {
+    format!(
+        "[server]\ntenant = \"t\"\n[[stream_view]]\nname = \"txn\"\nentity = \"user\"\ntransform = \"{}\"\n\
+         features = [\"country\"]\n[[stream_view.aggregations]]\ncolumn = \"amount\"\nfunctions = [\"count\"]\n\
+         windows = [\"lifetime\"]\n",
+        guests::RUST_CARD_TXN
+    )
+}
+
+fn txn_event(ts: i64, user: &str) -> String {
+    json!({"timestamp_ms": ts, "value": {"user_id": user, "amount": 1.5, "country": "DE", "merchant": "m"}}).to_string()
+}
+
+fn count_lifetime(port: u16, user: &str, key: Option<&str>) -> serde_json::Value {
+    let auth = key.map(|k| format!("authorization: Bearer {k}"));
+    let headers: Vec<&str> = auth.iter().map(String::as_str).collect();
+    let (code, body) = post_with(
+        port,
+        "/v1/features",
+        &json!({"view": "txn", "entities": [user], "features": ["amount_count_lifetime"]}),
+        &headers,
+    );
+    assert_eq!(code, 200, "{body}");
+    body["results"][0]["features"]["amount_count_lifetime"]["value"].clone()
+}
+
+#[test]
+fn push_sends_a_file_in_chunks_and_reports_each_failure() {
+    let (_dir, node) = manifest_node();
+    let now = now_ms();
+    // 10,002 events: more than one request may hold (the `push_events` quota, 10,000), two of
+    // them bad, with a blank line and a comment that are not events.
+    let mut lines = vec!["# card transactions".to_string(), String::new()];
+    for i in 0..10_000 {
+        lines.push(txn_event(now - i, if i % 2 == 0 { "u1" } else { "u2" }));
+    }
+    lines.push("{not json".into());
+    lines.push(json!({"timestamp_ms": now, "value": {"amount": 3}}).to_string());
+    let file = write_events(&lines.iter().map(String::as_str).collect::<Vec<_>>());
+    let server = format!("http://127.0.0.1:{}", node.port);
+    let out = wafer().args(["push", "txn"]).arg(file.path()).args(["--server", &server]).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap());
+    assert_eq!(out.status.code(), Some(1), "some events failed\n{stderr}");
+    assert_eq!(stdout, "view `txn`: 10000 accepted (10000 rows), 2 failed (10002 events, 2 requests)\n");
+    let failures: Vec<&str> = stderr.lines().collect();
+    assert_eq!(failures.len(), 2, "{stderr}");
+    assert!(
+        failures[0].starts_with("line 10003 (event 10000): not valid JSON: ")
+            && failures[0].ends_with(" [invalid_event]")
+    );
+    assert!(failures[1].starts_with("line 10004 (event 10001): bad input: missing field `user_id`"), "{stderr}");
+    assert!(failures[1].ends_with(" [bad_input]"), "{stderr}");
+    // Readable when the push returns.
+    assert_eq!(count_lifetime(node.port, "u1", None), 5000);
+    assert_eq!(count_lifetime(node.port, "u2", None), 5000);
+
+    // stdin, all accepted: exit 0.
+    let mut child = wafer()
+        .args(["push", "txn", "-", "--server", &server])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        writeln!(child.stdin.take().unwrap(), "{}", txn_event(now, "u3")).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "view `txn`: 1 accepted (1 rows), 0 failed (1 events, 1 request)\n"
+    );
+    assert_eq!(count_lifetime(node.port, "u3", None), 1);
+
+    // A request refused as a whole stops the push: exit 2, naming the server's error.
+    let out = wafer().args(["push", "nope"]).arg(file.path()).args(["--server", &server]).output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.starts_with("error: HTTP 404 Not Found unknown_view: no stream view `nope`\n"), "{stderr}");
+    assert!(stderr.contains("the events from line 3 on were not pushed"), "{stderr}");
+    let out = wafer().args(["push", "txn", "--chunk-size", "0"]).arg(file.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "--chunk-size 0 is refused");
+}
+
+/// The docs' "Upload and serve" on a platform: tenant and key, deploy, view, push, read; and a
+/// missing or wrong credential says where it comes from.
+#[test]
+fn deploy_view_push_and_read_on_a_platform_with_keys_from_the_environment() {
+    const ADMIN: &str = "cli-test-admin-token-0123";
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("platform.toml");
+    std::fs::write(&config, format!("[redis]\nurl = \"{}\"\n[control]\n", redis.url())).unwrap();
+    let node = Wafer::start_with(&config, free_port(), &[("WAFER_ADMIN_TOKEN", ADMIN)]);
+    let cli = |args: &[&str], env: &[(&str, &str)]| {
+        let mut c = wafer();
+        c.env_remove("WAFER_API_KEY").env_remove("WAFER_ADMIN_TOKEN");
+        c.env("WAFER_SERVER", format!("http://127.0.0.1:{}", node.port)).envs(env.iter().copied()).args(args);
+        let out = c.current_dir(dir.path()).output().unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+    };
+    let admin = [("WAFER_ADMIN_TOKEN", ADMIN)];
+    let (code, _, err) = cli(&["tenants", "create", "acme"], &admin);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, err) = cli(&["tenants", "key", "acme"], &admin);
+    assert_eq!(code, Some(0), "{err}");
+    let key = serde_json::from_str::<serde_json::Value>(&out).unwrap()["key"].as_str().unwrap().to_owned();
+    let tenant = [("WAFER_API_KEY", key.as_str())];
+    let (code, out, err) = cli(&["deploy", "--name", "card_txn", guests::RUST_CARD_TXN], &tenant);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("\"version\""), "{out}");
+    std::fs::write(
+        dir.path().join("txn.json"),
+        json!({"kind": "stream", "entity": "user", "transform": "card_txn", "features": ["country"],
+               "aggregations": [{"column": "amount", "functions": ["count"], "windows": ["lifetime"]}]})
+        .to_string(),
+    )
+    .unwrap();
+    let (code, _, err) = cli(&["views", "put", "txn", "txn.json"], &tenant);
+    assert_eq!(code, Some(0), "{err}");
+    std::fs::write(
+        dir.path().join("events.jsonl"),
+        format!("{}\n{}\n", txn_event(now_ms(), "u1"), txn_event(now_ms(), "u1")),
+    )
+    .unwrap();
+    // The node picks the new view up within a registry poll.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (code, out, err) = loop {
+        let r = cli(&["push", "txn", "events.jsonl"], &tenant);
+        if r.0 == Some(0) || std::time::Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "view `txn`: 2 accepted (2 rows), 0 failed (2 events, 1 request)\n");
+    assert_eq!(count_lifetime(node.port, "u1", Some(&key)), 2);
+
+    // No key, a wrong key, no admin token: the error says where the credential comes from.
+    let hint = "pass the tenant's API key with --key or set WAFER_API_KEY";
+    let (code, _, err) = cli(&["views", "list"], &[]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("HTTP 401 Unauthorized missing_credentials: ") && err.contains(hint), "{err}");
+    let (code, _, err) = cli(&["push", "txn", "events.jsonl", "--key", "wfr_wrong"], &[]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("HTTP 401 Unauthorized invalid_api_key: unknown API key; ") && err.contains(hint), "{err}");
+    let (code, _, err) = cli(&["tenants", "list"], &[]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("pass the operator's token with --admin-token or set WAFER_ADMIN_TOKEN"), "{err}");
 }
 
 #[test]

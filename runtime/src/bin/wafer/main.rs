@@ -6,6 +6,7 @@ mod inspect;
 mod materialize;
 mod migrate_store;
 mod new;
+mod push;
 mod run;
 mod run_request;
 mod serve;
@@ -71,6 +72,11 @@ enum Command {
     /// Upload a transform to a running server (validated, precompiled, activated unless
     /// --no-activate); prints the version id, schema and compile time.
     Deploy(client::DeployArgs),
+    /// Push a JSONL file of events (the `wafer run` format) to a stream view of a running server,
+    /// in requests of at most --chunk-size events; prints what was accepted and each failed event
+    /// (line, index, error, code). Exit code 0 when every event was accepted, 1 when some failed,
+    /// 2 when the push could not be completed.
+    Push(push::PushArgs),
     /// Manage tenants and their API keys on a running server (admin token).
     Tenants(client::TenantsArgs),
     /// Manage a tenant's views and transform versions on a running server (API key).
@@ -191,6 +197,7 @@ fn main() -> ExitCode {
         Command::Materialize(args) => materialize::materialize_cmd(args),
         Command::MigrateStore(args) => migrate_store::migrate_store_cmd(args),
         Command::Deploy(args) => client::deploy(args),
+        Command::Push(args) => push::push(args),
         Command::Tenants(args) => client::tenants(args),
         Command::Views(args) => client::views(args),
         Command::New(args) => new::new(args),
