@@ -102,6 +102,167 @@ fn every_command_has_help() {
     }
 }
 
+/// The subcommands a `--help` text lists under `Commands:` (without `help`).
+fn subcommands_in(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| l.trim() != "Commands:")
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The code a Markdown text shows, with its line numbers: each line of a fenced block (a trailing
+/// `\` joins the next line; a shell comment is cut), and each inline code span elsewhere.
+fn code_segments(markdown: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut fenced = false;
+    let mut continued: Option<(usize, String)> = None;
+    for (i, line) in markdown.lines().enumerate() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced {
+            let code = line.split(" #").next().unwrap_or("");
+            let (start, mut text) = continued.take().unwrap_or((i + 1, String::new()));
+            text.push_str(code.trim_end().trim_end_matches('\\'));
+            text.push(' ');
+            if code.trim_end().ends_with('\\') {
+                continued = Some((start, text));
+            } else {
+                out.push((start, text));
+            }
+        } else {
+            out.extend(line.split('`').skip(1).step_by(2).map(|span| (i + 1, span.to_owned())));
+        }
+    }
+    out
+}
+
+/// Each `wafer <words…>` invocation in a piece of code: its words (up to the next `wafer `, `;`
+/// or `&&`), where `wafer` is a word of its own or a path's last part (`./target/release/wafer`).
+fn invocations(code: &str) -> Vec<Vec<&str>> {
+    let mut out = Vec::new();
+    let mut rest = code;
+    while let Some(at) = rest.find("wafer ") {
+        let before = rest[..at].chars().next_back();
+        let after = &rest[at + "wafer ".len()..];
+        rest = after;
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '-' || c == '_' || c == '.') {
+            continue;
+        }
+        let end = ["wafer ", ";", "&&"].iter().filter_map(|s| after.find(s)).min().unwrap_or(after.len());
+        out.push(after[..end].split_whitespace().collect());
+    }
+    out
+}
+
+/// The `--flag` names among an invocation's words (`[--from file]` → `--from`, `--x=1` → `--x`).
+fn flags<'a>(words: &[&'a str]) -> Vec<&'a str> {
+    words
+        .iter()
+        .map(|w| w.trim_start_matches(['[', '(']))
+        .filter(|w| w.starts_with("--") && w.len() > 2)
+        .map(|w| {
+            let end = w[2..].find(|c: char| !(c.is_ascii_alphanumeric() || c == '-')).map_or(w.len(), |i| i + 2);
+            &w[..end]
+        })
+        .collect()
+}
+
+/// Whether a `--help` text lists `flag` (exactly: `--config` is not `--config-dir`).
+fn help_lists(help: &str, flag: &str) -> bool {
+    help.match_indices(flag)
+        .any(|(i, _)| help[i + flag.len()..].chars().next().is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '-')))
+}
+
+fn markdown_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            markdown_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "md") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_flag_the_docs_mention_is_in_its_commands_help() {
+    let root = std::path::Path::new(guests::WAFER_ROOT);
+    let mut files = vec![root.join("README.md"), root.join("runtime/src/bin/wafer/templates/common/README.md")];
+    markdown_files(&root.join("docs"), &mut files);
+    let mut helps: std::collections::HashMap<Vec<String>, String> = std::collections::HashMap::new();
+    let mut help = |command: &[&str]| -> String {
+        let key: Vec<String> = command.iter().map(|s| s.to_string()).collect();
+        helps
+            .entry(key)
+            .or_insert_with(|| {
+                let out = wafer().args(command).arg("--help").output().unwrap();
+                assert!(out.status.success(), "wafer {command:?} --help");
+                String::from_utf8(out.stdout).unwrap()
+            })
+            .clone()
+    };
+    let commands = subcommands_in(&help(&[]));
+    assert!(commands.iter().any(|c| c == "serve") && commands.iter().any(|c| c == "push"), "{commands:?}");
+    let (mut checked, mut wrong) = (0, Vec::new());
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let name = file.strip_prefix(root).unwrap().display().to_string();
+        for (line, code) in code_segments(&text) {
+            for words in invocations(&code) {
+                let Some(&command) = words.first().filter(|w| commands.iter().any(|c| c == *w)) else { continue };
+                // `wafer tenants create …`: the nested command's help, and its parent's.
+                let nested = words.get(1).filter(|w| subcommands_in(&help(&[command])).iter().any(|c| c == *w));
+                let mut texts = vec![help(&[command])];
+                if let Some(&sub) = nested {
+                    texts.push(help(&[command, sub]));
+                }
+                for flag in flags(&words) {
+                    checked += 1;
+                    if !texts.iter().any(|h| help_lists(h, flag)) {
+                        wrong.push(format!("{name}:{line}: `wafer {}` has no {flag}", words.join(" ")));
+                    }
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "flags the docs mention that the CLI does not have:\n{}", wrong.join("\n"));
+    assert!(checked >= 30, "only {checked} flags found: the scan no longer sees the docs' commands");
+}
+
+#[test]
+fn the_flag_scan_reads_code_blocks_spans_and_nested_commands() {
+    let md = "Run `wafer serve --config x.toml` or `wafer-bench serving --worker-threads 2`.\n\
+              ```sh\n\
+              wafer training-data --config w.toml \\\n  --features a,b --out t.parquet   # or --full-names\n\
+              ./target/release/wafer tenants create acme --quotas '{}' && wafer views list\n\
+              ```\n";
+    let mut found = Vec::new();
+    for (line, code) in code_segments(md) {
+        for words in invocations(&code) {
+            let head: Vec<String> = words.iter().take(2).map(|w| w.to_string()).collect();
+            let f: Vec<String> = flags(&words).into_iter().map(str::to_owned).collect();
+            found.push((line, head, f));
+        }
+    }
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        found,
+        vec![
+            (1, strings(&["serve", "--config"]), strings(&["--config"])),
+            (3, strings(&["training-data", "--config"]), strings(&["--config", "--features", "--out"])),
+            (5, strings(&["tenants", "create"]), strings(&["--quotas"])),
+            (5, strings(&["views", "list"]), vec![]),
+        ]
+    );
+    assert!(help_lists("  --config <FILE>\n", "--config") && !help_lists("  --config-dir <DIR>\n", "--config"));
+}
+
 /// A manifest-mode node (embedded store, no keys) with view `txn` on the Rust card_txn guest.
 fn manifest_node() -> (tempfile::TempDir, Wafer) {
     let dir = tempfile::tempdir().unwrap();
