@@ -451,3 +451,41 @@ fn inspect_names_the_bytes_a_non_wasm_file_starts_with_in_hex() {
     assert!(stderr.contains("does not start with the Wasm magic bytes 00 61 73 6d (found 23 21 2f 62)"), "{stderr}");
 }
 
+/// `wafer serve` with `--log-format` and its log on a pipe: (stderr, exit code) after SIGTERM.
+fn serve_log(format: &str) -> (String, Option<i32>) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wafer.toml");
+    std::fs::write(&config, txn_manifest()).unwrap();
+    let port = free_port();
+    let mut child = wafer()
+        .args(["serve", "--log-format", format, "--listen", &format!("127.0.0.1:{port}"), "--config"])
+        .arg(&config)
+        .env("WAFER_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline && child.try_wait().unwrap().is_none(), "serve did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    (String::from_utf8(out.stderr).unwrap(), out.status.code())
+}
+
+#[test]
+fn logs_on_a_pipe_are_plain_text_or_json_lines() {
+    let (text, code) = serve_log("text");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("listening on http://") && text.contains("shutting down: draining connections"), "{text}");
+    assert!(!text.contains('\x1b'), "no colour codes on a pipe: {text:?}");
+
+    let (log, code) = serve_log("json");
+    assert_eq!(code, Some(0), "{log}");
+    let lines: Vec<serde_json::Value> =
+        log.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}"))).collect();
+    let message = |m: &str| lines.iter().any(|l| l["fields"]["message"].as_str().is_some_and(|s| s.contains(m)));
+    assert!(message("listening on http://") && message("shutting down: draining connections"), "{log}");
+    assert!(lines.iter().all(|l| l["level"].is_string() && l["timestamp"].is_string()), "{log}");
+}

@@ -3,6 +3,7 @@
 mod backfill;
 mod client;
 mod inspect;
+mod log;
 mod materialize;
 mod migrate_store;
 mod new;
@@ -177,16 +178,12 @@ impl SandboxArgs {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WAFER_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour only for a person at a terminal: log files and CI logs get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    log::init(match &cli.command {
+        Command::Serve(a) => a.log_format(),
+        Command::Dev(a) => a.log_format(),
+        _ => log::LogFormat::Text,
+    });
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Inspect(args) => inspect::inspect(args),

@@ -19,6 +19,7 @@ use wafer_runtime::tenant::{TenantSpec, build_tenant};
 use wafer_runtime::view::Manifest;
 
 use crate::SandboxArgs;
+use crate::log::{LogFormat, status};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -64,6 +65,10 @@ pub struct RuntimeArgs {
     /// short is re-read from the committed offsets and applied once (the store's offset guards).
     #[arg(long, value_name = "MS", default_value_t = 10_000)]
     drain_timeout_ms: u64,
+    /// Log lines as text (colour only on a terminal) or as JSON objects, one per line (the
+    /// node's status lines too). `$WAFER_LOG` sets the level (default info).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t)]
+    log_format: LogFormat,
 }
 
 impl RuntimeArgs {
@@ -97,6 +102,20 @@ pub struct DevArgs {
     runtime: RuntimeArgs,
     #[command(flatten)]
     sandbox: SandboxArgs,
+}
+
+impl ServeArgs {
+    /// How the node logs.
+    pub fn log_format(&self) -> LogFormat {
+        self.runtime.log_format
+    }
+}
+
+impl DevArgs {
+    /// How the node logs.
+    pub fn log_format(&self) -> LogFormat {
+        self.runtime.log_format
+    }
 }
 
 pub fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
@@ -188,7 +207,7 @@ fn run(
         };
         let listener =
             tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("listening on {listen}"))?;
-        eprintln!(
+        status(format_args!(
             "wafer {} listening on http://{} ({} store; {})",
             if dev { "dev" } else { "serve" },
             listener.local_addr()?,
@@ -198,10 +217,10 @@ fn run(
             } else {
                 format!("views: {}", view_names(&app).join(", "))
             }
-        );
+        ));
         let drain = std::time::Duration::from_millis(runtime.drain_timeout_ms);
         serve_until(app, listener, listen_cfg, termination()?, drain).await.context("serving HTTP")?;
-        eprintln!("wafer stopped");
+        status("wafer stopped");
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -216,7 +235,7 @@ fn termination() -> Result<impl std::future::Future<Output = ()>> {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
         };
-        eprintln!("wafer: {name} received; draining requests in flight");
+        status(format_args!("wafer: {name} received; draining requests in flight"));
     })
 }
 
@@ -237,15 +256,15 @@ async fn load_batch_views(manifest: &Manifest, app: &Node) -> Result<()> {
         let report = wafer_runtime::materialize::materialize(app.store.as_ref(), &view, cfg, None, |_, _| {})
             .await
             .with_context(|| format!("loading batch view `{}` from {}", cfg.name, cfg.source.display()))?;
-        eprintln!(
+        status(format_args!(
             "batch view `{}`: {} rows loaded from {} ({} bad)",
             cfg.name,
             report.rows_loaded,
             cfg.source.display(),
             report.bad_rows
-        );
+        ));
         for e in &report.first_errors {
-            eprintln!("  row {}: {}", e.row, e.message);
+            status(format_args!("  row {}: {}", e.row, e.message));
         }
     }
     Ok(())
