@@ -451,6 +451,29 @@ fn inspect_names_the_bytes_a_non_wasm_file_starts_with_in_hex() {
     assert!(stderr.contains("does not start with the Wasm magic bytes 00 61 73 6d (found 23 21 2f 62)"), "{stderr}");
 }
 
+#[test]
+fn the_first_load_of_a_component_says_it_is_compiling_once_in_plain_text() {
+    let cache = tempfile::tempdir().unwrap();
+    let events = write_events(&[&txn_event(1, "u1")]);
+    let run = || {
+        let out = wafer()
+            .env("WAFER_CACHE_DIR", cache.path())
+            .args(["run", "--transform", guests::RUST_CARD_TXN, "--events"])
+            .arg(events.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let first = run();
+    let compiling: Vec<&str> = first.lines().filter(|l| l.starts_with("compiling ")).collect();
+    assert_eq!(compiling.len(), 1, "{first}");
+    assert!(compiling[0].contains("card_txn.wasm") && compiling[0].ends_with("from the artifact cache..."), "{first}");
+    assert!(!first.contains('\r') && !first.contains('\x1b'), "no spinner or colour on a pipe: {first:?}");
+    let second = run();
+    assert!(!second.contains("compiling"), "cached: {second}");
+}
+
 /// `wafer serve` with `--log-format` and its log on a pipe: (stderr, exit code) after SIGTERM.
 fn serve_log(format: &str) -> (String, Option<i32>) {
     let dir = tempfile::tempdir().unwrap();

@@ -223,7 +223,15 @@ pub fn deploy(a: DeployArgs) -> Result<ExitCode> {
     let bytes = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
     let q = if a.no_activate { "?activate=false" } else { "" };
     let client = Client::new(&a.server, a.key, Credential::ApiKey)?;
-    request(&client, "PUT", &format!("/v1/transforms/{}{q}", a.name), "application/wasm", Bytes::from(bytes))
+    let activity = crate::progress::start(format!(
+        "uploading {} ({}) to {}: the server validates and compiles it (a Python component takes 10-20 s)",
+        a.file.display(),
+        indicatif::HumanBytes(bytes.len() as u64),
+        a.server.server
+    ));
+    let resp = client.call("PUT", &format!("/v1/transforms/{}{q}", a.name), "application/wasm", Bytes::from(bytes));
+    drop(activity);
+    print_answer(&client, resp?)
 }
 
 pub fn tenants(a: TenantsArgs) -> Result<ExitCode> {

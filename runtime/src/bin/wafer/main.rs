@@ -7,6 +7,7 @@ mod log;
 mod materialize;
 mod migrate_store;
 mod new;
+mod progress;
 mod push;
 mod run;
 mod run_request;

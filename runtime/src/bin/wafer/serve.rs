@@ -192,7 +192,7 @@ fn run(
             }
             _ => {
                 let spec = TenantSpec::from_manifest(&manifest);
-                let load = |path: &std::path::Path, limits| loader.load_file(path, limits);
+                let load = |path: &std::path::Path, limits| crate::progress::load_transform(&loader, path, limits);
                 let tenant = build_tenant(&spec, &load, metrics.clone(), 0)?;
                 let kafka = if dev { None } else { manifest.kafka.clone() };
                 let app = Arc::new(Node::single(tenant, store, metrics).with_kafka(kafka));
