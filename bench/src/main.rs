@@ -6,6 +6,7 @@
 //! - `streaming`: a private tansu broker and Redis; the ceiling (bare consumer, one HINCRBY per
 //!   event), `wafer serve` throughput through `card_txn.wasm` with 4 aggregations, and freshness
 //!   (produce → readable) p50/p99 at half that rate.
+//! - `store-size`: Redis bytes per entity for each aggregation family (pushed events).
 //!
 //! Build first: `./scripts/build-guests.sh && cargo build --release -p wafer-runtime -p wafer-bench`.
 
@@ -16,6 +17,7 @@ mod procs;
 mod prom;
 mod serving;
 mod stats;
+mod store_size;
 mod streaming;
 mod tenants;
 
@@ -36,6 +38,8 @@ enum Command {
     Tenants(tenants::Args),
     /// Streaming: Kafka → Wafer → Redis throughput against a bare-consumer ceiling, and freshness.
     Streaming(streaming::Args),
+    /// Redis bytes per entity for each aggregation (tiles, sketches).
+    StoreSize(store_size::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,5 +47,6 @@ fn main() -> anyhow::Result<()> {
         Command::Serving(a) => serving::run(a),
         Command::Tenants(a) => tenants::run(a),
         Command::Streaming(a) => streaming::run(a),
+        Command::StoreSize(a) => store_size::run(a),
     }
 }

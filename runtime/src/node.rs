@@ -11,7 +11,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 use tokio::task::JoinHandle;
 
-use crate::pipeline::{Metrics, View};
+use crate::pipeline::{Metrics, StreamView};
 use crate::registry::ApiKey;
 use crate::sources::SourceEnv;
 use crate::store::OnlineStore;
@@ -135,7 +135,7 @@ impl Node {
     }
 
     /// The current stream view `view` of `tenant` (a hot swap replaces it between batches).
-    pub fn view(&self, tenant: &str, view: &str) -> Option<Arc<View>> {
+    pub fn view(&self, tenant: &str, view: &str) -> Option<Arc<StreamView>> {
         self.state.read().tenants.get(tenant)?.views.get(view).cloned()
     }
 }

@@ -76,6 +76,7 @@ pub async fn write_rows(store: &dyn OnlineStore, view: &StoredView, rows: &[Feat
         keep_ms: view.spec.ttl_ms,
         retention: &[],
         idempotency_key: None,
+        quota: None,
     };
     store.apply(&batch).await.map(|_| ())
 }
@@ -167,6 +168,7 @@ pub async fn materialize(
             keep_ms: view.spec.ttl_ms,
             retention: &[],
             idempotency_key: None,
+            quota: None,
         };
         match store.apply(&batch).await? {
             Applied::Applied => report.rows_loaded += chunk.rows.len() as u64,

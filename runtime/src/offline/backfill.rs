@@ -1,7 +1,7 @@
 //! Backfill: replay history through a view's transform and aggregator into the online store,
 //! effectively once.
 //!
-//! Batches go through [`View::prepare`](crate::pipeline::View::prepare) and a commit with a [`SourceMark`], like live Kafka batches: the
+//! Batches go through [`StreamView::prepare`](crate::pipeline::StreamView::prepare) and a commit with a [`SourceMark`], like live Kafka batches: the
 //! batch's tile updates and the source's watermark are written in one atomic store write. A
 //! rerun after a crash reads the watermark and resumes there, so nothing is applied twice.
 //! - File sources use the source name `backfill:<file name>` (partition 0) and the event's
@@ -14,7 +14,7 @@ use std::path::Path;
 
 use super::event_files::{EventBatch, EventFile, EventFileError, Progress};
 use crate::bindings::types::Event;
-use crate::pipeline::{Prepared, View};
+use crate::pipeline::{Prepared, StreamView};
 use crate::store::{Applied, OnlineStore, SourceMark, StoreError};
 
 /// Failures kept in a report (the counts are always complete).
@@ -81,7 +81,7 @@ struct Pending {
 /// Batches are written strictly in order (each write checks and advances the watermark); the
 /// transform of batch k+1 runs while batch k's write is in flight.
 pub async fn backfill_file(
-    view: &View,
+    view: &StreamView,
     store: &dyn OnlineStore,
     path: &Path,
     source: &str,
@@ -166,7 +166,7 @@ pub async fn backfill_file(
 /// them); at or past the batch's end, every entity had the whole batch (only the watermark was
 /// missing, and the store has advanced it). `Stale` at or below the batch's start is another
 /// writer's progress, returned for the caller to refuse.
-async fn commit_resuming(view: &View, store: &dyn OnlineStore, p: &Pending) -> Result<Applied, StoreError> {
+async fn commit_resuming(view: &StreamView, store: &dyn OnlineStore, p: &Pending) -> Result<Applied, StoreError> {
     let mut applied = view.commit(store, &p.prepared, Some(p.mark.clone())).await?;
     let mut from = p.mark.first_offset;
     while let Applied::Stale { watermark } = applied {

@@ -1,8 +1,8 @@
 //! The offline path: backfills into the online store and point-in-time-correct training data.
 //!
 //! Zero training/serving skew by construction: offline jobs run the *same* Wasm transform
-//! ([`crate::pipeline::View::transform_rows`]), the *same* aggregator (`aggregate::fold` via
-//! [`crate::pipeline::View::prepare_rows`]), the same store semantics (tile merge ops, retention)
+//! ([`crate::pipeline::StreamView::transform_rows`]), the *same* aggregator (`aggregate::fold` via
+//! [`crate::pipeline::StreamView::prepare_rows`]), the same store semantics (tile merge ops, retention)
 //! and the same serving read ([`crate::serving::StoredView::read`]) as the online path.
 //!
 //! - [`event_files`]: streaming JSONL / Parquet event readers with stable positions.

@@ -1,7 +1,7 @@
 //! The point-in-time sweep: for every (entity, t) of a spine, the value each feature had at `t`.
 //!
 //! It runs the online code, not a copy of it: rows come from each view's transform
-//! ([`View::transform_rows`]), are folded by the same aggregator ([`View::prepare_rows`] →
+//! ([`StreamView::transform_rows`]), are folded by the same aggregator ([`StreamView::prepare_rows`] →
 //! `aggregate::fold`) into the same kind of store the online path writes (an in-process
 //! [`EmbeddedStore`] per entity, same merge ops and tile retention), and every spine row is
 //! served by the online serving entry point, [`Catalog::get`], at `t`: stored features through
@@ -21,7 +21,7 @@ use std::sync::Arc;
 use serde_json::Value as Json;
 
 use crate::bindings::types::{Event, FeatureRow, Value};
-use crate::pipeline::{EventFailure, View};
+use crate::pipeline::{EventFailure, StreamView};
 use crate::serving::{Catalog, Entities, Plan, ServeError};
 use crate::store::StoreError;
 use crate::store::embedded::EmbeddedStore;
@@ -55,7 +55,7 @@ impl History {
 
     /// Transform a batch of events with view number `vi`'s transform and keep the rows that
     /// matter. Returns the events that failed (index into `events`).
-    pub fn add(&mut self, vi: usize, view: &View, events: &[Event]) -> Vec<EventFailure> {
+    pub fn add(&mut self, vi: usize, view: &StreamView, events: &[Event]) -> Vec<EventFailure> {
         let (rows, _, failures) = view.transform_rows(events);
         self.events += events.len() as u64;
         self.failed += failures.len() as u64;
@@ -93,7 +93,7 @@ pub enum SweepError {
 pub struct Sweep<'a> {
     pub catalog: &'a Catalog,
     pub plan: &'a Plan,
-    pub views: &'a [Arc<View>],
+    pub views: &'a [Arc<StreamView>],
     /// Request params of a spine row (`{param: [value]}`), for request views.
     pub params: &'a (dyn Fn(usize) -> HashMap<String, Vec<Json>> + Sync),
     pub threads: usize,

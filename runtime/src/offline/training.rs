@@ -16,7 +16,7 @@ use super::parquet_out::FeatureColumn;
 use super::point_in_time::{History, Sweep, SweepError, sweep};
 use super::spine::{Spine, SpineError};
 use crate::bindings::types::{Event, Value};
-use crate::pipeline::View;
+use crate::pipeline::StreamView;
 use crate::serving::{Catalog, ServeError};
 
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +84,7 @@ pub enum EventSource {
 /// A job: which features, from which events, how the spine names its columns.
 pub struct TrainingJob<'a> {
     /// Stream views by name (their transforms replay the history).
-    pub views: &'a HashMap<String, Arc<View>>,
+    pub views: &'a HashMap<String, Arc<StreamView>>,
     /// Everything servable (stream and request views), as `wafer serve` builds it.
     pub catalog: &'a Catalog,
     pub features: Vec<FeatureRef>,
@@ -121,7 +121,7 @@ struct Group {
     /// (output column, `view:feature`).
     features: Vec<(usize, String)>,
     /// Stream views replayed for this group.
-    views: Vec<Arc<View>>,
+    views: Vec<Arc<StreamView>>,
     /// Request params the group's request views take.
     params: Vec<String>,
 }
@@ -242,7 +242,7 @@ pub fn run(
 }
 
 /// A requested view's entity type, the stream views whose history it needs, its request params.
-type Sources = (Option<String>, Vec<Arc<View>>, Vec<String>);
+type Sources = (Option<String>, Vec<Arc<StreamView>>, Vec<String>);
 
 /// The [`Sources`] of `view`.
 fn sources(job: &TrainingJob<'_>, view: &str) -> Result<Sources, TrainingError> {

@@ -254,6 +254,10 @@ pub struct Metrics {
     pub source_rewound: Counter,
     /// Requests or changes refused by a tenant quota, by tenant and limit.
     pub quota_exceeded: Counter,
+    /// Entities not stored because their tenant is at its `max_stored_entities` quota, by view.
+    pub quota_refused_entities: Counter,
+    /// Records a tenant holds in the online store, as last counted (tenants with a store quota).
+    pub stored_entities: Gauge,
     /// Feature requests refused or failed, by tenant and error code.
     pub serve_errors: Counter,
     /// Client connections by listener and outcome (`accepted`, `refused` over the cap,
@@ -319,6 +323,16 @@ impl Default for Metrics {
                 "limit",
             )
             .with_first("tenant"),
+            quota_refused_entities: Counter::new(
+                "wafer_quota_refused_entities_total",
+                "Entities not stored because their tenant is at a store quota.",
+                "limit",
+            ),
+            stored_entities: Gauge::new(
+                "wafer_tenant_stored_entities",
+                "Entity records a tenant holds in the online store (as last counted).",
+            )
+            .with_label("tenant"),
             serve_errors: Counter::new(
                 "wafer_serve_errors_total",
                 "Feature requests refused or failed, by tenant and error code.",
@@ -362,6 +376,7 @@ impl Metrics {
             &self.serve_errors,
             &self.breaker_trips,
             &self.quota_exceeded,
+            &self.quota_refused_entities,
             &self.source_rewound,
             &self.connections,
         ] {
@@ -370,6 +385,7 @@ impl Metrics {
         self.paused.render(&mut out);
         self.source_stalled.render(&mut out);
         self.source_missing.render(&mut out);
+        self.stored_entities.render(&mut out);
         self.open_connections.render(&mut out);
         self.transform_seconds.render(&mut out);
         self.request_seconds.render(&mut out);

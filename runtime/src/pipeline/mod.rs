@@ -14,7 +14,8 @@ use crate::aggregate::spec::{DAY, HOUR, MINUTE};
 use crate::aggregate::window::retention;
 use crate::bindings::types::{Event, FeatureRow};
 pub use crate::serving::stored::{Served, Status, StoredView};
-use crate::store::{Applied, OnlineStore, SourceMark, StoreError, WriteBatch};
+use crate::store::quota::EntityQuota;
+use crate::store::{Applied, OnlineStore, Outcome, SourceMark, StoreError, WriteBatch};
 use crate::transform::{StreamWorker, Transform, TransformError};
 use crate::view::ViewSpec;
 pub use metrics::Metrics;
@@ -69,6 +70,11 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// The key of the `i`-th entity of the batch's writes (as in [`Outcome::refused`]).
+    pub fn entity(&self, i: usize) -> &str {
+        self.ops.get(i).map_or("", |e| e.entity.as_str())
+    }
+
     /// A refused batch of `events` events: no ops, every event failed with the cap's code.
     fn refused(events: usize, cap: CapExceeded) -> Self {
         let message = cap.message();
@@ -79,7 +85,7 @@ impl Prepared {
 }
 
 /// A running stream view: its transform, worker pool and aggregation plan.
-pub struct View {
+pub struct StreamView {
     /// Namespaced id (`tenant/view`), used as the store namespace.
     pub id: String,
     pub spec: ViewSpec,
@@ -95,9 +101,11 @@ pub struct View {
     pub metrics: Arc<Metrics>,
     /// The tenant's share of the node's cores, shared by all its views.
     compute: crate::transform::pool::ComputeShare,
+    /// The tenant's cap on stored records, shared by all its views (`None`: no cap).
+    store_quota: Option<Arc<EntityQuota>>,
 }
 
-impl View {
+impl StreamView {
     pub fn new(tenant: &str, spec: ViewSpec, transform: Transform, metrics: Arc<Metrics>) -> Self {
         let plan = FoldPlan::new(spec.latest.iter().map(|(n, _)| n.clone()).collect(), &spec.aggs);
         let windows: Vec<Window> = spec.aggs.iter().flat_map(|a| a.windows.iter().copied()).collect();
@@ -123,7 +131,19 @@ impl View {
             breaker,
             metrics,
             compute: crate::transform::pool::ComputeShare::unlimited(),
+            store_quota: None,
         }
+    }
+
+    /// The tenant's cap on stored records, if it has one.
+    pub fn store_quota(&self) -> Option<&EntityQuota> {
+        self.store_quota.as_deref()
+    }
+
+    /// Write this view's batches within `quota` (its tenant's, shared by all its views).
+    pub fn with_store_quota(mut self, quota: Option<Arc<EntityQuota>>) -> Self {
+        self.store_quota = quota;
+        self
     }
 
     /// Run this view's transform calls within `share` (its tenant's, shared by all its views).
@@ -289,25 +309,27 @@ impl View {
     }
 
     /// Write a prepared batch atomically (with its watermark). Safe to retry: a retry after a
-    /// lost reply is refused as `Stale` rather than applied twice.
+    /// lost reply is refused as `Stale` rather than applied twice. Entities refused by the
+    /// tenant's store quota are counted and logged (see [`Self::commit_keyed`]).
     pub async fn commit(
         &self,
         store: &dyn OnlineStore,
         prepared: &Prepared,
         mark: Option<SourceMark>,
     ) -> Result<Applied, StoreError> {
-        self.commit_keyed(store, prepared, mark, None).await
+        Ok(self.commit_keyed(store, prepared, mark, None).await?.applied)
     }
 
     /// [`Self::commit`] of a push with an idempotency key: a retry with the same key is applied
-    /// at most once per entity (the store remembers the key).
+    /// at most once per entity (the store remembers the key). The outcome names the entities the
+    /// tenant's store quota refused ([`Prepared::entity`] gives their keys).
     pub async fn commit_keyed(
         &self,
         store: &dyn OnlineStore,
         prepared: &Prepared,
         mark: Option<SourceMark>,
         idempotency_key: Option<&str>,
-    ) -> Result<Applied, StoreError> {
+    ) -> Result<Outcome, StoreError> {
         let batch = WriteBatch {
             view: &self.id,
             mark,
@@ -315,16 +337,33 @@ impl View {
             keep_ms: self.keep_ms,
             retention: &self.retention,
             idempotency_key,
+            quota: self.store_quota.as_ref(),
         };
-        let applied = store.apply(&batch).await?;
-        if applied == Applied::Applied {
+        let outcome = store.write(&batch).await?;
+        if outcome.applied == Applied::Applied {
             self.metrics.events.add(&self.id, "ok", prepared.events.saturating_sub(prepared.failures.len()) as u64);
             for f in &prepared.failures {
                 self.metrics.events.add(&self.id, f.code, 1);
             }
             self.metrics.rows.add(&self.id, "written", prepared.rows as u64);
         }
-        Ok(applied)
+        if let Some(q) = &self.store_quota {
+            self.metrics.stored_entities.set(q.tenant(), q.stored() as f64);
+            if !outcome.refused.is_empty() {
+                self.count_refused(q, prepared, &outcome.refused);
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Count (and now and then log) the entities the tenant's store quota refused.
+    fn count_refused(&self, q: &EntityQuota, prepared: &Prepared, refused: &[usize]) {
+        self.metrics.quota_exceeded.add(q.tenant(), "max_stored_entities", 1);
+        self.metrics.quota_refused_entities.add(&self.id, "max_stored_entities", refused.len() as u64);
+        if q.should_warn(crate::time::now_ms()) {
+            let first = refused.first().map_or("", |i| prepared.entity(*i));
+            tracing::warn!(view = %self.id, refused = refused.len(), stored = q.stored(), quota = q.max(), first, "tenant at its max_stored_entities quota: new entities are not stored");
+        }
     }
 }
 

@@ -39,6 +39,11 @@ pub struct Quotas {
     pub compute_slots: usize,
     /// Longest entity key a transform may emit (bytes).
     pub entity_key_bytes: usize,
+    /// Entity records (one per entity per view) the tenant may keep in the shared online store;
+    /// at the quota, existing entities keep updating and new ones are refused (see
+    /// [`crate::store::quota`]). The default, 1M records, is ~0.5–2 GB of Redis memory at
+    /// typical record sizes (a few to a few dozen features and tiles per record).
+    pub max_stored_entities: u64,
     /// Versions kept per transform; the oldest inactive ones beyond are deleted.
     pub versions_per_transform: usize,
     /// Wall-clock time one upload may spend compiling (s), and CPU time this times the cores;
@@ -67,6 +72,7 @@ impl Default for Quotas {
             breaker_trip_after: 10,
             compute_slots: 1,
             entity_key_bytes: 1024,
+            max_stored_entities: 1_000_000,
             versions_per_transform: 10,
             compile_seconds: 60,
             compile_memory_mib: 1024,

@@ -1,6 +1,8 @@
 //! `POST /v1/views/{view}/events`: HTTP-pushed events, processed synchronously (read-after-write).
 //! An `Idempotency-Key` header makes a retry safe: each entity applies a key at most once. A write
 //! that timed out (or failed after part of it was applied) answers `store_outcome_unknown`.
+//! Entities the tenant's `max_stored_entities` quota kept from being created are listed under
+//! `refused` (existing entities keep updating).
 
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
@@ -12,7 +14,7 @@ use super::respond::{Resp, body, json_resp};
 use crate::bindings::types::Event;
 use crate::events::parse_line;
 use crate::node::Node;
-use crate::pipeline::View;
+use crate::pipeline::StreamView;
 use crate::pipeline::breaker::Verdict;
 use crate::tenant::TenantApp;
 
@@ -56,13 +58,14 @@ pub async fn push_events(app: &Node, t: &TenantApp, view: &str, req: Request<Inc
 }
 
 /// Run parsed `events` through the view's pipeline and write them (read-after-write): 200 with
-/// `{"accepted", "rows", "failed"}`; `index[i]` is event `i`'s position in the request, and
+/// `{"accepted", "rows", "failed"}` (and `refused` when the store quota kept entities from being
+/// created: see [`refused_body`]); `index[i]` is event `i`'s position in the request, and
 /// `failures` are the request's items already refused.
 #[allow(clippy::too_many_arguments)] // one call site per protocol; a struct would only rename them
 pub(super) async fn ingest(
     app: &Node,
     tenant: &str,
-    v: &View,
+    v: &StreamView,
     view: &str,
     events: &[Event],
     index: &[usize],
@@ -89,33 +92,62 @@ pub(super) async fn ingest(
     if let Verdict::Tripped { pause } = v.judge(&prepared) {
         return Err(paused(view, pause));
     }
-    if let Err(e) = v.commit_keyed(app.store.as_ref(), &prepared, None, key).await {
-        v.metrics.store_errors.add(&v.id, "push", 1);
-        return Err(match (e.outcome_unknown(), &key) {
-            (false, _) => {
-                ApiError::unavailable("store_unavailable", format!("online store: {e}; nothing was written, retry"))
-            }
-            (true, Some(_)) => ApiError::unavailable(
-                "store_outcome_unknown",
-                format!(
-                    "online store: {e}; the push may have been applied in part: retry with the same Idempotency-Key, which applies it exactly once"
-                ),
-            ),
-            (true, None) => ApiError::unavailable(
-                "store_outcome_unknown",
-                format!(
-                    "online store: {e}; the push may have been applied in part: a retry may count it twice (send an Idempotency-Key header to make retries safe)"
-                ),
-            ),
-        });
-    }
+    let written = match v.commit_keyed(app.store.as_ref(), &prepared, None, key).await {
+        Ok(w) => w,
+        Err(e) => return Err(store_failed(v, &e, key)),
+    };
     let outcome = prepared;
     for f in &outcome.failures {
         failures.push(json!({"index": index[f.index], "code": f.code, "error": f.message}));
     }
     failures.sort_by_key(|f| f["index"].as_u64());
     let accepted = events.len() - outcome.failures.len();
-    Ok(json_resp(StatusCode::OK, &json!({"accepted": accepted, "rows": outcome.rows, "failed": failures})))
+    let mut body = json!({"accepted": accepted, "rows": outcome.rows, "failed": failures});
+    if !written.refused.is_empty() {
+        body["refused"] = refused_body(v.store_quota().map(|q| q.max()), &outcome, &written.refused);
+    }
+    Ok(json_resp(StatusCode::OK, &body))
+}
+
+/// At most this many refused entity keys are listed in a push's answer (all are counted).
+const REFUSED_LISTED: usize = 20;
+
+/// The `refused` member of a push's answer: `{"code": "store_quota_exceeded", "error",
+/// "entities": n, "sample": [first keys]}`.
+fn refused_body(max: Option<u64>, prepared: &crate::pipeline::Prepared, refused: &[usize]) -> Json {
+    let sample: Vec<&str> = refused.iter().take(REFUSED_LISTED).map(|i| prepared.entity(*i)).collect();
+    let quota = max.map_or_else(String::new, |m| format!(" of {m}"));
+    json!({
+        "code": "store_quota_exceeded",
+        "error": format!(
+            "{} entities are new to the store and the tenant is at its `max_stored_entities` quota{quota}: their features were not stored (existing entities were updated)",
+            refused.len()
+        ),
+        "entities": refused.len(),
+        "sample": sample,
+    })
+}
+
+/// The error of a push whose store write failed (whether anything was written is said).
+fn store_failed(v: &StreamView, e: &crate::store::StoreError, key: Option<&str>) -> ApiError {
+    v.metrics.store_errors.add(&v.id, "push", 1);
+    match (e.outcome_unknown(), key) {
+        (false, _) => {
+            ApiError::unavailable("store_unavailable", format!("online store: {e}; nothing was written, retry"))
+        }
+        (true, Some(_)) => ApiError::unavailable(
+            "store_outcome_unknown",
+            format!(
+                "online store: {e}; the push may have been applied in part: retry with the same Idempotency-Key, which applies it exactly once"
+            ),
+        ),
+        (true, None) => ApiError::unavailable(
+            "store_outcome_unknown",
+            format!(
+                "online store: {e}; the push may have been applied in part: a retry may count it twice (send an Idempotency-Key header to make retries safe)"
+            ),
+        ),
+    }
 }
 
 /// Longest accepted `Idempotency-Key` header.

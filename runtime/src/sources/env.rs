@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
-use crate::pipeline::{Metrics, View};
+use crate::pipeline::{Metrics, StreamView};
 use crate::store::OnlineStore;
 
 /// Looks up a tenant's current stream view (`None` once it is deleted).
-pub type ViewLookup = dyn Fn(&str, &str) -> Option<Arc<View>> + Send + Sync;
+pub type ViewLookup = dyn Fn(&str, &str) -> Option<Arc<StreamView>> + Send + Sync;
 
 /// The store, metrics and view lookup a source works with.
 #[derive(Clone)]
@@ -25,13 +25,13 @@ impl SourceEnv {
     pub fn new(
         store: Arc<dyn OnlineStore>,
         metrics: Arc<Metrics>,
-        views: impl Fn(&str, &str) -> Option<Arc<View>> + Send + Sync + 'static,
+        views: impl Fn(&str, &str) -> Option<Arc<StreamView>> + Send + Sync + 'static,
     ) -> Self {
         Self { store, metrics, views: Arc::new(views) }
     }
 
     /// The current stream view `view` of `tenant` (a hot swap replaces it between batches).
-    pub fn view(&self, tenant: &str, view: &str) -> Option<Arc<View>> {
+    pub fn view(&self, tenant: &str, view: &str) -> Option<Arc<StreamView>> {
         (self.views)(tenant, view)
     }
 }

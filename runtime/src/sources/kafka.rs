@@ -37,7 +37,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset};
 
 use crate::bindings::types::{Event, Header as EventHeader};
-use crate::pipeline::View;
+use crate::pipeline::StreamView;
 use crate::sources::SourceEnv;
 use crate::tenant::StreamSource;
 use crate::view::KafkaConfig;
@@ -298,7 +298,7 @@ fn is_missing_topic(e: &KafkaError) -> bool {
 
 /// Tell the stall detector which partitions delivered (a partition-sorted batch); a partition
 /// that was stalled has recovered.
-fn note_received(stalls: &mut StallDetector, view: &View, topic: &str, events: &[Event]) {
+fn note_received(stalls: &mut StallDetector, view: &StreamView, topic: &str, events: &[Event]) {
     let now = Instant::now();
     for chunk in events.chunk_by(|a, b| a.partition == b.partition) {
         let (p, next) = (chunk[0].partition, chunk[chunk.len() - 1].offset + 1);
@@ -316,7 +316,7 @@ fn note_received(stalls: &mut StallDetector, view: &View, topic: &str, events: &
 /// (the consumer must be rebuilt).
 async fn check_health(
     consumer: &KafkaConsumer,
-    view: &View,
+    view: &StreamView,
     env: &SourceEnv,
     topic: &str,
     stalls: &mut StallDetector,
@@ -371,7 +371,7 @@ async fn check_health(
 /// for quiet partitions whose end the statistics do not know, at most once per `stall_after`.
 fn probe_log_ends(
     consumer: &KafkaConsumer,
-    view: &View,
+    view: &StreamView,
     topic: &str,
     stalls: &mut StallDetector,
     stats: &mut HashMap<i32, health::PartStat>,

@@ -15,7 +15,7 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use super::kafka::to_event;
 use crate::bindings::types::Event;
 use crate::offline::backfill::BackfillReport;
-use crate::pipeline::View;
+use crate::pipeline::StreamView;
 use crate::store::{Applied, OnlineStore, SourceMark, StoreError};
 
 /// Give up on a partition that delivers nothing for this long before reaching its end (e.g. the
@@ -53,7 +53,7 @@ pub enum KafkaHistoryError {
 /// Backfill `topic` into `store` through `view`. `on_progress(done, total, report)` is called
 /// after every batch with events read and the history's size.
 pub async fn backfill(
-    view: &View,
+    view: &StreamView,
     store: &dyn OnlineStore,
     brokers: &str,
     topic: &str,
@@ -163,7 +163,7 @@ pub async fn backfill(
 }
 
 async fn apply(
-    view: &View,
+    view: &StreamView,
     store: &dyn OnlineStore,
     topic: &str,
     partition: i32,

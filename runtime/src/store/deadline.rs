@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{Applied, EntityRecord, OnlineStore, StoreError, WriteBatch};
+use super::{EntityRecord, OnlineStore, Outcome, StoreError, WriteBatch};
 
 pub struct ReadDeadline<S> {
     inner: S,
@@ -34,8 +34,8 @@ impl<S: OnlineStore> ReadDeadline<S> {
 
 #[async_trait]
 impl<S: OnlineStore> OnlineStore for ReadDeadline<S> {
-    async fn apply(&self, batch: &WriteBatch<'_>) -> Result<Applied, StoreError> {
-        self.inner.apply(batch).await
+    async fn write(&self, batch: &WriteBatch<'_>) -> Result<Outcome, StoreError> {
+        self.inner.write(batch).await
     }
 
     async fn watermark(&self, view: &str, source: &str, partition: i32) -> Result<Option<i64>, StoreError> {
@@ -76,8 +76,8 @@ mod tests {
 
     #[async_trait]
     impl OnlineStore for Frozen {
-        async fn apply(&self, batch: &WriteBatch<'_>) -> Result<Applied, StoreError> {
-            self.0.apply(batch).await
+        async fn write(&self, batch: &WriteBatch<'_>) -> Result<Outcome, StoreError> {
+            self.0.write(batch).await
         }
         async fn watermark(&self, view: &str, source: &str, partition: i32) -> Result<Option<i64>, StoreError> {
             self.0.watermark(view, source, partition).await

@@ -1,7 +1,9 @@
 //! In-process store for `wafer dev` and single-node use. Same contract as Redis: a batch and its
 //! watermark are applied under one lock (so a batch is never applied in part, and a replay is
 //! refused whole); a push's idempotency key is remembered per view; records expire `keep_ms`
-//! after their last write.
+//! after their last write. Records are counted per tenant, exactly, for the
+//! [`EntityQuota`](super::quota::EntityQuota); expired records count until a write replaces them
+//! or a refused tenant's recount sweeps them.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -9,8 +11,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
-use super::{Applied, EntityRecord, FieldNames, OnlineStore, StoreError, WriteBatch};
-use crate::aggregate::hll::merge_into;
+use super::quota::EntityQuota;
+use super::{Applied, EntityRecord, FieldNames, OnlineStore, Outcome, StoreError, WriteBatch};
 use crate::aggregate::ops::{TileOp, f64_repr, latest_wins, merge_last_n, parse_tile_field};
 use crate::aggregate::order::{max_wins, min_wins};
 
@@ -38,6 +40,40 @@ struct State {
     watermarks: HashMap<String, HashMap<(String, i32), i64>>,
     /// view → idempotency key of an applied push → when it is forgotten.
     pushes: HashMap<String, HashMap<String, Instant>>,
+    /// tenant → records held in its views (expired ones included until swept).
+    held: HashMap<String, u64>,
+}
+
+/// The tenant of a namespaced view id (`tenant/view`).
+fn tenant_of(view: &str) -> &str {
+    view.split_once('/').map_or(view, |(t, _)| t)
+}
+
+impl State {
+    /// Drop the tenant's expired records and recount what it holds.
+    fn sweep_expired(&mut self, tenant: &str, now: Instant) -> u64 {
+        let mut held = 0;
+        for (_, records) in self.records.iter_mut().filter(|(v, _)| tenant_of(v) == tenant) {
+            records.retain(|_, r| r.expires.is_none_or(|x| x > now));
+            held += records.len() as u64;
+        }
+        self.held.insert(tenant.to_string(), held);
+        held
+    }
+
+    /// Whether the tenant may create a record now (recounting, at most every interval, when not).
+    fn may_create(&mut self, quota: &EntityQuota, now: Instant, now_ms: i64) -> bool {
+        let held = self.held.get(quota.tenant()).copied().unwrap_or(0);
+        if held < quota.max() {
+            return true;
+        }
+        if quota.claim_recount(now_ms) {
+            let n = self.sweep_expired(quota.tenant(), now);
+            quota.recounted(Some(n), now_ms);
+            return n < quota.max();
+        }
+        false
+    }
 }
 
 #[derive(Default)]
@@ -81,12 +117,7 @@ pub(crate) fn apply_op(rec: &mut Data, op: &TileOp) {
             rec.fields.insert(field.clone(), serde_json::to_string(&cur).unwrap_or_default());
         }
         TileOp::Hll { field, registers } => {
-            let regs = rec.hlls.entry(field.clone()).or_default();
-            let mut src = vec![0u8; registers.iter().map(|(i, _)| *i as usize + 1).max().unwrap_or(0)];
-            for (i, r) in registers {
-                src[*i as usize] = *r;
-            }
-            merge_into(regs, &src);
+            crate::aggregate::hll::update(rec.hlls.entry(field.clone()).or_default(), registers);
         }
         TileOp::Latest { field, event_time, order, value } => {
             let replace = match rec.fields.get(field).and_then(|v| v.split_once('|')) {
@@ -141,7 +172,7 @@ pub(crate) fn sweep(rec: &mut Data, retention: &[(i64, i64)], newest: &[(i64, i6
 
 #[async_trait]
 impl OnlineStore for EmbeddedStore {
-    async fn apply(&self, batch: &WriteBatch<'_>) -> Result<Applied, StoreError> {
+    async fn write(&self, batch: &WriteBatch<'_>) -> Result<Outcome, StoreError> {
         let mut guard = self.state.lock();
         let st = &mut *guard;
         if let Some(m) = &batch.mark {
@@ -150,7 +181,7 @@ impl OnlineStore for EmbeddedStore {
             if let Some(&wm) = wms.get(&key)
                 && wm > m.first_offset
             {
-                return Ok(Applied::Stale { watermark: wm });
+                return Ok(Applied::Stale { watermark: wm }.into());
             }
             wms.insert(key, m.next_offset);
         }
@@ -158,15 +189,30 @@ impl OnlineStore for EmbeddedStore {
         if let (None, Some(key)) = (&batch.mark, batch.idempotency_key) {
             let seen = st.pushes.entry(batch.view.to_string()).or_default();
             if seen.get(key).is_some_and(|until| *until > now) {
-                return Ok(Applied::Applied);
+                return Ok(Applied::Applied.into());
             }
             if seen.len() >= 1024 {
                 seen.retain(|_, until| *until > now);
             }
             seen.insert(key.to_string(), now + Duration::from_millis(super::redis::IDEMPOTENCY_TTL_MS as u64));
         }
-        let records = st.records.entry(batch.view.to_string()).or_default();
-        for e in batch.entities {
+        let tenant = tenant_of(batch.view);
+        let now_ms = crate::time::now_ms();
+        let mut refused = Vec::new();
+        let mut created = 0u64;
+        for (i, e) in batch.entities.iter().enumerate() {
+            let exists = st.records.get(batch.view).is_some_and(|r| r.contains_key(&e.entity));
+            if !exists {
+                if let Some(q) = batch.quota
+                    && !st.may_create(q, now, now_ms)
+                {
+                    refused.push(i);
+                    continue;
+                }
+                *st.held.entry(tenant.to_string()).or_default() += 1;
+                created += 1;
+            }
+            let records = st.records.entry(batch.view.to_string()).or_default();
             let rec = records.entry(e.entity.clone()).or_default();
             if rec.expires.is_some_and(|x| x <= now) {
                 *rec = Record::default();
@@ -179,7 +225,12 @@ impl OnlineStore for EmbeddedStore {
             }
             rec.expires = Some(now + Duration::from_millis(batch.keep_ms.max(1) as u64));
         }
-        Ok(Applied::Applied)
+        if let Some(q) = batch.quota
+            && (created > 0 || !q.counted())
+        {
+            q.set_stored(st.held.get(tenant).copied().unwrap_or(0), now_ms);
+        }
+        Ok(Outcome { applied: Applied::Applied, refused })
     }
 
     async fn watermark(&self, view: &str, source: &str, partition: i32) -> Result<Option<i64>, StoreError> {
@@ -220,7 +271,11 @@ impl OnlineStore for EmbeddedStore {
 
     async fn delete_view(&self, view: &str) -> Result<(), StoreError> {
         let mut st = self.state.lock();
-        st.records.remove(view);
+        if let Some(records) = st.records.remove(view)
+            && let Some(held) = st.held.get_mut(tenant_of(view))
+        {
+            *held = held.saturating_sub(records.len() as u64);
+        }
         st.watermarks.remove(view);
         st.pushes.remove(view);
         Ok(())

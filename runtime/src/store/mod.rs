@@ -13,9 +13,13 @@
 //! The `(view, source, partition)` watermark advances to `next_offset` once every entity is
 //! applied; the pipeline resumes a partition from it and skips offsets below it.
 //! A push (no mark) may carry an idempotency key: each entity applies it at most once.
+//!
+//! **Quota**: a batch may carry its tenant's [`quota::EntityQuota`]; at the quota, entities the
+//! batch would create are refused ([`Outcome::refused`]) while existing ones keep updating.
 
 pub mod deadline;
 pub mod embedded;
+pub mod quota;
 pub mod redis;
 
 use std::sync::Arc;
@@ -103,6 +107,23 @@ pub struct WriteBatch<'a> {
     /// A push's idempotency key: each entity applies a batch with a given key at most once
     /// (remembered for [`redis::IDEMPOTENCY_TTL_MS`]). Unused with a `mark`.
     pub idempotency_key: Option<&'a str>,
+    /// The tenant's cap on stored records: at the cap, entities new to the store are refused.
+    pub quota: Option<&'a Arc<quota::EntityQuota>>,
+}
+
+/// What a write did: [`Applied`], and the entities a quota kept from being created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub applied: Applied,
+    /// Indices (into [`WriteBatch::entities`]) of the entities not written because the tenant
+    /// is at its [`quota::EntityQuota`]: they do not exist in the store and were not created.
+    pub refused: Vec<usize>,
+}
+
+impl From<Applied> for Outcome {
+    fn from(applied: Applied) -> Self {
+        Self { applied, refused: Vec::new() }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,8 +228,12 @@ impl FieldSource for EntityRecord {
 
 #[async_trait]
 pub trait OnlineStore: Send + Sync {
-    /// Apply a batch atomically (with its watermark, if any).
-    async fn apply(&self, batch: &WriteBatch<'_>) -> Result<Applied, StoreError>;
+    /// Apply a batch (with its watermark, if any), within its quota: see the module doc.
+    async fn write(&self, batch: &WriteBatch<'_>) -> Result<Outcome, StoreError>;
+    /// [`Self::write`] when only [`Applied`] matters (no quota, or refusals counted elsewhere).
+    async fn apply(&self, batch: &WriteBatch<'_>) -> Result<Applied, StoreError> {
+        Ok(self.write(batch).await?.applied)
+    }
     /// The watermark (next offset to apply) of a source partition.
     async fn watermark(&self, view: &str, source: &str, partition: i32) -> Result<Option<i64>, StoreError>;
     /// Read the given fields and HLL sketches of several entities in one round trip. On a

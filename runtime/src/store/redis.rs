@@ -8,6 +8,8 @@
 //! - `wafer:e:<view>:{<tag>}:<entity>|t:…:h`: HLL registers of one tile (same slot as the hash).
 //! - `wafer:e:<view>:{<tag>}:<entity>|k:<idempotency key>`: a push applied to this entity (expires).
 //! - `wafer:{<view>}:wm:<source>:<partition>`: next offset to read (the resume position).
+//! - `wafer:q:{<tenant>}:entities`: the tenant's record count for its
+//!   [quota](super::quota) (an estimate kept by `INCRBY`, corrected by recounts).
 //!
 //! Layout v1 (`wafer:{<view>}:e:<entity>`, one slot per view) is converted by
 //! [`RedisStore::migrate_v1`] (`wafer migrate-store`), run once with the view's nodes stopped.
@@ -48,6 +50,7 @@
 //! entity (all its keys share a slot), sent concurrently: every node works in parallel.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::StreamExt as _;
@@ -60,7 +63,8 @@ mod write;
 pub use conn::Conn;
 pub use migrate::Migration;
 
-use super::{Applied, EntityRecord, FieldNames, OnlineStore, StoreError, WriteBatch};
+use super::quota::EntityQuota;
+use super::{Applied, EntityRecord, FieldNames, OnlineStore, Outcome, StoreError, WriteBatch};
 use crate::aggregate::ops::EntityOps;
 
 /// How long a push's idempotency key is remembered per entity (ms).
@@ -165,14 +169,13 @@ impl RedisStore {
         }
     }
 
-    /// Apply the entities in calls of bounded size; returns `(entity index, guard)` of every
-    /// entity not applied.
+    /// Apply the entities in calls of bounded size.
     async fn apply_entities(
         &self,
         common: &write::Common<'_>,
         view: &str,
         ents: &[EntityOps],
-    ) -> Result<Vec<(usize, i64)>, StoreError> {
+    ) -> Result<Calls, StoreError> {
         // Group entities into calls: one per entity on a Cluster, bounded size otherwise.
         let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
         let (mut start, mut units) = (0, 0);
@@ -195,16 +198,12 @@ impl RedisStore {
             async move { (r.start, self.call(cmd).await) }
         }))
         .buffer_unordered(CALLS_IN_FLIGHT);
-        let (mut skipped, mut ok, mut err) = (Vec::new(), 0usize, None::<RedisError>);
+        let (mut out, mut ok, mut err) = (Calls::default(), 0usize, None::<RedisError>);
         while let Some((base, res)) = calls.next().await {
             match res {
                 Ok(vals) => {
                     ok += 1;
-                    for pair in vals.chunks_exact(2) {
-                        let i = redis::from_redis_value_ref::<usize>(&pair[0]).unwrap_or(1);
-                        let g = redis::from_redis_value_ref::<i64>(&pair[1]).unwrap_or(i64::MAX);
-                        skipped.push((base + i - 1, g));
-                    }
+                    out.add_reply(base, &vals);
                 }
                 Err(e) => {
                     // Keep the first error; a timeout wins (its call may have run).
@@ -215,7 +214,7 @@ impl RedisStore {
             }
         }
         match err {
-            None => Ok(skipped),
+            None => Ok(out),
             Some(e) if ok > 0 || e.is_timeout() => Err(StoreError::OutcomeUnknown(e)),
             Some(e) => Err(StoreError::Redis(e)),
         }
@@ -239,17 +238,42 @@ impl RedisStore {
         Ok(())
     }
 
-    /// A connection to every master (SCAN is per node); the store's own for a single Redis.
-    async fn nodes(&self) -> Result<Vec<Conn>, StoreError> {
-        match self.conn.masters().await? {
-            None => Ok(vec![self.conn.clone()]),
-            Some(urls) => {
-                let mut c = Vec::with_capacity(urls.len());
-                for u in urls {
-                    c.push(Conn::single(&u).await?);
-                }
-                Ok(c)
+    /// Before a write under `quota`: learn the tenant's count once per quota object, and
+    /// the script's create mode (see [`write`]).
+    async fn quota_mode(&self, quota: &EntityQuota) -> Result<&'static str, StoreError> {
+        if !quota.counted() {
+            let mut c = self.conn.clone();
+            let n: Option<u64> = redis::cmd("GET").arg(quota_key(quota.tenant())).query_async(&mut c).await?;
+            quota.set_stored(n.unwrap_or(0), crate::time::now_ms());
+        }
+        Ok(if quota.allows_new() { "1" } else { "0" })
+    }
+
+    /// After a write under `quota`: add what it created to the tenant's counter, and recount
+    /// (in the background, at most every [`quota::RECOUNT_EVERY_MS`](super::quota::RECOUNT_EVERY_MS))
+    /// while the tenant is refused. The write is done: a failure here is logged, not returned.
+    async fn account(&self, quota: &Arc<EntityQuota>, created: u64) {
+        let now = crate::time::now_ms();
+        if created > 0 {
+            let mut c = self.conn.clone();
+            let key = quota_key(quota.tenant());
+            match redis::cmd("INCRBY").arg(&key).arg(created).query_async::<u64>(&mut c).await {
+                Ok(n) => quota.set_stored(n, now),
+                Err(e) => tracing::warn!(tenant = quota.tenant(), error = %e, "could not count created records"),
             }
+        }
+        if !quota.allows_new() && quota.claim_recount(now) {
+            let (conn, quota) = (self.conn.clone(), quota.clone());
+            tokio::spawn(async move {
+                let n = match recount(&conn, quota.tenant()).await {
+                    Ok(n) => Some(n),
+                    Err(e) => {
+                        tracing::warn!(tenant = quota.tenant(), error = %e, "could not recount the tenant's records");
+                        None
+                    }
+                };
+                quota.recounted(n, crate::time::now_ms());
+            });
         }
     }
 
@@ -257,6 +281,81 @@ impl RedisStore {
         let mut c = self.conn.clone();
         self.advance.key(key).arg(next).invoke_async(&mut c).await
     }
+}
+
+/// What the calls of one batch answered (see [`write`]'s reply).
+#[derive(Default)]
+struct Calls {
+    /// `(entity index, guard)` of every entity not applied (quota refusals excluded).
+    skipped: Vec<(usize, i64)>,
+    /// Entities refused by the quota.
+    refused: Vec<usize>,
+    /// Entities created under a quota.
+    created: u64,
+}
+
+impl Calls {
+    /// Add the reply of the call whose first entity is `base`.
+    fn add_reply(&mut self, base: usize, vals: &[RValue]) {
+        for pair in vals.chunks_exact(2) {
+            let i = redis::from_redis_value_ref::<usize>(&pair[0]).unwrap_or(1);
+            let g = redis::from_redis_value_ref::<i64>(&pair[1]).unwrap_or(i64::MAX);
+            match (i, g) {
+                (0, created) => self.created += created.max(0) as u64,
+                (i, -2) => self.refused.push(base + i - 1),
+                (i, g) => self.skipped.push((base + i - 1, g)),
+            }
+        }
+    }
+}
+
+/// The key of a tenant's record counter.
+fn quota_key(tenant: &str) -> String {
+    format!("wafer:q:{{{tenant}}}:entities")
+}
+
+/// A connection to every master (SCAN is per node); `conn` itself for a single Redis.
+async fn nodes(conn: &Conn) -> Result<Vec<Conn>, StoreError> {
+    match conn.masters().await? {
+        None => Ok(vec![conn.clone()]),
+        Some(urls) => {
+            let mut c = Vec::with_capacity(urls.len());
+            for u in urls {
+                c.push(Conn::single(&u).await?);
+            }
+            Ok(c)
+        }
+    }
+}
+
+/// Count the tenant's entity hashes on every master (sketches and idempotency markers are
+/// strings, so `TYPE hash` leaves them out) and set its counter to the result.
+async fn recount(conn: &Conn, tenant: &str) -> Result<u64, StoreError> {
+    let pattern = format!("wafer:e:{}/*", glob_escape(tenant));
+    let mut n = 0u64;
+    for mut node in nodes(conn).await? {
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .arg("TYPE")
+                .arg("hash")
+                .query_async(&mut node)
+                .await?;
+            n += keys.len() as u64;
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+    }
+    let mut c = conn.clone();
+    redis::cmd("SET").arg(quota_key(tenant)).arg(n).query_async::<()>(&mut c).await?;
+    Ok(n)
 }
 
 /// Write an entity's key into `out` (appended).
@@ -283,8 +382,12 @@ fn glob_escape(s: &str) -> String {
 
 #[async_trait]
 impl OnlineStore for RedisStore {
-    async fn apply(&self, batch: &WriteBatch<'_>) -> Result<Applied, StoreError> {
+    async fn write(&self, batch: &WriteBatch<'_>) -> Result<Outcome, StoreError> {
         let guard_field = batch.mark.as_ref().map(|m| format!("o:{}:{}", m.source, m.partition)).unwrap_or_default();
+        let create = match batch.quota {
+            Some(q) if !batch.entities.is_empty() => self.quota_mode(q).await?,
+            _ => "",
+        };
         let common = write::Common {
             keep_ms: batch.keep_ms,
             guard_field: &guard_field,
@@ -292,29 +395,35 @@ impl OnlineStore for RedisStore {
             next: batch.mark.as_ref().map_or(0, |m| m.next_offset),
             idem: batch.idempotency_key.unwrap_or(""),
             idem_ttl_ms: IDEMPOTENCY_TTL_MS,
+            create,
             retention: batch.retention,
         };
-        let skipped = self.apply_entities(&common, batch.view, batch.entities).await?;
+        let calls = self.apply_entities(&common, batch.view, batch.entities).await?;
+        if let Some(q) = batch.quota.filter(|_| !create.is_empty()) {
+            self.account(q, calls.created).await;
+        }
+        let Calls { skipped, refused, .. } = calls;
         self.wait_for_replicas().await?;
-        let Some(m) = &batch.mark else { return Ok(Applied::Applied) };
+        let done = |applied| Ok(Outcome { applied, refused: refused.clone() });
+        let Some(m) = &batch.mark else { return done(Applied::Applied) };
         // An entity applied only up to inside this batch: the caller re-folds from there.
         if let Some(g) = skipped.iter().map(|s| s.1).filter(|g| *g > m.first_offset && *g < m.next_offset).min() {
-            return Ok(Applied::Stale { watermark: g });
+            return done(Applied::Stale { watermark: g });
         }
         let wm_key = Self::wm_key(batch.view, &m.source, m.partition);
         if batch.entities.is_empty() {
             let mut c = self.conn.clone();
             let wm: Option<i64> = redis::cmd("GET").arg(&wm_key).query_async(&mut c).await?;
             if let Some(wm) = wm.filter(|wm| *wm > m.first_offset) {
-                return Ok(Applied::Stale { watermark: wm });
+                return done(Applied::Stale { watermark: wm });
             }
         }
         let wm = self.advance(&wm_key, m.next_offset).await.map_err(StoreError::OutcomeUnknown)?;
-        if !batch.entities.is_empty() && skipped.len() == batch.entities.len() {
+        if !skipped.is_empty() && skipped.len() + refused.len() == batch.entities.len() {
             // Every entity had it already (a retry, or another consumer's write).
-            return Ok(Applied::Stale { watermark: wm });
+            return done(Applied::Stale { watermark: wm });
         }
-        Ok(Applied::Applied)
+        done(Applied::Applied)
     }
 
     async fn watermark(&self, view: &str, source: &str, partition: i32) -> Result<Option<i64>, StoreError> {
@@ -389,7 +498,7 @@ impl OnlineStore for RedisStore {
     async fn delete_view(&self, view: &str) -> Result<(), StoreError> {
         let v = glob_escape(view);
         let patterns = [format!("wafer:e:{v}:{{*"), format!("wafer:{{{v}}}:*")];
-        for mut node in self.nodes().await? {
+        for mut node in nodes(&self.conn).await? {
             for pattern in &patterns {
                 let mut cursor: u64 = 0;
                 loop {

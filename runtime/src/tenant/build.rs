@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use super::{RateLimiter, StreamSource, TenantApp, TenantSpec};
 use crate::component::LoadError;
-use crate::pipeline::{Metrics, View};
+use crate::pipeline::{Metrics, StreamView};
 use crate::registry::Quotas;
 use crate::serving::request_view::RequestViewError;
 use crate::serving::{Catalog, RequestView, StoredView};
+use crate::store::quota::EntityQuota;
 use crate::transform::Transform;
 use crate::transform::pool::ComputeShare;
 use crate::view::{ViewError, ViewSpec};
@@ -99,6 +100,8 @@ pub fn build_tenant(
     let mut views = HashMap::new();
     let mut catalog = Catalog::default();
     let compute = ComputeShare::new(q.compute_slots);
+    let store_quota =
+        (q.max_stored_entities != u64::MAX).then(|| Arc::new(EntityQuota::new(tenant, q.max_stored_entities)));
     let mut sources = Vec::new();
     for cfg in &spec.streams {
         let lim = limits(&cfg.name, cfg.deadline_ms, cfg.memory_mib, q)?;
@@ -125,7 +128,11 @@ pub fn build_tenant(
         }
         let spec = ViewSpec::new(cfg, &t.info().outputs)?;
         tracing::info!(tenant = %tenant, view = %cfg.name, transform = t.name(), version = %t.info().version, features = spec.feature_names().len(), "stream view loaded");
-        let view = Arc::new(View::new(tenant, spec, t, metrics.clone()).with_compute(compute.clone()));
+        let view = Arc::new(
+            StreamView::new(tenant, spec, t, metrics.clone())
+                .with_compute(compute.clone())
+                .with_store_quota(store_quota.clone()),
+        );
         catalog.add_stored(view.stored.clone());
         views.insert(cfg.name.clone(), view);
         if let Some(topic) = &cfg.topic {

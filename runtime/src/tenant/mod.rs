@@ -4,7 +4,8 @@
 //! for more), live instances per transform and concurrent calls across all the tenant's views
 //! ([`crate::transform::pool`]), number of views, request rate ([`rate`]), events per push,
 //! rows, entities, output and CPU per batch ([`crate::Limits`]), breaker settings, upload size,
-//! compile budget and versions kept (`server::control`).
+//! compile budget and versions kept (`server::control`), records kept in the online store
+//! ([`crate::store::quota`]).
 
 pub mod build;
 pub mod rate;
@@ -12,7 +13,7 @@ pub mod rate;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::pipeline::View;
+use crate::pipeline::StreamView;
 use crate::registry::{Quotas, Snapshot, ViewKind};
 use crate::serving::Catalog;
 use crate::view::{BatchViewConfig, FeatureServiceConfig, Manifest, RequestViewConfig, StreamViewConfig};
@@ -58,6 +59,7 @@ impl TenantSpec {
             requests_per_second: 0,
             upload_mib: usize::MAX,
             compute_slots: 0,
+            max_stored_entities: u64::MAX,
             ..Quotas::default()
         };
         Self {
@@ -112,7 +114,7 @@ pub struct TenantApp {
     pub name: String,
     pub quotas: Quotas,
     /// Stream views by name (push targets, Kafka consumers).
-    pub views: HashMap<String, Arc<View>>,
+    pub views: HashMap<String, Arc<StreamView>>,
     /// Everything servable: stream, batch and request views, feature services.
     pub catalog: Catalog,
     pub rate: RateLimiter,

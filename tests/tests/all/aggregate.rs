@@ -165,6 +165,7 @@ pub(crate) async fn scenario(store: &dyn OnlineStore, view: &str) {
                 keep_ms: 30 * DAY,
                 retention: &ret,
                 idempotency_key: None,
+                quota: None,
             };
             assert_eq!(store.apply(&wb).await.unwrap(), Applied::Applied);
         }
@@ -217,6 +218,7 @@ pub(crate) async fn scenario(store: &dyn OnlineStore, view: &str) {
         keep_ms: 30 * DAY,
         retention: &ret,
         idempotency_key: None,
+        quota: None,
     };
     assert_eq!(store.apply(&wb).await.unwrap(), Applied::Stale { watermark: offset });
     assert_eq!(store.watermark(view, "txns", 0).await.unwrap(), Some(offset));
@@ -254,11 +256,63 @@ async fn records_expire_after_keep_ms_on_both_stores() {
             keep_ms: 300,
             retention: &[],
             idempotency_key: None,
+            quota: None,
         };
         store.apply(&wb).await.unwrap();
         let f = ["f:country".to_string()];
         assert!(!store.read("t/ttl", &["u1"], &f, &[]).await.unwrap()[0].is_empty());
         tokio::time::sleep(std::time::Duration::from_millis(600)).await;
         assert!(store.read("t/ttl", &["u1"], &f, &[]).await.unwrap()[0].is_empty(), "expired");
+    }
+}
+
+/// Issue 19: a tile's sketch is stored sparse (1 + 3 bytes per register) until it holds more than
+/// `hll::SPARSE_MAX` registers, then dense; Redis's script and the embedded store write the same
+/// bytes at every step, and the estimate reads the same from either form.
+#[tokio::test]
+async fn distinct_count_sketches_are_sparse_while_small_and_identical_on_both_stores() {
+    use wafer_runtime::aggregate::hll::{REGISTERS, SPARSE_MAX, SPARSE_TAG, estimate, merge_into};
+    use wafer_runtime::aggregate::ops::{EntityOps, TileOp};
+    use wafer_runtime::aggregate::read::FieldSource;
+
+    let redis = RedisServer::start();
+    let r = RedisStore::connect(&redis.url()).await.unwrap();
+    let e = EmbeddedStore::new();
+    let field = "t:60000:0:country:h".to_string();
+    let mut rng = Rng(19);
+    let mut regs_set = HashSet::new();
+    let mut step = 0;
+    while regs_set.len() <= SPARSE_MAX + 50 {
+        let registers: Vec<(u16, u8)> =
+            (0..1 + rng.below(40)).map(|_| (rng.below(REGISTERS as u64) as u16, 1 + rng.below(20) as u8)).collect();
+        regs_set.extend(registers.iter().map(|(i, _)| *i));
+        let ops = vec![EntityOps { entity: "u1".into(), ops: vec![TileOp::Hll { field: field.clone(), registers }] }];
+        let mut stored = Vec::new();
+        for store in [&r as &dyn OnlineStore, &e] {
+            let wb = WriteBatch {
+                view: "t/hll",
+                mark: None,
+                entities: &ops,
+                keep_ms: DAY,
+                retention: &[],
+                idempotency_key: None,
+                quota: None,
+            };
+            store.apply(&wb).await.unwrap();
+            let rec = store.read("t/hll", &["u1"], &[], std::slice::from_ref(&field)).await.unwrap().remove(0);
+            stored.push(rec.hll(&field).unwrap().to_vec());
+        }
+        assert_eq!(stored[0], stored[1], "step {step}: Redis and embedded bytes differ");
+        let s = &stored[0];
+        if regs_set.len() <= SPARSE_MAX {
+            assert_eq!((s[0], s.len()), (SPARSE_TAG, 1 + 3 * regs_set.len()), "step {step}: sparse");
+        } else {
+            assert_eq!(s.len(), REGISTERS, "step {step}: dense past {SPARSE_MAX} registers");
+        }
+        let mut dense = Vec::new();
+        merge_into(&mut dense, s);
+        assert_eq!(dense.iter().filter(|b| **b > 0).count(), regs_set.len());
+        assert!(estimate(&dense) > 0.0);
+        step += 1;
     }
 }

@@ -17,6 +17,7 @@ use rdkafka::producer::FutureProducer;
 use serde_json::json;
 
 use wafer_runtime::aggregate::ops::{EntityOps, TileOp};
+use wafer_runtime::store::quota::EntityQuota;
 use wafer_runtime::store::redis::RedisStore;
 use wafer_runtime::store::{Applied, OnlineStore, SourceMark, StoreError, WriteBatch};
 
@@ -32,7 +33,7 @@ fn cluster_section(c: &RedisCluster) -> String {
 }
 
 fn batch<'a>(view: &'a str, mark: Option<SourceMark>, ops: &'a [EntityOps]) -> WriteBatch<'a> {
-    WriteBatch { view, mark, entities: ops, keep_ms: 3_600_000, retention: &[], idempotency_key: None }
+    WriteBatch { view, mark, entities: ops, keep_ms: 3_600_000, retention: &[], idempotency_key: None, quota: None }
 }
 
 fn mark(first: i64, next: i64) -> Option<SourceMark> {
@@ -377,4 +378,64 @@ async fn with_wait_replicas_nothing_acknowledged_is_lost_when_a_master_fails_ove
     for (r, n) in read.iter().zip(&names) {
         assert_eq!(r.field(COUNT), Some(next.to_string().as_str()), "{n}: every acknowledged batch, once");
     }
+}
+
+/// Write one count to each of `users` in `view` under `quota`; the users refused.
+async fn write_within(
+    store: &dyn OnlineStore,
+    quota: &std::sync::Arc<EntityQuota>,
+    view: &str,
+    users: &[&str],
+    keep_ms: i64,
+) -> Vec<String> {
+    let ents: Vec<EntityOps> = users
+        .iter()
+        .map(|u| EntityOps { entity: u.to_string(), ops: vec![TileOp::Incr { field: COUNT.into(), delta: 1 }] })
+        .collect();
+    let b = WriteBatch { keep_ms, quota: Some(quota), ..batch(view, None, &ents) };
+    let out = store.write(&b).await.unwrap();
+    assert_eq!(out.applied, Applied::Applied);
+    out.refused.iter().map(|i| users[*i].to_string()).collect()
+}
+
+/// The count of each of `users` in `view` (None: not stored).
+async fn count_of(store: &dyn OnlineStore, view: &str, users: &[&str]) -> Vec<Option<String>> {
+    let recs = store.read(view, users, &[COUNT.to_string()], &[]).await.unwrap();
+    recs.iter().map(|r| wafer_runtime::aggregate::read::FieldSource::field(r, COUNT).map(str::to_string)).collect()
+}
+
+/// Issue 20, defect 10, at the store: with 3 records allowed, a tenant's writes update what it
+/// has and create nothing more (across its views); records that expired stop counting at the
+/// next recount; another tenant is not affected.
+async fn store_quota_holds(store: &dyn OnlineStore) {
+    let quota = std::sync::Arc::new(EntityQuota::new("q1", 3).with_recount_every_ms(0));
+    let none: Vec<String> = Vec::new();
+    assert_eq!(write_within(store, &quota, "q1/a", &["u1", "u2"], 3_600_000).await, none);
+    // A record is one entity of one view: u1 in q1/b is the third, and it expires soon.
+    assert_eq!(write_within(store, &quota, "q1/b", &["u1"], 400).await, none);
+    assert_eq!(quota.stored(), 3);
+    assert_eq!(write_within(store, &quota, "q1/a", &["u2", "u3", "u1"], 3_600_000).await, ["u3"]);
+    let two = Some("2".to_string());
+    assert_eq!(count_of(store, "q1/a", &["u1", "u2", "u3"]).await, [two.clone(), two, None]);
+    let other = std::sync::Arc::new(EntityQuota::new("q2", 3));
+    assert_eq!(write_within(store, &other, "q2/a", &["u3", "u4", "u5"], 3_600_000).await, none);
+
+    // q1/b's record expires; the recount (in the background on Redis) lets u3 in.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !write_within(store, &quota, "q1/a", &["u3"], 3_600_000).await.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the expired record was never uncounted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(count_of(store, "q1/a", &["u3"]).await, [Some("1".to_string())], "refused writes wrote nothing");
+    assert_eq!(write_within(store, &quota, "q1/a", &["u4"], 3_600_000).await, ["u4"], "at the quota again");
+}
+
+#[tokio::test]
+async fn a_tenant_at_its_store_quota_creates_no_entity_on_every_store() {
+    store_quota_holds(&wafer_runtime::store::embedded::EmbeddedStore::new()).await;
+    let redis = RedisServer::start();
+    store_quota_holds(&RedisStore::connect(&redis.url()).await.unwrap()).await;
+    let cluster = RedisCluster::start(3, 0);
+    store_quota_holds(&RedisStore::connect_cluster(&cluster.seeds()).await.unwrap()).await;
 }

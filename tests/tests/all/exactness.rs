@@ -342,6 +342,7 @@ async fn apply(store: &dyn OnlineStore, entities: &(Vec<EntityOps>, String)) {
         keep_ms: DAY,
         retention: &[],
         idempotency_key: None,
+        quota: None,
     };
     store.apply(&wb).await.unwrap();
 }

@@ -666,3 +666,74 @@ fn a_view_named_events_can_be_created_pushed_to_and_deleted() {
     assert_eq!(c, 404, "{b}");
     assert_eq!(b, json!({"error": {"code": "unknown_view", "message": "no stream view `events`"}}));
 }
+
+/// Issue 20, defect 10: a tenant at its `max_stored_entities` quota keeps updating the entities
+/// it has, creates none (each refusal named in the push's answer and counted), and another
+/// tenant on the same Redis is not affected; raising the quota lets new entities in.
+#[test]
+fn a_tenant_at_its_store_quota_updates_its_entities_and_stores_no_new_ones() {
+    let p = Platform::start(1);
+    let port = p.port(0);
+    let small = p.tenant("small", json!({"max_stored_entities": 2}));
+    let big = p.tenant("big", json!({}));
+    for k in [&small, &big] {
+        assert_eq!(upload(port, k, "card_txn", guests::RUST_CARD_TXN, true).0, 201);
+        assert_eq!(call(port, "PUT", "/v1/views/txn", Some(k), Body::Json(stream_view("card_txn"))).0, 200);
+    }
+    let now = crate::support::now_ms();
+    let push = |k: &str, users: &[&str]| {
+        let events: Vec<Json> = users
+            .iter()
+            .map(|u| json!({"timestamp_ms": now, "value": {"user_id": u, "amount": 1.0, "country": "DE", "merchant": "m"}}))
+            .collect();
+        eventually(Duration::from_secs(3), || {
+            let (c, b, _) = call(port, "POST", "/v1/views/txn/events", Some(k), Body::Json(json!({"events": events})));
+            (c == 200).then_some(b)
+        })
+        .0
+    };
+    // An entity with nothing stored counts 0.
+    let counts = |k: &str, users: &[&str]| -> Vec<Option<i64>> {
+        let body = json!({"entities": users, "features": ["txn:amount_count_lifetime"]});
+        let (c, b, _) = call(port, "POST", "/v1/features", Some(k), Body::Json(body));
+        assert_eq!(c, 200, "{b}");
+        (0..users.len()).map(|i| b["results"][i]["features"]["txn:amount_count_lifetime"]["value"].as_i64()).collect()
+    };
+
+    let b = push(&small, &["u1", "u2"]);
+    assert!(b.get("refused").is_none(), "within the quota: {b}");
+    let b = push(&small, &["u1", "u3", "u2", "u4"]);
+    assert_eq!(b["refused"]["code"], "store_quota_exceeded", "{b}");
+    assert_eq!((&b["refused"]["entities"], &b["refused"]["sample"]), (&json!(2), &json!(["u3", "u4"])), "{b}");
+    assert!(b["refused"]["error"].as_str().unwrap().contains("max_stored_entities` quota of 2"), "{b}");
+    assert_eq!(
+        counts(&small, &["u1", "u2", "u3", "u4"]),
+        [Some(2), Some(2), Some(0), Some(0)],
+        "existing entities updated, new ones not stored"
+    );
+
+    // The other tenant, same Redis, same entity keys: not limited.
+    let b = push(&big, &["u1", "u2", "u3", "u4"]);
+    assert!(b.get("refused").is_none(), "{b}");
+    assert_eq!(counts(&big, &["u1", "u2", "u3", "u4"]), [Some(1); 4]);
+
+    let m = metrics_text(port, "/metrics", ADMIN);
+    for line in [
+        "wafer_quota_refused_entities_total{view=\"small/txn\",limit=\"max_stored_entities\"} 2",
+        "wafer_quota_exceeded_total{tenant=\"small\",limit=\"max_stored_entities\"} 1",
+        "wafer_tenant_stored_entities{tenant=\"small\"} 2",
+        "wafer_tenant_stored_entities{tenant=\"big\"} 4",
+    ] {
+        assert!(m.lines().any(|l| l == line), "{line}:\n{m}");
+    }
+
+    // Raised quota: the next build of the tenant lets the new entity in.
+    let (c, b) = p.admin("PATCH", "/v1/admin/tenants/small", Body::Json(json!({"quotas": {"max_stored_entities": 3}})));
+    assert_eq!(c, 200, "{b}");
+    eventually(Duration::from_secs(5), || {
+        let b = push(&small, &["u3"]);
+        b.get("refused").is_none().then_some(())
+    });
+    let after = counts(&small, &["u3", "u4"]);
+    assert_eq!(after, [Some(1), Some(0)], "refused pushes wrote nothing");
+}

@@ -10,7 +10,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::bindings::types::Event;
 use crate::pipeline::breaker::Verdict;
-use crate::pipeline::{Prepared, View};
+use crate::pipeline::{Prepared, StreamView};
 use crate::sources::SourceEnv;
 use crate::store::{Applied, SourceMark, WriteBatch};
 use crate::time::now_ms;
@@ -34,7 +34,7 @@ fn source_name(topic: &str, epoch: i64) -> String {
 
 impl Marks {
     /// The partition's watermark, read from the store the first time it is seen.
-    async fn load(&mut self, view: &View, env: &SourceEnv, topic: &str, partition: i32) -> i64 {
+    async fn load(&mut self, view: &StreamView, env: &SourceEnv, topic: &str, partition: i32) -> i64 {
         if let Some(w) = self.wm.get(&partition) {
             return *w;
         }
@@ -54,7 +54,7 @@ impl Marks {
     /// Start a new epoch for `partition` (its log restarted below the watermark): the next one
     /// after the one this consumer used, or the store's if another consumer already started it.
     /// Afterwards the partition's watermark is that epoch's (0 for a new one).
-    pub(super) async fn new_epoch(&mut self, view: &View, env: &SourceEnv, topic: &str, partition: i32) -> i64 {
+    pub(super) async fn new_epoch(&mut self, view: &StreamView, env: &SourceEnv, topic: &str, partition: i32) -> i64 {
         let epoch_src = format!("{topic}#epoch");
         let mine = self.source(topic, partition).rsplit_once('#').and_then(|(_, e)| e.parse().ok()).unwrap_or(0i64);
         let stored = retry_store(view, || env.store.watermark(&view.id, &epoch_src, partition)).await.unwrap_or(0);
@@ -69,6 +69,7 @@ impl Marks {
                 keep_ms: 0,
                 retention: &[],
                 idempotency_key: None,
+                quota: None,
             };
             match retry_store(view, || env.store.apply(&batch)).await {
                 Applied::Applied => mine + 1,
@@ -110,7 +111,13 @@ pub(super) enum Written {
 
 /// Split a partition-sorted batch by partition, drop what is below each watermark, transform it
 /// once and fold it per partition (retrying after the breaker's pause while the view is paused).
-pub(super) async fn prepare(view: &View, env: &SourceEnv, topic: &str, marks: &mut Marks, events: Vec<Event>) -> Ready {
+pub(super) async fn prepare(
+    view: &StreamView,
+    env: &SourceEnv,
+    topic: &str,
+    marks: &mut Marks,
+    events: Vec<Event>,
+) -> Ready {
     let mut kept: Vec<Event> = Vec::with_capacity(events.len());
     let mut parts: Vec<Part> = Vec::new();
     let mut replayed = 0;
@@ -157,7 +164,7 @@ pub(super) async fn prepare(view: &View, env: &SourceEnv, topic: &str, marks: &m
 
 /// Write every partition's share (concurrently: one pipelined round trip), retrying while the
 /// store is unavailable, then record freshness for what was applied.
-pub(super) async fn write(view: Arc<View>, env: SourceEnv, ready: Ready) -> Vec<(i32, i64, Written)> {
+pub(super) async fn write(view: Arc<StreamView>, env: SourceEnv, ready: Ready) -> Vec<(i32, i64, Written)> {
     let writes = ready.parts.iter().zip(&ready.prepared).map(|(p, prep)| {
         let (view, env, events) = (&view, &env, &ready.events);
         async move {
@@ -214,7 +221,7 @@ pub(super) async fn write(view: Arc<View>, env: SourceEnv, ready: Ready) -> Vec<
 /// write was refused as stale (another consumer applied those offsets: the watermark is resynced).
 pub(super) fn finish(
     commits: &mut Commits,
-    view: &View,
+    view: &StreamView,
     marks: &mut Marks,
     done: Result<Vec<(i32, i64, Written)>, tokio::task::JoinError>,
 ) -> bool {
@@ -261,7 +268,7 @@ impl Commits {
     }
 
     /// Commit if the interval has passed since the last commit.
-    pub(super) fn flush_if_due(&mut self, consumer: &KafkaConsumer, view: &View, topic: &str) {
+    pub(super) fn flush_if_due(&mut self, consumer: &KafkaConsumer, view: &StreamView, topic: &str) {
         if self.last.elapsed() >= self.every {
             self.flush(consumer, view, topic);
         }
@@ -269,7 +276,7 @@ impl Commits {
 
     /// Commit what is pending now (asynchronously: a lost commit only means more replays skipped
     /// by the watermark).
-    pub(super) fn flush(&mut self, consumer: &KafkaConsumer, view: &View, topic: &str) {
+    pub(super) fn flush(&mut self, consumer: &KafkaConsumer, view: &StreamView, topic: &str) {
         self.last = Instant::now();
         if self.pending.is_empty() {
             return;
@@ -285,7 +292,7 @@ impl Commits {
 }
 
 /// Retry a store operation with backoff while the error is transient (consumption pauses).
-async fn retry_store<T, F, Fut>(view: &View, mut op: F) -> T
+async fn retry_store<T, F, Fut>(view: &StreamView, mut op: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, crate::store::StoreError>>,

@@ -32,7 +32,7 @@ impl RedisStore {
         };
         let mut done = Migration::default();
         let mut guards: HashMap<String, Vec<(String, i64)>> = HashMap::new();
-        for mut node in self.nodes().await? {
+        for mut node in super::nodes(&self.conn).await? {
             let mut cursor: u64 = 0;
             loop {
                 let (next, keys) = scan_page(&mut node, cursor, &pattern).await?;
@@ -96,7 +96,7 @@ impl RedisStore {
         let pattern = format!("{}*", glob_escape(&prefix));
         let mut c = self.conn.clone();
         let mut out = Vec::new();
-        for mut node in self.nodes().await? {
+        for mut node in super::nodes(&self.conn).await? {
             let mut cursor: u64 = 0;
             loop {
                 let (next, keys) = scan_page(&mut node, cursor, &pattern).await?;

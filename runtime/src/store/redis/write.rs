@@ -3,11 +3,12 @@
 //!
 //! Arguments are flat (no JSON document to decode): `KEYS[i]` is the hash of entity `i`;
 //! `ARGV` is
-//! `keep_ms, guard_field, first, next, idem, idem_ttl_ms, nret, (g, keep_ms)*nret,` then per
+//! `keep_ms, guard_field, first, next, idem, idem_ttl_ms, create, nret, (g, keep_ms)*nret,` then per
 //! entity `nops, op*, nnewest, (g, start)*nnewest`, where an op is one of
 //! - `i field delta` (HINCRBY), `n field value` (min), `x field value` (max),
 //! - `l field k order count (t value)*count` (last-k distinct values, stored as a JSON list),
-//! - `h field count (index rank)*count` (HLL registers, in the key `KEYS[i]|field`),
+//! - `h field count (index rank)*count` (HLL registers, in the key `KEYS[i]|field`, sparse or
+//!   dense exactly as [`hll::update`](crate::aggregate::hll::update) writes them),
 //! - `f field order t value` (latest value, stored as `t|value`),
 //!
 //! where `order` is a [`TieOrder`](crate::aggregate::order::TieOrder) code (`i`, `f`, `t`,
@@ -17,9 +18,14 @@
 //! shortest round-trip decimals Wafer writes) with `−0.0` below `0.0` and NaN on top, text and
 //! JSON by bytes (`bytes_gt`) — never Lua's string `<`, which uses the server's `LC_COLLATE`.
 //!
+//! `create` is the tenant's [quota](crate::store::quota) mode: empty (no quota), `1` (entities
+//! may be created; the script counts those it creates) or `0` (the tenant is at its quota: an
+//! entity whose hash does not exist is not written).
+//!
 //! The reply lists the entities that were *not* applied: `{i, guard, ...}` with the guard
 //! (next offset already applied to that entity from this source partition; `-1` for an
-//! idempotency key already seen).
+//! idempotency key already seen; `-2` for an entity refused by the quota), then, when the call
+//! created entities under a quota, `{0, created}`.
 
 use redis::Cmd;
 
@@ -85,17 +91,58 @@ local function json_gt(order, a, b)
   if order == 't' then return bytes_gt(text_of_json(a), text_of_json(b)) end
   return key_gt(order, a, b)
 end
+local HLL_SPARSE_MAX = 512
+local function hll_sparse(hk, a, count)
+  local cur = redis.call('GET', hk) or string.char(255)
+  local n = (#cur - 1) / 3
+  local changed = false
+  for j = 0, count - 1 do
+    local idx, rank = tonumber(ARGV[a + 2 * j]), tonumber(ARGV[a + 2 * j + 1])
+    if idx < 4096 then
+      local lo, hi = 0, n
+      while lo < hi do
+        local mid = math.floor((lo + hi) / 2)
+        local q = 2 + 3 * mid
+        if string.byte(cur, q) * 256 + string.byte(cur, q + 1) < idx then lo = mid + 1 else hi = mid end
+      end
+      local p = 2 + 3 * lo
+      if lo < n and string.byte(cur, p) * 256 + string.byte(cur, p + 1) == idx then
+        if string.byte(cur, p + 2) < rank then
+          cur = string.sub(cur, 1, p + 1) .. string.char(rank) .. string.sub(cur, p + 3)
+          changed = true
+        end
+      else
+        cur = string.sub(cur, 1, p - 1) .. string.char(math.floor(idx / 256), idx % 256, rank) .. string.sub(cur, p)
+        n = n + 1
+        changed = true
+      end
+    end
+  end
+  if not changed then return end
+  if n > HLL_SPARSE_MAX then
+    local d = {}
+    for j = 1, 4096 do d[j] = 0 end
+    for e = 0, n - 1 do
+      local p = 2 + 3 * e
+      d[string.byte(cur, p) * 256 + string.byte(cur, p + 1) + 1] = string.byte(cur, p + 2)
+    end
+    cur = string.char(unpack(d))
+  end
+  redis.call('SET', hk, cur)
+end
 local keep = ARGV[1]
 local guard_field, first, next_off = ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local idem, idem_ttl = ARGV[5], ARGV[6]
-local nret = tonumber(ARGV[7])
+local create = ARGV[7]
+local nret = tonumber(ARGV[8])
 local ret = {}
-local a = 8
+local a = 9
 for _ = 1, nret do
   ret[ARGV[a]] = tonumber(ARGV[a + 1])
   a = a + 2
 end
 local skipped = {}
+local created = 0
 for i = 1, #KEYS do
   local key = KEYS[i]
   local run = true
@@ -114,6 +161,15 @@ for i = 1, #KEYS do
       run = false
       skipped[#skipped + 1] = i
       skipped[#skipped + 1] = '-1'
+    end
+  end
+  if run and create ~= '' and redis.call('EXISTS', key) == 0 then
+    if create == '0' then
+      run = false
+      skipped[#skipped + 1] = i
+      skipped[#skipped + 1] = '-2'
+    else
+      created = created + 1
     end
   end
   local nops = tonumber(ARGV[a])
@@ -168,12 +224,17 @@ for i = 1, #KEYS do
       a = a + 1
       if run then
         local hk = key .. '|' .. field
-        for j = 0, count - 1 do
-          local idx, rank = tonumber(ARGV[a + 2 * j]), tonumber(ARGV[a + 2 * j + 1])
-          local cur = redis.call('GETRANGE', hk, idx, idx)
-          if cur == '' or string.byte(cur) < rank then
-            redis.call('SETRANGE', hk, idx, string.char(rank))
+        local head = redis.call('GETRANGE', hk, 0, 0)
+        if head ~= '' and string.byte(head) ~= 255 then
+          for j = 0, count - 1 do
+            local idx, rank = tonumber(ARGV[a + 2 * j]), tonumber(ARGV[a + 2 * j + 1])
+            local cur = redis.call('GETRANGE', hk, idx, idx)
+            if cur == '' or string.byte(cur) < rank then
+              redis.call('SETRANGE', hk, idx, string.char(rank))
+            end
           end
+        else
+          hll_sparse(hk, a, count)
         end
         redis.call('PEXPIRE', hk, keep)
       end
@@ -221,6 +282,10 @@ for i = 1, #KEYS do
     redis.call('PEXPIRE', key, keep)
   end
 end
+if created > 0 then
+  skipped[#skipped + 1] = 0
+  skipped[#skipped + 1] = created
+end
 return skipped
 "#;
 
@@ -234,6 +299,8 @@ pub(super) struct Common<'a> {
     /// The push's idempotency key, or empty.
     pub idem: &'a str,
     pub idem_ttl_ms: i64,
+    /// The quota mode (see the module doc): `""`, `"1"` or `"0"`.
+    pub create: &'a str,
     pub retention: &'a [(i64, i64)],
 }
 
@@ -260,6 +327,7 @@ pub(super) fn call(sha: &str, c: &Common<'_>, keys: &[String], entities: &[&Enti
     let mut cmd = redis::cmd("EVALSHA");
     cmd.arg(sha).arg(keys.len()).arg(keys);
     cmd.arg(c.keep_ms.max(1)).arg(c.guard_field).arg(c.first).arg(c.next).arg(c.idem).arg(c.idem_ttl_ms.max(1));
+    cmd.arg(c.create);
     cmd.arg(c.retention.len());
     for (g, r) in c.retention {
         cmd.arg(*g).arg(*r);
@@ -313,5 +381,14 @@ fn push_op(cmd: &mut Cmd, op: &TileOp) {
         TileOp::Latest { field, event_time, order, value } => {
             cmd.arg("f").arg(field).arg(order.code()).arg(*event_time).arg(value);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_script_keeps_sketches_sparse_up_to_the_same_threshold_as_the_rust_side() {
+        let line = format!("local HLL_SPARSE_MAX = {}\n", crate::aggregate::hll::SPARSE_MAX);
+        assert!(super::APPLY_LUA.contains(&line), "{line}");
     }
 }
