@@ -375,7 +375,7 @@ fn deploy_view_push_and_read_on_a_platform_with_keys_from_the_environment() {
         (out.status.code(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
     };
     let admin = [("WAFER_ADMIN_TOKEN", ADMIN)];
-    let (code, _, err) = cli(&["tenants", "create", "acme"], &admin);
+    let (code, _, err) = cli(&["tenants", "create", "acme", "--quotas", r#"{"max_stored_entities": 1}"#], &admin);
     assert_eq!(code, Some(0), "{err}");
     let (code, out, err) = cli(&["tenants", "key", "acme"], &admin);
     assert_eq!(code, Some(0), "{err}");
@@ -410,6 +410,15 @@ fn deploy_view_push_and_read_on_a_platform_with_keys_from_the_environment() {
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(out, "view `txn`: 2 accepted (2 rows), 0 failed (2 events, 1 request)\n");
     assert_eq!(count_lifetime(node.port, "u1", Some(&key)), 2);
+    // The tenant's store quota (one entity) keeps a new entity out: said, and exit 1.
+    std::fs::write(dir.path().join("more.jsonl"), format!("{}\n", txn_event(now_ms(), "u2"))).unwrap();
+    let (code, out, err) = cli(&["push", "txn", "more.jsonl"], &tenant);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.starts_with("not stored: ") && err.trim_end().ends_with("[store_quota_exceeded]"), "{err}");
+    assert_eq!(
+        out,
+        "view `txn`: 1 accepted (1 rows), 0 failed (1 events, 1 request); 1 new entities not stored (store quota)\n"
+    );
 
     // No key, a wrong key, no admin token: the error says where the credential comes from.
     let hint = "pass the tenant's API key with --key or set WAFER_API_KEY";

@@ -719,7 +719,7 @@ fn a_tenant_at_its_store_quota_updates_its_entities_and_stores_no_new_ones() {
 
     let m = metrics_text(port, "/metrics", ADMIN);
     for line in [
-        "wafer_quota_refused_entities_total{view=\"small/txn\",limit=\"max_stored_entities\"} 2",
+        "wafer_quota_refused_entities_total{tenant=\"small\",view=\"txn\",limit=\"max_stored_entities\"} 2",
         "wafer_quota_exceeded_total{tenant=\"small\",limit=\"max_stored_entities\"} 1",
         "wafer_tenant_stored_entities{tenant=\"small\"} 2",
         "wafer_tenant_stored_entities{tenant=\"big\"} 4",

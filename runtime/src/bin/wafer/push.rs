@@ -1,6 +1,7 @@
 //! `wafer push VIEW FILE`: a JSONL file of events (the `wafer run` format) pushed to a stream
 //! view of a running server, `POST /v1/views/{view}/events` with `{"events": [...]}`, in chunks the
-//! server accepts. Prints what was accepted, and each failed event with its index and code.
+//! server accepts. Prints what was accepted, each failed event with its index and code, and the
+//! new entities the tenant's store quota kept out.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -63,6 +64,8 @@ struct Tally {
     rows: u64,
     requests: usize,
     failures: Vec<Failure>,
+    /// Entities the server did not create (the tenant's store quota), over all requests.
+    refused: u64,
 }
 
 impl Tally {
@@ -74,22 +77,28 @@ impl Tally {
         }
     }
 
-    /// `view `txn`: 4 accepted (4 rows), 1 failed (5 events, 1 request)`.
+    /// `view `txn`: 4 accepted (4 rows), 1 failed (5 events, 1 request)`, and the entities the
+    /// store quota kept out, if any.
     fn summary(&self, view: &str) -> String {
         let failed = self.failures.len();
-        format!(
+        let mut s = format!(
             "view `{view}`: {} accepted ({} rows), {failed} failed ({} events, {} request{})",
             self.accepted,
             self.rows,
             self.accepted as usize + failed,
             self.requests,
             if self.requests == 1 { "" } else { "s" },
-        )
+        );
+        if self.refused > 0 {
+            s.push_str(&format!("; {} new entities not stored (store quota)", self.refused));
+        }
+        s
     }
 }
 
-/// Exit code 0 when every event was accepted, 1 when some failed, 2 when the push could not be
-/// completed (file unreadable, server unreachable, a request refused as a whole).
+/// Exit code 0 when every event was accepted and stored, 1 when some failed (or new entities were
+/// not stored: the store quota), 2 when the push could not be completed (file unreadable, server
+/// unreachable, a request refused as a whole).
 pub fn push(a: PushArgs) -> Result<ExitCode> {
     let reader: Box<dyn BufRead> = if a.file.as_os_str() == "-" {
         Box::new(BufReader::new(std::io::stdin().lock()))
@@ -132,7 +141,7 @@ pub fn push(a: PushArgs) -> Result<ExitCode> {
     }
     tally.print_failures();
     println!("{}", tally.summary(&a.view));
-    Ok(if tally.failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if tally.failures.is_empty() && tally.refused == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 /// The events of the next request.
@@ -168,6 +177,12 @@ fn send(client: &Client, view: &str, chunk: &mut Chunk, tally: &mut Tally) -> Re
     tally.requests += 1;
     tally.accepted += answer["accepted"].as_u64().unwrap_or(0);
     tally.rows += answer["rows"].as_u64().unwrap_or(0);
+    // The tenant's store quota kept new entities out (their events were accepted).
+    if let Some(refused) = answer.get("refused") {
+        tally.refused += refused["entities"].as_u64().unwrap_or(0);
+        let (error, code) = (refused["error"].as_str().unwrap_or(""), refused["code"].as_str().unwrap_or("unknown"));
+        eprintln!("not stored: {error} [{code}]");
+    }
     for f in answer["failed"].as_array().into_iter().flatten() {
         // The server's index is the event's position in this request.
         let Some(item) = f["index"].as_u64().and_then(|i| items.get(i as usize)) else { continue };
