@@ -2,7 +2,7 @@
 //! watermark are applied under one lock (so a batch is never applied in part, and a replay is
 //! refused whole); a push's idempotency key is remembered per view; records expire `keep_ms`
 //! after their last write. Records are counted per tenant, exactly, for the
-//! [`EntityQuota`](super::quota::EntityQuota); expired records count until a write replaces them
+//! [`EntityQuota`]; expired records count until a write replaces them
 //! or a refused tenant's recount sweeps them.
 
 use std::collections::HashMap;
