@@ -1,14 +1,15 @@
 //! Reading Wafer's `/metrics` (Prometheus text): counters and histogram quantiles.
 
 /// The value of the series whose name-and-labels part is exactly `series`
-/// (e.g. `wafer_events_total{view="bench/txn",outcome="ok"}`).
+/// (e.g. `wafer_events_total{tenant="bench",view="txn",outcome="ok"}`).
 pub fn value(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
-/// Cumulative bucket counts `(le, count)` of one histogram series, `+Inf` last.
-pub fn buckets(text: &str, name: &str, label: &str, value: &str) -> Vec<(f64, f64)> {
-    let prefix = format!("{name}_bucket{{{label}=\"{value}\",le=\"");
+/// Cumulative bucket counts `(le, count)` of one histogram series, `+Inf` last; `labels` are the
+/// series' labels before `le` (e.g. `tenant="bench",view="fresh"`).
+pub fn buckets(text: &str, name: &str, labels: &str) -> Vec<(f64, f64)> {
+    let prefix = format!("{name}_bucket{{{labels},le=\"");
     text.lines()
         .filter_map(|l| {
             let rest = l.strip_prefix(&prefix)?;
@@ -48,18 +49,18 @@ pub fn quantile(q: f64, buckets: &[(f64, f64)]) -> f64 {
 mod tests {
     use super::*;
 
-    const TEXT: &str = "wafer_events_total{view=\"b/t\",outcome=\"ok\"} 42\n\
-        wafer_events_total{view=\"b/t\",outcome=\"ok2\"} 7\n\
-        h_bucket{view=\"b/t\",le=\"0.001\"} 10\n\
-        h_bucket{view=\"b/t\",le=\"0.002\"} 90\n\
-        h_bucket{view=\"b/t\",le=\"+Inf\"} 100\n\
+    const TEXT: &str = "wafer_events_total{tenant=\"b\",view=\"t\",outcome=\"ok\"} 42\n\
+        wafer_events_total{tenant=\"b\",view=\"t\",outcome=\"ok2\"} 7\n\
+        h_bucket{tenant=\"b\",view=\"t\",le=\"0.001\"} 10\n\
+        h_bucket{tenant=\"b\",view=\"t\",le=\"0.002\"} 90\n\
+        h_bucket{tenant=\"b\",view=\"t\",le=\"+Inf\"} 100\n\
         h_bucket{view=\"x\",le=\"0.001\"} 5\n";
 
     #[test]
     fn reads_exact_series_and_interpolates_quantiles() {
-        assert_eq!(value(TEXT, "wafer_events_total{view=\"b/t\",outcome=\"ok\"}"), Some(42.0));
-        assert_eq!(value(TEXT, "wafer_events_total{view=\"b/t\",outcome=\"missing\"}"), None);
-        let b = buckets(TEXT, "h", "view", "b/t");
+        assert_eq!(value(TEXT, "wafer_events_total{tenant=\"b\",view=\"t\",outcome=\"ok\"}"), Some(42.0));
+        assert_eq!(value(TEXT, "wafer_events_total{tenant=\"b\",view=\"t\",outcome=\"missing\"}"), None);
+        let b = buckets(TEXT, "h", "tenant=\"b\",view=\"t\"");
         assert_eq!(b, vec![(0.001, 10.0), (0.002, 90.0), (f64::INFINITY, 100.0)]);
         assert!((quantile(0.5, &b) - 0.0015).abs() < 1e-12);
         assert_eq!(quantile(0.99, &b), 0.002);

@@ -21,6 +21,9 @@ use crate::client::Conn;
 use crate::stats::Latencies;
 use crate::{ceiling, kafka, procs, prom};
 
+/// The labels of the freshness phase's view in Wafer's histograms.
+const FRESH_LABELS: &str = "tenant=\"bench\",view=\"fresh\"";
+
 #[derive(clap::Args)]
 pub struct Args {
     /// Events in the throughput phases (rates are measured over the last 80%, once the
@@ -179,7 +182,7 @@ pub fn run(a: Args) -> Result<()> {
 
 /// Poll `wafer_events_total` until all `n` events of the txn view are applied.
 async fn throughput(http: &mut Conn, n: usize) -> Result<f64> {
-    let ok = "wafer_events_total{view=\"bench/txn\",outcome=\"ok\"}";
+    let ok = "wafer_events_total{tenant=\"bench\",view=\"txn\",outcome=\"ok\"}";
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut first: Option<(Instant, f64)> = None;
     loop {
@@ -196,8 +199,10 @@ async fn throughput(http: &mut Conn, n: usize) -> Result<f64> {
             if secs <= 0.0 {
                 bail!("all events were applied before the first poll; use more --events");
             }
-            let sum = prom::value(text, "wafer_transform_batch_seconds_sum{view=\"bench/txn\"}").unwrap_or(0.0);
-            let count = prom::value(text, "wafer_transform_batch_seconds_count{view=\"bench/txn\"}").unwrap_or(0.0);
+            let sum =
+                prom::value(text, "wafer_transform_batch_seconds_sum{tenant=\"bench\",view=\"txn\"}").unwrap_or(0.0);
+            let count =
+                prom::value(text, "wafer_transform_batch_seconds_count{tenant=\"bench\",view=\"txn\"}").unwrap_or(0.0);
             println!(
                 "  {count} transform batches ({:.0} events each), {sum:.2} s in transform + fold of {secs:.2} s",
                 n as f64 / count.max(1.0)
@@ -243,7 +248,7 @@ async fn freshness(http: &mut Conn, port: u16, brokers: &str, a: &Args, rate: f6
     let mut value = String::new();
     kafka::payload(&mut value, "warmup", 0);
     kafka::delivered(vec![kafka::send(&producer, FRESH, "warmup", &value, now_ms()).await?]).await?;
-    let ok = "wafer_events_total{view=\"bench/fresh\",outcome=\"ok\"}";
+    let ok = "wafer_events_total{tenant=\"bench\",view=\"fresh\",outcome=\"ok\"}";
     let deadline = Instant::now() + Duration::from_secs(60);
     while prom::value(std::str::from_utf8(&http.get("/metrics").await?)?, ok).unwrap_or(0.0) < 1.0 {
         if Instant::now() > deadline {
@@ -252,8 +257,8 @@ async fn freshness(http: &mut Conn, port: u16, brokers: &str, a: &Args, rate: f6
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let text = http.get("/metrics").await?;
-    let before = prom::buckets(std::str::from_utf8(&text)?, "wafer_freshness_seconds", "view", "bench/fresh");
-    let lag_before = prom::buckets(std::str::from_utf8(&text)?, "wafer_source_lag_seconds", "view", "bench/fresh");
+    let before = prom::buckets(std::str::from_utf8(&text)?, "wafer_freshness_seconds", FRESH_LABELS);
+    let lag_before = prom::buckets(std::str::from_utf8(&text)?, "wafer_source_lag_seconds", FRESH_LABELS);
 
     let total = (rate * a.seconds as f64) as usize;
     let every = ((rate / a.markers.max(1.0)) as usize).max(1);
@@ -310,7 +315,7 @@ async fn freshness(http: &mut Conn, port: u16, brokers: &str, a: &Args, rate: f6
     loop {
         let text = http.get("/metrics").await?;
         let text = std::str::from_utf8(&text)?;
-        let h = prom::diff(&prom::buckets(text, "wafer_freshness_seconds", "view", "bench/fresh"), &before);
+        let h = prom::diff(&prom::buckets(text, "wafer_freshness_seconds", FRESH_LABELS), &before);
         let n = h.last().map_or(0.0, |b| b.1);
         if n >= sent as f64 || Instant::now() > deadline {
             println!(
@@ -318,7 +323,7 @@ async fn freshness(http: &mut Conn, port: u16, brokers: &str, a: &Args, rate: f6
                 prom::quantile(0.5, &h) * 1e3,
                 prom::quantile(0.99, &h) * 1e3
             );
-            let lag = prom::diff(&prom::buckets(text, "wafer_source_lag_seconds", "view", "bench/fresh"), &lag_before);
+            let lag = prom::diff(&prom::buckets(text, "wafer_source_lag_seconds", FRESH_LABELS), &lag_before);
             println!(
                 "  of which wafer_source_lag_seconds (Kafka timestamp -> batch received: producer + broker): p50 {:.2} ms, p99 {:.2} ms",
                 prom::quantile(0.5, &lag) * 1e3,

@@ -21,7 +21,11 @@ pub fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
             "it is WebAssembly text (.wat); compile it to a binary component first".to_string()
         } else {
             let n = bytes.len().min(4);
-            format!("it does not start with the Wasm magic bytes \\0asm (found {:02x?})", &bytes[..n])
+            format!(
+                "it does not start with the Wasm magic bytes {} (found {})",
+                hex_bytes(MAGIC),
+                hex_bytes(&bytes[..n])
+            )
         };
         return Err(LoadError::NotWasm { reason });
     }
@@ -30,9 +34,16 @@ pub fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
         return Err(LoadError::CoreModule);
     }
     if version[2..] != COMPONENT_LAYER {
-        return Err(LoadError::NotWasm { reason: format!("unknown Wasm binary version/layer {version:02x?}") });
+        return Err(LoadError::NotWasm {
+            reason: format!("unknown Wasm binary version/layer {}", hex_bytes(&version)),
+        });
     }
     Ok(())
+}
+
+/// Bytes as a hex dump reads them: `00 61 73 6d`.
+fn hex_bytes(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
 }
 
 /// Which Wafer world the component's exports implement.

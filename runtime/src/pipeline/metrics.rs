@@ -2,12 +2,27 @@
 //! never per event. Series are atomics behind a read-mostly lock: an update takes the shared
 //! lock (the exclusive one only when a series first appears), so concurrent requests never wait
 //! on each other.
+//!
+//! Per-view series are kept under the view's id (`tenant/view`) and exposed with two labels,
+//! `tenant="acme",view="txn"`. After Wafer's own families come the process's (`process_*`, read
+//! from `/proc/self` when scraped: [`process`]) and `wafer_build_info{version}`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use parking_lot::{Mutex, RwLock};
+
+pub mod process;
+
+/// The label text of a series' first label: a view id `tenant/view` becomes
+/// `tenant="tenant",view="view"`; any other label is `label="value"`.
+fn first_labels(label: &str, value: &str) -> String {
+    match value.split_once('/') {
+        Some((tenant, view)) if label == "view" => format!("tenant=\"{}\",view=\"{}\"", esc(tenant), esc(view)),
+        _ => format!("{label}=\"{}\"", esc(value)),
+    }
+}
 
 /// A counter family with labels `(view, kind)`.
 #[derive(Default)]
@@ -54,10 +69,9 @@ impl Counter {
         {
             let _ = writeln!(
                 out,
-                "{}{{{}=\"{}\",{}=\"{}\"}} {}",
+                "{}{{{},{}=\"{}\"}} {}",
                 self.name,
-                self.first,
-                esc(view),
+                first_labels(self.first, view),
                 self.label,
                 esc(kind),
                 v.load(Relaxed)
@@ -125,16 +139,16 @@ impl Histogram {
     fn render(&self, out: &mut String) {
         let _ = writeln!(out, "# HELP {} {}\n# TYPE {} histogram", self.name, self.help, self.name);
         for (view, series) in self.values.read().iter() {
-            let (l, v) = (self.label, esc(view));
+            let l = first_labels(self.label, view);
             let mut cumulative = 0;
             for (b, c) in self.buckets.iter().zip(&series.counts) {
                 cumulative += c.load(Relaxed);
-                let _ = writeln!(out, "{}_bucket{{{l}=\"{v}\",le=\"{b}\"}} {cumulative}", self.name);
+                let _ = writeln!(out, "{}_bucket{{{l},le=\"{b}\"}} {cumulative}", self.name);
             }
             let (sum, n) = (f64::from_bits(series.sum.load(Relaxed)), series.n.load(Relaxed));
             let _ = writeln!(
                 out,
-                "{}_bucket{{{l}=\"{v}\",le=\"+Inf\"}} {n}\n{}_sum{{{l}=\"{v}\"}} {sum}\n{}_count{{{l}=\"{v}\"}} {n}",
+                "{}_bucket{{{l},le=\"+Inf\"}} {n}\n{}_sum{{{l}}} {sum}\n{}_count{{{l}}} {n}",
                 self.name, self.name, self.name
             );
         }
@@ -170,7 +184,7 @@ impl Gauge {
     fn render(&self, out: &mut String) {
         let _ = writeln!(out, "# HELP {} {}\n# TYPE {} gauge", self.name, self.help, self.name);
         for (view, v) in self.values.lock().iter() {
-            let _ = writeln!(out, "{}{{{}=\"{}\"}} {v}", self.name, self.label, esc(view));
+            let _ = writeln!(out, "{}{{{}}} {v}", self.name, first_labels(self.label, view));
         }
     }
 }
@@ -199,7 +213,7 @@ impl PartitionGauge {
     fn render(&self, out: &mut String) {
         let _ = writeln!(out, "# HELP {} {}\n# TYPE {} gauge", self.name, self.help, self.name);
         for ((view, p), v) in self.values.lock().iter() {
-            let _ = writeln!(out, "{}{{view=\"{}\",partition=\"{p}\"}} {v}", self.name, esc(view));
+            let _ = writeln!(out, "{}{{{},partition=\"{p}\"}} {v}", self.name, first_labels("view", view));
         }
     }
 }
@@ -377,6 +391,13 @@ impl Metrics {
         self.request_seconds.render(&mut out);
         self.freshness_seconds.render(&mut out);
         self.source_lag_seconds.render(&mut out);
+        process::render(&mut out);
+        let _ = writeln!(
+            out,
+            "# HELP wafer_build_info The running Wafer's version.\n# TYPE wafer_build_info gauge\n\
+             wafer_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
         out
     }
 }
@@ -388,17 +409,41 @@ mod tests {
     #[test]
     fn histogram_buckets_are_cumulative_and_inclusive() {
         let h = Histogram::new("h", "help", &[0.001, 0.005, 0.01]);
-        h.observe_many("v", [0.0005, 0.001, 0.003, 0.005, 0.02].into_iter());
+        h.observe_many("acme/v", [0.0005, 0.001, 0.003, 0.005, 0.02].into_iter());
         let mut out = String::new();
         h.render(&mut out);
         for line in [
-            "h_bucket{view=\"v\",le=\"0.001\"} 2",
-            "h_bucket{view=\"v\",le=\"0.005\"} 4",
-            "h_bucket{view=\"v\",le=\"0.01\"} 4",
-            "h_bucket{view=\"v\",le=\"+Inf\"} 5",
-            "h_count{view=\"v\"} 5",
+            "h_bucket{tenant=\"acme\",view=\"v\",le=\"0.001\"} 2",
+            "h_bucket{tenant=\"acme\",view=\"v\",le=\"0.005\"} 4",
+            "h_bucket{tenant=\"acme\",view=\"v\",le=\"0.01\"} 4",
+            "h_bucket{tenant=\"acme\",view=\"v\",le=\"+Inf\"} 5",
+            "h_count{tenant=\"acme\",view=\"v\"} 5",
         ] {
             assert!(out.lines().any(|l| l == line), "missing `{line}` in:\n{out}");
         }
+    }
+
+    #[test]
+    fn view_series_get_tenant_and_view_labels_other_labels_stay() {
+        let m = Metrics::default();
+        m.events.add("acme/txn", "ok", 3);
+        m.paused.set("acme/txn", 1.0);
+        m.source_stalled.set("acme/txn", 2, 1.0);
+        m.requests.add("push", "429", 1);
+        m.quota_exceeded.add("acme", "push_events", 1);
+        m.open_connections.set("http", 4.0);
+        let text = m.render();
+        for line in [
+            "wafer_events_total{tenant=\"acme\",view=\"txn\",outcome=\"ok\"} 3",
+            "wafer_view_paused{tenant=\"acme\",view=\"txn\"} 1",
+            "wafer_source_stalled{tenant=\"acme\",view=\"txn\",partition=\"2\"} 1",
+            "wafer_http_requests_total{route=\"push\",status=\"429\"} 1",
+            "wafer_quota_exceeded_total{tenant=\"acme\",limit=\"push_events\"} 1",
+            "wafer_open_connections{listener=\"http\"} 4",
+            &format!("wafer_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION")),
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
+        }
+        assert!(!text.contains("acme/txn"), "{text}");
     }
 }

@@ -58,18 +58,15 @@ async fn handle(app: &Arc<Node>, req: Request<Incoming>) -> Resp {
     resp
 }
 
-/// Only the metric lines of one tenant (views are `tenant/view`; tenant labels are the name).
+/// Only the metric lines of one tenant: the series with its `tenant` label (per-view series carry
+/// one too), and the comments.
 fn tenant_metrics(all: &str, tenant: &str) -> String {
-    let view = format!("view=\"{tenant}/");
     let label = format!("tenant=\"{tenant}\"");
-    all.lines().filter(|l| l.starts_with('#') || l.contains(&view) || l.contains(&label)).fold(
-        String::new(),
-        |mut o, l| {
-            o.push_str(l);
-            o.push('\n');
-            o
-        },
-    )
+    all.lines().filter(|l| l.starts_with('#') || l.contains(&label)).fold(String::new(), |mut o, l| {
+        o.push_str(l);
+        o.push('\n');
+        o
+    })
 }
 
 /// Readiness: not ready while any source partition is stalled (the stall detector in

@@ -81,7 +81,8 @@ pub struct Route {
     pub method: &'static str,
     /// The path template, as in `runtime/openapi.json`.
     pub path: &'static str,
-    /// The `route` label of `wafer_http_requests_total` and `wafer_http_request_seconds`.
+    /// The `route` label of `wafer_http_requests_total` and `wafer_http_request_seconds`
+    /// (`unknown` for a request no route matches).
     pub label: &'static str,
     handler: Handler,
 }
@@ -189,6 +190,8 @@ fn find(method: &Method, path: &str) -> Result<(&'static Route, Params), ApiErro
 }
 
 /// Route, authenticate, rate-limit and run a request: the route's metric label and its outcome.
+/// A request refused for its credentials (401/403) or its rate (429) is counted under its route
+/// too: the status says why.
 pub(super) async fn dispatch(app: &Arc<Node>, req: Request<Incoming>) -> (&'static str, Result<Resp, ApiError>) {
     let (route, params) = match find(req.method(), req.uri().path()) {
         Ok(found) => found,
@@ -214,7 +217,7 @@ pub(super) async fn dispatch(app: &Arc<Node>, req: Request<Incoming>) -> (&'stat
         Handler::Tenant(h) => {
             let t = match auth::tenant(app, &req) {
                 Ok(t) => t,
-                Err(e) => return ("auth", Err(e)),
+                Err(e) => return (route.label, Err(e)),
             };
             if let Err(retry_after) = t.rate.check() {
                 app.metrics.quota_exceeded.add(&t.name, "requests_per_second", 1);
@@ -223,7 +226,7 @@ pub(super) async fn dispatch(app: &Arc<Node>, req: Request<Incoming>) -> (&'stat
                     per_second: t.quotas.requests_per_second,
                     retry_after_secs: retry_after,
                 };
-                return ("rate_limited", Err(e));
+                return (route.label, Err(e));
             }
             (route.label, tenant(app, &t, h, p(0), req).await)
         }

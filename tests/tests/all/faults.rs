@@ -106,7 +106,7 @@ async fn a_stalled_partition_is_flagged_fails_readyz_and_recovers_by_itself() {
     let log = dir.path().join("wafer.log");
     let port = free_port();
     let _w = Wafer::start_logged(&config, port, &log);
-    let stalled = "wafer_source_stalled{view=\"t1/txn\",partition=\"0\"}";
+    let stalled = "wafer_source_stalled{tenant=\"t1\",view=\"txn\",partition=\"0\"}";
     until(Duration::from_secs(60), "the stall to be flagged", || metric(port, stalled) == Some(1.0));
     assert!(log_has(&log, "source partition stalled"), "{}", std::fs::read_to_string(&log).unwrap());
     let (code, body) = get(port, "/readyz");
@@ -136,7 +136,7 @@ async fn a_deleted_source_topic_is_reported_and_the_node_keeps_serving() {
     let mut w = Wafer::start_logged(&config, port, &log);
     wait_exact(port, n, Duration::from_secs(60));
     delete_topic(&topic).await;
-    let missing = "wafer_source_missing{view=\"t1/txn\"}";
+    let missing = "wafer_source_missing{tenant=\"t1\",view=\"txn\"}";
     until(Duration::from_secs(60), "the missing source to be reported", || {
         assert!(w.alive(), "wafer serve died after the topic was deleted: {}", std::fs::read_to_string(&log).unwrap());
         metric(port, missing) == Some(1.0)
@@ -175,7 +175,7 @@ async fn a_recreated_topics_events_are_applied_not_skipped_as_replays() {
     produce(&p, &topic, first..n).await;
     wait_exact(port, n, Duration::from_secs(90));
     assert!(w.alive());
-    assert_eq!(metric(port, "wafer_source_rewound_total{view=\"t1/txn\",partition=\"0\"}"), Some(1.0));
+    assert_eq!(metric(port, "wafer_source_rewound_total{tenant=\"t1\",view=\"txn\",partition=\"0\"}"), Some(1.0));
     assert!(log_has(&log, "log ends below the view's watermark"));
 }
 

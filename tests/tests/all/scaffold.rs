@@ -1,6 +1,6 @@
 //! `wafer new`: every language's scaffold builds with its own build.sh, and its test.sh
-//! (`wafer run` over the sample) gives the exact rows, the sample's bad line as a typed error and
-//! the guest's log line.
+//! (`wafer run` over the sample, dated when the project was made) gives the exact rows, the
+//! sample's bad line as a typed error and the guest's log line.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -48,12 +48,34 @@ fn sh(dir: &Path, script: &str) -> Output {
     c.output().unwrap_or_else(|e| panic!("running {script} in {}: {e}", dir.display()))
 }
 
+/// The sample's times: `timestamp_ms` (events) or `request_time_ms` (requests), in line order.
+fn sample_times(dir: &Path, kind: &str) -> Vec<i64> {
+    let (file, field) =
+        if kind == "stream" { ("events.jsonl", "timestamp_ms") } else { ("requests.jsonl", "request_time_ms") };
+    let text = std::fs::read_to_string(dir.join(file)).unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()[field].as_i64().unwrap())
+        .collect()
+}
+
 fn scaffold_builds_and_runs(lang: &str, kind: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let name = format!("my-{lang}-{kind}");
     let dir = tmp.path().join(&name);
+    let before = crate::support::now_ms();
     let out = wafer().args(["new", "--lang", lang, "--kind", kind, &name, "--dir"]).arg(&dir).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The sample is dated when the project was made: whole minutes, a minute apart (events), the
+    // last a minute before then, so a server reading now serves it within its windows.
+    let times = sample_times(&dir, kind);
+    let last = *times.last().unwrap();
+    assert!(last % 60_000 == 0 && last < before && last >= before - 3 * 60_000, "{times:?}, made at {before}");
+    if kind == "stream" {
+        assert_eq!(times, [last - 120_000, last - 60_000, last]);
+    } else {
+        assert!(times.iter().all(|t| *t == last), "{times:?}");
+    }
     for f in ["wit/transform.wit", "build.sh", "test.sh", "README.md"] {
         assert!(dir.join(f).is_file(), "{lang}: no {f}");
     }
@@ -83,8 +105,8 @@ fn scaffold_builds_and_runs(lang: &str, kind: &str) {
         assert_eq!(
             rows,
             [
-                serde_json::json!({"line": 2, "entity_key": "u1", "event_time_ms": 1_700_000_000_000i64, "features": {"amount": 12.5, "is_large": false}}),
-                serde_json::json!({"line": 3, "entity_key": "u2", "event_time_ms": 1_700_000_060_000i64, "features": {"amount": 250.0, "is_large": true}}),
+                serde_json::json!({"line": 2, "entity_key": "u1", "event_time_ms": times[0], "features": {"amount": 12.5, "is_large": false}}),
+                serde_json::json!({"line": 3, "entity_key": "u2", "event_time_ms": times[1], "features": {"amount": 250.0, "is_large": true}}),
             ],
             "{lang}"
         );

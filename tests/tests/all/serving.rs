@@ -338,6 +338,22 @@ fn each_bad_request_gets_its_specific_error() {
         "{metrics}"
     );
     assert!(metrics.contains(r#"wafer_serve_errors_total{tenant="serving",code="unknown_views"} 2"#), "{metrics}");
+    // The route that could not be found, and the one with the wrong method, by their labels.
+    assert!(metrics.contains(r#"wafer_http_requests_total{route="unknown",status="404"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"wafer_http_requests_total{route="unknown",status="405"} 1"#), "{metrics}");
+    // For dashboards: the build and the process (read from /proc when scraped).
+    let build = format!("wafer_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+    assert!(metrics.lines().any(|l| l == build), "missing `{build}` in:\n{metrics}");
+    let value = |name: &str| -> f64 {
+        let prefix = format!("{name} ");
+        metrics.lines().find_map(|l| l.strip_prefix(&prefix)?.parse().ok()).unwrap_or_else(|| panic!("no {name}"))
+    };
+    assert!(value("process_resident_memory_bytes") > 1e6, "a running node holds more than a megabyte");
+    assert!(value("process_open_fds") >= 3.0, "at least the listener and stdio");
+    assert!(value("process_cpu_seconds_total") > 0.0, "the node compiled and ran transforms");
+    let started = value("process_start_time_seconds");
+    let now = crate::support::now_ms() as f64 / 1e3;
+    assert!(started <= now + 1.0 && started > now - 3600.0, "started at {started}, now {now}");
 }
 
 #[test]

@@ -316,14 +316,14 @@ fn a_persistently_failing_transform_pauses_only_its_view() {
     );
     assert_eq!(code, 200);
     let (_, metrics) = crate::support::get(w.port, "/metrics");
-    assert!(metrics.contains("wafer_view_paused{view=\"t1/chaos\"} 1"), "{metrics}");
-    assert!(metrics.contains("wafer_breaker_trips_total{view=\"t1/chaos\",code=\"trap\"} 1"), "{metrics}");
+    assert!(metrics.contains("wafer_view_paused{tenant=\"t1\",view=\"chaos\"} 1"), "{metrics}");
+    assert!(metrics.contains("wafer_breaker_trips_total{tenant=\"t1\",view=\"chaos\",code=\"trap\"} 1"), "{metrics}");
     // After the cooldown a healthy batch closes the breaker.
     std::thread::sleep(Duration::from_millis(1100));
     let (code, body) = post(w.port, "/v1/views/chaos/events", &json!({"events": [ev("ok", 5)]}));
     assert_eq!((code, body["accepted"].as_u64()), (200, Some(1)), "{body}");
     let (_, metrics) = crate::support::get(w.port, "/metrics");
-    assert!(metrics.contains("wafer_view_paused{view=\"t1/chaos\"} 0"), "{metrics}");
+    assert!(metrics.contains("wafer_view_paused{tenant=\"t1\",view=\"chaos\"} 0"), "{metrics}");
     let (_, body) = post(w.port, "/v1/features", &json!({"entities": ["e1"], "features": ["chaos:x"]}));
     assert_eq!(body["results"][0]["features"]["chaos:x"]["value"], 5, "{body}");
 }
@@ -332,7 +332,7 @@ fn a_persistently_failing_transform_pauses_only_its_view() {
 fn node_events(port: u16) -> u64 {
     let (_, text) = crate::support::get(port, "/metrics");
     text.lines()
-        .find(|l| l.starts_with("wafer_events_total{view=\"t1/txn\",outcome=\"ok\"}"))
+        .find(|l| l.starts_with("wafer_events_total{tenant=\"t1\",view=\"txn\",outcome=\"ok\"}"))
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
         .unwrap_or(0)
 }

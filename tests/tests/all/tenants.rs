@@ -182,6 +182,15 @@ fn every_route_checks_credentials_and_tenants_are_isolated() {
         assert_eq!(call(port, m, path, Some(&kr), b()).0, 401, "{m} {path} with a revoked key");
         assert_eq!(call(port, m, path, Some(ADMIN), b()).0, 403, "{m} {path} with the admin token");
     }
+    // Refusals are counted under their route (the status says why), not under `auth`.
+    let m = metrics_text(port, "/metrics", ADMIN);
+    for line in [
+        "wafer_http_requests_total{route=\"features\",status=\"401\"} 3",
+        "wafer_http_requests_total{route=\"features\",status=\"403\"} 1",
+    ] {
+        assert!(m.lines().any(|l| l == line), "missing `{line}` in:\n{m}");
+    }
+    assert!(!m.contains("route=\"auth\""), "{m}");
     for (m, path, body) in &admin_routes {
         let b = || match body {
             Body::Json(j) => Body::Json(j.clone()),
@@ -235,7 +244,7 @@ fn every_route_checks_credentials_and_tenants_are_isolated() {
     assert_eq!(read(&kb)["results"][0]["features"]["txn:amount_count_lifetime"]["value"], 1);
     let (_, _, _) = call(port, "GET", "/v1/metrics", Some(&kb), Body::None);
     let m = metrics_text(port, "/v1/metrics", &kb);
-    assert!(m.contains("view=\"beta/txn\"") && !m.contains("alpha"), "{m}");
+    assert!(m.contains("tenant=\"beta\",view=\"txn\"") && !m.contains("alpha"), "{m}");
 }
 
 #[test]
@@ -408,6 +417,9 @@ fn quotas_limit_only_their_tenant() {
     let (_, _, _) = call(port, "GET", "/metrics", Some(ADMIN), Body::None);
     let m = metrics_text(port, "/metrics", ADMIN);
     assert!(m.contains("wafer_quota_exceeded_total{tenant=\"slow\",limit=\"requests_per_second\"}"), "{m}");
+    let line = format!("wafer_http_requests_total{{route=\"views\",status=\"429\"}} {limited}");
+    assert!(m.lines().any(|l| l == line), "missing `{line}` in:\n{m}");
+    assert!(!m.contains("route=\"rate_limited\""), "{m}");
 
     // max_views = 1.
     std::thread::sleep(Duration::from_millis(1100));
@@ -707,7 +719,7 @@ fn a_tenant_at_its_store_quota_updates_its_entities_and_stores_no_new_ones() {
 
     let m = metrics_text(port, "/metrics", ADMIN);
     for line in [
-        "wafer_quota_refused_entities_total{view=\"small/txn\",limit=\"max_stored_entities\"} 2",
+        "wafer_quota_refused_entities_total{tenant=\"small\",view=\"txn\",limit=\"max_stored_entities\"} 2",
         "wafer_quota_exceeded_total{tenant=\"small\",limit=\"max_stored_entities\"} 1",
         "wafer_tenant_stored_entities{tenant=\"small\"} 2",
         "wafer_tenant_stored_entities{tenant=\"big\"} 4",

@@ -63,7 +63,7 @@ pub fn backfill(args: BackfillArgs) -> Result<ExitCode> {
             Some(r) => Arc::new(RedisStore::open(&r.options()).await.with_context(|| format!("connecting to Redis at {}", r.url))?),
             None => Arc::new(EmbeddedStore::new()),
         };
-        let load = |path: &std::path::Path, limits| loader.load_file(path, limits);
+        let load = |path: &std::path::Path, limits| crate::progress::load_transform(&loader, path, limits);
         let app = build_tenant(&manifest.tenant_spec(), &load, Arc::new(Metrics::default()), 0)?;
         let view = app.views.get(&args.view).context("view not loaded")?.clone();
         let started = Instant::now();

@@ -22,8 +22,7 @@ pub struct InspectArgs {
 
 pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
     let loader = args.sandbox.loader()?;
-    let t = loader
-        .load_file(&args.component, args.sandbox.limits())
+    let t = crate::progress::load_transform(&loader, &args.component, args.sandbox.limits())
         .with_context(|| format!("{} is not a usable Wafer transform", args.component.display()))?;
     let info = t.info();
     let stats = t.load_stats();

@@ -3,9 +3,12 @@
 mod backfill;
 mod client;
 mod inspect;
+mod log;
 mod materialize;
 mod migrate_store;
 mod new;
+mod progress;
+mod push;
 mod run;
 mod run_request;
 mod serve;
@@ -71,6 +74,11 @@ enum Command {
     /// Upload a transform to a running server (validated, precompiled, activated unless
     /// --no-activate); prints the version id, schema and compile time.
     Deploy(client::DeployArgs),
+    /// Push a JSONL file of events (the `wafer run` format) to a stream view of a running server,
+    /// in requests of at most --chunk-size events; prints what was accepted and each failed event
+    /// (line, index, error, code). Exit code 0 when every event was accepted, 1 when some failed,
+    /// 2 when the push could not be completed.
+    Push(push::PushArgs),
     /// Manage tenants and their API keys on a running server (admin token).
     Tenants(client::TenantsArgs),
     /// Manage a tenant's views and transform versions on a running server (API key).
@@ -171,16 +179,12 @@ impl SandboxArgs {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WAFER_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour only for a person at a terminal: log files and CI logs get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    log::init(match &cli.command {
+        Command::Serve(a) => a.log_format(),
+        Command::Dev(a) => a.log_format(),
+        _ => log::LogFormat::Text,
+    });
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Inspect(args) => inspect::inspect(args),
@@ -191,6 +195,7 @@ fn main() -> ExitCode {
         Command::Materialize(args) => materialize::materialize_cmd(args),
         Command::MigrateStore(args) => migrate_store::migrate_store_cmd(args),
         Command::Deploy(args) => client::deploy(args),
+        Command::Push(args) => push::push(args),
         Command::Tenants(args) => client::tenants(args),
         Command::Views(args) => client::views(args),
         Command::New(args) => new::new(args),
@@ -199,8 +204,51 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_report(&e));
             ExitCode::from(2)
         }
+    }
+}
+
+/// An error and its causes on one line, each said once. Many errors include their cause in their
+/// own message (`reading x: No such file or directory`) and also return it as their source, so
+/// `{e:#}` would print that cause twice: a cause already in the message of the error it caused
+/// is left out.
+fn error_report(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut previous = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !previous.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        previous = text;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_report_says_each_cause_once() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory (os error 2)");
+        #[derive(Debug, thiserror::Error)]
+        #[error("reading wafer.toml: {source}")]
+        struct Read {
+            source: std::io::Error,
+        }
+        let e = anyhow::Error::new(Read { source: io() }).context("wafer serve needs a manifest");
+        assert_eq!(
+            error_report(&e),
+            "wafer serve needs a manifest: reading wafer.toml: No such file or directory (os error 2)"
+        );
+        // Causes not already said are kept.
+        let e = anyhow::Error::new(io()).context("opening events.jsonl");
+        assert_eq!(error_report(&e), "opening events.jsonl: No such file or directory (os error 2)");
     }
 }

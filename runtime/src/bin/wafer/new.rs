@@ -3,7 +3,9 @@
 //! Every project has the same shape, whatever the language: the source, `wit/transform.wit`,
 //! `build.sh` (→ `<name>.wasm`), a sample input (`events.jsonl` or `requests.jsonl`, the last line
 //! bad on purpose), `test.sh` (`wafer run` over the sample) and a README. The templates are
-//! embedded in the binary (templates/).
+//! embedded in the binary (templates/). The sample is dated when the project is made (events a
+//! minute apart, the last a minute before now), so features read at now over the pushed sample
+//! are in their windows, not `expired`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -116,6 +118,13 @@ fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The sample's event times (ms): whole minutes, a minute apart, the last a minute before `now`.
+fn sample_times(now_ms: i64) -> [String; 3] {
+    let minute = 60_000;
+    let last = (now_ms / minute - 1) * minute;
+    [last - 2 * minute, last - minute, last].map(|t| t.to_string())
+}
+
 fn render(template: &str, vars: &[(&str, &str)]) -> String {
     let mut s = template.to_string();
     for (k, v) in vars {
@@ -138,6 +147,7 @@ pub fn new(args: NewArgs) -> Result<ExitCode> {
         Lang::C => ("C", "app.c", "clang + wasi-libc + wasm-c", "c"),
     };
     let crate_name = args.name.replace('-', "_");
+    let [t0, t1, t2] = sample_times(wafer_runtime::time::now_ms());
     let vars = [
         ("name", args.name.as_str()),
         ("crate", crate_name.as_str()),
@@ -148,6 +158,9 @@ pub fn new(args: NewArgs) -> Result<ExitCode> {
         ("source", source),
         ("build_tool", build_tool),
         ("doc", doc),
+        ("t0", t0.as_str()),
+        ("t1", t1.as_str()),
+        ("t2", t2.as_str()),
     ];
     for (path, template) in files(args.lang, args.kind) {
         // The WIT, the JSON header and the authoring module are copied verbatim.

@@ -34,8 +34,7 @@ pub struct RunArgs {
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
     let loader = args.sandbox.loader()?;
-    let transform = loader
-        .load_file(&args.transform, args.sandbox.limits())
+    let transform = crate::progress::load_transform(&loader, &args.transform, args.sandbox.limits())
         .with_context(|| format!("loading {}", args.transform.display()))?;
     let reader: Box<dyn BufRead> = if args.events.as_os_str() == "-" {
         Box::new(BufReader::new(std::io::stdin().lock()))

@@ -1,6 +1,6 @@
 //! `wafer serve` and `wafer dev`: run the streaming pipeline and the HTTP API.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -19,6 +19,7 @@ use wafer_runtime::store::redis::RedisStore;
 use wafer_runtime::tenant::build_tenant;
 
 use crate::SandboxArgs;
+use crate::log::{LogFormat, status};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -64,6 +65,10 @@ pub struct RuntimeArgs {
     /// short is re-read from the committed offsets and applied once (the store's offset guards).
     #[arg(long, value_name = "MS", default_value_t = 10_000)]
     drain_timeout_ms: u64,
+    /// Log lines as text (colour only on a terminal) or as JSON objects, one per line (the
+    /// node's status lines too). `$WAFER_LOG` sets the level (default info).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t)]
+    log_format: LogFormat,
 }
 
 impl RuntimeArgs {
@@ -82,10 +87,13 @@ impl RuntimeArgs {
     }
 }
 
+/// `wafer dev`'s manifest, relative to the repository's root.
+const DEV_MANIFEST: &str = "guest-examples/dev.toml";
+
 #[derive(Args)]
 pub struct DevArgs {
     /// Manifest with the example views.
-    #[arg(long, value_name = "FILE", default_value = "guest-examples/dev.toml")]
+    #[arg(long, value_name = "FILE", default_value = DEV_MANIFEST)]
     config: PathBuf,
     /// Listen address.
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -96,15 +104,45 @@ pub struct DevArgs {
     sandbox: SandboxArgs,
 }
 
+impl ServeArgs {
+    /// How the node logs.
+    pub fn log_format(&self) -> LogFormat {
+        self.runtime.log_format
+    }
+}
+
+impl DevArgs {
+    /// How the node logs.
+    pub fn log_format(&self) -> LogFormat {
+        self.runtime.log_format
+    }
+}
+
 pub fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
-    let manifest = Manifest::load(&args.config)?;
+    let manifest = load_manifest(&args.config, || {
+        "wafer serve needs a manifest (--config FILE, default wafer.toml; see README.md)".to_string()
+    })?;
     let listen = args.listen.clone().unwrap_or_else(|| manifest.server.listen.clone());
     run(manifest, listen, &args.runtime, &args.sandbox, false)
 }
 
 pub fn dev_cmd(args: DevArgs) -> Result<ExitCode> {
-    let manifest = Manifest::load(&args.config)?;
+    let manifest = load_manifest(&args.config, || {
+        format!(
+            "wafer dev runs the example views of the Wafer repository ({DEV_MANIFEST}): run it from the \
+             repository's root (after ./scripts/build-guests.sh), or pass --config with your own manifest"
+        )
+    })?;
     run(manifest, args.listen.clone(), &args.runtime, &args.sandbox, true)
+}
+
+/// The manifest at `path`; when there is no such file, `missing` says what the command needs.
+fn load_manifest(path: &Path, missing: impl FnOnce() -> String) -> Result<Manifest> {
+    match Manifest::load(path) {
+        Ok(m) => Ok(m),
+        Err(e) if !path.exists() => Err(anyhow::Error::new(e).context(missing())),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn run(
@@ -154,7 +192,7 @@ fn run(
             }
             _ => {
                 let spec = manifest.tenant_spec();
-                let load = |path: &std::path::Path, limits| loader.load_file(path, limits);
+                let load = |path: &std::path::Path, limits| crate::progress::load_transform(&loader, path, limits);
                 let tenant = build_tenant(&spec, &load, metrics.clone(), 0)?;
                 let kafka = if dev { None } else { manifest.kafka.clone() };
                 let app = Arc::new(Node::single(tenant, store, metrics).with_kafka(kafka));
@@ -169,7 +207,7 @@ fn run(
         };
         let listener =
             tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("listening on {listen}"))?;
-        eprintln!(
+        status(format_args!(
             "wafer {} listening on http://{} ({} store; {})",
             if dev { "dev" } else { "serve" },
             listener.local_addr()?,
@@ -179,10 +217,10 @@ fn run(
             } else {
                 format!("views: {}", view_names(&app).join(", "))
             }
-        );
+        ));
         let drain = std::time::Duration::from_millis(runtime.drain_timeout_ms);
         serve_until(app, listener, listen_cfg, termination()?, drain).await.context("serving HTTP")?;
-        eprintln!("wafer stopped");
+        status("wafer stopped");
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -197,7 +235,7 @@ fn termination() -> Result<impl std::future::Future<Output = ()>> {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
         };
-        eprintln!("wafer: {name} received; draining requests in flight");
+        status(format_args!("wafer: {name} received; draining requests in flight"));
     })
 }
 
@@ -219,15 +257,15 @@ async fn load_batch_views(manifest: &Manifest, app: &Node) -> Result<()> {
             wafer_runtime::materialize::materialize(app.store.as_ref(), &view.id, &view.spec, cfg, None, |_, _| {})
                 .await
                 .with_context(|| format!("loading batch view `{}` from {}", cfg.name, cfg.source.display()))?;
-        eprintln!(
+        status(format_args!(
             "batch view `{}`: {} rows loaded from {} ({} bad)",
             cfg.name,
             report.rows_loaded,
             cfg.source.display(),
             report.bad_rows
-        );
+        ));
         for e in &report.first_errors {
-            eprintln!("  row {}: {}", e.row, e.message);
+            status(format_args!("  row {}: {}", e.row, e.message));
         }
     }
     Ok(())

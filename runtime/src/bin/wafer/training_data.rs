@@ -63,7 +63,7 @@ pub fn training_data(args: TrainingDataArgs) -> Result<ExitCode> {
     }
     anyhow::ensure!(!features.is_empty(), "--features lists no `view:feature`");
     let loader = args.sandbox.loader()?;
-    let load = |path: &std::path::Path, limits| loader.load_file(path, limits);
+    let load = |path: &std::path::Path, limits| crate::progress::load_transform(&loader, path, limits);
     let app = build_tenant(&manifest.tenant_spec(), &load, Arc::new(Metrics::default()), 0)?;
     let views = &app.views;
     let mut events: HashMap<String, EventSource> = HashMap::new();
