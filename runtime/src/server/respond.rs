@@ -81,6 +81,30 @@ pub enum BodyError {
     Api(ApiError),
 }
 
+/// Read and drop what a refused request is still sending, at most `cap` bytes and before its
+/// [`BodyDeadline`] (then give up: the connection closes). A response sent while the client is
+/// still uploading, followed by closing a socket with unread data, makes the kernel reset the
+/// connection, and the client may lose the response (a 401 to a large upload arrived as a reset).
+pub async fn discard_body(req: Request<Incoming>, cap: usize) {
+    let deadline = req.extensions().get::<BodyDeadline>().map(|d| d.at);
+    let mut body = req.into_body();
+    let mut read = 0usize;
+    let drain = async {
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, |d| d.len());
+            if read > cap {
+                break;
+            }
+        }
+    };
+    match deadline {
+        Some(at) => {
+            let _ = tokio::time::timeout_at(at, drain).await;
+        }
+        None => drain.await,
+    }
+}
+
 /// Read a whole body of at most `cap` bytes before the request's [`BodyDeadline`] (none: no
 /// deadline, e.g. in unit tests that build requests by hand).
 pub async fn limited_body(req: Request<Incoming>, cap: usize) -> Result<Bytes, BodyError> {

@@ -202,7 +202,7 @@ pub(super) async fn dispatch(app: &Arc<Node>, req: Request<Incoming>) -> (&'stat
         Handler::Public(h) => (route.label, Ok(public(app, h))),
         Handler::Operator(h) => {
             if let Err(e) = auth::admin(app, &req) {
-                return (route.label, Err(e));
+                return (route.label, refuse(req, e).await);
             }
             let r = match h {
                 Operator::Metrics => Ok(bytes_resp(StatusCode::OK, "text/plain; version=0.0.4", app.metrics.render())),
@@ -217,7 +217,7 @@ pub(super) async fn dispatch(app: &Arc<Node>, req: Request<Incoming>) -> (&'stat
         Handler::Tenant(h) => {
             let t = match auth::tenant(app, &req) {
                 Ok(t) => t,
-                Err(e) => return (route.label, Err(e)),
+                Err(e) => return (route.label, refuse(req, e).await),
             };
             if let Err(retry_after) = t.rate.check() {
                 app.metrics.quota_exceeded.add(&t.name, "requests_per_second", 1);
@@ -226,11 +226,21 @@ pub(super) async fn dispatch(app: &Arc<Node>, req: Request<Incoming>) -> (&'stat
                     per_second: t.quotas.requests_per_second,
                     retry_after_secs: retry_after,
                 };
-                return (route.label, Err(e));
+                return (route.label, refuse(req, e).await);
             }
             (route.label, tenant(app, &t, h, p(0), req).await)
         }
     }
+}
+
+/// Most of a refused request's unread body that is read (and dropped) before answering.
+const LINGER_BYTES: usize = 8 << 20;
+
+/// Refuse a request before its handler read its body: drain the body first (bounded), so the
+/// client receives the refusal instead of a connection reset.
+async fn refuse(req: Request<Incoming>, e: ApiError) -> Result<Resp, ApiError> {
+    super::respond::discard_body(req, LINGER_BYTES).await;
+    Err(e)
 }
 
 fn public(app: &Node, h: Public) -> Resp {
