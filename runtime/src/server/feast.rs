@@ -109,11 +109,18 @@ async fn write_view(
                 Ok(json_resp(StatusCode::OK, &body))
             }
             Err(e) => {
+                // Batch rows are latest values (the newest event time wins), so a retry never
+                // double-applies: only whether part was written differs.
+                let (code, what) = if e.outcome_unknown() {
+                    ("store_outcome_unknown", "the rows may have been written in part; retrying is safe")
+                } else {
+                    ("store_unavailable", "nothing was written, retry")
+                };
                 let e = FeastError {
                     status: 503,
                     class: "FeastError",
-                    message: format!("online store: {e}; nothing was written, retry"),
-                    code: "store_unavailable",
+                    message: format!("online store: {e}; {what}"),
+                    code,
                 };
                 Err(feast_error(app, tenant, e))
             }
