@@ -15,6 +15,7 @@ mod client;
 mod kafka;
 mod procs;
 mod prom;
+mod rng;
 mod serving;
 mod stats;
 mod store_size;

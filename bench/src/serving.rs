@@ -16,6 +16,7 @@ use bytes::Bytes;
 
 use crate::client::Conn;
 use crate::procs;
+use crate::rng::Rng;
 use crate::stats::Latencies;
 
 #[derive(clap::Args)]
@@ -73,20 +74,6 @@ enum Api {
 
 const COUNTRIES: &[&str] = &["DE", "FR", "US", "GB", "IT", "ES", "NL", "PL"];
 const BASE: [&str; 4] = ["txn_count_7d", "amount_sum_7d", "amount_mean_7d", "last_country"];
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 /// What the requests ask for.
 struct Shape {

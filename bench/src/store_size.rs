@@ -16,6 +16,7 @@ use bytes::Bytes;
 
 use crate::client::Conn;
 use crate::procs;
+use crate::rng::Rng;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -53,18 +54,6 @@ fn manifest(redis_port: u16) -> Result<String> {
         }
     }
     Ok(m)
-}
-
-/// A small deterministic PRNG (the same events in every view and every run).
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (z ^ (z >> 31)) % n
-    }
 }
 
 /// One `INFO`-style integer field of Redis (e.g. `used_memory`), or `DBSIZE`.
@@ -130,7 +119,7 @@ pub fn run(a: Args) -> Result<()> {
             let total = a.users * a.events_per_user;
             for n in 0..total {
                 let user = n % a.users;
-                let t = now - rng.below(span as u64) as i64;
+                let t = now - rng.below(span as usize) as i64;
                 let amount = rng.below(100_000) as f64 / 100.0;
                 let merchant = rng.below(200);
                 events.push(format!(

@@ -172,7 +172,14 @@ impl Gauge {
         self
     }
     pub fn set(&self, view: &str, v: f64) {
-        self.values.lock().insert(view.to_owned(), v);
+        let mut values = self.values.lock();
+        // Allocate the label only the first time a series appears (set runs per batch).
+        match values.get_mut(view) {
+            Some(cur) => *cur = v,
+            None => {
+                values.insert(view.to_owned(), v);
+            }
+        }
     }
     pub fn get(&self, view: &str) -> Option<f64> {
         self.values.lock().get(view).copied()

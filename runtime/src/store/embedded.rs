@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 
 use super::quota::EntityQuota;
 use super::{Applied, EntityRecord, FieldNames, OnlineStore, Outcome, StoreError, WriteBatch};
-use crate::aggregate::ops::{TileOp, f64_repr, latest_wins, merge_last_n, parse_tile_field};
+use crate::aggregate::ops::{EntityOps, TileOp, f64_repr, latest_wins, merge_last_n, parse_tile_field};
 use crate::aggregate::order::{max_wins, min_wins};
 
 /// Everything stored for one entity, by field name.
@@ -61,16 +61,52 @@ impl State {
         held
     }
 
-    /// Whether the tenant may create a record now (recounting, at most every interval, when not).
-    fn may_create(&mut self, quota: &EntityQuota, now: Instant, now_ms: i64) -> bool {
+    /// Add `n` records to the tenant's count (allocating its name only the first time).
+    fn add_held(&mut self, tenant: &str, n: u64) {
+        match self.held.get_mut(tenant) {
+            Some(h) => *h += n,
+            None if n > 0 => {
+                self.held.insert(tenant.to_string(), n);
+            }
+            None => {}
+        }
+    }
+
+    /// The indices of `entities` new to `view` that the tenant's quota refuses (each approved
+    /// one counts against the quota while the rest are judged; the caller counts what it creates).
+    fn refuse_new(
+        &mut self,
+        view: &str,
+        entities: &[EntityOps],
+        q: &EntityQuota,
+        now: Instant,
+        now_ms: i64,
+    ) -> Vec<usize> {
+        let (mut refused, mut approved) = (Vec::new(), 0u64);
+        for (i, e) in entities.iter().enumerate() {
+            if self.records.get(view).is_some_and(|r| r.contains_key(&e.entity)) {
+                continue;
+            }
+            if self.may_create(q, approved, now, now_ms) {
+                approved += 1;
+            } else {
+                refused.push(i);
+            }
+        }
+        refused
+    }
+
+    /// Whether the tenant may create one more record now, with `pending` already approved in
+    /// this batch (recounting, at most every interval, when not).
+    fn may_create(&mut self, quota: &EntityQuota, pending: u64, now: Instant, now_ms: i64) -> bool {
         let held = self.held.get(quota.tenant()).copied().unwrap_or(0);
-        if held < quota.max() {
+        if held + pending < quota.max() {
             return true;
         }
         if quota.claim_recount(now_ms) {
             let n = self.sweep_expired(quota.tenant(), now);
             quota.recounted(Some(n), now_ms);
-            return n < quota.max();
+            return n + pending < quota.max();
         }
         false
     }
@@ -198,22 +234,22 @@ impl OnlineStore for EmbeddedStore {
         }
         let tenant = tenant_of(batch.view);
         let now_ms = crate::time::now_ms();
-        let mut refused = Vec::new();
+        let refused = match batch.quota {
+            Some(q) => st.refuse_new(batch.view, batch.entities, q, now, now_ms),
+            None => Vec::new(),
+        };
         let mut created = 0u64;
+        let mut skip = refused.iter().copied().peekable();
+        let records = st.records.entry(batch.view.to_string()).or_default();
         for (i, e) in batch.entities.iter().enumerate() {
-            let exists = st.records.get(batch.view).is_some_and(|r| r.contains_key(&e.entity));
-            if !exists {
-                if let Some(q) = batch.quota
-                    && !st.may_create(q, now, now_ms)
-                {
-                    refused.push(i);
-                    continue;
-                }
-                *st.held.entry(tenant.to_string()).or_default() += 1;
+            if skip.next_if_eq(&i).is_some() {
+                continue;
+            }
+            if !records.contains_key(&e.entity) {
+                records.insert(e.entity.clone(), Record::default());
                 created += 1;
             }
-            let records = st.records.entry(batch.view.to_string()).or_default();
-            let rec = records.entry(e.entity.clone()).or_default();
+            let Some(rec) = records.get_mut(&e.entity) else { continue };
             if rec.expires.is_some_and(|x| x <= now) {
                 *rec = Record::default();
             }
@@ -225,6 +261,7 @@ impl OnlineStore for EmbeddedStore {
             }
             rec.expires = Some(now + Duration::from_millis(batch.keep_ms.max(1) as u64));
         }
+        st.add_held(tenant, created);
         if let Some(q) = batch.quota
             && (created > 0 || !q.counted())
         {
