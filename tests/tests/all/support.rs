@@ -376,6 +376,21 @@ impl Wafer {
         Self::spawn(config, port, &[], std::fs::File::create(log).unwrap().into())
     }
 
+    /// The node's process id (to read its `/proc/<pid>/stat`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The node's user + system CPU time in seconds, as `/proc/<pid>/stat` reports it (the
+    /// tick count divided by the usual 100 ticks per second).
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        let (_, rest) = stat.rsplit_once(')').unwrap();
+        let fields: Vec<u64> = rest.split_whitespace().skip(1).map(|f| f.parse().unwrap_or(0)).collect();
+        // Fields 14 and 15 (utime, stime); `fields[0]` is field 4.
+        (fields[10] + fields[11]) as f64 / 100.0
+    }
+
     /// Whether the process is still running (it did not crash).
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
