@@ -453,4 +453,41 @@ mod tests {
         }
         assert!(!text.contains("acme/txn"), "{text}");
     }
+
+    /// The metric names a PromQL expression refers to (`wafer_*` and `process_*`), with a
+    /// histogram's `_bucket` suffix removed.
+    fn metric_names(expr: &str) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut rest = expr;
+        while let Some(at) = rest.find(|c: char| c.is_ascii_lowercase()) {
+            rest = &rest[at..];
+            let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+            let word = &rest[..end];
+            if word.starts_with("wafer_") || word.starts_with("process_") {
+                names.push(word.trim_end_matches("_bucket").to_owned());
+            }
+            rest = &rest[end..];
+        }
+        names
+    }
+
+    #[test]
+    fn dashboard_queries_only_metrics_the_node_exports() {
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../../../deploy/grafana/wafer.json")).expect("dashboard is JSON");
+        let exported = Metrics::default().render();
+        let mut checked = 0;
+        for panel in dashboard["panels"].as_array().expect("panels") {
+            for target in panel["targets"].as_array().expect("targets") {
+                let expr = target["expr"].as_str().expect("expr");
+                for name in metric_names(expr) {
+                    let family = format!("# TYPE {name} ");
+                    assert!(exported.contains(&family), "panel {} queries {name}, not exported", panel["title"]);
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 14, "only {checked} metric references found");
+        assert_eq!(metric_names("rate(wafer_x_bucket{a=\"b\"}[1m]) + process_y"), ["wafer_x", "process_y"]);
+    }
 }
