@@ -2,8 +2,8 @@
 # The whole test suite on a fresh machine: installs what it needs (wasm32-wasip2 target,
 # componentize-py, componentize-qjs/componentize-js, clang + wasi-libc, Redis, the tansu Kafka broker), starts Redis and tansu on free loopback ports,
 # checks formatting, clippy and rustdoc (warnings denied), runs `cargo test` over the workspace,
-# then the Python package's pytest suite (python/), and stops
-# the services. `./scripts/test.sh ARGS` passes ARGS to cargo test and skips pytest;
+# then the Python package's pytest suite (python/) and the console's browser tests (tests/console,
+# Debian chromium + Playwright), and stops the services. `./scripts/test.sh ARGS` passes ARGS to cargo test and skips pytest;
 # `./scripts/test.sh --python [PYTEST ARGS]` runs only the Python block.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -117,13 +117,22 @@ fi
 if [ "$PYTHON_ONLY" = 1 ] || [ $# -eq 0 ]; then
   echo "== python package"
   PYVENV=$ROOT/.venv-python
-  PY_PINS=(maturin==1.9.6 pytest==8.4.2 pandas==2.3.3 pyarrow==21.0.0 pyspark==4.0.1 componentize-py==0.25.1)
-  if ! [ -x "$PYVENV/bin/python" ] || ! "$PYVENV/bin/python" -m pip freeze 2>/dev/null | grep -qx "${PY_PINS[4]}"; then
-    python3 -m venv "$PYVENV"
-    "$PYVENV/bin/pip" install -q --no-cache-dir "${PY_PINS[@]}"
-  fi
+  # playwright drives Debian's chromium for the console's browser tests (tests/console).
+  PY_PINS=(maturin==1.9.6 pytest==8.4.2 pandas==2.3.3 pyarrow==21.0.0 pyspark==4.0.1 componentize-py==0.25.1
+    playwright==1.55.0)
+  FROZEN=$("$PYVENV/bin/python" -m pip freeze 2>/dev/null || true)
+  for pin in "${PY_PINS[@]}"; do
+    if ! grep -qx "$pin" <<<"$FROZEN"; then
+      python3 -m venv "$PYVENV"
+      "$PYVENV/bin/pip" install -q --no-cache-dir "${PY_PINS[@]}"
+      break
+    fi
+  done
   if ! command -v java >/dev/null; then
     (apt-get update -qq && apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless) >/dev/null
+  fi
+  if ! [ -x /usr/bin/chromium ]; then
+    (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core) >/dev/null
   fi
   # The wafer binary and the Wasm guests the tests use (no-ops when the cargo tests built them).
   cargo build --release -q -p wafer-runtime --bin wafer
@@ -131,5 +140,6 @@ if [ "$PYTHON_ONLY" = 1 ] || [ $# -eq 0 ]; then
   # (maturin runs from the venv: the backend calls the `maturin` binary on PATH)
   PATH="$PYVENV/bin:$PATH" "$PYVENV/bin/pip" install -q --no-build-isolation --no-deps --force-reinstall ./python
   # From the root, so `import wafer` is the installed package, not the python/wafer sources.
-  "$PYVENV/bin/pytest" -q python/tests "$@"
+  # Then the console in a real browser (screenshots in target/console-screenshots/).
+  "$PYVENV/bin/pytest" -q python/tests tests/console "$@"
 fi

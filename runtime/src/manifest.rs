@@ -147,8 +147,10 @@ impl Manifest {
             }
         }
         for v in &mut m.batch_views {
-            if v.source.is_relative() {
-                v.source = base.join(&v.source);
+            if let Some(source) = &mut v.source
+                && source.is_relative()
+            {
+                *source = base.join(&*source);
             }
         }
         m.check_names().map_err(|message| ViewError::Parse { path: path.into(), message })?;

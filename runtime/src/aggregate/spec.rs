@@ -47,7 +47,8 @@ impl AggFunction {
         matches!(self, Self::Sum | Self::Mean | Self::Min | Self::Max)
     }
 
-    fn name(self) -> String {
+    /// The function's name in feature names and manifests (`sum`, `last_5`, …).
+    pub fn name(self) -> String {
         match self {
             Self::Count => "count".into(),
             Self::Sum => "sum".into(),

@@ -43,6 +43,9 @@ pub enum MaterializeError {
     View(#[from] ViewError),
     #[error("online store: {0}")]
     Store(#[from] StoreError),
+    /// The view names no `source` and no file was given.
+    #[error("batch view `{0}` has no `source`: give the file to load (`wafer materialize --from FILE`)")]
+    NoSource(String),
 }
 
 /// What a load did.
@@ -112,7 +115,8 @@ pub async fn materialize(
     mut progress: impl FnMut(u64, Option<u64>),
 ) -> Result<Report, MaterializeError> {
     let started = Instant::now();
-    let path = path.unwrap_or(&cfg.source).to_path_buf();
+    let path =
+        path.or(cfg.source.as_deref()).ok_or_else(|| MaterializeError::NoSource(cfg.name.clone()))?.to_path_buf();
     let format = cfg.format_of(&path)?;
     let source = source_name(&path)?;
     let resumed_from = store.watermark(view_id, &source, 0).await?.unwrap_or(0).max(0) as u64;

@@ -6,6 +6,9 @@
 //! Per-view series are kept under the view's id (`tenant/view`) and exposed with two labels,
 //! `tenant="acme",view="txn"`. After Wafer's own families come the process's (`process_*`, read
 //! from `/proc/self` when scraped: [`process`]) and `wafer_build_info{version}`.
+//!
+//! The node also keeps a short history of each view's rates and freshness quantiles
+//! ([`history`], sampled by [`Metrics::sample_history`]) for the console's charts.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -13,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use parking_lot::{Mutex, RwLock};
 
+pub mod history;
 pub mod process;
 
 /// The label text of a series' first label: a view id `tenant/view` becomes
@@ -62,6 +66,12 @@ impl Counter {
     }
     pub fn get(&self, view: &str, kind: &str) -> u64 {
         self.values.read().get(view).and_then(|m| m.get(kind)).map_or(0, |v| v.load(Relaxed))
+    }
+    /// Every series of one first label value (a view's counts by kind), in label order.
+    pub fn of(&self, view: &str) -> Vec<(String, u64)> {
+        let values = self.values.read();
+        let Some(m) = values.get(view) else { return Vec::new() };
+        m.iter().map(|(k, v)| (k.clone(), v.load(Relaxed))).collect()
     }
     fn render(&self, out: &mut String) {
         let _ = writeln!(out, "# HELP {} {}\n# TYPE {} counter", self.name, self.help, self.name);
@@ -135,6 +145,15 @@ impl Histogram {
             n: AtomicU64::new(0),
         });
         series.observe(self.buckets, vs);
+    }
+    /// A series' per-bucket (not cumulative) counts, then the count past the last bucket.
+    fn counts(&self, view: &str) -> Option<Vec<u64>> {
+        let values = self.values.read();
+        let series = values.get(view)?;
+        let mut counts: Vec<u64> = series.counts.iter().map(|c| c.load(Relaxed)).collect();
+        let inside: u64 = counts.iter().sum();
+        counts.push(series.n.load(Relaxed).saturating_sub(inside));
+        Some(counts)
     }
     fn render(&self, out: &mut String) {
         let _ = writeln!(out, "# HELP {} {}\n# TYPE {} histogram", self.name, self.help, self.name);
@@ -282,6 +301,8 @@ pub struct Metrics {
     /// a batch is what has arrived): the producer's and broker's share of `freshness_seconds`;
     /// the rest is Wafer's (transform, fold, store write).
     pub source_lag_seconds: Histogram,
+    /// The last minutes of each view's rates and freshness (for the console).
+    pub history: history::History,
 }
 
 impl Default for Metrics {
@@ -367,11 +388,43 @@ impl Default for Metrics {
                 "Time from event produce to its batch received by the consumer.",
                 FRESHNESS,
             ),
+            history: history::History::default(),
         }
     }
 }
 
 impl Metrics {
+    /// Sample every view's event counts and freshness histograms into [`Metrics::history`]
+    /// (the node calls it every [`history::SAMPLE_INTERVAL`]).
+    pub fn sample_history(&self, at_ms: i64) {
+        let views: Vec<String> = self.events.values.read().keys().cloned().collect();
+        let mut now = BTreeMap::new();
+        for view in views {
+            let (mut ok, mut errors) = (0, 0);
+            for (outcome, n) in self.events.of(&view) {
+                if outcome == "ok" {
+                    ok += n;
+                } else {
+                    errors += n;
+                }
+            }
+            let freshness = self.freshness_seconds.counts(&view).unwrap_or_default();
+            let source_lag = self.source_lag_seconds.counts(&view).unwrap_or_default();
+            now.insert(view, history::Raw { ok, errors, freshness, source_lag });
+        }
+        self.history.record(at_ms, now, FRESHNESS, FRESHNESS);
+    }
+
+    /// Sample into the history every [`history::SAMPLE_INTERVAL`], for as long as the node runs.
+    pub async fn sample_history_forever(self: std::sync::Arc<Self>) {
+        let mut tick = tokio::time::interval(history::SAMPLE_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.sample_history(crate::time::now_ms());
+        }
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         for c in [

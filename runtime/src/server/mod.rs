@@ -9,6 +9,9 @@
 //! - `POST /v1/training-data`: point-in-time training data for small inline jobs (`training.rs`).
 //! - `GET /v1/views`, `GET /metrics` (Prometheus text), `GET /healthz` (liveness),
 //!   `GET /readyz` (readiness: 503 while a source partition is stalled), `GET /openapi.json`.
+//! - `GET /v1/view-health`: each stream view's breaker and source state, events by outcome and
+//!   the last minutes of rates and freshness (`view_health.rs`).
+//! - `GET /ui`: the console (`console.rs`), a page over this same API.
 //!
 //! Connections (accept loop, connection cap, header and idle timeouts): [`listen`].
 //!
@@ -17,6 +20,7 @@
 
 pub mod admin;
 pub mod auth;
+mod console;
 pub mod control;
 pub mod error;
 mod feast;
@@ -26,6 +30,7 @@ mod push;
 pub mod respond;
 pub mod routes;
 mod training;
+mod view_health;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -83,18 +88,30 @@ fn readyz(app: &Node) -> Resp {
     )
 }
 
+/// One aggregation of a view as `GET /v1/views` lists it.
+fn aggregation(a: &crate::aggregate::spec::AggSpec) -> Json {
+    json!({
+        "column": a.column,
+        "function": a.function.name(),
+        "windows": a.windows.iter().map(|w| w.label()).collect::<Vec<_>>(),
+    })
+}
+
 fn list_views(app: &TenantApp) -> Resp {
     let mut views: Vec<Json> = app
         .catalog
         .stored_views()
         .iter()
         .map(|v| {
-            let kind = if app.views.contains_key(v.name()) { "stream" } else { "batch" };
+            let stream = app.views.get(v.name());
             json!({
                 "name": v.name(),
-                "kind": kind,
+                "kind": if stream.is_some() { "stream" } else { "batch" },
                 "entity": v.spec.entity,
-                "transform": app.views.get(v.name()).map(|s| s.transform.name()),
+                "transform": stream.map(|s| s.transform.name()),
+                "version": stream.map(|s| s.transform.load_stats().sha256.as_str()),
+                "ttl_ms": v.spec.ttl_ms,
+                "aggregations": v.spec.aggs.iter().map(aggregation).collect::<Vec<_>>(),
                 "features": v.spec.feature_types().iter().map(|(n, t)| json!({"name": n, "type": t.as_str()})).collect::<Vec<_>>(),
             })
         })
@@ -106,6 +123,7 @@ fn list_views(app: &TenantApp) -> Resp {
             "kind": "request",
             "entity": rv.entity,
             "transform": rv.transform.name(),
+            "version": rv.transform.load_stats().sha256,
             "params": info.params.iter().map(|p| json!({"name": p.name, "type": p.value_type.as_str(), "nullable": p.nullable})).collect::<Vec<_>>(),
             "reads": info.reads,
             "features": info.outputs.iter().map(|o| json!({"name": o.name, "type": o.value_type.as_str()})).collect::<Vec<_>>(),

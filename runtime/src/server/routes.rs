@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::respond::{Resp, bytes_resp, json_resp};
-use super::{OPENAPI, admin, auth, control, feast, features, push, training};
+use super::{OPENAPI, admin, auth, console, control, feast, features, push, training, view_health};
 use crate::node::Node;
 use crate::tenant::TenantApp;
 
@@ -34,6 +34,10 @@ enum Public {
     Health,
     Readyz,
     OpenApi,
+    /// The console's page (`console.rs`).
+    Console,
+    /// One of the console's files.
+    ConsoleAsset,
 }
 
 /// What an operator route runs.
@@ -58,6 +62,7 @@ enum Tenant {
     FeastPush,
     TrainingData,
     Metrics,
+    ViewHealth,
     ListTransforms,
     GetTransform,
     PutTransform,
@@ -120,6 +125,7 @@ pub const TABLE: &[Route] = &[
     route("GET", "/health", "health", P(Public::Health)),
     route("POST", "/v1/training-data", "training_data", T(Tenant::TrainingData)),
     route("GET", "/v1/metrics", "metrics", T(Tenant::Metrics)),
+    route("GET", "/v1/view-health", "view_health", T(Tenant::ViewHealth)),
     route("GET", "/v1/transforms", "control", T(Tenant::ListTransforms)),
     route("GET", "/v1/transforms/{name}", "control", T(Tenant::GetTransform)),
     route("PUT", "/v1/transforms/{name}", "control", T(Tenant::PutTransform)),
@@ -131,6 +137,8 @@ pub const TABLE: &[Route] = &[
     route("PATCH", "/v1/admin/tenants/{tenant}", "admin", O(Operator::PatchTenant)),
     route("POST", "/v1/admin/tenants/{tenant}/keys", "admin", O(Operator::IssueKey)),
     route("DELETE", "/v1/admin/tenants/{tenant}/keys/{key}", "admin", O(Operator::RevokeKey)),
+    route("GET", "/ui", "console", P(Public::Console)),
+    route("GET", "/ui/{asset}", "console", P(Public::ConsoleAsset)),
 ];
 
 /// (method, path template) of every route in [`TABLE`], in its order.
@@ -199,7 +207,7 @@ pub(super) async fn dispatch(app: &Arc<Node>, req: Request<Incoming>) -> (&'stat
     };
     let p = |i: usize| params.get(i).map_or("", String::as_str);
     match route.handler {
-        Handler::Public(h) => (route.label, Ok(public(app, h))),
+        Handler::Public(h) => (route.label, public(app, h, p(0))),
         Handler::Operator(h) => {
             if let Err(e) = auth::admin(app, &req) {
                 return (route.label, refuse(req, e).await);
@@ -243,13 +251,16 @@ async fn refuse(req: Request<Incoming>, e: ApiError) -> Result<Resp, ApiError> {
     Err(e)
 }
 
-fn public(app: &Node, h: Public) -> Resp {
-    match h {
+/// A public route; `p0` is its first path parameter (the console file's name).
+fn public(app: &Node, h: Public, p0: &str) -> Result<Resp, ApiError> {
+    Ok(match h {
         Public::Healthz => json_resp(StatusCode::OK, &json!({"status": "ok"})),
         Public::Health => bytes_resp(StatusCode::OK, "text/plain", ""),
         Public::Readyz => super::readyz(app),
         Public::OpenApi => bytes_resp(StatusCode::OK, "application/json", OPENAPI),
-    }
+        Public::Console => console::page(),
+        Public::ConsoleAsset => return console::asset(p0),
+    })
 }
 
 /// A tenant route; `p0` is its first path parameter (the view or transform name).
@@ -267,6 +278,7 @@ async fn tenant(app: &Arc<Node>, t: &TenantApp, h: Tenant, p0: &str, req: Reques
             "text/plain; version=0.0.4",
             super::tenant_metrics(&app.metrics.render(), &t.name),
         )),
+        Tenant::ViewHealth => Ok(view_health::view_health(app, t)),
         Tenant::ListTransforms => control::list(app, t).await,
         Tenant::GetTransform => control::get_transform(app, t, p0).await,
         Tenant::PutTransform => control::put_transform(app, t, p0, req).await,

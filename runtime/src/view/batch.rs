@@ -16,8 +16,11 @@ pub struct BatchViewConfig {
     pub name: String,
     /// Entity type (the join key name in Feast requests).
     pub entity: String,
-    /// The file to materialize from (relative to the manifest).
-    pub source: PathBuf,
+    /// The file to materialize from (relative to the manifest). Optional: a view created through
+    /// the API (registry mode) has none, and is loaded with `wafer materialize --server … --from
+    /// FILE`; `--from` also overrides it.
+    #[serde(default)]
+    pub source: Option<PathBuf>,
     /// `parquet`, `csv` or `jsonl`; default: from the file extension.
     #[serde(default)]
     pub format: Option<String>,

@@ -417,6 +417,51 @@ fn a_looping_or_trapping_request_transform_fails_alone_within_its_deadline() {
 }
 
 #[test]
+fn the_console_is_served_and_view_health_counts_each_outcome() {
+    let s = setup();
+    let w = Wafer::start(&s.config, free_port());
+    let events = json!({"events": [
+        {"timestamp_ms": s.now, "value": {"user_id": "h1", "amount": 5, "country": "DE", "merchant": "m"}},
+        {"timestamp_ms": s.now, "value": {"user_id": "h1", "amount": 7, "country": "DE", "merchant": "m"}},
+        {"timestamp_ms": s.now, "value": {"user_id": "h1", "amount": -5, "country": "DE", "merchant": "m"}},
+    ]});
+    let (code, body) = post(w.port, "/v1/views/txn/events", &events);
+    assert_eq!(code, 200, "{body}");
+    let (code, text) = get(w.port, "/v1/view-health");
+    assert_eq!(code, 200, "{text}");
+    let health: Json = serde_json::from_str(&text).unwrap();
+    assert_eq!((health["interval_ms"].as_u64(), health["intervals_kept"].as_u64()), (Some(5000), Some(120)));
+    let views = health["views"].as_array().unwrap();
+    assert_eq!(views.len(), 1, "only the stream view has health: {health}");
+    let txn = &views[0];
+    assert_eq!(txn["name"], "txn");
+    assert_eq!(txn["events"], json!({"ok": 2, "bad_input": 1}));
+    assert_eq!((&txn["paused"], &txn["source_missing"]), (&json!(false), &json!(false)));
+    assert_eq!(txn["stalled_partitions"], json!([]));
+    assert!(txn["series"].is_array(), "{txn}");
+    // The console: the page, its files, and 404 for anything else.
+    let (code, page) = get(w.port, "/ui");
+    assert_eq!(code, 200);
+    assert!(page.contains("<script src=\"/ui/console.js\" defer></script>"), "{page}");
+    let (code, js) = get(w.port, "/ui/console.js");
+    assert_eq!(code, 200);
+    assert!(js.contains("/v1/view-health"));
+    let (code, text) = get(w.port, "/ui/wafer.toml");
+    assert_eq!(code, 404);
+    let err: Json = serde_json::from_str(&text).unwrap();
+    assert_eq!(err["error"]["code"], "not_found", "{err}");
+    // GET /v1/views lists what the console's views page shows.
+    let (_, text) = get(w.port, "/v1/views");
+    let listed: Json = serde_json::from_str(&text).unwrap();
+    let txn = listed["views"].as_array().unwrap().iter().find(|v| v["name"] == "txn").unwrap().clone();
+    assert_eq!(
+        txn["aggregations"],
+        json!([{"column": "amount", "function": "count", "windows": ["1h", "lifetime"]}, {"column": "amount", "function": "sum", "windows": ["1h", "lifetime"]}])
+    );
+    assert_eq!(txn["version"].as_str().map(str::len), Some(64), "{txn}");
+}
+
+#[test]
 fn openapi_document_covers_every_route() {
     let s = setup();
     let w = Wafer::start(&s.config, free_port());

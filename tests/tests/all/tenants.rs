@@ -752,3 +752,73 @@ fn a_tenant_at_its_store_quota_updates_its_entities_and_stores_no_new_ones() {
     let (_, r, _) = call(port, "POST", "/v1/features", Some(&small), Body::Json(body));
     assert_eq!(r["results"][0]["features"]["stats:score"]["value"], Json::Null, "{r}");
 }
+
+/// Issue 17: a registry tenant's batch view (created through the API, no `source`) is loaded
+/// with `wafer materialize --server … --key …`: the newest row per user wins, bad rows are
+/// reported with their row number and exit 1, a rerun changes nothing, and the wrong key or
+/// view kind is a clear error.
+#[test]
+fn materialize_through_the_server_loads_a_registry_batch_view() {
+    let p = Platform::start(1);
+    let key = p.tenant("acme", json!({}));
+    let batch = json!({"kind": "batch", "entity": "user", "entity_column": "user_id",
+                       "features": {"txn_count_7d": "int64", "last_country": "text"}});
+    let (c, b, _) = call(p.port(0), "PUT", "/v1/views/user_stats", Some(&key), Body::Json(batch));
+    assert!(c == 200 || c == 201, "a batch view needs no source: {c} {b}");
+    let (c, b) = upload(p.port(0), &key, "card_txn", guests::RUST_CARD_TXN, true);
+    assert_eq!(c, 201, "{b}");
+    let (c, b, _) = call(p.port(0), "PUT", "/v1/views/txn", Some(&key), Body::Json(stream_view("card_txn")));
+    assert!(c == 200 || c == 201, "{c} {b}");
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("stats.csv");
+    let now = crate::support::now_ms();
+    std::fs::write(
+        &csv,
+        format!(
+            "user_id,event_timestamp,txn_count_7d,last_country\n\
+             u1,{},3,IT\nu1,{},12,DE\nu2,{},2,FR\nu3,{},not-a-number,US\n",
+            now - 60_000,
+            now - 1_000,
+            now - 1_000,
+            now - 1_000
+        ),
+    )
+    .unwrap();
+    let server = format!("http://127.0.0.1:{}", p.port(0));
+    let materialize = |view: &str, key: &str| {
+        let out = Command::new(crate::support::wafer_bin())
+            .args(["materialize", "--server", &server, "--view", view, "--quiet", "--rows-per-request", "2"])
+            .args(["--entity-column", "user_id", "--from"])
+            .arg(&csv)
+            .env("WAFER_API_KEY", key)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, out) = materialize("user_stats", &key);
+    assert_eq!(code, Some(1), "a bad row exits 1: {out}");
+    assert!(out.contains("row 3: column `txn_count_7d`"), "{out}");
+    assert!(out.contains("3 rows loaded in 2 requests, 1 bad"), "{out}");
+    let read = || {
+        let body =
+            json!({"view": "user_stats", "entities": ["u1", "u2", "u3"], "features": ["txn_count_7d", "last_country"]});
+        let (c, b, _) = call(p.port(0), "POST", "/v1/features", Some(&key), Body::Json(body));
+        assert_eq!(c, 200, "{b}");
+        b["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["features"]["txn_count_7d"]["value"].clone(), r["features"]["last_country"]["value"].clone()))
+            .collect::<Vec<_>>()
+    };
+    let expected = vec![(json!(12), json!("DE")), (json!(2), json!("FR")), (Json::Null, Json::Null)];
+    assert_eq!(read(), expected, "the newest row per user wins");
+    assert_eq!(materialize("user_stats", &key).0, Some(1));
+    assert_eq!(read(), expected, "a rerun changes nothing");
+    let (code, out) = materialize("txn", &key);
+    assert_eq!(code, Some(2), "an error exits 2");
+    assert!(out.contains("view `txn` is a stream view"), "{out}");
+    let (code, out) = materialize("user_stats", "wfr_not_a_key");
+    assert_eq!(code, Some(2));
+    assert!(out.contains("invalid_api_key") && out.contains("WAFER_API_KEY"), "{out}");
+}

@@ -25,6 +25,13 @@ pub struct Server {
     server: String,
 }
 
+impl Server {
+    /// The server at `url` (`http://host:port`).
+    pub fn new(url: impl Into<String>) -> Self {
+        Self { server: url.into() }
+    }
+}
+
 #[derive(Args)]
 pub struct DeployArgs {
     #[command(flatten)]

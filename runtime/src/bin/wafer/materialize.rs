@@ -1,4 +1,6 @@
-//! `wafer materialize`: load a batch view's file into the online store.
+//! `wafer materialize`: load a batch view's file into the online store: straight into Redis
+//! (the manifest's view, resumable), or through a running server with a tenant's key
+//! (`--server`: registry mode, see [`remote`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +13,8 @@ use wafer_runtime::manifest::Manifest;
 use wafer_runtime::serving::StoredView;
 use wafer_runtime::store::OnlineStore;
 use wafer_runtime::store::redis::RedisStore;
+
+mod remote;
 
 #[derive(Args)]
 pub struct MaterializeArgs {
@@ -26,12 +30,44 @@ pub struct MaterializeArgs {
     /// Redis URL (overrides [redis].url).
     #[arg(long, env = "WAFER_REDIS_URL")]
     redis: Option<String>,
+    /// Load through this running server (`http://host:port`) instead of writing to Redis: the
+    /// view (a registry tenant's batch view too) is read from the server, the rows of --from are
+    /// sent in chunks to `POST /write-to-online-store` with --key. No manifest is read.
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
+    /// With --server: the tenant's API key.
+    #[arg(long, env = "WAFER_API_KEY", hide_env_values = true)]
+    key: Option<String>,
+    /// With --server: the column holding the entity key (default: the view's entity name).
+    #[arg(long, value_name = "COLUMN")]
+    entity_column: Option<String>,
+    /// With --server: the column holding the event time (integer ms or RFC 3339 text).
+    #[arg(long, value_name = "COLUMN", default_value = "event_timestamp")]
+    timestamp_column: String,
+    /// With --server: rows per request (each is one write; keep it within the tenant's
+    /// `batch_rows` and `batch_entities` quotas).
+    #[arg(long, value_name = "N", default_value_t = 500)]
+    rows_per_request: usize,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
 }
 
 pub fn materialize_cmd(args: MaterializeArgs) -> Result<ExitCode> {
+    if let Some(server) = &args.server {
+        let Some(file) = &args.from else { bail!("--server needs the file to load: --from FILE") };
+        let remote = remote::Remote {
+            server: server.clone(),
+            key: args.key.clone(),
+            view: args.view.clone(),
+            file: file.clone(),
+            entity_column: args.entity_column.clone(),
+            timestamp_column: args.timestamp_column.clone(),
+            rows_per_request: args.rows_per_request.max(1),
+            quiet: args.quiet,
+        };
+        return remote.run();
+    }
     let manifest = Manifest::load(&args.config)?;
     let Some(cfg) = manifest.batch_views.iter().find(|v| v.name == args.view) else {
         let names: Vec<&str> = manifest.batch_views.iter().map(|v| v.name.as_str()).collect();

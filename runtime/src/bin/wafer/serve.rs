@@ -164,6 +164,8 @@ fn run(
         let exe = std::env::current_exe().context("locating the wafer binary for compile workers")?;
         let loader = sandbox.loader()?.with_compile_worker(exe);
         let metrics = Arc::new(Metrics::default());
+        // The console's charts: the last minutes of each view's rates and freshness.
+        tokio::spawn(metrics.clone().sample_history_forever());
         let store: Arc<dyn OnlineStore> = match (&manifest.redis, dev) {
             (Some(r), false) => Arc::new(ReadDeadline::new(
                 RedisStore::open(&r.options()).await.with_context(|| format!("connecting to Redis at {}", r.url))?,
@@ -253,15 +255,22 @@ async fn load_batch_views(manifest: &Manifest, app: &Node) -> Result<()> {
     for cfg in &manifest.batch_views {
         let Some(tenant) = app.tenant(&manifest.server.tenant) else { continue };
         let Some(view) = tenant.catalog.stored_views().iter().find(|v| v.name() == cfg.name).cloned() else { continue };
+        let Some(source) = &cfg.source else {
+            status(format_args!(
+                "batch view `{}` has no source: empty until loaded (`wafer materialize --server … --view {} --from FILE`)",
+                cfg.name, cfg.name
+            ));
+            continue;
+        };
         let report =
             wafer_runtime::materialize::materialize(app.store.as_ref(), &view.id, &view.spec, cfg, None, |_, _| {})
                 .await
-                .with_context(|| format!("loading batch view `{}` from {}", cfg.name, cfg.source.display()))?;
+                .with_context(|| format!("loading batch view `{}` from {}", cfg.name, source.display()))?;
         status(format_args!(
             "batch view `{}`: {} rows loaded from {} ({} bad)",
             cfg.name,
             report.rows_loaded,
-            cfg.source.display(),
+            source.display(),
             report.bad_rows
         ));
         for e in &report.first_errors {
