@@ -37,7 +37,7 @@ function say(message, isError) {
 
 function show(...nodes) {
   const page = document.getElementById("page");
-  page.replaceChildren(...nodes);
+  page.replaceChildren(...nodes.flat());
 }
 
 function shortId(id) {
