@@ -136,6 +136,7 @@ fn every_route_checks_credentials_and_tenants_are_isolated() {
         ("POST", "/push", Body::Json(json!({"push_source_name": "txn", "df": {"user": []}}))),
         ("POST", "/v1/training-data", Body::Json(json!({"features": ["txn:country"], "spine": [], "events": []}))),
         ("GET", "/v1/metrics", Body::None),
+        ("GET", "/v1/view-health", Body::None),
         ("GET", "/v1/transforms", Body::None),
         ("GET", "/v1/transforms/card_txn", Body::None),
         ("PUT", "/v1/transforms/x", Body::File(Path::new(guests::RUST_CARD_TXN))),
@@ -167,7 +168,9 @@ fn every_route_checks_credentials_and_tenants_are_isolated() {
         })
         .collect();
     for (m, r) in wafer_runtime::server::ROUTES {
-        if !["/healthz", "/health", "/readyz", "/openapi.json"].contains(r) {
+        // Public: probes, the API document and the console's static files (its data comes from
+        // the tenant routes above).
+        if !["/healthz", "/health", "/readyz", "/openapi.json", "/ui", "/ui/{asset}"].contains(r) {
             assert!(documented.contains(&(m.to_string(), r.to_string())), "route {m} {r} is not covered by this test");
         }
     }
@@ -224,6 +227,10 @@ fn every_route_checks_credentials_and_tenants_are_isolated() {
     let (_, _, _) = call(port, "GET", "/v1/views", Some(&kb), Body::None);
     let (c, b, _) = call(port, "GET", "/v1/views", Some(&kb), Body::None);
     assert_eq!((c, b["views"].as_array().map(Vec::len)), (200, Some(0)));
+    let (c, b, _) = call(port, "GET", "/v1/view-health", Some(&kb), Body::None);
+    assert_eq!((c, b["views"].as_array().map(Vec::len)), (200, Some(0)), "beta sees none of alpha's health: {b}");
+    let (c, b, _) = call(port, "GET", "/v1/view-health", Some(&ka), Body::None);
+    assert_eq!((c, &b["views"][0]["name"], &b["views"][0]["events"]["ok"]), (200, &json!("txn"), &json!(1)), "{b}");
     // Beta's own view of the same name is a different namespace.
     upload(port, &kb, "card_txn", guests::RUST_CARD_TXN, true);
     assert_eq!(call(port, "PUT", "/v1/views/txn", Some(&kb), Body::Json(stream_view("card_txn"))).0, 200);
