@@ -128,18 +128,26 @@ def serve(tmp_path_factory):
 @pytest.fixture(scope="session")
 def dev(tmp_path_factory):
     """`wafer dev`: the same views on the embedded store."""
-    d = tmp_path_factory.mktemp("dev")
-    s = Server(["dev", "--config", str(manifest(d, None, "dev"))])
+    s = dev_server(tmp_path_factory.mktemp("dev"))
     yield s
     s.close()
+
+
+def dev_server(dir: Path) -> Server:
+    """`wafer dev` with the example views (see `manifest`), its files in `dir`."""
+    return Server(["dev", "--config", str(manifest(dir, None, "dev"))])
+
+
+def registry_server(dir: Path, db: int) -> Server:
+    """`wafer serve` in registry mode on Redis database `db`, with ADMIN_TOKEN; its manifest in `dir`."""
+    m = dir / "platform.toml"
+    m.write_text(f'[redis]\nurl = "{redis_url(db)}"\n[control]\n')
+    return Server(["serve", "--config", str(m)], {"WAFER_ADMIN_TOKEN": ADMIN_TOKEN})
 
 
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory):
     """`wafer serve` in registry mode (tenants, keys, uploads), on its own Redis database."""
-    d = tmp_path_factory.mktemp("registry")
-    m = d / "platform.toml"
-    m.write_text(f'[redis]\nurl = "{redis_url(9)}"\n[control]\n')
-    s = Server(["serve", "--config", str(m)], {"WAFER_ADMIN_TOKEN": ADMIN_TOKEN})
+    s = registry_server(tmp_path_factory.mktemp("registry"), 9)
     yield s
     s.close()

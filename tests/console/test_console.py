@@ -78,18 +78,15 @@ def page(browser):
 
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory):
-    d = tmp_path_factory.mktemp("console-dev")
-    s = fx.Server(["dev", "--config", str(fx.manifest(d, None, "dev"))])
+    s = fx.dev_server(tmp_path_factory.mktemp("console-dev"))
     yield s
     s.close()
 
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
-    d = tmp_path_factory.mktemp("console-registry")
-    m = d / "platform.toml"
-    m.write_text(f'[redis]\nurl = "{fx.redis_url(10)}"\n[control]\n')
-    s = fx.Server(["serve", "--config", str(m)], {"WAFER_ADMIN_TOKEN": fx.ADMIN_TOKEN})
+    # Its own Redis database: the package's tests use 9.
+    s = fx.registry_server(tmp_path_factory.mktemp("console-registry"), 10)
     yield s
     s.close()
 
