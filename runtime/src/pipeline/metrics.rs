@@ -412,7 +412,8 @@ impl Metrics {
             let source_lag = self.source_lag_seconds.counts(&view).unwrap_or_default();
             now.insert(view, history::Raw { ok, errors, freshness, source_lag });
         }
-        self.history.record(at_ms, now, FRESHNESS, FRESHNESS);
+        // Both histograms use the FRESHNESS buckets.
+        self.history.record(at_ms, now, FRESHNESS);
     }
 
     /// Sample into the history every [`history::SAMPLE_INTERVAL`], for as long as the node runs.

@@ -1,6 +1,6 @@
 //! **The console** at `GET /ui`: a small single-page app (plain HTML, CSS and JavaScript in
 //! `console/`, embedded in the binary; no build step, no CDN) over the same API and the same
-//! keys as every other client. The page asks for a tenant key and, for the tenant pages, the
+//! keys as every other client. The page asks for a tenant key and, for its Tenants page, the
 //! admin token; both stay in the tab's `sessionStorage` and travel only in `Authorization`
 //! headers, never in URLs.
 //!

@@ -40,6 +40,18 @@ pub struct BatchViewConfig {
     pub batch_size: usize,
 }
 
+/// A batch view feature's type from its name: `int64`, `float64`, `text` (or `string`), `boolean`
+/// (or `bool`). Manifests, the view API and `GET /v1/views` use these names.
+pub fn feature_type(name: &str) -> Option<ValueType> {
+    Some(match name {
+        "int64" => ValueType::Int64,
+        "float64" => ValueType::Float64,
+        "text" | "string" => ValueType::Text,
+        "boolean" | "bool" => ValueType::Boolean,
+        _ => return None,
+    })
+}
+
 fn default_ts() -> String {
     "event_timestamp".into()
 }
@@ -105,16 +117,8 @@ impl BatchViewConfig {
                     "feature name `{name}` must be 1-128 of [A-Za-z0-9_.-], starting with a letter"
                 )));
             }
-            let t = match ty.as_str() {
-                "int64" => ValueType::Int64,
-                "float64" => ValueType::Float64,
-                "text" | "string" => ValueType::Text,
-                "boolean" | "bool" => ValueType::Boolean,
-                other => {
-                    return Err(err(format!(
-                        "feature `{name}`: type `{other}` is not one of int64, float64, text, boolean"
-                    )));
-                }
+            let Some(t) = feature_type(ty) else {
+                return Err(err(format!("feature `{name}`: type `{ty}` is not one of int64, float64, text, boolean")));
             };
             latest.push((name.clone(), t));
         }

@@ -66,9 +66,9 @@ pub struct History {
 
 impl History {
     /// Record a sample taken at `at_ms`: one [`Point`] per view, from the difference with the
-    /// previous sample. The first sample only sets the baseline. `bounds` are the histograms'
-    /// bucket upper bounds (seconds).
-    pub fn record(&self, at_ms: i64, now: BTreeMap<String, Raw>, freshness_bounds: &[f64], lag_bounds: &[f64]) {
+    /// previous sample. The first sample only sets the baseline. `bounds` are the bucket upper
+    /// bounds (seconds) the freshness and source-lag histograms share.
+    pub fn record(&self, at_ms: i64, now: BTreeMap<String, Raw>, bounds: &[f64]) {
         let mut inner = self.inner.lock();
         let Some(last_at) = inner.last_at_ms.filter(|last| *last < at_ms) else {
             inner.last_at_ms = Some(at_ms);
@@ -88,9 +88,9 @@ impl History {
                     at_ms,
                     events_per_s: raw.ok.saturating_sub(before.ok) as f64 / secs,
                     errors_per_s: raw.errors.saturating_sub(before.errors) as f64 / secs,
-                    freshness_p50_ms: quantile(&freshness, freshness_bounds, 0.5).map(to_ms),
-                    freshness_p99_ms: quantile(&freshness, freshness_bounds, 0.99).map(to_ms),
-                    source_lag_p99_ms: quantile(&lag, lag_bounds, 0.99).map(to_ms),
+                    freshness_p50_ms: quantile(&freshness, bounds, 0.5).map(to_ms),
+                    freshness_p99_ms: quantile(&freshness, bounds, 0.99).map(to_ms),
+                    source_lag_p99_ms: quantile(&lag, bounds, 0.99).map(to_ms),
                 },
             ));
         }
@@ -167,10 +167,10 @@ mod tests {
     fn each_point_is_the_rate_and_quantiles_of_its_own_interval() {
         let h = History::default();
         let view = || "acme/txn".to_string();
-        h.record(10_000, BTreeMap::from([(view(), raw(100, 0, [100, 0, 0, 0]))]), BOUNDS, BOUNDS);
+        h.record(10_000, BTreeMap::from([(view(), raw(100, 0, [100, 0, 0, 0]))]), BOUNDS);
         assert!(h.series("acme/txn").is_empty(), "the first sample is only a baseline");
         // 5 s later: 500 more ok, 10 failed, and this interval's freshness is all in (0.01, 0.1].
-        h.record(15_000, BTreeMap::from([(view(), raw(600, 10, [100, 0, 50, 0]))]), BOUNDS, BOUNDS);
+        h.record(15_000, BTreeMap::from([(view(), raw(600, 10, [100, 0, 50, 0]))]), BOUNDS);
         let s = h.series("acme/txn");
         assert_eq!(s.len(), 1);
         assert_eq!((s[0].at_ms, s[0].events_per_s, s[0].errors_per_s), (15_000, 100.0, 2.0));
@@ -178,7 +178,7 @@ mod tests {
         assert!((p50 - 55.0).abs() < 1e-9, "{p50}");
         assert_eq!(s[0].source_lag_p99_ms, None);
         // A quiet interval: zero rates, no quantiles.
-        h.record(20_000, BTreeMap::from([(view(), raw(600, 10, [100, 0, 50, 0]))]), BOUNDS, BOUNDS);
+        h.record(20_000, BTreeMap::from([(view(), raw(600, 10, [100, 0, 50, 0]))]), BOUNDS);
         let quiet = h.series("acme/txn")[1];
         assert_eq!((quiet.events_per_s, quiet.freshness_p99_ms), (0.0, None));
     }
@@ -187,14 +187,14 @@ mod tests {
     fn the_history_keeps_only_the_last_intervals() {
         let h = History::default();
         for i in 0..(HISTORY_LEN as u64 + 10) {
-            h.record(i as i64 * 5_000, BTreeMap::from([("a/v".to_string(), raw(i * 5, 0, [0; 4]))]), BOUNDS, BOUNDS);
+            h.record(i as i64 * 5_000, BTreeMap::from([("a/v".to_string(), raw(i * 5, 0, [0; 4]))]), BOUNDS);
         }
         let s = h.series("a/v");
         assert_eq!(s.len(), HISTORY_LEN);
         assert_eq!(s.last().map(|p| p.at_ms), Some((HISTORY_LEN as i64 + 9) * 5_000));
         assert!(s.iter().all(|p| p.events_per_s == 1.0));
         // A clock that went back is a new baseline, not a negative interval.
-        h.record(0, BTreeMap::new(), BOUNDS, BOUNDS);
+        h.record(0, BTreeMap::new(), BOUNDS);
         assert_eq!(h.series("a/v").len(), HISTORY_LEN);
     }
 }

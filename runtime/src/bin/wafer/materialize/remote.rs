@@ -21,7 +21,7 @@ use serde_json::{Map, Value as Json, json};
 use wafer_runtime::bindings::types::{FeatureRow, ValueType};
 use wafer_runtime::materialize::Columns;
 use wafer_runtime::transform::json_out::value_to_json;
-use wafer_runtime::view::SourceFormat;
+use wafer_runtime::view::{SourceFormat, batch};
 
 use crate::client::{Client, Credential, Server};
 
@@ -119,7 +119,7 @@ impl Remote {
         let mut features = Vec::new();
         for f in v["features"].as_array().into_iter().flatten() {
             let name = f["name"].as_str().context("a feature without a name")?;
-            let ty = value_type(f["type"].as_str().unwrap_or(""))
+            let ty = batch::feature_type(f["type"].as_str().unwrap_or(""))
                 .with_context(|| format!("feature `{name}` has type {}, not a batch type", f["type"]))?;
             features.push((name.to_owned(), ty));
         }
@@ -156,17 +156,6 @@ impl Remote {
         }
         unreachable!("the last attempt returns")
     }
-}
-
-/// The type of a batch view's feature as `GET /v1/views` names it.
-fn value_type(name: &str) -> Option<ValueType> {
-    Some(match name {
-        "int64" => ValueType::Int64,
-        "float64" => ValueType::Float64,
-        "text" => ValueType::Text,
-        "boolean" => ValueType::Boolean,
-        _ => return None,
-    })
 }
 
 /// Feast's write body for `rows`: `{"feature_view_name", "df": {column: [...]}}` with the join
