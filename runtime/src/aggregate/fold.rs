@@ -3,8 +3,10 @@
 use std::collections::HashMap;
 
 use super::hll;
-use super::ops::{EntityOps, TileOp, latest_field, latest_wins, merge_last_n, tile_field};
+use super::moments::SquareSum;
+use super::ops::{EntityOps, TileOp, latest_field, latest_wins, merge_first_n, merge_last_n, tile_field};
 use super::order::{TieOrder, max_wins, min_wins};
+use super::quantile;
 use super::spec::{AggFunction, AggSpec};
 use super::window::tile_start;
 use crate::bindings::types::{FeatureRow, Value};
@@ -36,10 +38,15 @@ pub struct ColumnPlan {
     pub tiles: Vec<i64>,
     pub count: bool,
     pub sum: bool,
+    /// Sum of squares (variances).
+    pub squares: bool,
     pub min: bool,
     pub max: bool,
     pub last_n: Vec<u16>,
+    pub first_n: Vec<u16>,
     pub hll: bool,
+    /// DDSketch buckets (percentiles).
+    pub sketch: bool,
 }
 
 impl FoldPlan {
@@ -54,10 +61,13 @@ impl FoldPlan {
                         tiles: vec![],
                         count: false,
                         sum: false,
+                        squares: false,
                         min: false,
                         max: false,
                         last_n: vec![],
+                        first_n: vec![],
                         hll: false,
+                        sketch: false,
                     });
                     columns.len() - 1
                 }
@@ -83,7 +93,18 @@ impl FoldPlan {
                         c.last_n.push(k)
                     }
                 }
+                AggFunction::FirstN(k) => {
+                    if !c.first_n.contains(&k) {
+                        c.first_n.push(k)
+                    }
+                }
                 AggFunction::ApproxCountDistinct => c.hll = true,
+                AggFunction::VarPop | AggFunction::VarSamp | AggFunction::StddevPop | AggFunction::StddevSamp => {
+                    c.count = true;
+                    c.sum = true;
+                    c.squares = true
+                }
+                AggFunction::ApproxPercentile(_) => c.sketch = true,
             }
         }
         Self { latest, columns }
@@ -103,10 +124,13 @@ enum FieldKey {
 enum Comp {
     Count,
     Sum,
+    Squares,
     Min,
     Max,
     LastN(u16),
+    FirstN(u16),
     Hll,
+    Sketch,
 }
 
 impl FieldKey {
@@ -118,10 +142,13 @@ impl FieldKey {
                 match comp {
                     Comp::Count => tile_field(g, start, column, "n"),
                     Comp::Sum => tile_field(g, start, column, "s"),
+                    Comp::Squares => tile_field(g, start, column, "q"),
                     Comp::Min => tile_field(g, start, column, "mn"),
                     Comp::Max => tile_field(g, start, column, "mx"),
                     Comp::LastN(k) => tile_field(g, start, column, &format!("l{k}")),
+                    Comp::FirstN(k) => tile_field(g, start, column, &format!("e{k}")),
                     Comp::Hll => tile_field(g, start, column, "h"),
+                    Comp::Sketch => tile_field(g, start, column, "d"),
                 }
             }
         }
@@ -130,10 +157,13 @@ impl FieldKey {
 
 enum Acc {
     Incr(i64),
+    Squares(SquareSum),
     Min(f64),
     Max(f64),
     LastN(u16, TieOrder, Vec<(i64, String)>),
+    FirstN(u16, TieOrder, Vec<(i64, String)>),
     Hll(HashMap<u16, u8>),
+    Buckets(HashMap<i64, i64>),
     Latest(i64, TieOrder, String),
 }
 
@@ -194,7 +224,7 @@ pub fn fold(plan: &FoldPlan, rows: &[FeatureRow]) -> (Vec<EntityOps>, Vec<(usize
                     continue;
                 }
             };
-            let key = (col.hll || !col.last_n.is_empty()).then(|| value_key(&f.value));
+            let key = (col.hll || !col.last_n.is_empty() || !col.first_n.is_empty()).then(|| value_key(&f.value));
             let order = TieOrder::of_value(&f.value);
             let reg = col.hll.then(|| hll::register_of(key.as_deref().unwrap_or_default().as_bytes()));
             for &g in &col.tiles {
@@ -207,6 +237,12 @@ pub fn fold(plan: &FoldPlan, rows: &[FeatureRow]) -> (Vec<EntityOps>, Vec<(usize
                     if col.sum {
                         add(tile(Comp::Sum), Acc::Incr(m));
                     }
+                    if col.squares {
+                        add(tile(Comp::Squares), Acc::Squares(SquareSum::of(m)));
+                    }
+                    if col.sketch {
+                        add(tile(Comp::Sketch), Acc::Buckets(HashMap::from([(quantile::bucket_of(x), 1)])));
+                    }
                     if col.min {
                         add(tile(Comp::Min), Acc::Min(x));
                     }
@@ -216,6 +252,9 @@ pub fn fold(plan: &FoldPlan, rows: &[FeatureRow]) -> (Vec<EntityOps>, Vec<(usize
                 }
                 for &k in &col.last_n {
                     add(tile(Comp::LastN(k)), Acc::LastN(k, order, vec![(t, key.clone().unwrap_or_default())]));
+                }
+                for &k in &col.first_n {
+                    add(tile(Comp::FirstN(k)), Acc::FirstN(k, order, vec![(t, key.clone().unwrap_or_default())]));
                 }
                 if let Some((idx, rank)) = reg {
                     add(tile(Comp::Hll), Acc::Hll(HashMap::from([(idx, rank)])));
@@ -238,9 +277,16 @@ pub fn fold(plan: &FoldPlan, rows: &[FeatureRow]) -> (Vec<EntityOps>, Vec<(usize
 fn merge_acc(existing: &mut Acc, new: Acc) {
     match (existing, new) {
         (Acc::Incr(a), Acc::Incr(b)) => *a += b,
+        (Acc::Squares(a), Acc::Squares(b)) => a.add(&b),
         (Acc::Min(a), Acc::Min(b)) if min_wins(b, *a) => *a = b,
         (Acc::Max(a), Acc::Max(b)) if max_wins(b, *a) => *a = b,
         (Acc::LastN(k, order, a), Acc::LastN(_, _, b)) => merge_last_n(a, &b, *k as usize, *order),
+        (Acc::FirstN(k, order, a), Acc::FirstN(_, _, b)) => merge_first_n(a, &b, *k as usize, *order),
+        (Acc::Buckets(a), Acc::Buckets(b)) => {
+            for (key, c) in b {
+                *a.entry(key).or_insert(0) += c;
+            }
+        }
         (Acc::Latest(ot, order, ov), Acc::Latest(t, _, v)) if latest_wins(*order, t, &v, *ot, ov) => {
             *ot = t;
             *ov = v;
@@ -258,9 +304,16 @@ fn merge_acc(existing: &mut Acc, new: Acc) {
 fn to_op(field: String, acc: Acc) -> TileOp {
     match acc {
         Acc::Incr(delta) => TileOp::Incr { field, delta },
+        Acc::Squares(sum) => TileOp::AddDecimal { field, delta: sum.to_decimal() },
         Acc::Min(value) => TileOp::Min { field, value },
         Acc::Max(value) => TileOp::Max { field, value },
         Acc::LastN(k, order, items) => TileOp::LastN { field, k, order, items },
+        Acc::FirstN(k, order, items) => TileOp::FirstN { field, k, order, items },
+        Acc::Buckets(buckets) => {
+            let mut counts: Vec<(i64, i64)> = buckets.into_iter().collect();
+            counts.sort_unstable();
+            TileOp::Buckets { field, counts }
+        }
         Acc::Hll(regs) => {
             let mut registers: Vec<(u16, u8)> = regs.into_iter().collect();
             registers.sort_unstable();
@@ -321,5 +374,29 @@ mod tests {
         assert_eq!(keys, ["10.25", "9.5", "1.69"]);
         let TileOp::Latest { value, .. } = op(&ops, "f:x") else { panic!() };
         assert_eq!(value, "10.25");
+    }
+
+    #[test]
+    fn first_n_keeps_the_earliest_time_of_each_value() {
+        let p = plan(&[AggFunction::FirstN(2)]);
+        let mut rs = rows(&["b", "a", "b", "c"].map(|v| Value::Text(v.into())));
+        for (r, t) in rs.iter_mut().zip([9, 7, 3, 5]) {
+            r.event_time_ms = t;
+        }
+        let (ops, _) = fold(&p, &rs);
+        let TileOp::FirstN { items, .. } = op(&ops, "t:0:0:x:e2") else { panic!() };
+        assert_eq!(items, &[(3, "b".to_string()), (5, "c".to_string())]);
+    }
+
+    #[test]
+    fn variances_fold_count_sum_and_exact_squares() {
+        let p = plan(&[AggFunction::StddevSamp]);
+        let (ops, _) = fold(&p, &rows(&[Value::Float64(1.5), Value::Int64(-2), Value::Float64(9e12)]));
+        let TileOp::Incr { delta: n, .. } = op(&ops, "t:0:0:x:n") else { panic!() };
+        let TileOp::Incr { delta: s, .. } = op(&ops, "t:0:0:x:s") else { panic!() };
+        let TileOp::AddDecimal { delta: q, .. } = op(&ops, "t:0:0:x:q") else { panic!() };
+        assert_eq!((*n, *s), (3, 1_500_000 - 2_000_000 + 9_000_000_000_000_000_000));
+        // 1.5e6² + 2e6² + 9e18² = 2.25e12 + 4e12 + 8.1e37, exactly.
+        assert_eq!(q, "81000000000000000000000006250000000000");
     }
 }

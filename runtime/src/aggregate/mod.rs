@@ -25,14 +25,19 @@
 //! batching or arrival order: counts are integers, sums are accumulated as integer micro-units
 //! (`round(x · 10⁶)`, i64: exact for values with ≤ 6 decimals, |sum| < 9.2·10¹²), min/max are
 //! exact (`−0.0` below `0.0`), `last_n` keeps the `k` most recent distinct values (ties: greater
-//! value first), `approx_count_distinct` is a HyperLogLog (p = 12, xxh3-64 hashes, register-wise
-//! max). The order that min/max and ties use is one rule in [`order`]: numbers by value, text
+//! value first), `first_n` the `k` earliest distinct values (same ties), `approx_count_distinct` is a
+//! HyperLogLog (p = 12, xxh3-64 hashes, register-wise max), variances and standard deviations
+//! come from exact integer power sums ([`moments`]) and `approx_percentile` from a DDSketch of
+//! integer bucket counts ([`quantile`], 1% relative error) — so these too merge to the same
+//! bits in any order. The order that min/max and ties use is one rule in [`order`]: numbers by value, text
 //! by bytes, anything else by the bytes of its JSON text.
 
 pub mod fold;
 pub mod hll;
+pub mod moments;
 pub mod ops;
 pub mod order;
+pub mod quantile;
 pub mod read;
 pub mod spec;
 pub mod window;

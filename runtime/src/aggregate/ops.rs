@@ -7,8 +7,9 @@ use super::order::{TieOrder, cmp_json, cmp_keys};
 /// Field names inside an entity's record:
 /// - `f:<feature>`: latest value of a plain feature (`<event_time>|<json>`).
 /// - `t:<g>:<start>:<column>:<component>`: a tile component; `g` is the tile size in ms (0 for
-///   lifetime), components `n` (count), `s` (sum, micro-units), `mn`/`mx` (min/max), `l<k>` (last k),
-///   `h` (HLL registers; a separate key in Redis).
+///   lifetime), components `n` (count), `s` (sum, micro-units), `q` (sum of squared micro-units,
+///   a decimal integer), `mn`/`mx` (min/max), `l<k>` (last k), `e<k>` (first k), `d` (DDSketch
+///   buckets), `h` (HLL registers; a separate key in Redis).
 pub fn latest_field(feature: &str) -> String {
     format!("f:{feature}")
 }
@@ -46,6 +47,14 @@ pub enum TileOp {
     /// Merge `(event_time, key)` items into the `k` most recent distinct keys (ties: greater
     /// value first under `order`).
     LastN { field: String, k: u16, order: TieOrder, items: Vec<(i64, String)> },
+    /// Add a non-negative decimal integer of any length (the square sums of
+    /// [`super::moments`]).
+    AddDecimal { field: String, delta: String },
+    /// Merge `(event_time, key)` items into the `k` earliest distinct keys (a key keeps its
+    /// earliest time; ties: greater value first under `order`).
+    FirstN { field: String, k: u16, order: TieOrder, items: Vec<(i64, String)> },
+    /// Add counts to DDSketch buckets (`(key, count)`, keys ascending; see [`super::quantile`]).
+    Buckets { field: String, counts: Vec<(i64, i64)> },
     /// Register-wise max into an HLL sketch.
     Hll { field: String, registers: Vec<(u16, u8)> },
     /// Latest value of a plain feature (JSON text): kept if its event time is newer (ties: the
@@ -60,6 +69,9 @@ impl TileOp {
             | TileOp::Min { field, .. }
             | TileOp::Max { field, .. }
             | TileOp::LastN { field, .. }
+            | TileOp::AddDecimal { field, .. }
+            | TileOp::FirstN { field, .. }
+            | TileOp::Buckets { field, .. }
             | TileOp::Hll { field, .. }
             | TileOp::Latest { field, .. } => field,
         }
@@ -77,13 +89,43 @@ pub struct EntityOps {
 /// (distinct by key text; a key keeps its latest time; equal times put the greater value first
 /// under `order`). Used by every store and by the fold, so all paths agree.
 pub fn merge_last_n(existing: &mut Vec<(i64, String)>, items: &[(i64, String)], k: usize, order: TieOrder) {
+    merge_distinct(existing, items, k, order, Recency::Latest);
+}
+
+/// [`merge_last_n`]'s mirror for `first_n`: the `k` earliest distinct keys, earliest first (a key
+/// keeps its earliest time; equal times put the greater value first under `order`).
+pub fn merge_first_n(existing: &mut Vec<(i64, String)>, items: &[(i64, String)], k: usize, order: TieOrder) {
+    merge_distinct(existing, items, k, order, Recency::Earliest);
+}
+
+/// Which end of time a distinct-values list keeps.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Recency {
+    Latest,
+    Earliest,
+}
+
+fn merge_distinct(
+    existing: &mut Vec<(i64, String)>,
+    items: &[(i64, String)],
+    k: usize,
+    order: TieOrder,
+    keep: Recency,
+) {
     for (t, v) in items {
         match existing.iter_mut().find(|(_, ev)| ev == v) {
-            Some(e) => e.0 = e.0.max(*t),
+            Some(e) if keep == Recency::Latest => e.0 = e.0.max(*t),
+            Some(e) => e.0 = e.0.min(*t),
             None => existing.push((*t, v.clone())),
         }
     }
-    existing.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| cmp_keys(order, &b.1, &a.1)));
+    existing.sort_by(|a, b| {
+        let by_time = match keep {
+            Recency::Latest => b.0.cmp(&a.0),
+            Recency::Earliest => a.0.cmp(&b.0),
+        };
+        by_time.then_with(|| cmp_keys(order, &b.1, &a.1))
+    });
     existing.truncate(k);
 }
 

@@ -1,8 +1,12 @@
 //! Merging the tiles a window covers into a feature value, at read time.
 
+use std::collections::BTreeMap;
+
 use super::hll;
-use super::ops::{latest_field, merge_last_n, tile_field, write_tile_field};
+use super::moments::{self, Variance};
+use super::ops::{latest_field, merge_first_n, merge_last_n, tile_field, write_tile_field};
 use super::order::{TieOrder, max_f64, min_f64};
+use super::quantile;
 use super::spec::{AggFunction, AggSpec, Window};
 use super::window::tiles_for;
 use crate::bindings::types::{Value, ValueType};
@@ -18,9 +22,13 @@ fn components(f: AggFunction) -> &'static [&'static str] {
         AggFunction::Count => &["n"],
         AggFunction::Sum => &["s"],
         AggFunction::Mean => &["n", "s"],
+        AggFunction::VarPop | AggFunction::VarSamp | AggFunction::StddevPop | AggFunction::StddevSamp => {
+            &["n", "s", "q"]
+        }
         AggFunction::Min => &["mn"],
         AggFunction::Max => &["mx"],
-        AggFunction::LastN(_) | AggFunction::ApproxCountDistinct => &[],
+        AggFunction::ApproxPercentile(_) => &["d"],
+        AggFunction::LastN(_) | AggFunction::FirstN(_) | AggFunction::ApproxCountDistinct => &[],
     }
 }
 
@@ -33,6 +41,7 @@ pub fn fields_for(spec: &AggSpec, w: Window, t: i64, fields: &mut Vec<String>, h
         }
         match spec.function {
             AggFunction::LastN(k) => fields.push(tile_field(g, start, &spec.column, &format!("l{k}"))),
+            AggFunction::FirstN(k) => fields.push(tile_field(g, start, &spec.column, &format!("e{k}"))),
             AggFunction::ApproxCountDistinct => hlls.push(tile_field(g, start, &spec.column, "h")),
             _ => {}
         }
@@ -43,7 +52,12 @@ pub fn fields_for(spec: &AggSpec, w: Window, t: i64, fields: &mut Vec<String>, h
 pub fn output_type(f: AggFunction, column: ValueType) -> ValueType {
     match f {
         AggFunction::Count | AggFunction::ApproxCountDistinct => ValueType::Int64,
-        AggFunction::Mean => ValueType::Float64,
+        AggFunction::Mean
+        | AggFunction::VarPop
+        | AggFunction::VarSamp
+        | AggFunction::StddevPop
+        | AggFunction::StddevSamp
+        | AggFunction::ApproxPercentile(_) => ValueType::Float64,
         AggFunction::Sum | AggFunction::Min | AggFunction::Max => {
             if column == ValueType::Int64 {
                 ValueType::Int64
@@ -51,7 +65,7 @@ pub fn output_type(f: AggFunction, column: ValueType) -> ValueType {
                 ValueType::Float64
             }
         }
-        AggFunction::LastN(_) => {
+        AggFunction::LastN(_) | AggFunction::FirstN(_) => {
             if column == ValueType::Int64 {
                 ValueType::Int64s
             } else {
@@ -60,6 +74,9 @@ pub fn output_type(f: AggFunction, column: ValueType) -> ValueType {
         }
     }
 }
+
+/// [`merge_last_n`] or [`merge_first_n`].
+type MergeList = fn(&mut Vec<(i64, String)>, &[(i64, String)], usize, TieOrder);
 
 /// The value of `spec` over window `w` read at `t`.
 pub fn compute(spec: &AggSpec, w: Window, t: i64, column: ValueType, src: &dyn FieldSource) -> Value {
@@ -88,13 +105,16 @@ pub fn compute(spec: &AggSpec, w: Window, t: i64, column: ValueType, src: &dyn F
         }
         AggFunction::Min => nums("mn").into_iter().reduce(min_f64).map_or(Value::Null, typed),
         AggFunction::Max => nums("mx").into_iter().reduce(max_f64).map_or(Value::Null, typed),
-        AggFunction::LastN(k) => {
+        AggFunction::LastN(k) | AggFunction::FirstN(k) => {
+            let (comp, merge): (String, MergeList) = match spec.function {
+                AggFunction::FirstN(_) => (format!("e{k}"), merge_first_n),
+                _ => (format!("l{k}"), merge_last_n),
+            };
             let mut merged: Vec<(i64, String)> = Vec::new();
-            let comp = format!("l{k}");
             for s in &starts {
                 if let Some(raw) = get(*s, &comp) {
                     let items: Vec<(i64, String)> = serde_json::from_str(raw).unwrap_or_default();
-                    merge_last_n(&mut merged, &items, k as usize, TieOrder::of_type(column));
+                    merge(&mut merged, &items, k as usize, TieOrder::of_type(column));
                 }
             }
             if int_col {
@@ -102,6 +122,29 @@ pub fn compute(spec: &AggSpec, w: Window, t: i64, column: ValueType, src: &dyn F
             } else {
                 Value::Texts(merged.into_iter().map(|(_, v)| v).collect())
             }
+        }
+        AggFunction::VarPop | AggFunction::VarSamp | AggFunction::StddevPop | AggFunction::StddevSamp => {
+            let kind = match spec.function {
+                AggFunction::VarPop | AggFunction::StddevPop => Variance::Population,
+                _ => Variance::Sample,
+            };
+            let sum: i128 = starts.iter().filter_map(|s| get(*s, "s")?.parse::<i64>().ok()).map(i128::from).sum();
+            let squares = starts
+                .iter()
+                .filter_map(|s| get(*s, "q"))
+                .fold(num_bigint::BigUint::default(), |acc, q| acc + moments::parse_decimal(q));
+            let var = moments::variance(kind, sum_i("n"), sum, &squares);
+            let stddev = matches!(spec.function, AggFunction::StddevPop | AggFunction::StddevSamp);
+            var.map_or(Value::Null, |v| Value::Float64(if stddev { v.sqrt() } else { v }))
+        }
+        AggFunction::ApproxPercentile(p) => {
+            let mut buckets = BTreeMap::new();
+            for s in &starts {
+                if let Some(raw) = get(*s, "d") {
+                    quantile::decode_into(raw, &mut buckets);
+                }
+            }
+            quantile::quantile(&buckets, f64::from(p) / 1e4).map_or(Value::Null, Value::Float64)
         }
         AggFunction::ApproxCountDistinct => {
             let mut regs: Vec<u8> = Vec::new();

@@ -10,15 +10,54 @@ pub enum AggFunction {
     Mean,
     Min,
     Max,
-    /// The last `k` distinct values, most recent first.
+    /// The last `k` distinct values, most recent first (Tecton's `last_distinct_n`).
     LastN(u16),
+    /// The first `k` distinct values, earliest first (Tecton's `first_distinct_n`).
+    FirstN(u16),
     /// HyperLogLog estimate of distinct values.
     ApproxCountDistinct,
+    /// Population variance `Σ(x − x̄)² / n` (see [`super::moments`]).
+    VarPop,
+    /// Sample variance `Σ(x − x̄)² / (n − 1)`; null below two values.
+    VarSamp,
+    /// `√var_pop`.
+    StddevPop,
+    /// `√var_samp`.
+    StddevSamp,
+    /// The value at quantile `p` (in ten-thousandths: 9900 = 0.99), from a DDSketch with 1%
+    /// relative error (see [`super::quantile`]).
+    ApproxPercentile(u16),
+}
+
+/// `name(k)` or `name_k` (`last_n(5)`, `last_5`): the `k` of a list function, 1..=1000.
+fn list_k(s: &str, call: &str, short: Option<&str>) -> Option<Result<u16, String>> {
+    let called = s.strip_prefix(call).and_then(|r| r.strip_prefix('(')).and_then(|r| r.strip_suffix(')'));
+    let short_k = || {
+        let r = s.strip_prefix(short?)?;
+        (!r.is_empty() && r.bytes().all(|b| b.is_ascii_digit())).then_some(r)
+    };
+    let k = called.or_else(short_k)?;
+    Some(match k.trim().parse::<u16>() {
+        Ok(k) if (1..=1000).contains(&k) => Ok(k),
+        _ => Err(format!("`{s}`: k must be an integer 1..=1000")),
+    })
+}
+
+/// `approx_percentile(0.99)`: the quantile in ten-thousandths (0.0001 steps, 0..=1).
+fn percentile(s: &str) -> Option<Result<u16, String>> {
+    let p = s.strip_prefix("approx_percentile(")?.strip_suffix(')')?.trim();
+    let bad = || format!("`{s}`: the percentile must be a number from 0 to 1 in steps of 0.0001 (e.g. 0.99)");
+    Some(match p.parse::<f64>() {
+        Ok(q) if (0.0..=1.0).contains(&q) && ((q * 1e4).round() - q * 1e4).abs() < 1e-6 => Ok((q * 1e4).round() as u16),
+        _ => Err(bad()),
+    })
 }
 
 impl AggFunction {
-    /// Parse `count`, `sum`, `mean`, `min`, `max`, `last_n(k)` / `last_k` style `last_5`,
-    /// `approx_count_distinct`.
+    /// Parse `count`, `sum`, `mean`, `min`, `max`, `last_n(k)` (also `last_k` and
+    /// `last_distinct_n(k)`), `first_n(k)` (also `first_k` and `first_distinct_n(k)`),
+    /// `approx_count_distinct`, `var_pop`, `var_samp`, `stddev_pop`, `stddev_samp` (also
+    /// `variance`/`stddev` for the sample forms, as SQL), `approx_percentile(p)`.
     pub fn parse(s: &str) -> Result<Self, String> {
         Ok(match s {
             "count" => Self::Count,
@@ -27,24 +66,43 @@ impl AggFunction {
             "min" => Self::Min,
             "max" => Self::Max,
             "approx_count_distinct" => Self::ApproxCountDistinct,
+            "var_pop" => Self::VarPop,
+            "var_samp" | "variance" => Self::VarSamp,
+            "stddev_pop" => Self::StddevPop,
+            "stddev_samp" | "stddev" => Self::StddevSamp,
             _ => {
-                let k = s
-                    .strip_prefix("last_n(")
-                    .and_then(|r| r.strip_suffix(')'))
-                    .or_else(|| s.strip_prefix("last_"))
-                    .ok_or_else(|| format!("unknown aggregation function `{s}` (count, sum, mean, min, max, last_n(k), approx_count_distinct)"))?;
-                let k: u16 = k.trim().parse().map_err(|_| format!("`{s}`: k must be an integer 1..=1000"))?;
-                if !(1..=1000).contains(&k) {
-                    return Err(format!("`{s}`: k must be 1..=1000"));
+                if let Some(k) = list_k(s, "last_n", Some("last_")).or_else(|| list_k(s, "last_distinct_n", None)) {
+                    Self::LastN(k?)
+                } else if let Some(k) =
+                    list_k(s, "first_n", Some("first_")).or_else(|| list_k(s, "first_distinct_n", None))
+                {
+                    Self::FirstN(k?)
+                } else if let Some(p) = percentile(s) {
+                    Self::ApproxPercentile(p?)
+                } else {
+                    return Err(format!(
+                        "unknown aggregation function `{s}` (count, sum, mean, min, max, last_n(k), first_n(k), \
+                         approx_count_distinct, var_pop, var_samp, stddev_pop, stddev_samp, approx_percentile(p))"
+                    ));
                 }
-                Self::LastN(k)
             }
         })
     }
 
     /// Whether the function needs a numeric (int64/float64) column.
     pub fn numeric(self) -> bool {
-        matches!(self, Self::Sum | Self::Mean | Self::Min | Self::Max)
+        matches!(
+            self,
+            Self::Sum
+                | Self::Mean
+                | Self::Min
+                | Self::Max
+                | Self::VarPop
+                | Self::VarSamp
+                | Self::StddevPop
+                | Self::StddevSamp
+                | Self::ApproxPercentile(_)
+        )
     }
 
     /// The function's name in feature names and manifests (`sum`, `last_5`, …).
@@ -56,8 +114,24 @@ impl AggFunction {
             Self::Min => "min".into(),
             Self::Max => "max".into(),
             Self::LastN(k) => format!("last_{k}"),
+            Self::FirstN(k) => format!("first_{k}"),
             Self::ApproxCountDistinct => "approx_count_distinct".into(),
+            Self::VarPop => "var_pop".into(),
+            Self::VarSamp => "var_samp".into(),
+            Self::StddevPop => "stddev_pop".into(),
+            Self::StddevSamp => "stddev_samp".into(),
+            Self::ApproxPercentile(p) => percentile_name(p),
         }
+    }
+}
+
+/// `p99`, `p50`, `p99_9`, `p0`, `p100`: the quantile in percent, `_` for the decimal point.
+fn percentile_name(p: u16) -> String {
+    let (whole, frac) = (p / 100, p % 100);
+    match frac {
+        0 => format!("approx_percentile_p{whole}"),
+        f if f % 10 == 0 => format!("approx_percentile_p{whole}_{}", f / 10),
+        f => format!("approx_percentile_p{whole}_{f:02}"),
     }
 }
 
@@ -137,5 +211,65 @@ impl AggSpec {
     /// Feature name of one window: `{column}_{function}_{window}`, e.g. `amount_sum_1h`.
     pub fn feature_name(&self, w: Window) -> String {
         format!("{}_{}_{}", self.column, self.function.name(), w.label())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn functions_parse_from_their_names_and_aliases() {
+        let cases = [
+            ("last_n(5)", AggFunction::LastN(5)),
+            ("last_5", AggFunction::LastN(5)),
+            ("last_distinct_n(7)", AggFunction::LastN(7)),
+            ("first_n(3)", AggFunction::FirstN(3)),
+            ("first_3", AggFunction::FirstN(3)),
+            ("first_distinct_n(2)", AggFunction::FirstN(2)),
+            ("var_pop", AggFunction::VarPop),
+            ("variance", AggFunction::VarSamp),
+            ("stddev", AggFunction::StddevSamp),
+            ("stddev_pop", AggFunction::StddevPop),
+            ("approx_percentile(0.99)", AggFunction::ApproxPercentile(9900)),
+            ("approx_percentile(0.5)", AggFunction::ApproxPercentile(5000)),
+            ("approx_percentile(0.999)", AggFunction::ApproxPercentile(9990)),
+            ("approx_percentile(1)", AggFunction::ApproxPercentile(10000)),
+        ];
+        for (text, f) in cases {
+            assert_eq!(AggFunction::parse(text), Ok(f), "{text}");
+        }
+        let names: Vec<String> =
+            [9900, 5000, 9990, 9995, 0, 10000].into_iter().map(|p| AggFunction::ApproxPercentile(p).name()).collect();
+        assert_eq!(
+            names,
+            [
+                "approx_percentile_p99",
+                "approx_percentile_p50",
+                "approx_percentile_p99_9",
+                "approx_percentile_p99_95",
+                "approx_percentile_p0",
+                "approx_percentile_p100"
+            ]
+        );
+        assert_eq!(AggFunction::FirstN(3).name(), "first_3");
+    }
+
+    #[test]
+    fn bad_parameters_are_named() {
+        for bad in [
+            "approx_percentile(1.5)",
+            "approx_percentile(0.12345)",
+            "approx_percentile(x)",
+            "last_n(0)",
+            "first_n(1001)",
+        ] {
+            let e = AggFunction::parse(bad).unwrap_err();
+            assert!(e.contains(bad), "{bad}: {e}");
+        }
+        let e = AggFunction::parse("median").unwrap_err();
+        assert!(e.contains("unknown aggregation function `median`") && e.contains("approx_percentile(p)"), "{e}");
+        // A bare number is not a list function.
+        assert!(AggFunction::parse("5").is_err());
     }
 }

@@ -39,8 +39,9 @@ fn manifest(dir: &Path) -> PathBuf {
     let text = format!(
         "[server]\ntenant = \"t1\"\n\n[[stream_view]]\nname = \"txn\"\nentity = \"user\"\ntransform = \"{}\"\n\
          features = [\"merchant\", \"amount\", \"channel\"]\nttl = \"7d\"\nbatch_size = 64\n\n\
-         [[stream_view.aggregations]]\ncolumn = \"merchant\"\nfunctions = [\"last_n(5)\", \"approx_count_distinct\"]\nwindows = [\"1h\", \"lifetime\"]\n\n\
-         [[stream_view.aggregations]]\ncolumn = \"amount\"\nfunctions = [\"count\", \"sum\", \"mean\", \"min\", \"max\", \"last_n(3)\", \"approx_count_distinct\"]\nwindows = [\"1h\", \"lifetime\"]\n\n\
+         [[stream_view.aggregations]]\ncolumn = \"merchant\"\nfunctions = [\"last_n(5)\", \"first_n(3)\", \"approx_count_distinct\"]\nwindows = [\"1h\", \"lifetime\"]\n\n\
+         [[stream_view.aggregations]]\ncolumn = \"amount\"\nfunctions = [\"count\", \"sum\", \"mean\", \"min\", \"max\", \"last_n(3)\", \"approx_count_distinct\", \
+         \"var_pop\", \"stddev_samp\", \"approx_percentile(0.5)\"]\nwindows = [\"1h\", \"lifetime\"]\n\n\
          [[stream_view.aggregations]]\ncolumn = \"channel\"\nfunctions = [\"count\"]\nwindows = [\"lifetime\"]\n",
         guests::RUST_CARD_TXN
     );
@@ -100,6 +101,12 @@ fn events() -> Vec<Event> {
     evs
 }
 
+/// The value `approx_percentile` serves for a rank that holds `x`: its DDSketch bucket's.
+fn median_bucket(x: f64) -> f64 {
+    use wafer_runtime::aggregate::quantile::{bucket_of, value_of};
+    value_of(bucket_of(x))
+}
+
 /// (user, read time, feature, expected value; `None`: expired).
 fn expectations() -> Vec<(&'static str, i64, &'static str, Option<Value>)> {
     let texts = |v: &[&str]| Value::Texts(v.iter().map(|s| s.to_string()).collect());
@@ -109,6 +116,18 @@ fn expectations() -> Vec<(&'static str, i64, &'static str, Option<Value>)> {
         ("loc", at, "merchant_last_5_1h", Some(texts(&["e", "c", "a", "F", "D"]))),
         ("loc", at, "merchant", Some(Value::Text("e".into()))),
         ("loc", at, "merchant_approx_count_distinct_lifetime", Some(Value::Int64(6))),
+        // first_n: all six at one ms, so the three greatest by bytes.
+        ("loc", at, "merchant_first_3_lifetime", Some(texts(&["e", "c", "a"]))),
+        ("loc", at, "merchant_first_3_1h", Some(texts(&["e", "c", "a"]))),
+        // Variance from exact micro-unit power sums, correctly rounded (Python:
+        // float(Fraction(n·Q − S², n²·10¹²)) for the micro-units 9500000, 10250000, 3, 1690000).
+        ("num", at, "amount_var_pop_lifetime", Some(Value::Float64(20.81254196000169))),
+        ("num", at, "amount_var_pop_1h", Some(Value::Float64(20.81254196000169))),
+        ("num", at, "amount_stddev_samp_lifetime", Some(Value::Float64(5.2678321866465065))),
+        // The median's bucket: rank ⌊0.5·3⌋ = 1 of (3e-6, 1.69, 9.5, 10.25).
+        ("num", at, "amount_approx_percentile_p50_lifetime", Some(Value::Float64(median_bucket(1.69)))),
+        ("nul", at, "amount_stddev_samp_lifetime", Some(Value::Float64(0.5f64.sqrt()))),
+        ("tiny", at, "amount_var_pop_lifetime", Some(Value::Float64(0.0))),
         ("num", at, "amount_last_3_lifetime", Some(texts(&["10.25", "9.5", "1.69"]))),
         ("num", at, "amount_last_3_1h", Some(texts(&["10.25", "9.5", "1.69"]))),
         ("num", at, "amount", Some(Value::Float64(10.25))),
@@ -133,6 +152,8 @@ fn expectations() -> Vec<(&'static str, i64, &'static str, Option<Value>)> {
             (z, at, "amount_last_3_lifetime", Some(texts(&["0.0", "-0.0"]))),
             (z, at, "amount_approx_count_distinct_lifetime", Some(Value::Int64(2))),
             (z, at, "amount_sum_lifetime", Some(Value::Float64(0.0))),
+            (z, at, "amount_var_pop_lifetime", Some(Value::Float64(0.0))),
+            (z, at, "amount_approx_percentile_p50_lifetime", Some(Value::Float64(0.0))),
         ]);
     }
     e

@@ -7,6 +7,10 @@
 //! entity `nops, op*, nnewest, (g, start)*nnewest`, where an op is one of
 //! - `i field delta` (HINCRBY), `n field value` (min), `x field value` (max),
 //! - `l field k order count (t value)*count` (last-k distinct values, stored as a JSON list),
+//!   and `e …` with the same arguments (first-k distinct values),
+//! - `q field decimal` (add a non-negative decimal integer of any length: square sums),
+//! - `b field count (key count)*count` (add DDSketch bucket counts, stored as
+//!   [`quantile`](crate::aggregate::quantile)'s `key:count` list),
 //! - `h field count (index rank)*count` (HLL registers, in the key `KEYS[i]|field`, sparse or
 //!   dense exactly as [`hll::update`](crate::aggregate::hll::update) writes them),
 //! - `f field order t value` (latest value, stored as `t|value`),
@@ -90,6 +94,21 @@ end
 local function json_gt(order, a, b)
   if order == 't' then return bytes_gt(text_of_json(a), text_of_json(b)) end
   return key_gt(order, a, b)
+end
+local function dec_add(x, y)
+  local groups, carry = {}, 0
+  local i, j = #x, #y
+  while i > 0 or j > 0 or carry > 0 do
+    local sum = carry
+    if i > 0 then sum = sum + tonumber(string.sub(x, math.max(1, i - 6), i)); i = i - 7 end
+    if j > 0 then sum = sum + tonumber(string.sub(y, math.max(1, j - 6), j)); j = j - 7 end
+    if sum >= 10000000 then carry = 1; sum = sum - 10000000 else carry = 0 end
+    groups[#groups + 1] = sum
+  end
+  if #groups == 0 then return '0' end
+  local out = {string.format('%d', groups[#groups])}
+  for g = #groups - 1, 1, -1 do out[#out + 1] = string.format('%07d', groups[g]) end
+  return table.concat(out)
 end
 local HLL_SPARSE_MAX = 512
 local function hll_sparse(hk, a, count)
@@ -191,7 +210,8 @@ for i = 1, #KEYS do
         if replace then redis.call('HSET', key, field, ARGV[a]) end
       end
       a = a + 1
-    elseif kind == 'l' then
+    elseif kind == 'l' or kind == 'e' then
+      local earliest = kind == 'e'
       local k, order, count = tonumber(ARGV[a]), ARGV[a + 1], tonumber(ARGV[a + 2])
       a = a + 3
       if run then
@@ -203,7 +223,7 @@ for i = 1, #KEYS do
           local found = false
           for _, e in ipairs(items) do
             if e[2] == v then
-              if t > e[1] then e[1] = t end
+              if (earliest and t < e[1]) or ((not earliest) and t > e[1]) then e[1] = t end
               found = true
               break
             end
@@ -211,12 +231,42 @@ for i = 1, #KEYS do
           if not found then items[#items + 1] = {t, v} end
         end
         table.sort(items, function(p, q)
-          if p[1] ~= q[1] then return p[1] > q[1] end
+          if p[1] ~= q[1] then
+            if earliest then return p[1] < q[1] end
+            return p[1] > q[1]
+          end
           return key_gt(order, p[2], q[2])
         end)
         local out = {}
         for j = 1, math.min(k, #items) do out[j] = items[j] end
         redis.call('HSET', key, field, cjson.encode(out))
+      end
+      a = a + 2 * count
+    elseif kind == 'q' then
+      if run then redis.call('HSET', key, field, dec_add(redis.call('HGET', key, field) or '0', ARGV[a])) end
+      a = a + 1
+    elseif kind == 'b' then
+      local count = tonumber(ARGV[a])
+      a = a + 1
+      if run then
+        local buckets, keys = {}, {}
+        local cur = redis.call('HGET', key, field)
+        if cur then
+          for bk, c in string.gmatch(cur, '(%-?%d+):(%d+)') do
+            bk = tonumber(bk)
+            if not buckets[bk] then keys[#keys + 1] = bk end
+            buckets[bk] = (buckets[bk] or 0) + tonumber(c)
+          end
+        end
+        for j = 0, count - 1 do
+          local bk, c = tonumber(ARGV[a + 2 * j]), tonumber(ARGV[a + 2 * j + 1])
+          if not buckets[bk] then keys[#keys + 1] = bk end
+          buckets[bk] = (buckets[bk] or 0) + c
+        end
+        table.sort(keys)
+        local out = {}
+        for n, bk in ipairs(keys) do out[n] = string.format('%d:%d', bk, buckets[bk]) end
+        redis.call('HSET', key, field, table.concat(out, ' '))
       end
       a = a + 2 * count
     elseif kind == 'h' then
@@ -315,8 +365,9 @@ pub(super) fn units(e: &EntityOps) -> usize {
         .ops
         .iter()
         .map(|op| match op {
-            TileOp::LastN { items, .. } => 1 + items.len(),
+            TileOp::LastN { items, .. } | TileOp::FirstN { items, .. } => 1 + items.len(),
             TileOp::Hll { registers, .. } => 1 + registers.len(),
+            TileOp::Buckets { counts, .. } => 1 + counts.len(),
             _ => 1,
         })
         .sum::<usize>()
@@ -370,6 +421,21 @@ fn push_op(cmd: &mut Cmd, op: &TileOp) {
             cmd.arg("l").arg(field).arg(i64::from(*k)).arg(order.code()).arg(items.len());
             for (t, v) in items {
                 cmd.arg(*t).arg(v);
+            }
+        }
+        TileOp::FirstN { field, k, order, items } => {
+            cmd.arg("e").arg(field).arg(i64::from(*k)).arg(order.code()).arg(items.len());
+            for (t, v) in items {
+                cmd.arg(*t).arg(v);
+            }
+        }
+        TileOp::AddDecimal { field, delta } => {
+            cmd.arg("q").arg(field).arg(delta);
+        }
+        TileOp::Buckets { field, counts } => {
+            cmd.arg("b").arg(field).arg(counts.len());
+            for (k, c) in counts {
+                cmd.arg(*k).arg(*c);
             }
         }
         TileOp::Hll { field, registers } => {
