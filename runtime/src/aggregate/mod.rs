@@ -14,7 +14,9 @@
 //! ```
 //!
 //! i.e. the tile containing `t` (up to `t`) plus the `W/g − 1` complete tiles before it: between
-//! `W − g` and `W` of history. `lifetime` covers every row with `e ≤ t`. Rows are placed by event
+//! `W − g` and `W` of history. `lifetime` covers every row with `e ≤ t`. A window with an offset
+//! `O` (a whole number of tiles, e.g. `7d_offset_1d`) is the same run of tiles shifted back by
+//! `O`, complete tiles only: `end − W ≤ e < end` with `end = floor(t / g)·g + g − O`. Rows are placed by event
 //! time, so out-of-order arrival does not change any result. `W` must be a whole number of
 //! `g(W)`. Reading at `t` includes every row of the current tile that has been applied; at the
 //! head of the stream (`t` = now) that is exactly the rows with `e ≤ t`.

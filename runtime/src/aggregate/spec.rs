@@ -144,42 +144,103 @@ pub const DAY: i64 = 24 * HOUR;
 pub enum Window {
     /// Length in ms.
     Sliding(i64),
+    /// `len` ms of complete tiles ending `offset` ms before the end of the current tile (e.g.
+    /// `7d_offset_1d`: the seven complete days before today). `offset` is a whole number of the
+    /// window's tiles, at least one.
+    Offset {
+        len: i64,
+        offset: i64,
+    },
     Lifetime,
 }
 
+/// Separates a window's length from its offset: `7d_offset_1d`.
+const OFFSET_SEP: &str = "_offset_";
+
 impl Window {
-    /// Parse `30m`, `1h`, `24h`, `7d`, `90s`? (no: at least 1m), `lifetime`.
+    /// Parse `30m`, `1h`, `24h`, `7d` (at least 1m), `lifetime`, and offset windows such as
+    /// `7d_offset_1d`.
     pub fn parse(s: &str) -> Result<Self, String> {
         if s == "lifetime" {
             return Ok(Self::Lifetime);
         }
-        let ms = crate::time::parse_duration_ms(s).map_err(|e| format!("window {e} (or `lifetime`)"))?;
+        let (len_text, offset_text) = match s.split_once(OFFSET_SEP) {
+            Some((l, o)) => (l, Some(o)),
+            None => (s, None),
+        };
+        let ms = crate::time::parse_duration_ms(len_text).map_err(|e| format!("window {e} (or `lifetime`)"))?;
         if !(MINUTE..=400 * DAY).contains(&ms) {
             return Err(format!("window `{s}` must be between 1m and 400d"));
         }
         let w = Self::Sliding(ms);
-        let g = w.tile().expect("sliding");
+        let g = w.tile().unwrap_or(MINUTE);
         if ms % g != 0 {
             return Err(format!("window `{s}` must be a whole number of its {} tiles", fmt_ms(g)));
         }
-        Ok(w)
+        let Some(offset_text) = offset_text else { return Ok(w) };
+        let offset = crate::time::parse_duration_ms(offset_text).map_err(|e| format!("window `{s}`: offset {e}"))?;
+        if offset < g || offset % g != 0 {
+            return Err(format!(
+                "window `{s}`: the offset must be a whole number (at least one) of the window's {} tiles",
+                fmt_ms(g)
+            ));
+        }
+        if ms + offset > 400 * DAY {
+            return Err(format!("window `{s}`: length plus offset must be at most 400d"));
+        }
+        Ok(Self::Offset { len: ms, offset })
     }
 
     /// Tile size for this window (`None` for lifetime, which uses one tile forever).
     pub fn tile(self) -> Option<i64> {
+        let len = self.length()?;
+        Some(if len <= 2 * HOUR {
+            MINUTE
+        } else if len <= 2 * DAY {
+            HOUR
+        } else {
+            DAY
+        })
+    }
+
+    /// The window's length (`None` for lifetime).
+    pub fn length(self) -> Option<i64> {
         match self {
+            Self::Sliding(len) | Self::Offset { len, .. } => Some(len),
             Self::Lifetime => None,
-            Self::Sliding(w) if w <= 2 * HOUR => Some(MINUTE),
-            Self::Sliding(w) if w <= 2 * DAY => Some(HOUR),
-            Self::Sliding(_) => Some(DAY),
         }
+    }
+
+    /// How far before the end of the current tile the window ends (0 unless an offset window).
+    pub fn offset(self) -> i64 {
+        match self {
+            Self::Offset { offset, .. } => offset,
+            _ => 0,
+        }
+    }
+
+    /// How far back from a read the window's oldest tile may start: length plus offset.
+    pub fn reach(self) -> Option<i64> {
+        Some(self.length()? + self.offset())
     }
 
     pub fn label(self) -> String {
         match self {
             Self::Lifetime => "lifetime".into(),
             Self::Sliding(ms) => fmt_ms(ms),
+            Self::Offset { len, offset } => format!("{}{OFFSET_SEP}{}", fmt_ms(len), fmt_offset(offset)),
         }
+    }
+}
+
+/// An offset in its largest whole unit (`1d`, `6h`, `30m`).
+fn fmt_offset(ms: i64) -> String {
+    if ms % DAY == 0 {
+        format!("{}d", ms / DAY)
+    } else if ms % HOUR == 0 {
+        format!("{}h", ms / HOUR)
+    } else {
+        format!("{}m", ms / MINUTE)
     }
 }
 
@@ -253,6 +314,26 @@ mod tests {
             ]
         );
         assert_eq!(AggFunction::FirstN(3).name(), "first_3");
+    }
+
+    #[test]
+    fn offset_windows_parse_and_label_as_written() {
+        for text in ["7d_offset_1d", "24h_offset_1h", "5m_offset_2m", "30d_offset_7d"] {
+            let w = Window::parse(text).unwrap();
+            assert_eq!(w.label(), text);
+            assert!(matches!(w, Window::Offset { .. }));
+        }
+        assert_eq!(Window::parse("7d_offset_1d").unwrap(), Window::Offset { len: 7 * DAY, offset: DAY });
+        for (bad, why) in [
+            ("7d_offset_1h", "whole number"),
+            ("1h_offset_30s", "whole number"),
+            ("24h_offset_0m", "whole number"),
+            ("399d_offset_2d", "400d"),
+            ("7d_offset_x", "offset"),
+        ] {
+            let e = Window::parse(bad).unwrap_err();
+            assert!(e.contains(bad) && e.contains(why), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -183,16 +183,8 @@ impl ViewSpec {
         self.column_types.iter().find(|(c, _)| c == column).map_or(ValueType::Float64, |(_, t)| *t)
     }
 
-    /// Longest sliding window (ms).
+    /// Longest reach of a sliding window (ms): its length plus its offset.
     pub fn longest_window(&self) -> i64 {
-        self.aggs
-            .iter()
-            .flat_map(|a| a.windows.iter())
-            .filter_map(|w| match w {
-                Window::Sliding(l) => Some(*l),
-                _ => None,
-            })
-            .max()
-            .unwrap_or(0)
+        self.aggs.iter().flat_map(|a| a.windows.iter()).filter_map(|w| w.reach()).max().unwrap_or(0)
     }
 }

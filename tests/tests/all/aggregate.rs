@@ -30,7 +30,7 @@ struct Ev {
 
 fn specs() -> Vec<AggSpec> {
     let w = |s: &[&str]| s.iter().map(|x| Window::parse(x).unwrap()).collect::<Vec<_>>();
-    let all = w(&["1m", "5m", "1h", "24h", "7d", "lifetime"]);
+    let all = w(&["1m", "5m", "1h", "24h", "7d", "lifetime", "5m_offset_2m", "24h_offset_1h", "7d_offset_1d"]);
     let mut v: Vec<AggSpec> = [
         AggFunction::Count,
         AggFunction::Sum,
@@ -67,19 +67,30 @@ fn specs() -> Vec<AggSpec> {
 
 /// The documented semantics, implemented independently: tile size g(W) is 1m for W ≤ 2h, 1h for
 /// W ≤ 2d, else 1d; a read at t covers floor(t/g)·g + g − W ≤ e ≤ t.
+///
+/// An offset window `len_offset_o` covers the complete tiles of `[end − len, end)` with
+/// `end = floor(t/g)·g + g − o`.
 fn in_window(w: Window, t: i64, e: i64) -> bool {
+    let tile = |len: i64| {
+        if len <= 2 * HOUR {
+            MIN
+        } else if len <= 2 * DAY {
+            HOUR
+        } else {
+            DAY
+        }
+    };
     match w {
         Window::Lifetime => e <= t,
         Window::Sliding(len) => {
-            let g = if len <= 2 * HOUR {
-                MIN
-            } else if len <= 2 * DAY {
-                HOUR
-            } else {
-                DAY
-            };
+            let g = tile(len);
             let start = t.div_euclid(g) * g + g - len;
             start <= e && e <= t
+        }
+        Window::Offset { len, offset } => {
+            let g = tile(len);
+            let end = t.div_euclid(g) * g + g - offset;
+            end - len <= e && e < end
         }
     }
 }
