@@ -2,8 +2,9 @@
 
 use std::collections::HashMap;
 
+use super::decay;
+use super::decimal::DecimalSum;
 use super::hll;
-use super::moments::SquareSum;
 use super::ops::{EntityOps, TileOp, latest_field, latest_wins, merge_first_n, merge_last_n, tile_field};
 use super::order::{TieOrder, max_wins, min_wins};
 use super::quantile;
@@ -47,6 +48,9 @@ pub struct ColumnPlan {
     pub hll: bool,
     /// DDSketch buckets (percentiles).
     pub sketch: bool,
+    /// Half-lives (ms) of decayed counts and of decayed sums.
+    pub decayed_counts: Vec<i64>,
+    pub decayed_sums: Vec<i64>,
 }
 
 impl FoldPlan {
@@ -68,6 +72,8 @@ impl FoldPlan {
                         first_n: vec![],
                         hll: false,
                         sketch: false,
+                        decayed_counts: vec![],
+                        decayed_sums: vec![],
                     });
                     columns.len() - 1
                 }
@@ -105,6 +111,16 @@ impl FoldPlan {
                     c.squares = true
                 }
                 AggFunction::ApproxPercentile(_) => c.sketch = true,
+                AggFunction::DecayedCount(h) => {
+                    if !c.decayed_counts.contains(&h) {
+                        c.decayed_counts.push(h)
+                    }
+                }
+                AggFunction::DecayedSum(h) => {
+                    if !c.decayed_sums.contains(&h) {
+                        c.decayed_sums.push(h)
+                    }
+                }
             }
         }
         Self { latest, columns }
@@ -131,6 +147,10 @@ enum Comp {
     FirstN(u16),
     Hll,
     Sketch,
+    /// Decay-weighted count, and positive and negative decay-weighted sums, per half-life.
+    DecayCount(i64),
+    DecayPositive(i64),
+    DecayNegative(i64),
 }
 
 impl FieldKey {
@@ -149,6 +169,9 @@ impl FieldKey {
                     Comp::FirstN(k) => tile_field(g, start, column, &format!("e{k}")),
                     Comp::Hll => tile_field(g, start, column, "h"),
                     Comp::Sketch => tile_field(g, start, column, "d"),
+                    Comp::DecayCount(h) => tile_field(g, start, column, &format!("kc{h}")),
+                    Comp::DecayPositive(h) => tile_field(g, start, column, &format!("kp{h}")),
+                    Comp::DecayNegative(h) => tile_field(g, start, column, &format!("kn{h}")),
                 }
             }
         }
@@ -157,7 +180,8 @@ impl FieldKey {
 
 enum Acc {
     Incr(i64),
-    Squares(SquareSum),
+    /// A non-negative decimal sum (squares, decay-weighted terms).
+    Decimal(DecimalSum),
     Min(f64),
     Max(f64),
     LastN(u16, TieOrder, Vec<(i64, String)>),
@@ -238,7 +262,7 @@ pub fn fold(plan: &FoldPlan, rows: &[FeatureRow]) -> (Vec<EntityOps>, Vec<(usize
                         add(tile(Comp::Sum), Acc::Incr(m));
                     }
                     if col.squares {
-                        add(tile(Comp::Squares), Acc::Squares(SquareSum::of(m)));
+                        add(tile(Comp::Squares), Acc::Decimal(DecimalSum::square_of(m)));
                     }
                     if col.sketch {
                         add(tile(Comp::Sketch), Acc::Buckets(HashMap::from([(quantile::bucket_of(x), 1)])));
@@ -252,6 +276,20 @@ pub fn fold(plan: &FoldPlan, rows: &[FeatureRow]) -> (Vec<EntityOps>, Vec<(usize
                 }
                 for &k in &col.last_n {
                     add(tile(Comp::LastN(k)), Acc::LastN(k, order, vec![(t, key.clone().unwrap_or_default())]));
+                }
+                // Decay weighs rows against their tile's end: sliding tiles only.
+                if g > 0 {
+                    for &h in &col.decayed_counts {
+                        let (w, _) = decay::term(1_000_000, t, start, g, h);
+                        add(tile(Comp::DecayCount(h)), Acc::Decimal(DecimalSum::of(w)));
+                    }
+                    if let Some((_, m)) = num {
+                        for &h in &col.decayed_sums {
+                            let (w, negative) = decay::term(m, t, start, g, h);
+                            let comp = if negative { Comp::DecayNegative(h) } else { Comp::DecayPositive(h) };
+                            add(tile(comp), Acc::Decimal(DecimalSum::of(w)));
+                        }
+                    }
                 }
                 for &k in &col.first_n {
                     add(tile(Comp::FirstN(k)), Acc::FirstN(k, order, vec![(t, key.clone().unwrap_or_default())]));
@@ -277,7 +315,7 @@ pub fn fold(plan: &FoldPlan, rows: &[FeatureRow]) -> (Vec<EntityOps>, Vec<(usize
 fn merge_acc(existing: &mut Acc, new: Acc) {
     match (existing, new) {
         (Acc::Incr(a), Acc::Incr(b)) => *a += b,
-        (Acc::Squares(a), Acc::Squares(b)) => a.add(&b),
+        (Acc::Decimal(a), Acc::Decimal(b)) => a.add(&b),
         (Acc::Min(a), Acc::Min(b)) if min_wins(b, *a) => *a = b,
         (Acc::Max(a), Acc::Max(b)) if max_wins(b, *a) => *a = b,
         (Acc::LastN(k, order, a), Acc::LastN(_, _, b)) => merge_last_n(a, &b, *k as usize, *order),
@@ -304,7 +342,7 @@ fn merge_acc(existing: &mut Acc, new: Acc) {
 fn to_op(field: String, acc: Acc) -> TileOp {
     match acc {
         Acc::Incr(delta) => TileOp::Incr { field, delta },
-        Acc::Squares(sum) => TileOp::AddDecimal { field, delta: sum.to_decimal() },
+        Acc::Decimal(sum) => TileOp::AddDecimal { field, delta: sum.to_decimal() },
         Acc::Min(value) => TileOp::Min { field, value },
         Acc::Max(value) => TileOp::Max { field, value },
         Acc::LastN(k, order, items) => TileOp::LastN { field, k, order, items },

@@ -30,10 +30,13 @@
 //! value first), `first_n` the `k` earliest distinct values (same ties), `approx_count_distinct` is a
 //! HyperLogLog (p = 12, xxh3-64 hashes, register-wise max), variances and standard deviations
 //! come from exact integer power sums ([`moments`]) and `approx_percentile` from a DDSketch of
-//! integer bucket counts ([`quantile`], 1% relative error) — so these too merge to the same
-//! bits in any order. The order that min/max and ties use is one rule in [`order`]: numbers by value, text
+//! integer bucket counts ([`quantile`], 1% relative error), decayed counts and sums from
+//! exact sums of fixed-point weighted terms ([`decay`]) — so these too merge to the same bits in
+//! any order. The order that min/max and ties use is one rule in [`order`]: numbers by value, text
 //! by bytes, anything else by the bytes of its JSON text.
 
+pub mod decay;
+pub mod decimal;
 pub mod fold;
 pub mod hll;
 pub mod moments;

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use super::decay;
+use super::decimal;
 use super::hll;
 use super::moments::{self, Variance};
 use super::ops::{latest_field, merge_first_n, merge_last_n, tile_field, write_tile_field};
@@ -28,7 +30,11 @@ fn components(f: AggFunction) -> &'static [&'static str] {
         AggFunction::Min => &["mn"],
         AggFunction::Max => &["mx"],
         AggFunction::ApproxPercentile(_) => &["d"],
-        AggFunction::LastN(_) | AggFunction::FirstN(_) | AggFunction::ApproxCountDistinct => &[],
+        AggFunction::LastN(_)
+        | AggFunction::FirstN(_)
+        | AggFunction::ApproxCountDistinct
+        | AggFunction::DecayedCount(_)
+        | AggFunction::DecayedSum(_) => &[],
     }
 }
 
@@ -42,6 +48,11 @@ pub fn fields_for(spec: &AggSpec, w: Window, t: i64, fields: &mut Vec<String>, h
         match spec.function {
             AggFunction::LastN(k) => fields.push(tile_field(g, start, &spec.column, &format!("l{k}"))),
             AggFunction::FirstN(k) => fields.push(tile_field(g, start, &spec.column, &format!("e{k}"))),
+            AggFunction::DecayedCount(h) => fields.push(tile_field(g, start, &spec.column, &format!("kc{h}"))),
+            AggFunction::DecayedSum(h) => {
+                fields.push(tile_field(g, start, &spec.column, &format!("kp{h}")));
+                fields.push(tile_field(g, start, &spec.column, &format!("kn{h}")));
+            }
             AggFunction::ApproxCountDistinct => hlls.push(tile_field(g, start, &spec.column, "h")),
             _ => {}
         }
@@ -57,7 +68,9 @@ pub fn output_type(f: AggFunction, column: ValueType) -> ValueType {
         | AggFunction::VarSamp
         | AggFunction::StddevPop
         | AggFunction::StddevSamp
-        | AggFunction::ApproxPercentile(_) => ValueType::Float64,
+        | AggFunction::ApproxPercentile(_)
+        | AggFunction::DecayedCount(_)
+        | AggFunction::DecayedSum(_) => ValueType::Float64,
         AggFunction::Sum | AggFunction::Min | AggFunction::Max => {
             if column == ValueType::Int64 {
                 ValueType::Int64
@@ -132,10 +145,25 @@ pub fn compute(spec: &AggSpec, w: Window, t: i64, column: ValueType, src: &dyn F
             let squares = starts
                 .iter()
                 .filter_map(|s| get(*s, "q"))
-                .fold(num_bigint::BigUint::default(), |acc, q| acc + moments::parse_decimal(q));
+                .fold(num_bigint::BigUint::default(), |acc, q| acc + decimal::parse_decimal(q));
             let var = moments::variance(kind, sum_i("n"), sum, &squares);
             let stddev = matches!(spec.function, AggFunction::StddevPop | AggFunction::StddevSamp);
             var.map_or(Value::Null, |v| Value::Float64(if stddev { v.sqrt() } else { v }))
+        }
+        AggFunction::DecayedCount(h) | AggFunction::DecayedSum(h) => {
+            let (positive, negative) = match spec.function {
+                AggFunction::DecayedCount(_) => (format!("kc{h}"), None),
+                _ => (format!("kp{h}"), Some(format!("kn{h}"))),
+            };
+            let big = |start: i64, comp: Option<&str>| comp.and_then(|c| get(start, c)).map(decimal::parse_decimal);
+            let tiles: Vec<_> = starts
+                .iter()
+                .map(|s| {
+                    let pos = big(*s, Some(&positive)).unwrap_or_default();
+                    (*s, pos, big(*s, negative.as_deref()).unwrap_or_default())
+                })
+                .collect();
+            Value::Float64(decay::read(&tiles, g, h, t))
         }
         AggFunction::ApproxPercentile(p) => {
             let mut buckets = BTreeMap::new();

@@ -27,6 +27,19 @@ pub enum AggFunction {
     /// The value at quantile `p` (in ten-thousandths: 9900 = 0.99), from a DDSketch with 1%
     /// relative error (see [`super::quantile`]).
     ApproxPercentile(u16),
+    /// `Σ 2^(−(t − e)/H)` for the half-life `H` in ms (see [`super::decay`]).
+    DecayedCount(i64),
+    /// `Σ x · 2^(−(t − e)/H)` for the half-life `H` in ms.
+    DecayedSum(i64),
+}
+
+/// `decayed_sum(1h)`: the half-life in ms, 1s..=400d.
+fn half_life(s: &str, call: &str) -> Option<Result<i64, String>> {
+    let h = s.strip_prefix(call)?.strip_prefix('(')?.strip_suffix(')')?.trim();
+    Some(match crate::time::parse_duration_ms(h) {
+        Ok(ms) if (1_000..=400 * DAY).contains(&ms) => Ok(ms),
+        _ => Err(format!("`{s}`: the half-life must be a duration from 1s to 400d (e.g. `1h`)")),
+    })
 }
 
 /// `name(k)` or `name_k` (`last_n(5)`, `last_5`): the `k` of a list function, 1..=1000.
@@ -79,10 +92,15 @@ impl AggFunction {
                     Self::FirstN(k?)
                 } else if let Some(p) = percentile(s) {
                     Self::ApproxPercentile(p?)
+                } else if let Some(h) = half_life(s, "decayed_count") {
+                    Self::DecayedCount(h?)
+                } else if let Some(h) = half_life(s, "decayed_sum") {
+                    Self::DecayedSum(h?)
                 } else {
                     return Err(format!(
                         "unknown aggregation function `{s}` (count, sum, mean, min, max, last_n(k), first_n(k), \
-                         approx_count_distinct, var_pop, var_samp, stddev_pop, stddev_samp, approx_percentile(p))"
+                         approx_count_distinct, var_pop, var_samp, stddev_pop, stddev_samp, approx_percentile(p), \
+                         decayed_count(half-life), decayed_sum(half-life))"
                     ));
                 }
             }
@@ -102,7 +120,30 @@ impl AggFunction {
                 | Self::StddevPop
                 | Self::StddevSamp
                 | Self::ApproxPercentile(_)
+                | Self::DecayedSum(_)
         )
+    }
+
+    /// Whether the function can be read over `w`: decayed functions need a sliding window whose
+    /// tiles span at most [`super::decay::MAX_TILE_HALF_LIVES`] half-lives.
+    pub fn check_window(self, w: Window) -> Result<(), String> {
+        let (Self::DecayedCount(h) | Self::DecayedSum(h)) = self else { return Ok(()) };
+        let Some(g) = w.tile() else {
+            return Err(format!(
+                "`{}` needs a sliding window, not `lifetime` (old rows decay to nothing)",
+                self.name()
+            ));
+        };
+        if g > super::decay::MAX_TILE_HALF_LIVES * h {
+            return Err(format!(
+                "`{}` over `{w}`: the window's {} tiles span more than {} half-lives; use a half-life of at least {}",
+                self.name(),
+                fmt_ms(g),
+                super::decay::MAX_TILE_HALF_LIVES,
+                fmt_duration(g / super::decay::MAX_TILE_HALF_LIVES)
+            ));
+        }
+        Ok(())
     }
 
     /// The function's name in feature names and manifests (`sum`, `last_5`, …).
@@ -121,6 +162,8 @@ impl AggFunction {
             Self::StddevPop => "stddev_pop".into(),
             Self::StddevSamp => "stddev_samp".into(),
             Self::ApproxPercentile(p) => percentile_name(p),
+            Self::DecayedCount(h) => format!("decayed_count_{}", fmt_duration(h)),
+            Self::DecayedSum(h) => format!("decayed_sum_{}", fmt_duration(h)),
         }
     }
 }
@@ -228,19 +271,23 @@ impl Window {
         match self {
             Self::Lifetime => "lifetime".into(),
             Self::Sliding(ms) => fmt_ms(ms),
-            Self::Offset { len, offset } => format!("{}{OFFSET_SEP}{}", fmt_ms(len), fmt_offset(offset)),
+            Self::Offset { len, offset } => format!("{}{OFFSET_SEP}{}", fmt_ms(len), fmt_duration(offset)),
         }
     }
 }
 
-/// An offset in its largest whole unit (`1d`, `6h`, `30m`).
-fn fmt_offset(ms: i64) -> String {
+/// A duration in its largest whole unit (`1d`, `6h`, `30m`, `90s`, `1500ms`).
+fn fmt_duration(ms: i64) -> String {
     if ms % DAY == 0 {
         format!("{}d", ms / DAY)
     } else if ms % HOUR == 0 {
         format!("{}h", ms / HOUR)
-    } else {
+    } else if ms % MINUTE == 0 {
         format!("{}m", ms / MINUTE)
+    } else if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
     }
 }
 
@@ -314,6 +361,23 @@ mod tests {
             ]
         );
         assert_eq!(AggFunction::FirstN(3).name(), "first_3");
+        assert_eq!(AggFunction::parse("decayed_sum(1h)"), Ok(AggFunction::DecayedSum(HOUR)));
+        assert_eq!(AggFunction::parse("decayed_count(90s)"), Ok(AggFunction::DecayedCount(90_000)));
+        assert_eq!(AggFunction::DecayedSum(HOUR).name(), "decayed_sum_1h");
+        assert_eq!(AggFunction::DecayedCount(90_000).name(), "decayed_count_90s");
+    }
+
+    #[test]
+    fn decayed_functions_need_a_sliding_window_of_narrow_tiles() {
+        let f = AggFunction::DecayedSum(HOUR);
+        assert!(f.check_window(Window::parse("7d").unwrap()).is_err(), "day tiles are 24 half-lives");
+        assert!(f.check_window(Window::parse("48h").unwrap()).is_ok());
+        let e = f.check_window(Window::Lifetime).unwrap_err();
+        assert!(e.contains("lifetime"), "{e}");
+        let e = AggFunction::DecayedCount(MINUTE).check_window(Window::parse("7d").unwrap()).unwrap_err();
+        assert!(e.contains("at least 1h30m") || e.contains("at least 90m"), "{e}");
+        assert!(AggFunction::Sum.check_window(Window::Lifetime).is_ok());
+        assert!(AggFunction::parse("decayed_sum(0s)").is_err());
     }
 
     #[test]

@@ -153,7 +153,7 @@ pub(crate) fn apply_op(rec: &mut Data, op: &TileOp) {
             rec.fields.insert(field.clone(), serde_json::to_string(&cur).unwrap_or_default());
         }
         TileOp::AddDecimal { field, delta } => {
-            let sum = crate::aggregate::moments::add_decimal(rec.fields.get(field).map(String::as_str), delta);
+            let sum = crate::aggregate::decimal::add_decimal(rec.fields.get(field).map(String::as_str), delta);
             rec.fields.insert(field.clone(), sum);
         }
         TileOp::FirstN { field, k, order, items } => {

@@ -136,6 +136,9 @@ impl ViewSpec {
                 if function.numeric() && !matches!(t, ValueType::Int64 | ValueType::Float64) {
                     return Err(err(format!("`{f}` needs a numeric column, but `{}` is {}", a.column, t.as_str())));
                 }
+                for w in &windows {
+                    function.check_window(*w).map_err(|m| err(format!("aggregation of `{}`: {m}", a.column)))?;
+                }
                 aggs.push(AggSpec { column: a.column.clone(), function, windows: windows.clone() });
             }
             if !column_types.iter().any(|(c, _): &(String, ValueType)| *c == a.column) {

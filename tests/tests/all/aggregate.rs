@@ -48,6 +48,16 @@ fn specs() -> Vec<AggSpec> {
     .map(|f| AggSpec { column: "amount".into(), function: f, windows: all.clone() })
     .collect();
     v.push(AggSpec {
+        column: "amount".into(),
+        function: AggFunction::DecayedSum(HOUR),
+        windows: w(&["5m", "1h", "24h", "24h_offset_1h"]),
+    });
+    v.push(AggSpec {
+        column: "country".into(),
+        function: AggFunction::DecayedCount(10 * MIN),
+        windows: w(&["1h", "24h"]),
+    });
+    v.push(AggSpec {
         column: "country".into(),
         function: AggFunction::FirstN(3),
         windows: w(&["1h", "7d", "lifetime"]),
@@ -144,6 +154,10 @@ fn truth(spec: &AggSpec, w: Window, t: i64, evs: &[&Ev]) -> Value {
             let stddev = matches!(spec.function, AggFunction::StddevPop | AggFunction::StddevSamp);
             Value::Float64(if stddev { var.sqrt() } else { var })
         }
+        AggFunction::DecayedCount(h) => Value::Float64(sel.iter().map(|e| decay_weight(t, e.t, h)).sum()),
+        AggFunction::DecayedSum(h) => {
+            Value::Float64(sel.iter().map(|e| e.cents as f64 / 100.0 * decay_weight(t, e.t, h)).sum())
+        }
         AggFunction::ApproxPercentile(p) => {
             // The exact value of rank ⌊q·(n − 1)⌋ in ascending order.
             let mut sorted = amounts.clone();
@@ -157,8 +171,31 @@ fn truth(spec: &AggSpec, w: Window, t: i64, evs: &[&Ev]) -> Value {
     }
 }
 
-/// Whether `got` is `want` within the function's stated error (exact for the exact functions).
-fn agrees(function: AggFunction, got: &Value, want: &Value) -> bool {
+/// `2^(−(t − e)/h)`, with the platform's `powf`.
+fn decay_weight(t: i64, e: i64, h: i64) -> f64 {
+    2f64.powf(-((t - e) as f64) / h as f64)
+}
+
+/// The error a decayed function may have: `2⁻³³` of each row's weighted magnitude (the 48-bit
+/// weights), plus rounding; `Σ |x|·w` over the window.
+fn decay_tolerance(spec: &AggSpec, w: Window, t: i64, evs: &[&Ev]) -> f64 {
+    let h = match spec.function {
+        AggFunction::DecayedCount(h) | AggFunction::DecayedSum(h) => h,
+        _ => return 0.0,
+    };
+    let magnitude = |e: &Ev| if spec.column == "amount" { (e.cents as f64 / 100.0).abs() } else { 1.0 };
+    let scale: f64 = evs.iter().filter(|e| in_window(w, t, e.t)).map(|e| magnitude(e) * decay_weight(t, e.t, h)).sum();
+    scale * 1e-9 + 1e-12
+}
+
+/// Whether `got` is `want` within the function's stated error (exact for the exact functions;
+/// `absolute` is the decayed functions' bound).
+fn agrees(function: AggFunction, got: &Value, want: &Value, absolute: f64) -> bool {
+    if let (AggFunction::DecayedCount(_) | AggFunction::DecayedSum(_), Value::Float64(g), Value::Float64(w)) =
+        (function, got, want)
+    {
+        return (g - w).abs() <= absolute;
+    }
     let relative = match function {
         AggFunction::VarPop | AggFunction::VarSamp | AggFunction::StddevPop | AggFunction::StddevSamp => 1e-9,
         AggFunction::ApproxPercentile(_) => wafer_runtime::aggregate::quantile::ALPHA * (1.0 + 1e-12),
@@ -265,8 +302,9 @@ pub(crate) async fn scenario(store: &dyn OnlineStore, view: &str) {
                     for w in &s.windows {
                         let got = compute(s, *w, read_t, col, &rec);
                         let want = truth(s, *w, read_t, &mine);
+                        let tolerance = decay_tolerance(s, *w, read_t, &mine);
                         assert!(
-                            agrees(s.function, &got, &want),
+                            agrees(s.function, &got, &want, tolerance),
                             "{} for {user} at t={read_t}: {got:?}, want {want:?}",
                             s.feature_name(*w)
                         );
