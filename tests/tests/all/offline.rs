@@ -43,6 +43,14 @@ const FEATURES: &[&str] = &[
     "amount_max_24h",
     "merchant_last_3_1h",
     "merchant_approx_count_distinct_lifetime",
+    // Issue 18's functions and offset windows: the same bits offline as online too.
+    "amount_var_samp_1h",
+    "amount_stddev_pop_lifetime",
+    "amount_approx_percentile_p90_24h",
+    "amount_decayed_sum_1h_1h",
+    "amount_decayed_count_10m_24h_offset_1h",
+    "amount_sum_24h_offset_1h",
+    "merchant_first_2_lifetime",
 ];
 
 fn brokers() -> String {
@@ -50,7 +58,8 @@ fn brokers() -> String {
         .expect("WAFER_TEST_KAFKA_BROKERS is not set: run the suite with scripts/test.sh (it starts tansu)")
 }
 
-/// The test view: card_txn with latest values, numeric windows 1m..lifetime, last_n and HLL.
+/// The test view: card_txn with latest values, numeric windows 1m..lifetime and an offset
+/// window, last_n, first_n, HLL, variances, a percentile and decayed functions.
 fn manifest(dir: &Path, redis: Option<&str>, topic: Option<&str>, group: &str) -> PathBuf {
     let mut text = String::new();
     if let Some(r) = redis {
@@ -61,8 +70,12 @@ fn manifest(dir: &Path, redis: Option<&str>, topic: Option<&str>, group: &str) -
     }
     text += &format!(
         "[server]\ntenant = \"t1\"\n\n[[stream_view]]\nname = \"txn\"\nentity = \"user\"\ntransform = \"{}\"\n{}features = [\"country\", \"merchant\"]\nttl = \"7d\"\nbatch_size = 64\n\n\
-         [[stream_view.aggregations]]\ncolumn = \"amount\"\nfunctions = [\"count\", \"sum\", \"mean\", \"min\", \"max\"]\nwindows = [\"1m\", \"1h\", \"24h\", \"lifetime\"]\n\n\
-         [[stream_view.aggregations]]\ncolumn = \"merchant\"\nfunctions = [\"last_n(3)\", \"approx_count_distinct\"]\nwindows = [\"1h\", \"lifetime\"]\n\n\
+         [[stream_view.aggregations]]\ncolumn = \"amount\"\nfunctions = [\"count\", \"sum\", \"mean\", \"min\", \"max\", \
+         \"var_samp\", \"stddev_pop\", \"approx_percentile(0.9)\"]\nwindows = [\"1m\", \"1h\", \"24h\", \"lifetime\"]\n\n\
+         [[stream_view.aggregations]]\ncolumn = \"amount\"\nfunctions = [\"decayed_sum(1h)\", \"decayed_count(10m)\"]\n\
+         windows = [\"1h\", \"24h_offset_1h\"]\n\n\
+         [[stream_view.aggregations]]\ncolumn = \"amount\"\nfunctions = [\"sum\"]\nwindows = [\"24h_offset_1h\"]\n\n\
+         [[stream_view.aggregations]]\ncolumn = \"merchant\"\nfunctions = [\"last_n(3)\", \"first_n(2)\", \"approx_count_distinct\"]\nwindows = [\"1h\", \"lifetime\"]\n\n\
          [[request_view]]\nname = \"score\"\ntransform = \"{}\"\n",
         guests::RUST_CARD_TXN,
         topic.map_or(String::new(), |t| format!("topic = \"{t}\"\n")),
