@@ -1,8 +1,9 @@
 //! `store-size`: how many bytes of Redis memory one entity costs, per aggregation.
 //!
 //! A private Redis and `wafer serve` with one push-only view per aggregation family over
-//! `card_txn.wasm` (plain latest values only; count+sum; min+max; `last_n(5)`;
-//! `approx_count_distinct`), each over the windows 1m, 1h, 24h, 7d and lifetime. The same
+//! `card_txn.wasm` (plain latest values only; count+sum; min+max; `last_n(5)`; `first_n(5)`;
+//! `approx_count_distinct`; `stddev_samp`; `approx_percentile(0.99)`: each over the windows 1m,
+//! 1h, 24h, 7d and lifetime; `decayed_sum(2h)` over the same sliding windows). The same
 //! events (every user `--events-per-user` events spread over the last `--span-hours`, merchants
 //! drawn from 200) are pushed into each view in turn, and the growth of Redis's `used_memory`
 //! and of its key count is divided by the users. Printed per view, with the tiles each entity
@@ -29,19 +30,27 @@ pub struct Args {
     span_hours: i64,
 }
 
-/// (view name, features, aggregation column, functions).
-const VIEWS: &[(&str, &str, &str)] = &[
-    ("plain", "", ""),
-    ("count_sum", "amount", "\"count\", \"sum\""),
-    ("min_max", "amount", "\"min\", \"max\""),
-    ("last_n", "merchant", "\"last_n(5)\""),
-    ("distinct", "merchant", "\"approx_count_distinct\""),
+/// Every window, and the sliding ones (decay has no lifetime).
+const ALL: &str = "\"1m\", \"1h\", \"24h\", \"7d\", \"lifetime\"";
+const SLIDING: &str = "\"1m\", \"1h\", \"24h\", \"7d\"";
+
+/// (view name, aggregation column, functions, windows).
+const VIEWS: &[(&str, &str, &str, &str)] = &[
+    ("plain", "", "", ""),
+    ("count_sum", "amount", "\"count\", \"sum\"", ALL),
+    ("min_max", "amount", "\"min\", \"max\"", ALL),
+    ("last_n", "merchant", "\"last_n(5)\"", ALL),
+    ("first_n", "merchant", "\"first_n(5)\"", ALL),
+    ("distinct", "merchant", "\"approx_count_distinct\"", ALL),
+    ("stddev", "amount", "\"stddev_samp\"", ALL),
+    ("percentile", "amount", "\"approx_percentile(0.99)\"", ALL),
+    ("decayed", "amount", "\"decayed_sum(2h)\"", SLIDING),
 ];
 
 fn manifest(redis_port: u16) -> Result<String> {
     let wasm = procs::guest("card_txn.wasm")?.display().to_string();
     let mut m = format!("[redis]\nurl = \"redis://127.0.0.1:{redis_port}/\"\n[server]\ntenant = \"bench\"\n");
-    for (name, column, functions) in VIEWS {
+    for (name, column, functions, windows) in VIEWS {
         let _ = write!(
             m,
             "\n[[stream_view]]\nname = \"{name}\"\nentity = \"user\"\ntransform = {wasm:?}\nfeatures = [\"country\"]\nttl = \"30d\"\n"
@@ -49,7 +58,7 @@ fn manifest(redis_port: u16) -> Result<String> {
         if !column.is_empty() {
             let _ = write!(
                 m,
-                "[[stream_view.aggregations]]\ncolumn = \"{column}\"\nfunctions = [{functions}]\nwindows = [\"1m\", \"1h\", \"24h\", \"7d\", \"lifetime\"]\n"
+                "[[stream_view.aggregations]]\ncolumn = \"{column}\"\nfunctions = [{functions}]\nwindows = [{windows}]\n"
             );
         }
     }
