@@ -120,7 +120,7 @@ pub fn run(a: Args) -> Result<()> {
     );
     rt.block_on(async {
         let mut http = Conn::open(port).await?;
-        for (view, _, functions) in VIEWS {
+        for (view, _, functions, _) in VIEWS {
             let (mem0, keys0) = (redis_int(redis_port, &["INFO", "memory"], Some("used_memory"))?, redis_int(redis_port, &["DBSIZE"], None)?);
             let cpu0 = cpu();
             let mut rng = Rng(7);
