@@ -49,6 +49,11 @@ pub enum RegistryError {
 }
 
 impl RegistryError {
+    /// Whether retrying later may succeed (see [`crate::store::redis_is_transient`]).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, RegistryError::Redis(e) if crate::store::redis_is_transient(e))
+    }
+
     pub fn is_not_found(&self) -> bool {
         matches!(
             self,

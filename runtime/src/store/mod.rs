@@ -52,22 +52,7 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::NotReplicated { .. } => true,
-            StoreError::Redis(e) | StoreError::OutcomeUnknown(e) => {
-                e.is_connection_dropped()
-                    || e.is_connection_refusal()
-                    || e.is_timeout()
-                    || e.is_io_error()
-                    || e.is_cluster_error()
-                    || matches!(
-                        e.kind(),
-                        ::redis::ErrorKind::Server(
-                            ::redis::ServerErrorKind::BusyLoading
-                                | ::redis::ServerErrorKind::TryAgain
-                                | ::redis::ServerErrorKind::ClusterDown
-                                | ::redis::ServerErrorKind::MasterDown
-                        )
-                    )
-            }
+            StoreError::Redis(e) | StoreError::OutcomeUnknown(e) => redis_is_transient(e),
             StoreError::Timeout(_) => true,
             StoreError::Other(_) => false,
         }
@@ -77,6 +62,27 @@ impl StoreError {
     pub fn outcome_unknown(&self) -> bool {
         matches!(self, StoreError::OutcomeUnknown(_) | StoreError::NotReplicated { .. })
     }
+}
+
+/// Whether a Redis error may go away by itself: connection loss, timeouts, a server loading its
+/// data, a cluster reconfiguring, or `BUSY` (another client's script is running past the
+/// server's busy threshold).
+pub fn redis_is_transient(e: &::redis::RedisError) -> bool {
+    e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.is_io_error()
+        || e.is_cluster_error()
+        || e.code() == Some("BUSY")
+        || matches!(
+            e.kind(),
+            ::redis::ErrorKind::Server(
+                ::redis::ServerErrorKind::BusyLoading
+                    | ::redis::ServerErrorKind::TryAgain
+                    | ::redis::ServerErrorKind::ClusterDown
+                    | ::redis::ServerErrorKind::MasterDown
+            )
+        )
 }
 
 /// Source position of a batch, for the effectively-once watermark.

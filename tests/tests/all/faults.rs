@@ -3,7 +3,8 @@
 //! flagged (log, `wafer_source_stalled`, `/readyz`) and recovers by itself; a deleted source topic
 //! is reported while the node keeps serving; a re-created topic's events are applied, not skipped
 //! as replays; an oversized poison event is dead-lettered truncated and the view moves on; a
-//! frozen Redis fails reads at the serving deadline; a registry restored from an older snapshot
+//! frozen Redis fails reads at the serving deadline; a node started while Redis is busy waits for
+//! it; a registry restored from an older snapshot
 //! is followed by every node; a restarted static member gets its partitions back.
 
 use std::collections::BTreeMap;
@@ -285,6 +286,42 @@ fn a_frozen_redis_fails_reads_at_the_serving_deadline() {
         assert!(body["error"]["message"].as_str().unwrap_or("").contains("serving deadline"), "{body}");
     }
     until(Duration::from_secs(10), "reads to succeed again", || post(w.port, "/v1/features", &read).0 == 200);
+}
+
+/// Issue 19: a node started while Redis answers `BUSY` (another client's script running past the
+/// server's busy threshold) waits for it, logging the retries, instead of exiting; then it serves.
+#[test]
+fn a_node_started_while_redis_is_busy_waits_and_then_serves() {
+    let redis = RedisServer::start_with(free_port(), &["--busy-reply-threshold", "50"]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wafer.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[redis]\nurl = \"{}\"\n[server]\ntenant = \"t1\"\n\n[[stream_view]]\nname = \"txn\"\n\
+             entity = \"user\"\ntransform = \"{}\"\nfeatures = [\"country\"]\n",
+            redis.url(),
+            guests::RUST_CARD_TXN
+        ),
+    )
+    .unwrap();
+    let busy_script = "local stop = tonumber(redis.call('TIME')[1]) + 4 \
+                       while tonumber(redis.call('TIME')[1]) < stop do end return 1";
+    let port = redis.port;
+    let script = std::thread::spawn(move || crate::support::redis_cli(port, &["EVAL", busy_script, "0"]));
+    until(Duration::from_secs(5), "Redis to answer BUSY", || {
+        crate::support::redis_cli(port, &["PING"]).starts_with("BUSY")
+    });
+    let log = dir.path().join("wafer.log");
+    let mut w = Wafer::start_logged(&config, free_port(), &log);
+    assert_eq!(script.join().unwrap().trim(), "1", "the busy script ran to its end");
+    let now = crate::support::now_ms();
+    let ev = json!({"events": [{"timestamp_ms": now, "value": {"user_id": "a", "amount": 1, "country": "DE", "merchant": "m"}}]});
+    until(Duration::from_secs(15), "the node to accept a push", || post(w.port, "/v1/views/txn/events", &ev).0 == 200);
+    let read = json!({"view": "txn", "entities": ["a"], "features": ["country"]});
+    assert_eq!(post(w.port, "/v1/features", &read).1["results"][0]["features"]["country"]["value"], "DE");
+    assert!(w.alive(), "the node is still running");
+    assert!(log_has(&log, "connecting to Redis: will retry"), "the node logged its retries while Redis was busy");
 }
 
 const ADMIN: &str = "test-admin-token-0123456789";

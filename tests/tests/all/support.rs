@@ -99,7 +99,8 @@ impl RedisServer {
         Self::start_env(free_port(), &[], &env)
     }
 
-    fn start_with(port: u16, extra: &[&str]) -> Self {
+    /// A server with extra `redis-server` arguments.
+    pub fn start_with(port: u16, extra: &[&str]) -> Self {
         Self::start_env(port, extra, &[])
     }
 

@@ -12,10 +12,10 @@ use wafer_runtime::node::Node;
 use wafer_runtime::pipeline::Metrics;
 use wafer_runtime::registry::Registry;
 use wafer_runtime::server::{ListenConfig, serve_until};
-use wafer_runtime::store::OnlineStore;
 use wafer_runtime::store::deadline::ReadDeadline;
 use wafer_runtime::store::embedded::EmbeddedStore;
 use wafer_runtime::store::redis::RedisStore;
+use wafer_runtime::store::{OnlineStore, StoreError};
 use wafer_runtime::tenant::build_tenant;
 
 use crate::SandboxArgs;
@@ -167,10 +167,17 @@ fn run(
         // The console's charts: the last minutes of each view's rates and freshness.
         tokio::spawn(metrics.clone().sample_history_forever());
         let store: Arc<dyn OnlineStore> = match (&manifest.redis, dev) {
-            (Some(r), false) => Arc::new(ReadDeadline::new(
-                RedisStore::open(&r.options()).await.with_context(|| format!("connecting to Redis at {}", r.url))?,
-                std::time::Duration::from_millis(r.read_timeout_ms.max(1)),
-            )),
+            (Some(r), false) => {
+                let options = r.options();
+                let redis = retry_while_transient(
+                    "connecting to Redis",
+                    || RedisStore::open(&options),
+                    StoreError::is_transient,
+                )
+                .await
+                .with_context(|| format!("connecting to Redis at {}", r.url))?;
+                Arc::new(ReadDeadline::new(redis, std::time::Duration::from_millis(r.read_timeout_ms.max(1))))
+            }
             _ => Arc::new(EmbeddedStore::new()),
         };
         let embedded = dev || manifest.redis.is_none();
@@ -183,12 +190,23 @@ fn run(
                     "the admin token in ${} must be at least 16 characters",
                     c.admin_token_env
                 );
-                let registry = Registry::open(&r.options())
-                    .await
-                    .with_context(|| format!("connecting to the registry in Redis at {}", r.url))?;
+                let options = r.options();
+                let registry = retry_while_transient(
+                    "connecting to the registry",
+                    || Registry::open(&options),
+                    |e| e.is_transient(),
+                )
+                .await
+                .with_context(|| format!("connecting to the registry in Redis at {}", r.url))?;
                 let control = Arc::new(Control::new(registry, &token, loader, c.compile_slots));
                 let app = Arc::new(Node::registry(control.clone(), store, metrics).with_kafka(manifest.kafka.clone()));
-                wafer_runtime::control::sync::reload(&app, &control).await.context("loading the registry")?;
+                retry_while_transient(
+                    "loading the registry",
+                    || wafer_runtime::control::sync::reload(&app, &control),
+                    |e| e.is_transient(),
+                )
+                .await
+                .context("loading the registry")?;
                 tokio::spawn(wafer_runtime::control::sync::run(app.clone()));
                 app
             }
@@ -278,4 +296,26 @@ async fn load_batch_views(manifest: &Manifest, app: &Node) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Run `op` until it succeeds or fails with an error `transient` does not accept: a node that
+/// starts while Redis is unreachable, loading or `BUSY` (another client's long script) waits
+/// for it, logging each retry, rather than exiting. Backoff doubles from 100 ms to 5 s.
+async fn retry_while_transient<T, E, F, Fut>(what: &str, mut op: F, transient: impl Fn(&E) -> bool) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    let mut backoff = std::time::Duration::from_millis(100);
+    loop {
+        match op().await {
+            Err(e) if transient(&e) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "{what}: will retry");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
 }
