@@ -185,14 +185,13 @@ pub const DAY: i64 = 24 * HOUR;
 /// A time window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Window {
-    /// Length in ms.
-    Sliding(i64),
-    /// `len` ms of complete tiles ending `offset` ms before the end of the current tile (e.g.
-    /// `7d_offset_1d`: the seven complete days before today). `offset` is a whole number of the
-    /// window's tiles, at least one.
-    Offset {
+    /// `len` ms of tiles of `tile` ms, ending with the tile that holds the read time, or — with
+    /// an `offset` (a whole number of tiles) — that many ms earlier, complete tiles only (e.g.
+    /// `7d_offset_1d`: the seven complete days before today). See [`super::window`].
+    Sliding {
         len: i64,
         offset: i64,
+        tile: i64,
     },
     Lifetime,
 }
@@ -200,10 +199,34 @@ pub enum Window {
 /// Separates a window's length from its offset: `7d_offset_1d`.
 const OFFSET_SEP: &str = "_offset_";
 
+/// The most tiles one window may span (a read touches each): 24h of minute tiles.
+pub const MAX_TILES_PER_WINDOW: i64 = 1440;
+
+/// The default tile of a window of `len` ms: 1 minute up to 2h, 1 hour up to 2d, 1 day beyond.
+pub fn default_tile(len: i64) -> i64 {
+    if len <= 2 * HOUR {
+        MINUTE
+    } else if len <= 2 * DAY {
+        HOUR
+    } else {
+        DAY
+    }
+}
+
 impl Window {
+    /// A window of `len` ms in its default tiles, ending at the read.
+    pub fn sliding(len: i64) -> Self {
+        Self::Sliding { len, offset: 0, tile: default_tile(len) }
+    }
+
     /// Parse `30m`, `1h`, `24h`, `7d` (at least 1m), `lifetime`, and offset windows such as
-    /// `7d_offset_1d`.
+    /// `7d_offset_1d`, in default tiles.
     pub fn parse(s: &str) -> Result<Self, String> {
+        Self::parse_with_tile(s, None)
+    }
+
+    /// [`Window::parse`] with the aggregation's own tile size (`tile = "5m"`), if it sets one.
+    pub fn parse_with_tile(s: &str, tile: Option<i64>) -> Result<Self, String> {
         if s == "lifetime" {
             return Ok(Self::Lifetime);
         }
@@ -211,45 +234,52 @@ impl Window {
             Some((l, o)) => (l, Some(o)),
             None => (s, None),
         };
-        let ms = crate::time::parse_duration_ms(len_text).map_err(|e| format!("window {e} (or `lifetime`)"))?;
-        if !(MINUTE..=400 * DAY).contains(&ms) {
+        let len = crate::time::parse_duration_ms(len_text).map_err(|e| format!("window {e} (or `lifetime`)"))?;
+        if !(MINUTE..=400 * DAY).contains(&len) {
             return Err(format!("window `{s}` must be between 1m and 400d"));
         }
-        let w = Self::Sliding(ms);
-        let g = w.tile().unwrap_or(MINUTE);
-        if ms % g != 0 {
-            return Err(format!("window `{s}` must be a whole number of its {} tiles", fmt_ms(g)));
+        let g = tile.unwrap_or_else(|| default_tile(len));
+        if g < 1_000 {
+            return Err(format!("window `{s}`: tiles must be at least 1s"));
         }
-        let Some(offset_text) = offset_text else { return Ok(w) };
-        let offset = crate::time::parse_duration_ms(offset_text).map_err(|e| format!("window `{s}`: offset {e}"))?;
-        if offset < g || offset % g != 0 {
+        if len % g != 0 {
+            return Err(format!("window `{s}` must be a whole number of its {} tiles", fmt_duration(g)));
+        }
+        if len / g > MAX_TILES_PER_WINDOW {
             return Err(format!(
-                "window `{s}`: the offset must be a whole number (at least one) of the window's {} tiles",
-                fmt_ms(g)
+                "window `{s}` would span {} tiles of {} (at most {MAX_TILES_PER_WINDOW}): use a larger tile",
+                len / g,
+                fmt_duration(g)
             ));
         }
-        if ms + offset > 400 * DAY {
+        let offset = match offset_text {
+            None => 0,
+            Some(o) => crate::time::parse_duration_ms(o).map_err(|e| format!("window `{s}`: offset {e}"))?,
+        };
+        if offset_text.is_some() && (offset < g || offset % g != 0) {
+            return Err(format!(
+                "window `{s}`: the offset must be a whole number (at least one) of the window's {} tiles",
+                fmt_duration(g)
+            ));
+        }
+        if len + offset > 400 * DAY {
             return Err(format!("window `{s}`: length plus offset must be at most 400d"));
         }
-        Ok(Self::Offset { len: ms, offset })
+        Ok(Self::Sliding { len, offset, tile: g })
     }
 
     /// Tile size for this window (`None` for lifetime, which uses one tile forever).
     pub fn tile(self) -> Option<i64> {
-        let len = self.length()?;
-        Some(if len <= 2 * HOUR {
-            MINUTE
-        } else if len <= 2 * DAY {
-            HOUR
-        } else {
-            DAY
-        })
+        match self {
+            Self::Sliding { tile, .. } => Some(tile),
+            Self::Lifetime => None,
+        }
     }
 
     /// The window's length (`None` for lifetime).
     pub fn length(self) -> Option<i64> {
         match self {
-            Self::Sliding(len) | Self::Offset { len, .. } => Some(len),
+            Self::Sliding { len, .. } => Some(len),
             Self::Lifetime => None,
         }
     }
@@ -257,8 +287,8 @@ impl Window {
     /// How far before the end of the current tile the window ends (0 unless an offset window).
     pub fn offset(self) -> i64 {
         match self {
-            Self::Offset { offset, .. } => offset,
-            _ => 0,
+            Self::Sliding { offset, .. } => offset,
+            Self::Lifetime => 0,
         }
     }
 
@@ -267,11 +297,13 @@ impl Window {
         Some(self.length()? + self.offset())
     }
 
+    /// The window's name in feature names (`1h`, `7d_offset_1d`, `lifetime`; the tile size is
+    /// not part of it).
     pub fn label(self) -> String {
         match self {
             Self::Lifetime => "lifetime".into(),
-            Self::Sliding(ms) => fmt_ms(ms),
-            Self::Offset { len, offset } => format!("{}{OFFSET_SEP}{}", fmt_ms(len), fmt_duration(offset)),
+            Self::Sliding { len, offset: 0, .. } => fmt_ms(len),
+            Self::Sliding { len, offset, .. } => format!("{}{OFFSET_SEP}{}", fmt_ms(len), fmt_duration(offset)),
         }
     }
 }
@@ -368,6 +400,23 @@ mod tests {
     }
 
     #[test]
+    fn an_aggregation_may_choose_its_tile_size() {
+        let w = Window::parse_with_tile("1h", Some(5 * MINUTE)).unwrap();
+        assert_eq!((w.tile(), w.label()), (Some(5 * MINUTE), "1h".to_string()));
+        assert_eq!(Window::parse_with_tile("7d_offset_1d", Some(HOUR)).unwrap().tile(), Some(HOUR));
+        assert_eq!(Window::parse_with_tile("lifetime", Some(HOUR)), Ok(Window::Lifetime));
+        for (window, tile, why) in [
+            ("1h", 7 * MINUTE, "whole number"),
+            ("2d", MINUTE, "at most 1440"),
+            ("1h", 500, "at least 1s"),
+            ("1h_offset_90s", MINUTE, "offset"),
+        ] {
+            let e = Window::parse_with_tile(window, Some(tile)).unwrap_err();
+            assert!(e.contains(why), "{window} in {tile} ms tiles: {e}");
+        }
+    }
+
+    #[test]
     fn decayed_functions_need_a_sliding_window_of_narrow_tiles() {
         let f = AggFunction::DecayedSum(HOUR);
         assert!(f.check_window(Window::parse("7d").unwrap()).is_err(), "day tiles are 24 half-lives");
@@ -385,9 +434,9 @@ mod tests {
         for text in ["7d_offset_1d", "24h_offset_1h", "5m_offset_2m", "30d_offset_7d"] {
             let w = Window::parse(text).unwrap();
             assert_eq!(w.label(), text);
-            assert!(matches!(w, Window::Offset { .. }));
+            assert!(w.offset() > 0);
         }
-        assert_eq!(Window::parse("7d_offset_1d").unwrap(), Window::Offset { len: 7 * DAY, offset: DAY });
+        assert_eq!(Window::parse("7d_offset_1d").unwrap(), Window::Sliding { len: 7 * DAY, offset: DAY, tile: DAY });
         for (bad, why) in [
             ("7d_offset_1h", "whole number"),
             ("1h_offset_30s", "whole number"),

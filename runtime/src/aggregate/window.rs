@@ -1,6 +1,6 @@
 //! Which tiles a window read covers (the semantics in the module docs, in code).
 //!
-//! An offset window (`Window::Offset`) is the same run of `len / g` tiles shifted back by
+//! A window with an offset (`Window::Sliding { offset, .. }`, `offset > 0`) is the same run of `len / g` tiles shifted back by
 //! `offset / g` tiles: complete tiles only, so it covers `end − len ≤ e < end` with
 //! `end = floor(t/g)·g + g − offset`.
 

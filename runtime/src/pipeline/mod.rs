@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use crate::aggregate::Window;
 use crate::aggregate::fold::{FoldPlan, fold};
-use crate::aggregate::spec::{DAY, HOUR, MINUTE};
+use crate::aggregate::spec::DAY;
 use crate::aggregate::window::retention;
 use crate::bindings::types::{Event, FeatureRow};
 use crate::store::quota::EntityQuota;
@@ -106,11 +106,10 @@ impl StreamView {
     pub fn new(tenant: &str, spec: ViewSpec, transform: Transform, metrics: Arc<Metrics>) -> Self {
         let plan = FoldPlan::new(spec.latest.iter().map(|(n, _)| n.clone()).collect(), &spec.aggs);
         let windows: Vec<Window> = spec.aggs.iter().flat_map(|a| a.windows.iter().copied()).collect();
-        let retention = [MINUTE, HOUR, DAY]
-            .iter()
-            .map(|g| (*g, retention(*g, windows.iter().copied())))
-            .filter(|(_, r)| *r > 0)
-            .collect();
+        let mut tiles: Vec<i64> = windows.iter().filter_map(|w| w.tile()).collect();
+        tiles.sort_unstable();
+        tiles.dedup();
+        let retention = tiles.iter().map(|g| (*g, retention(*g, windows.iter().copied()))).collect();
         let has_lifetime = windows.contains(&Window::Lifetime);
         let keep_ms = if has_lifetime { 400 * DAY } else { spec.ttl_ms.max(spec.longest_window() + DAY) };
         let breaker = breaker::Breaker::new(spec.breaker);

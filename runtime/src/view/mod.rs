@@ -85,6 +85,12 @@ pub struct AggConfig {
     pub column: String,
     pub functions: Vec<String>,
     pub windows: Vec<String>,
+    /// The tile size of these windows (default: 1m for windows up to 2h, 1h up to 2d, 1d
+    /// beyond). Smaller tiles make a window's start more precise (it covers between `W − tile`
+    /// and `W` of history) but cost more memory per entity and more fields per read; each window
+    /// must be a whole number of tiles, at most 1,440 of them.
+    #[serde(default)]
+    pub tile: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,7 +133,17 @@ impl ViewSpec {
         for a in &cfg.aggregations {
             let t = ty(&a.column)
                 .ok_or_else(|| err(format!("aggregated column `{}` is not an output of the transform", a.column)))?;
-            let windows = a.windows.iter().map(|w| Window::parse(w).map_err(&err)).collect::<Result<Vec<_>, _>>()?;
+            let tile = match &a.tile {
+                None => None,
+                Some(t) => {
+                    Some(parse_duration_ms(t).map_err(|e| err(format!("aggregation of `{}`: tile {e}", a.column)))?)
+                }
+            };
+            let windows = a
+                .windows
+                .iter()
+                .map(|w| Window::parse_with_tile(w, tile).map_err(&err))
+                .collect::<Result<Vec<_>, _>>()?;
             if windows.is_empty() {
                 return Err(err(format!("aggregation of `{}` has no windows", a.column)));
             }

@@ -47,6 +47,11 @@ fn specs() -> Vec<AggSpec> {
     .into_iter()
     .map(|f| AggSpec { column: "amount".into(), function: f, windows: all.clone() })
     .collect();
+    // An aggregation with its own tile size (`tile = "5m"`).
+    let five = |ws: &[&str]| ws.iter().map(|x| Window::parse_with_tile(x, Some(5 * MIN)).unwrap()).collect::<Vec<_>>();
+    for f in [AggFunction::Count, AggFunction::Max, AggFunction::StddevPop] {
+        v.push(AggSpec { column: "amount".into(), function: f, windows: five(&["1h", "24h", "30m_offset_10m"]) });
+    }
     v.push(AggSpec {
         column: "amount".into(),
         function: AggFunction::DecayedSum(HOUR),
@@ -79,28 +84,22 @@ fn specs() -> Vec<AggSpec> {
 /// W ≤ 2d, else 1d; a read at t covers floor(t/g)·g + g − W ≤ e ≤ t.
 ///
 /// An offset window `len_offset_o` covers the complete tiles of `[end − len, end)` with
-/// `end = floor(t/g)·g + g − o`.
+/// `end = floor(t/g)·g + g − o` (`o = 0`: the plain window, up to `t`).
 fn in_window(w: Window, t: i64, e: i64) -> bool {
-    let tile = |len: i64| {
-        if len <= 2 * HOUR {
-            MIN
-        } else if len <= 2 * DAY {
-            HOUR
-        } else {
-            DAY
-        }
-    };
     match w {
         Window::Lifetime => e <= t,
-        Window::Sliding(len) => {
-            let g = tile(len);
-            let start = t.div_euclid(g) * g + g - len;
-            start <= e && e <= t
-        }
-        Window::Offset { len, offset } => {
-            let g = tile(len);
-            let end = t.div_euclid(g) * g + g - offset;
-            end - len <= e && e < end
+        Window::Sliding { len, offset, tile } => {
+            let default = if len <= 2 * HOUR {
+                MIN
+            } else if len <= 2 * DAY {
+                HOUR
+            } else {
+                DAY
+            };
+            // Windows of this test use the default tiles unless they chose 5-minute ones.
+            assert!(tile == default || tile == 5 * MIN, "{w:?}");
+            let end = t.div_euclid(tile) * tile + tile - offset;
+            end - len <= e && e < end && e <= t
         }
     }
 }
@@ -249,7 +248,7 @@ pub(crate) async fn scenario(store: &dyn OnlineStore, view: &str) {
     let plan = FoldPlan::new(vec!["country".into()], &specs);
     let all_windows: Vec<Window> = specs.iter().flat_map(|s| s.windows.iter().copied()).collect();
     let ret: Vec<(i64, i64)> =
-        [MIN, HOUR, DAY].iter().map(|g| (*g, retention(*g, all_windows.iter().copied()))).collect();
+        [MIN, 5 * MIN, HOUR, DAY].iter().map(|g| (*g, retention(*g, all_windows.iter().copied()))).collect();
     let evs = events(7, 3000);
     let mut rng = Rng(99);
     // Checkpoints: read after applying every event ≤ t (and none later).
