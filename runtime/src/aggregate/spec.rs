@@ -440,7 +440,7 @@ mod tests {
         for (bad, why) in [
             ("7d_offset_1h", "whole number"),
             ("1h_offset_30s", "whole number"),
-            ("24h_offset_0m", "whole number"),
+            ("24h_offset_0m", "offset"),
             ("399d_offset_2d", "400d"),
             ("7d_offset_x", "offset"),
         ] {
