@@ -8,16 +8,19 @@
 use num_bigint::BigUint;
 use num_traits::{ToPrimitive, Zero};
 
-/// A batch's sum of non-negative integers (squares, decay-weighted values): `u128` partial sums,
-/// a new one started when the last would overflow (so adding a row never allocates in the
-/// common case).
+/// A batch's sum of non-negative integers (squares, decay-weighted values): a `u128` running
+/// sum, and earlier `u128` partial sums set aside when it would overflow (so adding a row never
+/// allocates in the common case).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct DecimalSum(Vec<u128>);
+pub struct DecimalSum {
+    running: u128,
+    full: Vec<u128>,
+}
 
 impl DecimalSum {
     /// One value.
     pub fn of(v: u128) -> Self {
-        Self(vec![v])
+        Self { running: v, full: Vec::new() }
     }
 
     /// The square of one micro-unit value.
@@ -25,22 +28,30 @@ impl DecimalSum {
         Self::of(square(m))
     }
 
-    pub fn add(&mut self, other: &DecimalSum) {
-        for part in &other.0 {
-            match self.0.last_mut().and_then(|last| last.checked_add(*part).map(|sum| (last, sum))) {
-                Some((last, sum)) => *last = sum,
-                None => self.0.push(*part),
+    /// Add one value.
+    pub fn push(&mut self, v: u128) {
+        match self.running.checked_add(v) {
+            Some(sum) => self.running = sum,
+            None => {
+                self.full.push(self.running);
+                self.running = v;
             }
+        }
+    }
+
+    pub fn add(&mut self, other: &DecimalSum) {
+        for part in other.full.iter().chain(std::iter::once(&other.running)) {
+            self.push(*part);
         }
     }
 
     /// The sum as a decimal integer (what the stores add).
     pub fn to_decimal(&self) -> String {
-        match self.0.as_slice() {
-            [] => "0".into(),
-            [one] => one.to_string(),
-            parts => parts.iter().fold(BigUint::zero(), |acc, p| acc + BigUint::from(*p)).to_string(),
+        if self.full.is_empty() {
+            return self.running.to_string();
         }
+        let total = self.full.iter().fold(BigUint::from(self.running), |acc, p| acc + BigUint::from(*p));
+        total.to_string()
     }
 }
 

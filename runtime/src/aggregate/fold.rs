@@ -225,11 +225,11 @@ pub fn fold(plan: &FoldPlan, rows: &[FeatureRow]) -> (Vec<EntityOps>, Vec<(usize
     for (ri, row) in rows.iter().enumerate() {
         let accs = per_entity.entry(row.entity_key.as_str()).or_default();
         let t = row.event_time_ms;
-        let mut add = |key: FieldKey, acc: Acc| match accs.get_mut(&key) {
+        let mut add = |key: FieldKey, delta: Delta| match accs.get_mut(&key) {
             None => {
-                accs.insert(key, acc);
+                accs.insert(key, delta.into_acc());
             }
-            Some(existing) => merge_acc(existing, acc),
+            Some(existing) => merge_delta(existing, delta),
         };
         for f in &row.features {
             if f.value == Value::Null {
@@ -237,7 +237,7 @@ pub fn fold(plan: &FoldPlan, rows: &[FeatureRow]) -> (Vec<EntityOps>, Vec<(usize
             }
             if let Some(li) = plan.latest.iter().position(|l| *l == f.name) {
                 let order = TieOrder::of_value(&f.value);
-                add(FieldKey::Latest(li), Acc::Latest(t, order, value_to_json(&f.value).to_string()));
+                add(FieldKey::Latest(li), Delta::Acc(Acc::Latest(t, order, value_to_json(&f.value).to_string())));
             }
             let Some(ci) = plan.columns.iter().position(|c| c.column == f.name) else { continue };
             let col = &plan.columns[ci];
@@ -255,47 +255,53 @@ pub fn fold(plan: &FoldPlan, rows: &[FeatureRow]) -> (Vec<EntityOps>, Vec<(usize
                 let start = if g == 0 { 0 } else { tile_start(t, g) };
                 let tile = |comp| FieldKey::Tile(g, start, ci, comp);
                 if col.count {
-                    add(tile(Comp::Count), Acc::Incr(1));
+                    add(tile(Comp::Count), Delta::Acc(Acc::Incr(1)));
                 }
                 if let Some((x, m)) = num {
                     if col.sum {
-                        add(tile(Comp::Sum), Acc::Incr(m));
+                        add(tile(Comp::Sum), Delta::Acc(Acc::Incr(m)));
                     }
                     if col.squares {
-                        add(tile(Comp::Squares), Acc::Decimal(DecimalSum::square_of(m)));
+                        add(tile(Comp::Squares), Delta::Decimal(DecimalSum::square_of(m)));
                     }
                     if col.sketch {
-                        add(tile(Comp::Sketch), Acc::Buckets(HashMap::from([(quantile::bucket_of(x), 1)])));
+                        add(tile(Comp::Sketch), Delta::Bucket(quantile::bucket_of(x)));
                     }
                     if col.min {
-                        add(tile(Comp::Min), Acc::Min(x));
+                        add(tile(Comp::Min), Delta::Acc(Acc::Min(x)));
                     }
                     if col.max {
-                        add(tile(Comp::Max), Acc::Max(x));
+                        add(tile(Comp::Max), Delta::Acc(Acc::Max(x)));
                     }
                 }
                 for &k in &col.last_n {
-                    add(tile(Comp::LastN(k)), Acc::LastN(k, order, vec![(t, key.clone().unwrap_or_default())]));
+                    add(
+                        tile(Comp::LastN(k)),
+                        Delta::Acc(Acc::LastN(k, order, vec![(t, key.clone().unwrap_or_default())])),
+                    );
                 }
                 // Decay weighs rows against their tile's end: sliding tiles only.
                 if g > 0 {
                     for &h in &col.decayed_counts {
                         let (w, _) = decay::term(1_000_000, t, start, g, h);
-                        add(tile(Comp::DecayCount(h)), Acc::Decimal(DecimalSum::of(w)));
+                        add(tile(Comp::DecayCount(h)), Delta::Decimal(DecimalSum::of(w)));
                     }
                     if let Some((_, m)) = num {
                         for &h in &col.decayed_sums {
                             let (w, negative) = decay::term(m, t, start, g, h);
                             let comp = if negative { Comp::DecayNegative(h) } else { Comp::DecayPositive(h) };
-                            add(tile(comp), Acc::Decimal(DecimalSum::of(w)));
+                            add(tile(comp), Delta::Decimal(DecimalSum::of(w)));
                         }
                     }
                 }
                 for &k in &col.first_n {
-                    add(tile(Comp::FirstN(k)), Acc::FirstN(k, order, vec![(t, key.clone().unwrap_or_default())]));
+                    add(
+                        tile(Comp::FirstN(k)),
+                        Delta::Acc(Acc::FirstN(k, order, vec![(t, key.clone().unwrap_or_default())])),
+                    );
                 }
                 if let Some((idx, rank)) = reg {
-                    add(tile(Comp::Hll), Acc::Hll(HashMap::from([(idx, rank)])));
+                    add(tile(Comp::Hll), Delta::Register(idx, rank));
                 }
             }
         }
@@ -310,6 +316,39 @@ pub fn fold(plan: &FoldPlan, rows: &[FeatureRow]) -> (Vec<EntityOps>, Vec<(usize
         .collect();
     out.sort_by(|a, b| a.entity.cmp(&b.entity));
     (out, errors)
+}
+
+/// One row's contribution to an accumulator: a whole [`Acc`], or for the sketches and decimal
+/// sums the one bucket, register or term, so a row adds to an existing accumulator without
+/// allocating.
+enum Delta {
+    Acc(Acc),
+    Bucket(i64),
+    Register(u16, u8),
+    Decimal(DecimalSum),
+}
+
+impl Delta {
+    fn into_acc(self) -> Acc {
+        match self {
+            Delta::Acc(acc) => acc,
+            Delta::Bucket(b) => Acc::Buckets(HashMap::from([(b, 1)])),
+            Delta::Register(idx, rank) => Acc::Hll(HashMap::from([(idx, rank)])),
+            Delta::Decimal(sum) => Acc::Decimal(sum),
+        }
+    }
+}
+
+fn merge_delta(existing: &mut Acc, delta: Delta) {
+    match (existing, delta) {
+        (Acc::Buckets(m), Delta::Bucket(b)) => *m.entry(b).or_insert(0) += 1,
+        (Acc::Hll(m), Delta::Register(idx, rank)) => {
+            let r = m.entry(idx).or_insert(0);
+            *r = (*r).max(rank);
+        }
+        (Acc::Decimal(a), Delta::Decimal(b)) => a.add(&b),
+        (existing, delta) => merge_acc(existing, delta.into_acc()),
+    }
 }
 
 fn merge_acc(existing: &mut Acc, new: Acc) {
