@@ -34,23 +34,25 @@ pub struct Args {
 const ALL: &str = "\"1m\", \"1h\", \"24h\", \"7d\", \"lifetime\"";
 const SLIDING: &str = "\"1m\", \"1h\", \"24h\", \"7d\"";
 
-/// (view name, aggregation column, functions, windows).
-const VIEWS: &[(&str, &str, &str, &str)] = &[
-    ("plain", "", "", ""),
-    ("count_sum", "amount", "\"count\", \"sum\"", ALL),
-    ("min_max", "amount", "\"min\", \"max\"", ALL),
-    ("last_n", "merchant", "\"last_n(5)\"", ALL),
-    ("first_n", "merchant", "\"first_n(5)\"", ALL),
-    ("distinct", "merchant", "\"approx_count_distinct\"", ALL),
-    ("stddev", "amount", "\"stddev_samp\"", ALL),
-    ("percentile", "amount", "\"approx_percentile(0.99)\"", ALL),
-    ("decayed", "amount", "\"decayed_sum(2h)\"", SLIDING),
+/// (view name, aggregation column, functions, windows, extra aggregation settings).
+const VIEWS: &[(&str, &str, &str, &str, &str)] = &[
+    ("plain", "", "", "", ""),
+    ("count_sum", "amount", "\"count\", \"sum\"", ALL, ""),
+    // Roll-ups: 10-minute tiles besides the minute tiles of the 1h window (read: ≤ 24 tiles, not 60).
+    ("count_sum_rollup", "amount", "\"count\", \"sum\"", ALL, "rollup = \"10m\"\n"),
+    ("min_max", "amount", "\"min\", \"max\"", ALL, ""),
+    ("last_n", "merchant", "\"last_n(5)\"", ALL, ""),
+    ("first_n", "merchant", "\"first_n(5)\"", ALL, ""),
+    ("distinct", "merchant", "\"approx_count_distinct\"", ALL, ""),
+    ("stddev", "amount", "\"stddev_samp\"", ALL, ""),
+    ("percentile", "amount", "\"approx_percentile(0.99)\"", ALL, ""),
+    ("decayed", "amount", "\"decayed_sum(2h)\"", SLIDING, ""),
 ];
 
 fn manifest(redis_port: u16) -> Result<String> {
     let wasm = procs::guest("card_txn.wasm")?.display().to_string();
     let mut m = format!("[redis]\nurl = \"redis://127.0.0.1:{redis_port}/\"\n[server]\ntenant = \"bench\"\n");
-    for (name, column, functions, windows) in VIEWS {
+    for (name, column, functions, windows, extra) in VIEWS {
         let _ = write!(
             m,
             "\n[[stream_view]]\nname = \"{name}\"\nentity = \"user\"\ntransform = {wasm:?}\nfeatures = [\"country\"]\nttl = \"30d\"\n"
@@ -58,7 +60,7 @@ fn manifest(redis_port: u16) -> Result<String> {
         if !column.is_empty() {
             let _ = write!(
                 m,
-                "[[stream_view.aggregations]]\ncolumn = \"{column}\"\nfunctions = [{functions}]\nwindows = [{windows}]\n"
+                "[[stream_view.aggregations]]\ncolumn = \"{column}\"\nfunctions = [{functions}]\nwindows = [{windows}]\n{extra}"
             );
         }
     }
@@ -120,7 +122,7 @@ pub fn run(a: Args) -> Result<()> {
     );
     rt.block_on(async {
         let mut http = Conn::open(port).await?;
-        for (view, _, functions, _) in VIEWS {
+        for (view, _, functions, _, _) in VIEWS {
             let (mem0, keys0) = (redis_int(redis_port, &["INFO", "memory"], Some("used_memory"))?, redis_int(redis_port, &["DBSIZE"], None)?);
             let cpu0 = cpu();
             let mut rng = Rng(7);

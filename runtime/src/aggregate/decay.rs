@@ -67,11 +67,11 @@ pub fn term(m: i64, e: i64, start: i64, g: i64, h: i64) -> (u128, bool) {
     (u128::from(m.unsigned_abs()) * u128::from(weight(e, start, g, h)), m < 0)
 }
 
-/// The decayed value at `t` of tiles `(start, positive, negative)` of size `g`, oldest first.
-pub fn read(tiles: &[(i64, BigUint, BigUint)], g: i64, h: i64, t: i64) -> f64 {
+/// The decayed value at `t` of tiles `((size, start), positive, negative)`, oldest first.
+pub fn read(tiles: &[((i64, i64), BigUint, BigUint)], h: i64, t: i64) -> f64 {
     let unit = BigUint::from(1_000_000u64) << WEIGHT_BITS as u64;
     let mut total = 0.0;
-    for (start, pos, neg) in tiles {
+    for ((g, start), pos, neg) in tiles {
         let net = BigInt::from(pos.clone()) - BigInt::from(neg.clone());
         let magnitude = ratio_to_f64(net.magnitude(), &unit);
         let signed = if net.sign() == num_bigint::Sign::Minus { -magnitude } else { magnitude };
@@ -100,19 +100,19 @@ mod tests {
     fn weighted_tiles_read_as_the_decayed_sum() {
         let (g, h) = (60_000, 30_000);
         let rows = [(1_000i64, 2.5f64), (59_999, -1.25), (61_000, 4.0), (119_000, 0.5)];
-        let mut tiles: Vec<(i64, BigUint, BigUint)> = Vec::new();
+        let mut tiles: Vec<((i64, i64), BigUint, BigUint)> = Vec::new();
         for (e, x) in rows {
             let start = e.div_euclid(g) * g;
             let (mag, negative) = term((x * 1e6).round() as i64, e, start, g, h);
-            if tiles.last().map(|t| t.0) != Some(start) {
-                tiles.push((start, BigUint::default(), BigUint::default()));
+            if tiles.last().map(|t| t.0) != Some((g, start)) {
+                tiles.push(((g, start), BigUint::default(), BigUint::default()));
             }
             let tile = tiles.last_mut().unwrap();
             if negative { tile.2 += mag } else { tile.1 += mag }
         }
         let t = 119_500;
         let want: f64 = rows.iter().map(|(e, x)| x * 2f64.powf(-((t - e) as f64) / h as f64)).sum();
-        let got = read(&tiles, g, h, t);
+        let got = read(&tiles, h, t);
         assert!((got - want).abs() < 1e-12, "{got} vs {want}");
     }
 }

@@ -80,9 +80,10 @@ impl FoldPlan {
             };
             let c = &mut columns[idx];
             for w in &a.windows {
-                let g = w.tile().unwrap_or(0);
-                if !c.tiles.contains(&g) {
-                    c.tiles.push(g);
+                for g in [Some(w.tile().unwrap_or(0)), w.rollup()].into_iter().flatten() {
+                    if !c.tiles.contains(&g) {
+                        c.tiles.push(g);
+                    }
                 }
             }
             match a.function {

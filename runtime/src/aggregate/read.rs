@@ -40,8 +40,7 @@ fn components(f: AggFunction) -> &'static [&'static str] {
 
 /// Fields (and HLL sketches) a read of `spec` over `w` at `t` needs.
 pub fn fields_for(spec: &AggSpec, w: Window, t: i64, fields: &mut Vec<String>, hlls: &mut Vec<String>) {
-    let g = w.tile().unwrap_or(0);
-    for start in tiles_for(w, t) {
+    for (g, start) in tiles_for(w, t) {
         for c in components(spec.function) {
             fields.push(tile_field(g, start, &spec.column, c));
         }
@@ -93,12 +92,11 @@ type MergeList = fn(&mut Vec<(i64, String)>, &[(i64, String)], usize, TieOrder);
 
 /// The value of `spec` over window `w` read at `t`.
 pub fn compute(spec: &AggSpec, w: Window, t: i64, column: ValueType, src: &dyn FieldSource) -> Value {
-    let g = w.tile().unwrap_or(0);
     let starts = tiles_for(w, t);
     let int_col = column == ValueType::Int64;
     // One name buffer for every lookup of this read (no allocation per tile).
     let name = std::cell::RefCell::new(String::new());
-    let get = |start: i64, comp: &str| {
+    let get = |(g, start): (i64, i64), comp: &str| {
         let mut n = name.borrow_mut();
         write_tile_field(&mut n, g, start, &spec.column, comp);
         src.field(&n)
@@ -155,7 +153,8 @@ pub fn compute(spec: &AggSpec, w: Window, t: i64, column: ValueType, src: &dyn F
                 AggFunction::DecayedCount(_) => (format!("kc{h}"), None),
                 _ => (format!("kp{h}"), Some(format!("kn{h}"))),
             };
-            let big = |start: i64, comp: Option<&str>| comp.and_then(|c| get(start, c)).map(decimal::parse_decimal);
+            let big =
+                |tile: (i64, i64), comp: Option<&str>| comp.and_then(|c| get(tile, c)).map(decimal::parse_decimal);
             let tiles: Vec<_> = starts
                 .iter()
                 .map(|s| {
@@ -163,7 +162,7 @@ pub fn compute(spec: &AggSpec, w: Window, t: i64, column: ValueType, src: &dyn F
                     (*s, pos, big(*s, negative.as_deref()).unwrap_or_default())
                 })
                 .collect();
-            Value::Float64(decay::read(&tiles, g, h, t))
+            Value::Float64(decay::read(&tiles, h, t))
         }
         AggFunction::ApproxPercentile(p) => {
             let mut buckets = BTreeMap::new();
@@ -177,7 +176,7 @@ pub fn compute(spec: &AggSpec, w: Window, t: i64, column: ValueType, src: &dyn F
         AggFunction::ApproxCountDistinct => {
             let mut regs: Vec<u8> = Vec::new();
             for s in &starts {
-                if let Some(r) = src.hll(&tile_field(g, *s, &spec.column, "h")) {
+                if let Some(r) = src.hll(&tile_field(s.0, s.1, &spec.column, "h")) {
                     hll::merge_into(&mut regs, r);
                 }
             }

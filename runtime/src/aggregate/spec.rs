@@ -128,7 +128,7 @@ impl AggFunction {
     /// tiles span at most [`super::decay::MAX_TILE_HALF_LIVES`] half-lives.
     pub fn check_window(self, w: Window) -> Result<(), String> {
         let (Self::DecayedCount(h) | Self::DecayedSum(h)) = self else { return Ok(()) };
-        let Some(g) = w.tile() else {
+        let Some(g) = w.rollup().or(w.tile()) else {
             return Err(format!(
                 "`{}` needs a sliding window, not `lifetime` (old rows decay to nothing)",
                 self.name()
@@ -187,11 +187,15 @@ pub const DAY: i64 = 24 * HOUR;
 pub enum Window {
     /// `len` ms of tiles of `tile` ms, ending with the tile that holds the read time, or — with
     /// an `offset` (a whole number of tiles) — that many ms earlier, complete tiles only (e.g.
-    /// `7d_offset_1d`: the seven complete days before today). See [`super::window`].
+    /// `7d_offset_1d`: the seven complete days before today). With a `rollup` (a multiple of
+    /// `tile`, or 0 for none) the window's rows are also kept in coarser tiles of that size, and a
+    /// read takes every whole coarse tile inside the window instead of its fine tiles. See
+    /// [`super::window`].
     Sliding {
         len: i64,
         offset: i64,
         tile: i64,
+        rollup: i64,
     },
     Lifetime,
 }
@@ -216,7 +220,7 @@ pub fn default_tile(len: i64) -> i64 {
 impl Window {
     /// A window of `len` ms in its default tiles, ending at the read.
     pub fn sliding(len: i64) -> Self {
-        Self::Sliding { len, offset: 0, tile: default_tile(len) }
+        Self::Sliding { len, offset: 0, tile: default_tile(len), rollup: 0 }
     }
 
     /// Parse `30m`, `1h`, `24h`, `7d` (at least 1m), `lifetime`, and offset windows such as
@@ -227,6 +231,13 @@ impl Window {
 
     /// [`Window::parse`] with the aggregation's own tile size (`tile = "5m"`), if it sets one.
     pub fn parse_with_tile(s: &str, tile: Option<i64>) -> Result<Self, String> {
+        Self::parse_with_tiles(s, tile, None)
+    }
+
+    /// [`Window::parse_with_tile`] with the aggregation's roll-up tile size (`rollup = "10m"`):
+    /// a multiple of the window's tile. Windows whose tiles are at least as large, or that are
+    /// shorter than two roll-up tiles, do not use it.
+    pub fn parse_with_tiles(s: &str, tile: Option<i64>, rollup: Option<i64>) -> Result<Self, String> {
         if s == "lifetime" {
             return Ok(Self::Lifetime);
         }
@@ -265,7 +276,28 @@ impl Window {
         if len + offset > 400 * DAY {
             return Err(format!("window `{s}`: length plus offset must be at most 400d"));
         }
-        Ok(Self::Sliding { len, offset, tile: g })
+        let rollup = match rollup {
+            // Windows in tiles as large as the roll-up (or larger) have nothing to roll up.
+            Some(r) if r <= g => 0,
+            Some(r) if r % g != 0 => {
+                return Err(format!(
+                    "window `{s}`: the rollup ({}) must be a multiple of the window's {} tiles",
+                    fmt_duration(r),
+                    fmt_duration(g)
+                ));
+            }
+            Some(r) if len >= 2 * r => r,
+            _ => 0,
+        };
+        Ok(Self::Sliding { len, offset, tile: g, rollup })
+    }
+
+    /// The roll-up tile size this window reads whole coarse tiles of (`None`: none).
+    pub fn rollup(self) -> Option<i64> {
+        match self {
+            Self::Sliding { rollup, .. } if rollup > 0 => Some(rollup),
+            _ => None,
+        }
     }
 
     /// Tile size for this window (`None` for lifetime, which uses one tile forever).
@@ -417,6 +449,17 @@ mod tests {
     }
 
     #[test]
+    fn a_rollup_applies_to_the_windows_it_can_roll_up() {
+        let r = |w: &str, big: i64| Window::parse_with_tiles(w, None, Some(big));
+        assert_eq!(r("2h", 10 * MINUTE).unwrap().rollup(), Some(10 * MINUTE));
+        // Hour tiles are as large as the roll-up; a 15-minute window is shorter than two of it.
+        assert_eq!(r("24h", HOUR).unwrap().rollup(), None);
+        assert_eq!(r("15m", 10 * MINUTE).unwrap().rollup(), None);
+        let e = r("2h", 90_000).unwrap_err();
+        assert!(e.contains("multiple of the window's 1m tiles"), "{e}");
+    }
+
+    #[test]
     fn decayed_functions_need_a_sliding_window_of_narrow_tiles() {
         let f = AggFunction::DecayedSum(HOUR);
         assert!(f.check_window(Window::parse("7d").unwrap()).is_err(), "day tiles are 24 half-lives");
@@ -436,7 +479,10 @@ mod tests {
             assert_eq!(w.label(), text);
             assert!(w.offset() > 0);
         }
-        assert_eq!(Window::parse("7d_offset_1d").unwrap(), Window::Sliding { len: 7 * DAY, offset: DAY, tile: DAY });
+        assert_eq!(
+            Window::parse("7d_offset_1d").unwrap(),
+            Window::Sliding { len: 7 * DAY, offset: DAY, tile: DAY, rollup: 0 }
+        );
         for (bad, why) in [
             ("7d_offset_1h", "whole number"),
             ("1h_offset_30s", "whole number"),

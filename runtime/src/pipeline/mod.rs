@@ -106,9 +106,7 @@ impl StreamView {
     pub fn new(tenant: &str, spec: ViewSpec, transform: Transform, metrics: Arc<Metrics>) -> Self {
         let plan = FoldPlan::new(spec.latest.iter().map(|(n, _)| n.clone()).collect(), &spec.aggs);
         let windows: Vec<Window> = spec.aggs.iter().flat_map(|a| a.windows.iter().copied()).collect();
-        let mut tiles: Vec<i64> = windows.iter().filter_map(|w| w.tile()).collect();
-        tiles.sort_unstable();
-        tiles.dedup();
+        let tiles = crate::aggregate::window::tile_sizes(windows.iter().copied());
         let retention = tiles.iter().map(|g| (*g, retention(*g, windows.iter().copied()))).collect();
         let has_lifetime = windows.contains(&Window::Lifetime);
         let keep_ms = if has_lifetime { 400 * DAY } else { spec.ttl_ms.max(spec.longest_window() + DAY) };

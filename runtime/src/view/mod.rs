@@ -91,6 +91,14 @@ pub struct AggConfig {
     /// must be a whole number of tiles, at most 1,440 of them.
     #[serde(default)]
     pub tile: Option<String>,
+    /// Coarser tiles kept besides (a multiple of the tile, e.g. `10m` over minute tiles): a read
+    /// of a long window takes every whole roll-up tile inside it instead of its fine tiles
+    /// (`2h` in minute tiles: at most 30 tiles rather than 120), at the cost of one more tile
+    /// per component on each write. Windows shorter than two roll-up tiles do not use it. Turn
+    /// it on for a new view, or backfill after turning it on: roll-up tiles hold only the rows
+    /// written since.
+    #[serde(default)]
+    pub rollup: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -139,10 +147,16 @@ impl ViewSpec {
                     Some(parse_duration_ms(t).map_err(|e| err(format!("aggregation of `{}`: tile {e}", a.column)))?)
                 }
             };
+            let rollup = match &a.rollup {
+                None => None,
+                Some(r) => {
+                    Some(parse_duration_ms(r).map_err(|e| err(format!("aggregation of `{}`: rollup {e}", a.column)))?)
+                }
+            };
             let windows = a
                 .windows
                 .iter()
-                .map(|w| Window::parse_with_tile(w, tile).map_err(&err))
+                .map(|w| Window::parse_with_tiles(w, tile, rollup).map_err(&err))
                 .collect::<Result<Vec<_>, _>>()?;
             if windows.is_empty() {
                 return Err(err(format!("aggregation of `{}` has no windows", a.column)));

@@ -52,6 +52,24 @@ fn specs() -> Vec<AggSpec> {
     for f in [AggFunction::Count, AggFunction::Max, AggFunction::StddevPop] {
         v.push(AggSpec { column: "amount".into(), function: f, windows: five(&["1h", "24h", "30m_offset_10m"]) });
     }
+    // Aggregations with roll-ups (`rollup = "10m"` over minute tiles, `6h` over hour tiles): the
+    // same values from fewer tiles, for every kind of merge.
+    let rolled = |ws: &[&str], big: i64| {
+        ws.iter().map(|x| Window::parse_with_tiles(x, None, Some(big)).unwrap()).collect::<Vec<_>>()
+    };
+    for f in [
+        AggFunction::Sum,
+        AggFunction::Min,
+        AggFunction::VarSamp,
+        AggFunction::ApproxPercentile(9000),
+        AggFunction::DecayedSum(HOUR),
+    ] {
+        v.push(AggSpec { column: "amount".into(), function: f, windows: rolled(&["2h", "1h_offset_20m"], 10 * MIN) });
+    }
+    v.push(AggSpec { column: "amount".into(), function: AggFunction::Count, windows: rolled(&["2d"], 6 * HOUR) });
+    for f in [AggFunction::LastN(3), AggFunction::FirstN(3), AggFunction::ApproxCountDistinct] {
+        v.push(AggSpec { column: "country".into(), function: f, windows: rolled(&["2h", "90m_offset_10m"], 10 * MIN) });
+    }
     v.push(AggSpec {
         column: "amount".into(),
         function: AggFunction::DecayedSum(HOUR),
@@ -88,7 +106,8 @@ fn specs() -> Vec<AggSpec> {
 fn in_window(w: Window, t: i64, e: i64) -> bool {
     match w {
         Window::Lifetime => e <= t,
-        Window::Sliding { len, offset, tile } => {
+        // Roll-ups change which tiles are read, never which rows count.
+        Window::Sliding { len, offset, tile, rollup: _ } => {
             let default = if len <= 2 * HOUR {
                 MIN
             } else if len <= 2 * DAY {
@@ -247,8 +266,10 @@ pub(crate) async fn scenario(store: &dyn OnlineStore, view: &str) {
     let specs = specs();
     let plan = FoldPlan::new(vec!["country".into()], &specs);
     let all_windows: Vec<Window> = specs.iter().flat_map(|s| s.windows.iter().copied()).collect();
-    let ret: Vec<(i64, i64)> =
-        [MIN, 5 * MIN, HOUR, DAY].iter().map(|g| (*g, retention(*g, all_windows.iter().copied()))).collect();
+    let ret: Vec<(i64, i64)> = wafer_runtime::aggregate::window::tile_sizes(all_windows.iter().copied())
+        .iter()
+        .map(|g| (*g, retention(*g, all_windows.iter().copied())))
+        .collect();
     let evs = events(7, 3000);
     let mut rng = Rng(99);
     // Checkpoints: read after applying every event ≤ t (and none later).
