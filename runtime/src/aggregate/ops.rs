@@ -92,6 +92,9 @@ pub fn merge_last_n(existing: &mut Vec<(i64, String)>, items: &[(i64, String)], 
     merge_distinct(existing, items, k, order, Recency::Latest);
 }
 
+/// [`merge_last_n`] or [`merge_first_n`], as one type.
+pub type MergeList = fn(&mut Vec<(i64, String)>, &[(i64, String)], usize, TieOrder);
+
 /// [`merge_last_n`]'s mirror for `first_n`: the `k` earliest distinct keys, earliest first (a key
 /// keeps its earliest time; equal times put the greater value first under `order`).
 pub fn merge_first_n(existing: &mut Vec<(i64, String)>, items: &[(i64, String)], k: usize, order: TieOrder) {

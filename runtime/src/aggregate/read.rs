@@ -6,7 +6,7 @@ use super::decay;
 use super::decimal;
 use super::hll;
 use super::moments::{self, Variance};
-use super::ops::{latest_field, merge_first_n, merge_last_n, tile_field, write_tile_field};
+use super::ops::{MergeList, latest_field, merge_first_n, merge_last_n, tile_field, write_tile_field};
 use super::order::{TieOrder, max_f64, min_f64};
 use super::quantile;
 use super::spec::{AggFunction, AggSpec, Window};
@@ -86,9 +86,6 @@ pub fn output_type(f: AggFunction, column: ValueType) -> ValueType {
         }
     }
 }
-
-/// [`merge_last_n`] or [`merge_first_n`].
-type MergeList = fn(&mut Vec<(i64, String)>, &[(i64, String)], usize, TieOrder);
 
 /// The value of `spec` over window `w` read at `t`.
 pub fn compute(spec: &AggSpec, w: Window, t: i64, column: ValueType, src: &dyn FieldSource) -> Value {

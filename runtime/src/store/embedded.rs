@@ -13,7 +13,9 @@ use parking_lot::Mutex;
 
 use super::quota::EntityQuota;
 use super::{Applied, EntityRecord, FieldNames, OnlineStore, Outcome, StoreError, WriteBatch};
-use crate::aggregate::ops::{EntityOps, TileOp, f64_repr, latest_wins, merge_first_n, merge_last_n, parse_tile_field};
+use crate::aggregate::ops::{
+    EntityOps, MergeList, TileOp, f64_repr, latest_wins, merge_first_n, merge_last_n, parse_tile_field,
+};
 use crate::aggregate::order::{max_wins, min_wins};
 
 /// Everything stored for one entity, by field name.
@@ -146,21 +148,16 @@ pub(crate) fn apply_op(rec: &mut Data, op: &TileOp) {
                 rec.fields.insert(field.clone(), f64_repr(*value));
             }
         }
-        TileOp::LastN { field, k, order, items } => {
+        TileOp::LastN { field, k, order, items } | TileOp::FirstN { field, k, order, items } => {
+            let merge = if matches!(op, TileOp::FirstN { .. }) { merge_first_n } else { merge_last_n as MergeList };
             let mut cur: Vec<(i64, String)> =
                 rec.fields.get(field).and_then(|v| serde_json::from_str(v).ok()).unwrap_or_default();
-            merge_last_n(&mut cur, items, *k as usize, *order);
+            merge(&mut cur, items, *k as usize, *order);
             rec.fields.insert(field.clone(), serde_json::to_string(&cur).unwrap_or_default());
         }
         TileOp::AddDecimal { field, delta } => {
             let sum = crate::aggregate::decimal::add_decimal(rec.fields.get(field).map(String::as_str), delta);
             rec.fields.insert(field.clone(), sum);
-        }
-        TileOp::FirstN { field, k, order, items } => {
-            let mut cur: Vec<(i64, String)> =
-                rec.fields.get(field).and_then(|v| serde_json::from_str(v).ok()).unwrap_or_default();
-            merge_first_n(&mut cur, items, *k as usize, *order);
-            rec.fields.insert(field.clone(), serde_json::to_string(&cur).unwrap_or_default());
         }
         TileOp::Buckets { field, counts } => {
             let merged = crate::aggregate::quantile::add_counts(rec.fields.get(field).map(String::as_str), counts);

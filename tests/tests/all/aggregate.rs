@@ -133,28 +133,8 @@ fn truth(spec: &AggSpec, w: Window, t: i64, evs: &[&Ev]) -> Value {
         AggFunction::Mean => Value::Float64(amounts.iter().sum::<i64>() as f64 / 100.0 / sel.len() as f64),
         AggFunction::Min => amounts.iter().min().map_or(Value::Null, |c| Value::Float64(*c as f64 / 100.0)),
         AggFunction::Max => amounts.iter().max().map_or(Value::Null, |c| Value::Float64(*c as f64 / 100.0)),
-        AggFunction::LastN(k) => {
-            // Latest time per distinct value; most recent first; ties by value descending.
-            let mut latest: BTreeMap<&str, i64> = BTreeMap::new();
-            for e in &sel {
-                let x = latest.entry(e.country.as_str()).or_insert(e.t);
-                *x = (*x).max(e.t);
-            }
-            let mut v: Vec<(i64, &str)> = latest.into_iter().map(|(c, t)| (t, c)).collect();
-            v.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(a.1)));
-            Value::Texts(v.into_iter().take(k as usize).map(|(_, c)| c.to_string()).collect())
-        }
-        AggFunction::FirstN(k) => {
-            // Earliest time per distinct value; earliest first; ties by value descending.
-            let mut earliest: BTreeMap<&str, i64> = BTreeMap::new();
-            for e in &sel {
-                let x = earliest.entry(e.country.as_str()).or_insert(e.t);
-                *x = (*x).min(e.t);
-            }
-            let mut v: Vec<(i64, &str)> = earliest.into_iter().map(|(c, t)| (t, c)).collect();
-            v.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(a.1)));
-            Value::Texts(v.into_iter().take(k as usize).map(|(_, c)| c.to_string()).collect())
-        }
+        AggFunction::LastN(k) => distinct_countries(&sel, k, true),
+        AggFunction::FirstN(k) => distinct_countries(&sel, k, false),
         AggFunction::ApproxCountDistinct => {
             Value::Int64(sel.iter().map(|e| e.country.as_str()).collect::<HashSet<_>>().len() as i64)
         }
@@ -204,6 +184,19 @@ fn decay_tolerance(spec: &AggSpec, w: Window, t: i64, evs: &[&Ev]) -> f64 {
     let magnitude = |e: &Ev| if spec.column == "amount" { (e.cents as f64 / 100.0).abs() } else { 1.0 };
     let scale: f64 = evs.iter().filter(|e| in_window(w, t, e.t)).map(|e| magnitude(e) * decay_weight(t, e.t, h)).sum();
     scale * 1e-9 + 1e-12
+}
+
+/// The `k` distinct countries of `sel`, each at its latest (or earliest) time, most recent (or
+/// earliest) first; ties by value descending.
+fn distinct_countries(sel: &[&&Ev], k: u16, latest: bool) -> Value {
+    let mut at: BTreeMap<&str, i64> = BTreeMap::new();
+    for e in sel {
+        let x = at.entry(e.country.as_str()).or_insert(e.t);
+        *x = if latest { (*x).max(e.t) } else { (*x).min(e.t) };
+    }
+    let mut v: Vec<(i64, &str)> = at.into_iter().map(|(c, t)| (t, c)).collect();
+    v.sort_by(|a, b| if latest { b.0.cmp(&a.0) } else { a.0.cmp(&b.0) }.then(b.1.cmp(a.1)));
+    Value::Texts(v.into_iter().take(k as usize).map(|(_, c)| c.to_string()).collect())
 }
 
 /// Whether `got` is `want` within the function's stated error (exact for the exact functions;
