@@ -8,7 +8,9 @@
 //! drawn from 200) are pushed into each view in turn, and the growth of Redis's `used_memory`
 //! and of its key count is divided by the users. Printed per view, with the tiles each entity
 //! holds (keys and hash fields of one sampled entity) so a change in the tile scheme shows, and
-//! the CPU `wafer` and Redis spent per 1,000 events pushed (from `/proc/<pid>/stat`).
+//! the CPU `wafer` and Redis spent per 1,000 events pushed (from `/proc/<pid>/stat`). Then the
+//! read cost: `--reads` requests of 100 entities × every feature of the view, with the CPU of
+//! both processes per request (roll-ups show here: the same values from fewer tiles).
 
 use std::fmt::Write as _;
 
@@ -28,6 +30,9 @@ pub struct Args {
     /// Events are spread over this many hours before now.
     #[arg(long, default_value_t = 24)]
     span_hours: i64,
+    /// Read requests (100 entities, every feature of the view) per view after loading it.
+    #[arg(long, default_value_t = 200)]
+    reads: usize,
 }
 
 /// Every window, and the sliding ones (decay has no lifetime).
@@ -153,7 +158,45 @@ pub fn run(a: Args) -> Result<()> {
                 1e6 * (cpu1.0 - cpu0.0) / total as f64,
                 1e6 * (cpu1.1 - cpu0.1) / total as f64,
             );
+            if !functions.is_empty() && a.reads > 0 {
+                read_cost(&mut http, view, a.users, a.reads, &cpu).await?;
+            }
         }
         Ok(())
     })
+}
+
+/// The aggregated features of `view` (from `GET /v1/views`).
+async fn aggregated_features(http: &mut Conn, view: &str) -> Result<Vec<String>> {
+    let body: serde_json::Value = serde_json::from_slice(&http.get("/v1/views").await?)?;
+    let views = body["views"].as_array().context("GET /v1/views: no views")?;
+    let v = views.iter().find(|v| v["name"] == view).with_context(|| format!("no view {view}"))?;
+    let names = v["features"].as_array().context("no features")?.iter().filter_map(|f| f["name"].as_str());
+    Ok(names.filter(|n| *n != "country").map(str::to_owned).collect())
+}
+
+/// `reads` requests of 100 entities × every aggregated feature; CPU of both processes per request.
+async fn read_cost(
+    http: &mut Conn,
+    view: &str,
+    users: usize,
+    reads: usize,
+    cpu: &impl Fn() -> (f64, f64),
+) -> Result<()> {
+    let features = aggregated_features(http, view).await?;
+    let cpu0 = cpu();
+    for r in 0..reads {
+        let entities: Vec<String> = (0..100).map(|i| format!("u{}", (r * 100 + i) % users)).collect();
+        let body = serde_json::json!({"view": view, "entities": entities, "features": features});
+        http.post("/v1/features", Bytes::from(body.to_string())).await?;
+    }
+    let cpu1 = cpu();
+    println!(
+        "  {:<10} reads: {} features x 100 entities; cpu per request: wafer {:.2} ms, redis {:.2} ms",
+        "",
+        features.len(),
+        1e3 * (cpu1.0 - cpu0.0) / reads as f64,
+        1e3 * (cpu1.1 - cpu0.1) / reads as f64,
+    );
+    Ok(())
 }
