@@ -221,3 +221,60 @@ impl ViewSpec {
         self.aggs.iter().flat_map(|a| a.windows.iter()).filter_map(|w| w.reach()).max().unwrap_or(0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::spec::{HOUR, MINUTE};
+
+    fn spec(aggregations: &str) -> Result<ViewSpec, ViewError> {
+        let cfg: StreamViewConfig =
+            toml::from_str(&format!("name = \"txn\"\nentity = \"user\"\ntransform = \"t.wasm\"\n{aggregations}"))
+                .expect("config parses");
+        let outputs = [("amount", ValueType::Float64), ("merchant", ValueType::Text)]
+            .map(|(name, value_type)| crate::FeatureSpec { name: name.into(), value_type, nullable: false });
+        ViewSpec::new(&cfg, &outputs)
+    }
+
+    #[test]
+    fn an_aggregation_sets_its_tile_and_rollup() {
+        let s = spec(
+            "[[aggregations]]\ncolumn = \"amount\"\nfunctions = [\"sum\", \"decayed_sum(1h)\"]\n\
+             windows = [\"2h\", \"24h\", \"1h_offset_5m\"]\ntile = \"5m\"\nrollup = \"1h\"\n",
+        )
+        .unwrap();
+        let windows = &s.aggs[0].windows;
+        assert!(windows.iter().all(|w| w.tile() == Some(5 * MINUTE)));
+        // 2h and 24h span two roll-up tiles; the 1h window does not.
+        assert_eq!(windows.iter().map(|w| w.rollup()).collect::<Vec<_>>(), [Some(HOUR), Some(HOUR), None]);
+        assert!(s.feature_names().iter().any(|n| n == "amount_decayed_sum_1h_1h_offset_5m"));
+        // The longest reach keeps the records: 24h (the offset window reaches 1h05m).
+        assert_eq!(s.longest_window(), 24 * HOUR);
+    }
+
+    #[test]
+    fn bad_tiles_rollups_and_decays_are_named() {
+        for (aggregation, why) in [
+            ("windows = [\"1h\"]\ntile = \"7m\"", "whole number of its 7m tiles"),
+            ("windows = [\"1h\"]\ntile = \"x\"", "tile"),
+            ("windows = [\"2h\"]\nrollup = \"90s\"", "multiple of the window's 1m tiles"),
+            ("windows = [\"lifetime\"]\nfunctions2 = 1", "unknown field"),
+        ] {
+            let text = format!("[[aggregations]]\ncolumn = \"amount\"\nfunctions = [\"sum\"]\n{aggregation}\n");
+            let cfg = toml::from_str::<StreamViewConfig>(&format!(
+                "name = \"txn\"\nentity = \"user\"\ntransform = \"t.wasm\"\n{text}"
+            ));
+            let message = match cfg {
+                Err(e) => e.to_string(),
+                Ok(_) => spec(&text).err().map(|e| e.to_string()).unwrap_or_default(),
+            };
+            assert!(message.contains(why), "{aggregation}: {message}");
+        }
+        let e =
+            spec("[[aggregations]]\ncolumn = \"amount\"\nfunctions = [\"decayed_count(1m)\"]\nwindows = [\"7d\"]\n")
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+        assert!(e.contains("half-lives"), "{e}");
+    }
+}
