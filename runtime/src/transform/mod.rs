@@ -28,6 +28,13 @@ use crate::bindings::{request as req_bindings, stream as stream_bindings, types:
 use crate::engine::WaferEngine;
 use crate::sandbox::{HostState, Limits};
 
+/// The deadline of the one `describe` call at load: at least this, whatever the per-call
+/// deadline. It runs on a fresh instance, so it also pays the guest runtime's start (a
+/// StarlingMonkey component initializes its JS engine), which a 50 ms per-batch deadline does
+/// not always cover on a machine whose cores are busy; a load is rare, so a longer budget costs
+/// little, and it is still bounded.
+pub const DESCRIBE_DEADLINE: Duration = Duration::from_secs(1);
+
 /// How a load went, for `wafer inspect`, upload responses and benchmarks.
 #[derive(Debug, Clone)]
 pub struct LoadStats {
@@ -128,8 +135,9 @@ impl Transform {
                     .map_err(|e| BuildError::ExportMismatch { world: kind.world_name(), detail: format!("{e:#}") })?,
             ),
         };
-        let ticks = engine.ticks_for(limits.deadline);
-        let info = instance::describe(&engine, &typed, &limits, ticks).map_err(BuildError::Describe)?;
+        let describe_limits = Limits { deadline: limits.deadline.max(DESCRIBE_DEADLINE), ..limits.clone() };
+        let ticks = engine.ticks_for(describe_limits.deadline);
+        let info = instance::describe(&engine, &typed, &describe_limits, ticks).map_err(BuildError::Describe)?;
         let schema =
             Schema::from_info(&info).map_err(BuildError::InvalidInfo)?.with_entity_key_cap(limits.entity_key_bytes);
         if kind == WorldKind::Stream && (!info.params.is_empty() || !info.reads.is_empty()) {
