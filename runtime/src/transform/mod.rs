@@ -136,9 +136,12 @@ impl Transform {
                     .map_err(|e| BuildError::ExportMismatch { world: kind.world_name(), detail: format!("{e:#}") })?,
             ),
         };
+        // Its own budget for the one describe call; every later call gets the per-call deadline.
         let describe_limits = Limits { deadline: limits.deadline.max(DESCRIBE_DEADLINE), ..limits.clone() };
-        let ticks = engine.ticks_for(describe_limits.deadline);
-        let info = instance::describe(&engine, &typed, &describe_limits, ticks).map_err(BuildError::Describe)?;
+        let describe_ticks = engine.ticks_for(describe_limits.deadline);
+        let info =
+            instance::describe(&engine, &typed, &describe_limits, describe_ticks).map_err(BuildError::Describe)?;
+        let ticks = engine.ticks_for(limits.deadline);
         let schema =
             Schema::from_info(&info).map_err(BuildError::InvalidInfo)?.with_entity_key_cap(limits.entity_key_bytes);
         if kind == WorldKind::Stream && (!info.params.is_empty() || !info.reads.is_empty()) {
