@@ -81,9 +81,7 @@ impl FoldPlan {
             let c = &mut columns[idx];
             for w in &a.windows {
                 for g in [Some(w.tile().unwrap_or(0)), w.rollup()].into_iter().flatten() {
-                    if !c.tiles.contains(&g) {
-                        c.tiles.push(g);
-                    }
+                    push_once(&mut c.tiles, g);
                 }
             }
             match a.function {
@@ -95,16 +93,8 @@ impl FoldPlan {
                 }
                 AggFunction::Min => c.min = true,
                 AggFunction::Max => c.max = true,
-                AggFunction::LastN(k) => {
-                    if !c.last_n.contains(&k) {
-                        c.last_n.push(k)
-                    }
-                }
-                AggFunction::FirstN(k) => {
-                    if !c.first_n.contains(&k) {
-                        c.first_n.push(k)
-                    }
-                }
+                AggFunction::LastN(k) => push_once(&mut c.last_n, k),
+                AggFunction::FirstN(k) => push_once(&mut c.first_n, k),
                 AggFunction::ApproxCountDistinct => c.hll = true,
                 AggFunction::VarPop | AggFunction::VarSamp | AggFunction::StddevPop | AggFunction::StddevSamp => {
                     c.count = true;
@@ -112,19 +102,18 @@ impl FoldPlan {
                     c.squares = true
                 }
                 AggFunction::ApproxPercentile(_) => c.sketch = true,
-                AggFunction::DecayedCount(h) => {
-                    if !c.decayed_counts.contains(&h) {
-                        c.decayed_counts.push(h)
-                    }
-                }
-                AggFunction::DecayedSum(h) => {
-                    if !c.decayed_sums.contains(&h) {
-                        c.decayed_sums.push(h)
-                    }
-                }
+                AggFunction::DecayedCount(h) => push_once(&mut c.decayed_counts, h),
+                AggFunction::DecayedSum(h) => push_once(&mut c.decayed_sums, h),
             }
         }
         Self { latest, columns }
+    }
+}
+
+/// Add `x` to a plan's list unless it is there already.
+fn push_once<T: PartialEq>(list: &mut Vec<T>, x: T) {
+    if !list.contains(&x) {
+        list.push(x);
     }
 }
 

@@ -374,15 +374,7 @@ async fn records_expire_after_keep_ms_on_both_stores() {
     let ev = Ev { user: "u1".into(), t: 1, cents: 1, country: "DE".into() };
     let (ops, _) = fold(&plan, &[row(&ev)]);
     for store in [&r as &dyn OnlineStore, &e] {
-        let wb = WriteBatch {
-            view: "t/ttl",
-            mark: None,
-            entities: &ops,
-            keep_ms: 300,
-            retention: &[],
-            idempotency_key: None,
-            quota: None,
-        };
+        let wb = unmarked("t/ttl", &ops, 300);
         store.apply(&wb).await.unwrap();
         let f = ["f:country".to_string()];
         assert!(!store.read("t/ttl", &["u1"], &f, &[]).await.unwrap()[0].is_empty());
@@ -414,15 +406,7 @@ async fn distinct_count_sketches_are_sparse_while_small_and_identical_on_both_st
         let ops = vec![EntityOps { entity: "u1".into(), ops: vec![TileOp::Hll { field: field.clone(), registers }] }];
         let mut stored = Vec::new();
         for store in [&r as &dyn OnlineStore, &e] {
-            let wb = WriteBatch {
-                view: "t/hll",
-                mark: None,
-                entities: &ops,
-                keep_ms: DAY,
-                retention: &[],
-                idempotency_key: None,
-                quota: None,
-            };
+            let wb = unmarked("t/hll", &ops, DAY);
             store.apply(&wb).await.unwrap();
             let rec = store.read("t/hll", &["u1"], &[], std::slice::from_ref(&field)).await.unwrap().remove(0);
             stored.push(rec.hll(&field).unwrap().to_vec());
@@ -463,15 +447,7 @@ async fn every_function_gives_the_same_bits_on_both_stores_whatever_the_batching
         for batch in order.chunks(1 + rng.below(150) as usize) {
             let rows: Vec<FeatureRow> = batch.iter().map(|e| row(e)).collect();
             let (ops, _) = fold(&plan, &rows);
-            let wb = WriteBatch {
-                view: "t/bits",
-                mark: None,
-                entities: &ops,
-                keep_ms: 30 * DAY,
-                retention: &[],
-                idempotency_key: None,
-                quota: None,
-            };
+            let wb = unmarked("t/bits", &ops, 30 * DAY);
             store.apply(&wb).await.unwrap();
         }
     }
@@ -529,20 +505,21 @@ async fn square_sums_add_exactly_past_u128_on_both_stores() {
                 entity: "u1".into(),
                 ops: vec![TileOp::AddDecimal { field: field.clone(), delta: d.into() }],
             }];
-            let wb = WriteBatch {
-                view: "t/q",
-                mark: None,
-                entities: &ops,
-                keep_ms: DAY,
-                retention: &[],
-                idempotency_key: None,
-                quota: None,
-            };
+            let wb = unmarked("t/q", &ops, DAY);
             store.apply(&wb).await.unwrap();
         }
         let rec = store.read("t/q", &["u1"], std::slice::from_ref(&field), &[]).await.unwrap().remove(0);
         assert_eq!(rec.field(&field), Some(want.as_str()));
     }
+}
+
+/// A write of `entities` with no source mark, idempotency key, retention or quota.
+fn unmarked<'a>(
+    view: &'a str,
+    entities: &'a [wafer_runtime::aggregate::ops::EntityOps],
+    keep_ms: i64,
+) -> WriteBatch<'a> {
+    WriteBatch { view, mark: None, entities, keep_ms, retention: &[], idempotency_key: None, quota: None }
 }
 
 /// Digit-by-digit decimal addition (the test's own, independent of the stores').
