@@ -1,16 +1,12 @@
-//! Wafer's host: loads feature transforms (WebAssembly components implementing the worlds in
-//! `wit/transform.wit`), runs them in a sandbox, and validates what they return.
+//! Wafer's node: the streaming pipeline, online stores, serving, the offline path, the control
+//! plane and the HTTP API, built on the Wasm host of the `wafer-host` crate.
 //!
 //! Where things live:
-//! - [`engine`]: the one wasmtime `Engine` per process, its knobs, and the epoch ticker.
-//! - [`bindings`]: the host side of `wit/transform.wit` (generated types and worlds).
-//! - [`component`]: turning uploaded bytes into a validated, precompiled component
-//!   ([`component::validate`] says what is wrong with bad uploads, [`artifact_cache`] keeps
-//!   compiled artifacts on disk).
-//! - [`sandbox`]: per-instance limits (CPU deadline, memory cap, output cap), the WASI context
-//!   with event-time clocks and per-call seeded random, and guest log/stdio capture.
-//! - [`transform`]: running stream and request transforms, with output validation against the
-//!   declared schema, instance reuse and recycling, and poison-event isolation.
+//! - From `wafer-host`, re-exported under the same paths: [`engine`] (the one wasmtime
+//!   `Engine`), [`bindings`] (the host side of `wit/transform.wit`), [`component`] and
+//!   [`artifact_cache`] (validated, precompiled uploads), [`sandbox`] (per-instance limits,
+//!   event-time clocks, seeded random, log capture) and [`transform`] (running stream and request
+//!   transforms, output validation, poison-event isolation).
 //! - [`events`]: the JSONL event format of `wafer run` and HTTP push.
 //! - [`time`]: the wall clock in ms, durations and RFC 3339 timestamps as text.
 //! - [`aggregate`]: time-window aggregations (tiles: where they are folded and merged).
@@ -31,11 +27,7 @@
 //! - [`server`]: the HTTP API: the route table, credentials, [`server::ApiError`].
 
 pub mod aggregate;
-pub mod artifact_cache;
-pub mod bindings;
-pub mod component;
 pub mod control;
-pub mod engine;
 pub mod events;
 pub mod manifest;
 pub mod materialize;
@@ -43,15 +35,15 @@ pub mod node;
 pub mod offline;
 pub mod pipeline;
 pub mod registry;
-pub mod sandbox;
 pub mod server;
 pub mod serving;
 pub mod sources;
 pub mod store;
 pub mod tenant;
 pub mod time;
-pub mod transform;
 pub mod view;
+
+pub use wafer_host::{artifact_cache, bindings, component, engine, sandbox, transform};
 
 pub use bindings::types::{Event, Feature, FeatureRow, FeatureSpec, Header, TransformInfo, Value, ValueType};
 pub use component::{LoadError, Loader, WorldKind};
