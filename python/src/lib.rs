@@ -23,6 +23,7 @@ use pyo3::types::{PyDict, PyList, PyTuple};
 use wafer_runtime::manifest::Manifest;
 use wafer_runtime::offline::event_files::{EventBatch, EventFile};
 use wafer_runtime::offline::parquet_out::{self, FeatureColumn};
+use wafer_runtime::offline::shard::Shard;
 use wafer_runtime::offline::spine::Spine;
 use wafer_runtime::offline::training::{self, EventSource, TrainingJob, parse_features};
 use wafer_runtime::pipeline::Metrics;
@@ -97,7 +98,7 @@ fn event_source(obj: &Bound<'_, PyAny>) -> PyResult<EventSource> {
 /// Point-in-time training data: `wafer training-data` without the files. See `wafer.training_data`.
 #[pyfunction]
 #[pyo3(signature = (manifest, events, spine, features, *, entity_column=None, time_column="timestamp_ms".to_string(),
-                    full_feature_names=false, batch_size=1024, threads=None))]
+                    full_feature_names=false, batch_size=1024, threads=None, shard=None))]
 #[allow(clippy::too_many_arguments)]
 fn training_data(
     py: Python<'_>,
@@ -110,7 +111,9 @@ fn training_data(
     full_feature_names: bool,
     batch_size: usize,
     threads: Option<usize>,
+    shard: Option<String>,
 ) -> PyResult<PyArrowType<Table>> {
+    let shard = shard.map(|s| s.parse::<Shard>()).transpose().map_err(Raise::offline)?;
     // Per view (`{view: source}`) or for every view (`""`), as `--events [VIEW=]FILE`.
     let mut sources: HashMap<String, EventSource> = HashMap::new();
     if let Ok(d) = events.cast::<PyDict>() {
@@ -127,7 +130,8 @@ fn training_data(
             Spine::new(schema, batches)
         }
     };
-    let job = JobArgs { manifest, features, entity_column, time_column, full_feature_names, batch_size, threads };
+    let job =
+        JobArgs { manifest, features, entity_column, time_column, full_feature_names, batch_size, threads, shard };
     let (schema, batches) = py.detach(move || job.run(sources, &spine))?;
     Ok(PyArrowType(Table::try_new(batches, schema).map_err(Raise::offline)?))
 }
@@ -141,6 +145,7 @@ struct JobArgs {
     full_feature_names: bool,
     batch_size: usize,
     threads: Option<usize>,
+    shard: Option<Shard>,
 }
 
 impl JobArgs {
@@ -179,6 +184,15 @@ impl JobArgs {
             batch_size: self.batch_size.max(1),
             threads: self.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
             topics,
+        };
+        let selected;
+        let spine = match self.shard {
+            Some(shard) => {
+                let column = training::shard_column(&job).map_err(Raise::offline)?;
+                selected = shard.select(spine, &column).map_err(Raise::offline)?;
+                &selected
+            }
+            None => spine,
         };
         let (columns, _stats) = training::run(&job, spine, &mut |_| {}).map_err(Raise::offline)?;
         parquet_out::batches(spine, &columns).map_err(Raise::offline)

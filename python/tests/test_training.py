@@ -95,6 +95,25 @@ def test_full_feature_names_and_entity_column(data):
     assert t.column("txn__amount_sum_1h").equals(data["cli"].column("txn__amount_sum_1h"))
 
 
+def test_shards_together_equal_one_call(data):
+    """`shard=(i, n)`: n workers' results hold every spine row once, with the CLI's exact values
+    (the stream and the request view's features, the null-entity row in shard 1)."""
+    n = 3
+    parts = [wafer.training_data(data["manifest"], data["parquet"], data["spine"], FEATURES, shard=(i, n), **FULL)
+             for i in range(1, n + 1)]
+    owner = {}
+    for i, p in enumerate(parts, start=1):
+        for u in p.column("user").to_pylist():
+            assert owner.setdefault(u, i) == i, f"{u} in shards {owner[u]} and {i}"
+    assert owner[None] == 1
+    assert len(set(owner.values())) == n
+    both = pa.concat_tables(parts).sort_by("label")
+    assert both.num_rows == data["cli"].num_rows
+    assert_bit_equal(both, data["cli"])
+    with pytest.raises(errors.OfflineError, match=r"shard `4/3`.*expected I/N"):
+        wafer.training_data(data["manifest"], data["parquet"], data["spine"], FEATURES, shard=(4, 3), **FULL)
+
+
 def test_errors_are_offline_errors(data):
     m, ev, sp = data["manifest"], data["parquet"], data["spine"]
     with pytest.raises(errors.OfflineError, match="unknown features.*txn:nope|txn:nope"):

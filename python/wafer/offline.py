@@ -51,6 +51,7 @@ def training_data(
     time_column: str = "timestamp_ms",
     batch_size: int = 1024,
     threads: Optional[int] = None,
+    shard: Optional[Tuple[int, int]] = None,
 ) -> pa.Table:
     """Point-in-time-correct features for every row of ``spine``.
 
@@ -63,6 +64,11 @@ def training_data(
       (named after the view's ``entity``, or ``entity_column``) and ``time_column`` (Int64 ms or a
       timestamp, timezone-aware or not); request params are taken from columns of their names.
     - ``features``: ``view:feature`` names (a list, or one comma-separated string).
+
+    - ``shard``: ``(i, n)`` keeps only the spine rows whose entity falls in shard ``i`` of ``n``
+      (numbered from 1; ``xxh3_64(key) mod n``, as ``wafer training-data --shard i/n``). The ``n``
+      results together hold every spine row once with the same values as one unsharded call, so
+      ``n`` workers (Ray tasks, Kubernetes indexed jobs) can split one job.
 
     Returns the spine's columns unchanged, then one nullable column per feature (``feature``, or
     ``view__feature`` with ``full_feature_names``), typed as ``wafer training-data`` types them.
@@ -80,6 +86,7 @@ def training_data(
         full_feature_names=full_feature_names,
         batch_size=batch_size,
         threads=threads,
+        shard=None if shard is None else f"{shard[0]}/{shard[1]}",
     )
 
 

@@ -11,6 +11,7 @@
 //! - [`point_in_time`]: the sweep that computes each feature as of each spine time.
 //! - [`parquet_out`]: the typed Parquet output.
 //! - [`training`]: a whole training-data job (feature references, sources, the columns).
+//! - [`shard`]: `--shard I/N`, the spine rows of one entity shard, for running a job on many machines.
 
 mod columns;
 
@@ -18,5 +19,6 @@ pub mod backfill;
 pub mod event_files;
 pub mod parquet_out;
 pub mod point_in_time;
+pub mod shard;
 pub mod spine;
 pub mod training;

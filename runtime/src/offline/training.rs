@@ -43,6 +43,14 @@ pub enum TrainingError {
     Spine(#[from] SpineError),
     #[error(transparent)]
     Sweep(#[from] SweepError),
+    #[error(
+        "--shard needs one spine entity column, but these features read {0}: run one job per entity type, or name one column with --entity-column"
+    )]
+    ShardColumns(String),
+    #[error(
+        "--shard: the requested features read no entity (request views without stored reads), so there is nothing to shard by"
+    )]
+    NothingToShard,
 }
 
 /// `view:feature`.
@@ -239,6 +247,27 @@ pub fn run(
         .map(|((name, ty), values)| FeatureColumn { name, ty, values })
         .collect();
     Ok((out, stats))
+}
+
+/// The spine column that decides a row's shard: the entity column every requested feature reads.
+/// Features of two entity types (two spine columns) cannot be sharded as one job.
+pub fn shard_column(job: &TrainingJob<'_>) -> Result<String, TrainingError> {
+    let mut columns: Vec<String> = Vec::new();
+    for f in &job.features {
+        job.catalog.plan(&[f.full()], None)?;
+        let (entity, _, _) = sources(job, &f.view)?;
+        if let Some(e) = entity {
+            let column = job.entity_column.clone().unwrap_or(e);
+            if !columns.contains(&column) {
+                columns.push(column);
+            }
+        }
+    }
+    match columns.len() {
+        0 => Err(TrainingError::NothingToShard),
+        1 => Ok(columns.remove(0)),
+        _ => Err(TrainingError::ShardColumns(columns.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "))),
+    }
 }
 
 /// A requested view's entity type, the stream views whose history it needs, its request params.

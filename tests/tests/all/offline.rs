@@ -605,6 +605,80 @@ fn training_data_names_bad_requests() {
     assert!(err.contains("spine has no column `ts`"), "{err}");
 }
 
+/// `--shard I/N`: the parts hold every spine row exactly once, each entity in one part, and put
+/// back in spine order they equal the unsharded output bit for bit.
+#[test]
+fn shards_together_equal_the_unsharded_output_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = manifest(dir.path(), None, None, "");
+    let t0 = 1_700_000_000_000;
+    let events = gen_events(11, 600, 9, t0, 3 * 3_600_000);
+    let jsonl = dir.path().join("log.jsonl");
+    write_jsonl(&jsonl, &events);
+    let mut rng = Rng(17);
+    let users: Vec<String> = (0..9).map(|u| format!("u{u}")).collect();
+    let mut spine: Vec<(Option<&str>, i64)> = (0..120)
+        .map(|_| (Some(users[rng.below(9) as usize].as_str()), t0 + rng.below(3 * 3_600_000 + 600_000) as i64))
+        .collect();
+    spine.push((Some("nobody"), t0 + 60_000));
+    spine.push((None, t0 + 60_000));
+    let spine_path = dir.path().join("spine.parquet");
+    write_spine(&spine_path, &spine);
+    let whole = dir.path().join("whole.parquet");
+    training_data(&config, &jsonl, &spine_path, &whole);
+    let whole = read_parquet(&whole);
+
+    let n = 4;
+    let mut rows_seen = vec![0u32; spine.len()];
+    let mut part_of_user: BTreeMap<Option<String>, usize> = BTreeMap::new();
+    let columns: Vec<String> = whole.schema().fields().iter().map(|f| f.name().clone()).collect();
+    for i in 1..=n {
+        let out = dir.path().join(format!("part-{i}.parquet"));
+        let feats = FEATURES.iter().map(|f| format!("txn:{f}")).collect::<Vec<_>>();
+        training_data_with(&config, &jsonl, &spine_path, &out, &feats, &["--shard", &format!("{i}/{n}")]);
+        let part = read_parquet(&out);
+        assert_eq!(part.schema(), whole.schema(), "part {i}: same columns and types");
+        let labels = part.column_by_name("label").unwrap().as_primitive::<Int64Type>().values().to_vec();
+        assert!(labels.windows(2).all(|w| w[0] < w[1]), "part {i} keeps spine order");
+        for (r, &label) in labels.iter().enumerate() {
+            let label = label as usize;
+            rows_seen[label] += 1;
+            let user = spine[label].0.map(str::to_string);
+            let first = *part_of_user.entry(user.clone()).or_insert(i);
+            assert_eq!(first, i, "entity {user:?} appears in parts {first} and {i}");
+            for c in &columns {
+                let (a, b) = (cell(whole.column_by_name(c).unwrap(), label), cell(part.column_by_name(c).unwrap(), r));
+                assert!(same(&a, &b), "part {i}, spine row {label}, `{c}`: {b:?} sharded vs {a:?} whole");
+            }
+        }
+    }
+    assert!(rows_seen.iter().all(|&k| k == 1), "every spine row in exactly one part: {rows_seen:?}");
+    assert!(part_of_user.values().collect::<std::collections::BTreeSet<_>>().len() > 1, "rows spread over parts");
+    assert_eq!(part_of_user[&None], 1, "null entities go to shard 1");
+
+    // Wrong shard specs are refused with the reason.
+    for bad in ["0/4", "5/4", "2"] {
+        let o = wafer(&[
+            "training-data",
+            "--config",
+            config.to_str().unwrap(),
+            "--events",
+            jsonl.to_str().unwrap(),
+            "--spine",
+            spine_path.to_str().unwrap(),
+            "--features",
+            "txn:amount_sum_1h",
+            "--out",
+            "/dev/null",
+            "--shard",
+            bad,
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {err}");
+        assert!(err.contains(&format!("shard `{bad}`")) && err.contains("expected I/N"), "{bad}: {err}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Backfill.
 

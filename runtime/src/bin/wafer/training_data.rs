@@ -11,8 +11,9 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use wafer_runtime::manifest::Manifest;
 use wafer_runtime::offline::parquet_out;
+use wafer_runtime::offline::shard::Shard;
 use wafer_runtime::offline::spine::Spine;
-use wafer_runtime::offline::training::{EventSource, TrainingJob, parse_features, run};
+use wafer_runtime::offline::training::{EventSource, TrainingJob, parse_features, run, shard_column};
 use wafer_runtime::pipeline::Metrics;
 use wafer_runtime::tenant::build_tenant;
 
@@ -50,6 +51,11 @@ pub struct TrainingDataArgs {
     /// Threads for the point-in-time sweep [default: available cores].
     #[arg(long)]
     threads: Option<usize>,
+    /// Compute only shard I of N (numbered from 1): the spine rows whose entity hashes to it
+    /// (`xxh3_64(key) mod N`). The N part files together hold every spine row once, with the
+    /// same values as one unsharded job; run each on any machine.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<Shard>,
     #[command(flatten)]
     sandbox: SandboxArgs,
 }
@@ -78,7 +84,7 @@ pub fn training_data(args: TrainingDataArgs) -> Result<ExitCode> {
         }
     }
     let topics = manifest.views.iter().filter_map(|v| Some((v.name.clone(), v.topic.clone()?))).collect();
-    let spine = Spine::read(&args.spine)?;
+    let mut spine = Spine::read(&args.spine)?;
     let job = TrainingJob {
         views,
         catalog: &app.catalog,
@@ -91,6 +97,12 @@ pub fn training_data(args: TrainingDataArgs) -> Result<ExitCode> {
         threads: args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
         topics,
     };
+    if let Some(shard) = args.shard {
+        let column = shard_column(&job)?;
+        let all = spine.rows;
+        spine = shard.select(&spine, &column)?;
+        eprintln!("shard {shard}: {} of {all} spine rows (by `{column}`)", spine.rows);
+    }
     let bar = ProgressBar::new_spinner();
     bar.set_style(
         ProgressStyle::with_template("{spinner} {pos} events read ({per_sec})  {msg}")
