@@ -2,9 +2,9 @@
 //!
 //! A private Redis and `wafer serve` with one push-only view per aggregation family over
 //! `card_txn.wasm` (plain latest values only; count+sum; min+max; `last_n(5)`; `first_n(5)`;
-//! `approx_count_distinct`; `stddev_samp`; `approx_percentile(0.99)`: each over the windows 1m,
-//! 1h, 24h, 7d and lifetime; `decayed_sum(2h)` over the same sliding windows). The same
-//! events (every user `--events-per-user` events spread over the last `--span-hours`, merchants
+//! `approx_count_distinct`; `count_distinct(20)`; `stddev_samp`; `approx_percentile(0.99)`:
+//! each over the windows 1m, 1h, 24h, 7d and lifetime; `decayed_sum(2h)` over the same sliding
+//! windows). The same events (every user `--events-per-user` events spread over the last `--span-hours`, merchants
 //! drawn from 200) are pushed into each view in turn, and the growth of Redis's `used_memory`
 //! and of its key count is divided by the users. Printed per view, with the tiles each entity
 //! holds (keys and hash fields of one sampled entity) so a change in the tile scheme shows, and
@@ -49,6 +49,7 @@ const VIEWS: &[(&str, &str, &str, &str, &str)] = &[
     ("last_n", "merchant", "\"last_n(5)\"", ALL, ""),
     ("first_n", "merchant", "\"first_n(5)\"", ALL, ""),
     ("distinct", "merchant", "\"approx_count_distinct\"", ALL, ""),
+    ("count_distinct", "merchant", "\"count_distinct(20)\"", ALL, ""),
     ("stddev", "amount", "\"stddev_samp\"", ALL, ""),
     ("percentile", "amount", "\"approx_percentile(0.99)\"", ALL, ""),
     ("decayed", "amount", "\"decayed_sum(2h)\"", SLIDING, ""),

@@ -45,6 +45,8 @@ pub struct ColumnPlan {
     pub max: bool,
     pub last_n: Vec<u16>,
     pub first_n: Vec<u16>,
+    /// Caps of `count_distinct(k)`.
+    pub distinct: Vec<u16>,
     pub hll: bool,
     /// DDSketch buckets (percentiles).
     pub sketch: bool,
@@ -70,6 +72,7 @@ impl FoldPlan {
                         max: false,
                         last_n: vec![],
                         first_n: vec![],
+                        distinct: vec![],
                         hll: false,
                         sketch: false,
                         decayed_counts: vec![],
@@ -95,6 +98,7 @@ impl FoldPlan {
                 AggFunction::Max => c.max = true,
                 AggFunction::LastN(k) => push_once(&mut c.last_n, k),
                 AggFunction::FirstN(k) => push_once(&mut c.first_n, k),
+                AggFunction::CountDistinct(k) => push_once(&mut c.distinct, k),
                 AggFunction::ApproxCountDistinct => c.hll = true,
                 AggFunction::VarPop | AggFunction::VarSamp | AggFunction::StddevPop | AggFunction::StddevSamp => {
                     c.count = true;
@@ -135,6 +139,8 @@ enum Comp {
     Max,
     LastN(u16),
     FirstN(u16),
+    /// `count_distinct(k)`: the tile's `k` greatest distinct values.
+    Distinct(u16),
     Hll,
     Sketch,
     /// Decay-weighted count, and positive and negative decay-weighted sums, per half-life.
@@ -157,6 +163,7 @@ impl FieldKey {
                     Comp::Max => tile_field(g, start, column, "mx"),
                     Comp::LastN(k) => tile_field(g, start, column, &format!("l{k}")),
                     Comp::FirstN(k) => tile_field(g, start, column, &format!("e{k}")),
+                    Comp::Distinct(k) => tile_field(g, start, column, &format!("c{k}")),
                     Comp::Hll => tile_field(g, start, column, "h"),
                     Comp::Sketch => tile_field(g, start, column, "d"),
                     Comp::DecayCount(h) => tile_field(g, start, column, &format!("kc{h}")),
@@ -238,7 +245,8 @@ pub fn fold(plan: &FoldPlan, rows: &[FeatureRow]) -> (Vec<EntityOps>, Vec<(usize
                     continue;
                 }
             };
-            let key = (col.hll || !col.last_n.is_empty() || !col.first_n.is_empty()).then(|| value_key(&f.value));
+            let key = (col.hll || !col.last_n.is_empty() || !col.first_n.is_empty() || !col.distinct.is_empty())
+                .then(|| value_key(&f.value));
             let order = TieOrder::of_value(&f.value);
             let reg = col.hll.then(|| hll::register_of(key.as_deref().unwrap_or_default().as_bytes()));
             for &g in &col.tiles {
@@ -288,6 +296,14 @@ pub fn fold(plan: &FoldPlan, rows: &[FeatureRow]) -> (Vec<EntityOps>, Vec<(usize
                     add(
                         tile(Comp::FirstN(k)),
                         Delta::Acc(Acc::FirstN(k, order, vec![(t, key.clone().unwrap_or_default())])),
+                    );
+                }
+                // Every item at time 0: `first_n`'s merge then keeps the k greatest distinct
+                // values, whatever the order rows arrive in.
+                for &k in &col.distinct {
+                    add(
+                        tile(Comp::Distinct(k)),
+                        Delta::Acc(Acc::FirstN(k, order, vec![(0, key.clone().unwrap_or_default())])),
                     );
                 }
                 if let Some((idx, rank)) = reg {

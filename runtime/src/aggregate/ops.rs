@@ -8,7 +8,8 @@ use super::order::{TieOrder, cmp_json, cmp_keys};
 /// - `f:<feature>`: latest value of a plain feature (`<event_time>|<json>`).
 /// - `t:<g>:<start>:<column>:<component>`: a tile component; `g` is the tile size in ms (0 for
 ///   lifetime), components `n` (count), `s` (sum, micro-units), `q` (sum of squared micro-units,
-///   a decimal integer), `mn`/`mx` (min/max), `l<k>` (last k), `e<k>` (first k), `d` (DDSketch
+///   a decimal integer), `mn`/`mx` (min/max), `l<k>` (last k), `e<k>` (first k), `c<k>` (the k
+///   greatest distinct values, for `count_distinct(k)`, kept with the `first_n` op), `d` (DDSketch
 ///   buckets), `h` (HLL registers; a separate key in Redis).
 pub fn latest_field(feature: &str) -> String {
     format!("f:{feature}")

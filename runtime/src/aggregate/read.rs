@@ -32,6 +32,7 @@ fn components(f: AggFunction) -> &'static [&'static str] {
         AggFunction::ApproxPercentile(_) => &["d"],
         AggFunction::LastN(_)
         | AggFunction::FirstN(_)
+        | AggFunction::CountDistinct(_)
         | AggFunction::ApproxCountDistinct
         | AggFunction::DecayedCount(_)
         | AggFunction::DecayedSum(_) => &[],
@@ -47,6 +48,7 @@ pub fn fields_for(spec: &AggSpec, w: Window, t: i64, fields: &mut Vec<String>, h
         match spec.function {
             AggFunction::LastN(k) => fields.push(tile_field(g, start, &spec.column, &format!("l{k}"))),
             AggFunction::FirstN(k) => fields.push(tile_field(g, start, &spec.column, &format!("e{k}"))),
+            AggFunction::CountDistinct(k) => fields.push(tile_field(g, start, &spec.column, &format!("c{k}"))),
             AggFunction::DecayedCount(h) => fields.push(tile_field(g, start, &spec.column, &format!("kc{h}"))),
             AggFunction::DecayedSum(h) => {
                 fields.push(tile_field(g, start, &spec.column, &format!("kp{h}")));
@@ -61,7 +63,7 @@ pub fn fields_for(spec: &AggSpec, w: Window, t: i64, fields: &mut Vec<String>, h
 /// The type a function yields for a column type.
 pub fn output_type(f: AggFunction, column: ValueType) -> ValueType {
     match f {
-        AggFunction::Count | AggFunction::ApproxCountDistinct => ValueType::Int64,
+        AggFunction::Count | AggFunction::ApproxCountDistinct | AggFunction::CountDistinct(_) => ValueType::Int64,
         AggFunction::Mean
         | AggFunction::VarPop
         | AggFunction::VarSamp
@@ -85,6 +87,23 @@ pub fn output_type(f: AggFunction, column: ValueType) -> ValueType {
             }
         }
     }
+}
+
+/// `min(distinct values over the tiles, cap)`. Each tile holds at most `cap` values; one that holds
+/// `cap` already answers `cap`, so the union stops growing there.
+fn count_distinct_capped<'a>(tiles: impl Iterator<Item = &'a str>, cap: u16) -> usize {
+    let cap = usize::from(cap);
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+    for raw in tiles {
+        let items: Vec<(i64, String)> = serde_json::from_str(raw).unwrap_or_default();
+        for (_, v) in items {
+            seen.insert(v);
+            if seen.len() >= cap {
+                return cap;
+            }
+        }
+    }
+    seen.len()
 }
 
 /// The value of `spec` over window `w` read at `t`.
@@ -113,6 +132,10 @@ pub fn compute(spec: &AggSpec, w: Window, t: i64, column: ValueType, src: &dyn F
         }
         AggFunction::Min => nums("mn").into_iter().reduce(min_f64).map_or(Value::Null, typed),
         AggFunction::Max => nums("mx").into_iter().reduce(max_f64).map_or(Value::Null, typed),
+        AggFunction::CountDistinct(k) => {
+            let comp = format!("c{k}");
+            Value::Int64(count_distinct_capped(starts.iter().filter_map(|s| get(*s, &comp)), k) as i64)
+        }
         AggFunction::LastN(k) | AggFunction::FirstN(k) => {
             let (comp, merge): (String, MergeList) = match spec.function {
                 AggFunction::FirstN(_) => (format!("e{k}"), merge_first_n),

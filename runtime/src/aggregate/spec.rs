@@ -16,6 +16,11 @@ pub enum AggFunction {
     FirstN(u16),
     /// HyperLogLog estimate of distinct values.
     ApproxCountDistinct,
+    /// The exact number of distinct values, saturating at the cap `k`: `min(distinct, k)`. Each
+    /// tile keeps its `k` greatest distinct values (under the value order of `last_n` ties), a set
+    /// that does not depend on arrival order; a tile holding `k` values means the window has at
+    /// least `k`, so the union of the window's tiles, cut at `k`, has exactly `min(distinct, k)`.
+    CountDistinct(u16),
     /// Population variance `Σ(x − x̄)² / n` (see [`super::moments`]).
     VarPop,
     /// Sample variance `Σ(x − x̄)² / (n − 1)`; null below two values.
@@ -56,6 +61,9 @@ fn list_k(s: &str, call: &str, short: Option<&str>) -> Option<Result<u16, String
     })
 }
 
+/// The cap of a bare `count_distinct`: exact up to 1,000 distinct values per window.
+pub const DEFAULT_DISTINCT_CAP: u16 = 1000;
+
 /// `approx_percentile(0.99)`: the quantile in ten-thousandths (0.0001 steps, 0..=1).
 fn percentile(s: &str) -> Option<Result<u16, String>> {
     let p = s.strip_prefix("approx_percentile(")?.strip_suffix(')')?.trim();
@@ -69,7 +77,8 @@ fn percentile(s: &str) -> Option<Result<u16, String>> {
 impl AggFunction {
     /// Parse `count`, `sum`, `mean`, `min`, `max`, `last_n(k)` (also `last_k` and
     /// `last_distinct_n(k)`), `first_n(k)` (also `first_k` and `first_distinct_n(k)`),
-    /// `approx_count_distinct`, `var_pop`, `var_samp`, `stddev_pop`, `stddev_samp` (also
+    /// `approx_count_distinct`, `count_distinct(k)` (and `count_distinct`, capped at
+    /// [`DEFAULT_DISTINCT_CAP`]), `var_pop`, `var_samp`, `stddev_pop`, `stddev_samp` (also
     /// `variance`/`stddev` for the sample forms, as SQL), `approx_percentile(p)`.
     pub fn parse(s: &str) -> Result<Self, String> {
         Ok(match s {
@@ -79,6 +88,7 @@ impl AggFunction {
             "min" => Self::Min,
             "max" => Self::Max,
             "approx_count_distinct" => Self::ApproxCountDistinct,
+            "count_distinct" => Self::CountDistinct(DEFAULT_DISTINCT_CAP),
             "var_pop" => Self::VarPop,
             "var_samp" | "variance" => Self::VarSamp,
             "stddev_pop" => Self::StddevPop,
@@ -90,6 +100,8 @@ impl AggFunction {
                     list_k(s, "first_n", Some("first_")).or_else(|| list_k(s, "first_distinct_n", None))
                 {
                     Self::FirstN(k?)
+                } else if let Some(k) = list_k(s, "count_distinct", None) {
+                    Self::CountDistinct(k?)
                 } else if let Some(p) = percentile(s) {
                     Self::ApproxPercentile(p?)
                 } else if let Some(h) = half_life(s, "decayed_count") {
@@ -99,7 +111,7 @@ impl AggFunction {
                 } else {
                     return Err(format!(
                         "unknown aggregation function `{s}` (count, sum, mean, min, max, last_n(k), first_n(k), \
-                         approx_count_distinct, var_pop, var_samp, stddev_pop, stddev_samp, approx_percentile(p), \
+                         count_distinct(k), approx_count_distinct, var_pop, var_samp, stddev_pop, stddev_samp, approx_percentile(p), \
                          decayed_count(half-life), decayed_sum(half-life))"
                     ));
                 }
@@ -157,6 +169,8 @@ impl AggFunction {
             Self::LastN(k) => format!("last_{k}"),
             Self::FirstN(k) => format!("first_{k}"),
             Self::ApproxCountDistinct => "approx_count_distinct".into(),
+            Self::CountDistinct(DEFAULT_DISTINCT_CAP) => "count_distinct".into(),
+            Self::CountDistinct(k) => format!("count_distinct_{k}"),
             Self::VarPop => "var_pop".into(),
             Self::VarSamp => "var_samp".into(),
             Self::StddevPop => "stddev_pop".into(),
@@ -407,9 +421,17 @@ mod tests {
             ("approx_percentile(0.5)", AggFunction::ApproxPercentile(5000)),
             ("approx_percentile(0.999)", AggFunction::ApproxPercentile(9990)),
             ("approx_percentile(1)", AggFunction::ApproxPercentile(10000)),
+            ("count_distinct(50)", AggFunction::CountDistinct(50)),
+            ("count_distinct", AggFunction::CountDistinct(DEFAULT_DISTINCT_CAP)),
+            ("count_distinct(1000)", AggFunction::CountDistinct(1000)),
         ];
         for (text, f) in cases {
             assert_eq!(AggFunction::parse(text), Ok(f), "{text}");
+        }
+        assert_eq!(AggFunction::CountDistinct(50).name(), "count_distinct_50");
+        assert_eq!(AggFunction::CountDistinct(1000).name(), "count_distinct");
+        for bad in ["count_distinct(0)", "count_distinct(1001)", "count_distinct(x)"] {
+            assert!(AggFunction::parse(bad).unwrap_err().contains("1..=1000"), "{bad}");
         }
         let names: Vec<String> =
             [9900, 5000, 9990, 9995, 0, 10000].into_iter().map(|p| AggFunction::ApproxPercentile(p).name()).collect();

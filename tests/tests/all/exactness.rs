@@ -39,9 +39,9 @@ fn manifest(dir: &Path) -> PathBuf {
     let text = format!(
         "[server]\ntenant = \"t1\"\n\n[[stream_view]]\nname = \"txn\"\nentity = \"user\"\ntransform = \"{}\"\n\
          features = [\"merchant\", \"amount\", \"channel\"]\nttl = \"7d\"\nbatch_size = 64\n\n\
-         [[stream_view.aggregations]]\ncolumn = \"merchant\"\nfunctions = [\"last_n(5)\", \"first_n(3)\", \"approx_count_distinct\"]\nwindows = [\"1h\", \"lifetime\"]\n\n\
+         [[stream_view.aggregations]]\ncolumn = \"merchant\"\nfunctions = [\"last_n(5)\", \"first_n(3)\", \"approx_count_distinct\", \"count_distinct(4)\", \"count_distinct\"]\nwindows = [\"1h\", \"lifetime\"]\n\n\
          [[stream_view.aggregations]]\ncolumn = \"amount\"\nfunctions = [\"count\", \"sum\", \"mean\", \"min\", \"max\", \"last_n(3)\", \"approx_count_distinct\", \
-         \"var_pop\", \"stddev_samp\", \"approx_percentile(0.5)\"]\nwindows = [\"1h\", \"lifetime\"]\n\n\
+         \"var_pop\", \"stddev_samp\", \"approx_percentile(0.5)\", \"count_distinct\"]\nwindows = [\"1h\", \"lifetime\"]\n\n\
          [[stream_view.aggregations]]\ncolumn = \"channel\"\nfunctions = [\"count\"]\nwindows = [\"lifetime\"]\n",
         guests::RUST_CARD_TXN
     );
@@ -119,6 +119,12 @@ fn expectations() -> Vec<(&'static str, i64, &'static str, Option<Value>)> {
         // first_n: all six at one ms, so the three greatest by bytes.
         ("loc", at, "merchant_first_3_lifetime", Some(texts(&["e", "c", "a"]))),
         ("loc", at, "merchant_first_3_1h", Some(texts(&["e", "c", "a"]))),
+        // count_distinct: six distinct merchants, exactly (and saturated at a cap of 4).
+        ("loc", at, "merchant_count_distinct_lifetime", Some(Value::Int64(6))),
+        ("loc", at, "merchant_count_distinct_1h", Some(Value::Int64(6))),
+        ("loc", at, "merchant_count_distinct_4_lifetime", Some(Value::Int64(4))),
+        ("loc", at, "merchant_count_distinct_4_1h", Some(Value::Int64(4))),
+        ("num", at, "amount_count_distinct_lifetime", Some(Value::Int64(4))),
         // Variance from exact micro-unit power sums, correctly rounded (Python:
         // float(Fraction(n·Q − S², n²·10¹²)) for the micro-units 9500000, 10250000, 3, 1690000).
         ("num", at, "amount_var_pop_lifetime", Some(Value::Float64(20.81254196000169))),
@@ -150,6 +156,8 @@ fn expectations() -> Vec<(&'static str, i64, &'static str, Option<Value>)> {
             (z, at, "amount", Some(Value::Float64(0.0))),
             // Distinct by JSON text: two values.
             (z, at, "amount_last_3_lifetime", Some(texts(&["0.0", "-0.0"]))),
+            // Distinct by JSON text: the two zeros are two values.
+            (z, at, "amount_count_distinct_lifetime", Some(Value::Int64(2))),
             (z, at, "amount_approx_count_distinct_lifetime", Some(Value::Int64(2))),
             (z, at, "amount_sum_lifetime", Some(Value::Float64(0.0))),
             (z, at, "amount_var_pop_lifetime", Some(Value::Float64(0.0))),

@@ -50,6 +50,8 @@ const FEATURES: &[&str] = &[
     "amount_decayed_sum_1h_1h",
     "amount_decayed_count_10m_24h_offset_1h",
     "amount_sum_24h_offset_1h",
+    "merchant_count_distinct_4_1h",
+    "merchant_count_distinct_4_lifetime",
     "merchant_first_2_lifetime",
 ];
 
@@ -75,7 +77,7 @@ fn manifest(dir: &Path, redis: Option<&str>, topic: Option<&str>, group: &str) -
          [[stream_view.aggregations]]\ncolumn = \"amount\"\nfunctions = [\"decayed_sum(1h)\", \"decayed_count(10m)\"]\n\
          windows = [\"1h\", \"24h_offset_1h\"]\n\n\
          [[stream_view.aggregations]]\ncolumn = \"amount\"\nfunctions = [\"sum\"]\nwindows = [\"24h_offset_1h\"]\n\n\
-         [[stream_view.aggregations]]\ncolumn = \"merchant\"\nfunctions = [\"last_n(3)\", \"first_n(2)\", \"approx_count_distinct\"]\nwindows = [\"1h\", \"lifetime\"]\n\n\
+         [[stream_view.aggregations]]\ncolumn = \"merchant\"\nfunctions = [\"last_n(3)\", \"first_n(2)\", \"approx_count_distinct\", \"count_distinct(4)\"]\nwindows = [\"1h\", \"lifetime\"]\n\n\
          [[request_view]]\nname = \"score\"\ntransform = \"{}\"\n",
         guests::RUST_CARD_TXN,
         topic.map_or(String::new(), |t| format!("topic = \"{t}\"\n")),
