@@ -168,14 +168,15 @@ impl JobArgs {
         let app = build_tenant(&manifest.tenant_spec(), &load, Arc::new(Metrics::default()), 0)
             .map_err(|e| Raise::offline(format!("{e:#}")))?;
         for view in events.keys().filter(|v| !v.is_empty()) {
-            if !app.views.contains_key(view) {
-                return Err(Raise::offline(format!("events given for `{view}`, which is not a stream view")));
+            if !app.views.contains_key(view) && !manifest.batch_views.iter().any(|b| &b.name == view) {
+                return Err(Raise::offline(format!("events given for `{view}`, which is not a stream or batch view")));
             }
         }
         let topics = manifest.views.iter().filter_map(|v| Some((v.name.clone(), v.topic.clone()?))).collect();
         let job = TrainingJob {
             views: &app.views,
             catalog: &app.catalog,
+            batches: &manifest.batch_views,
             features,
             events,
             entity_column: self.entity_column,

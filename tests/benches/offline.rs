@@ -130,6 +130,7 @@ fn main() {
     let job = TrainingJob {
         views: &app.views,
         catalog: &app.catalog,
+        batches: &[],
         features: features
             .iter()
             .map(|f| wafer_runtime::offline::training::FeatureRef { view: cfg.name.clone(), feature: f.clone() })

@@ -9,6 +9,11 @@
 //! calling the request view's transform with the spine row's request params and the stored
 //! features it reads, as of `t`.
 //!
+//! Batch views replay too: their history is the rows of their source file, each at its event
+//! time, written as `wafer materialize` writes them ([`crate::materialize::write_rows`]: newest
+//! event time wins), so a batch feature at `t` is its latest row with `e ≤ t`, expired past the
+//! view's TTL, as online.
+//!
 //! Point-in-time correctness: each entity's rows are sorted by event time and its spine points
 //! by `t`; before serving at `t`, exactly the rows with event time `e ≤ t` have been applied. So
 //! an aggregation read at `t` covers the rows with `floor(t/g)·g + g − W ≤ e ≤ t` (the window
@@ -22,12 +27,45 @@ use serde_json::Value as Json;
 
 use crate::bindings::types::{Event, FeatureRow, Value};
 use crate::pipeline::{EventFailure, StreamView};
-use crate::serving::{Catalog, Entities, Plan, ServeError};
-use crate::store::StoreError;
+use crate::serving::{Catalog, Entities, Plan, ServeError, StoredView};
 use crate::store::embedded::EmbeddedStore;
+use crate::store::{OnlineStore, StoreError};
 
-/// The transformed history of the stream views of one entity type, kept only for the entities
-/// a spine asks about.
+/// A view whose history a sweep replays into its store.
+#[derive(Clone)]
+pub enum Replay {
+    /// Events through the view's transform, folded as the streaming pipeline folds them.
+    Stream(Arc<StreamView>),
+    /// Rows of a batch view's source file, written as `wafer materialize` writes them.
+    Batch(Arc<StoredView>),
+}
+
+impl Replay {
+    /// The view's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Replay::Stream(v) => &v.spec.name,
+            Replay::Batch(v) => v.name(),
+        }
+    }
+
+    /// Write `rows` (sorted by event time) into `store`, as the online path would.
+    async fn apply(&self, store: &dyn OnlineStore, rows: &[FeatureRow]) -> Result<(), StoreError> {
+        match self {
+            Replay::Stream(view) => {
+                let prepared = view.prepare_rows(rows);
+                view.commit(store, &prepared, None).await?;
+            }
+            Replay::Batch(view) => {
+                crate::materialize::write_rows(store, &view.id, &view.spec, rows, None).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The transformed history of the views of one entity type, kept only for the entities a spine
+/// asks about.
 pub struct History {
     views: usize,
     wanted: HashSet<String>,
@@ -66,13 +104,28 @@ impl History {
             row.features.retain(|f| view.uses_column(&f.name));
             row.features.shrink_to_fit();
             self.rows += 1;
-            let per_view = match self.by_entity.get_mut(&row.entity_key) {
-                Some(v) => v,
-                None => self.by_entity.entry(row.entity_key.clone()).or_insert_with(|| vec![Vec::new(); self.views]),
-            };
-            per_view[vi].push(row);
+            self.keep(vi, row);
         }
         failures
+    }
+
+    /// Keep the rows (a batch view's, already typed) of wanted entities for view number `vi`.
+    pub fn add_rows(&mut self, vi: usize, rows: Vec<FeatureRow>) {
+        for row in rows {
+            if !self.wanted.contains(&row.entity_key) {
+                continue;
+            }
+            self.rows += 1;
+            self.keep(vi, row);
+        }
+    }
+
+    fn keep(&mut self, vi: usize, row: FeatureRow) {
+        let per_view = match self.by_entity.get_mut(&row.entity_key) {
+            Some(v) => v,
+            None => self.by_entity.entry(row.entity_key.clone()).or_insert_with(|| vec![Vec::new(); self.views]),
+        };
+        per_view[vi].push(row);
     }
 }
 
@@ -88,12 +141,12 @@ pub enum SweepError {
     Panicked,
 }
 
-/// What to serve: a catalog plan over features of one entity type, and the stream views whose
-/// history feeds it (the views the `History` was built with, in the same order).
+/// What to serve: a catalog plan over features of one entity type, and the views whose history
+/// feeds it (the views the `History` was built with, in the same order).
 pub struct Sweep<'a> {
     pub catalog: &'a Catalog,
     pub plan: &'a Plan,
-    pub views: &'a [Arc<StreamView>],
+    pub views: &'a [Replay],
     /// Request params of a spine row (`{param: [value]}`), for request views.
     pub params: &'a (dyn Fn(usize) -> HashMap<String, Vec<Json>> + Sync),
     pub threads: usize,
@@ -191,8 +244,7 @@ async fn sweep_shard(
                 let (from, rs) = (applied[vi], &rows[vi]);
                 let end = from + rs[from..].partition_point(|r| r.event_time_ms <= t);
                 if end > from {
-                    let prepared = view.prepare_rows(&rs[from..end]);
-                    view.commit(&store, &prepared, None).await?;
+                    view.apply(&store, &rs[from..end]).await?;
                     applied[vi] = end;
                 }
             }

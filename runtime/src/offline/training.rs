@@ -13,11 +13,12 @@ use serde_json::Value as Json;
 use super::columns::json_cell;
 use super::event_files::{EventBatch, EventFile, EventFileError};
 use super::parquet_out::FeatureColumn;
-use super::point_in_time::{History, Sweep, SweepError, sweep};
+use super::point_in_time::{History, Replay, Sweep, SweepError, sweep};
 use super::spine::{Spine, SpineError};
 use crate::bindings::types::{Event, Value};
 use crate::pipeline::StreamView;
 use crate::serving::{Catalog, ServeError};
+use crate::view::BatchViewConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainingError {
@@ -26,9 +27,13 @@ pub enum TrainingError {
     #[error(transparent)]
     Resolve(#[from] ServeError),
     #[error(
-        "`{view}` is a batch view: its history is not an event log, so it has no point-in-time values here (use stream or request views)"
+        "batch view `{view}` has no history to replay: give its file (`source` in the manifest, or --events {view}=FILE)"
     )]
     BatchView { view: String },
+    #[error("batch view `{view}`: its history must be a file (Parquet, CSV or JSONL), not {given}")]
+    BatchSource { view: String, given: &'static str },
+    #[error("batch view `{view}`: {source}")]
+    BatchRead { view: String, source: crate::materialize::MaterializeError },
     #[error("no events given for view `{0}` (pass --events FILE or --events {0}=FILE)")]
     NoEvents(String),
     #[error("two output columns would be named `{0}` (use --full-names for `view__feature` columns)")]
@@ -93,10 +98,13 @@ pub enum EventSource {
 pub struct TrainingJob<'a> {
     /// Stream views by name (their transforms replay the history).
     pub views: &'a HashMap<String, Arc<StreamView>>,
-    /// Everything servable (stream and request views), as `wafer serve` builds it.
+    /// Everything servable (stream, batch and request views), as `wafer serve` builds it.
     pub catalog: &'a Catalog,
+    /// Batch views' configs (their `source` is their history: each row at its event time).
+    pub batches: &'a [BatchViewConfig],
     pub features: Vec<FeatureRef>,
-    /// Per stream view name; the entry `""` applies to every view without its own.
+    /// Per stream view name; the entry `""` applies to every stream view without its own. A batch
+    /// view's entry (files only) replaces its configured `source`.
     pub events: HashMap<String, EventSource>,
     /// The spine's entity column for every entity type (default: the entity type's name).
     pub entity_column: Option<String>,
@@ -128,8 +136,8 @@ struct Group {
     entity: Option<String>,
     /// (output column, `view:feature`).
     features: Vec<(usize, String)>,
-    /// Stream views replayed for this group.
-    views: Vec<Arc<StreamView>>,
+    /// Views replayed for this group.
+    views: Vec<Replay>,
     /// Request params the group's request views take.
     params: Vec<String>,
 }
@@ -166,7 +174,7 @@ pub fn run(
         let g = &mut groups[g];
         g.features.push((i, full[i].clone()));
         for v in views {
-            if !g.views.iter().any(|x| Arc::ptr_eq(x, &v)) {
+            if !g.views.iter().any(|x| x.name() == v.name()) {
                 g.views.push(v);
             }
         }
@@ -186,7 +194,14 @@ pub fn run(
             None => vec![Some(String::new()); spine.rows],
         };
         let mut history = History::new(g.views.len(), entities.iter().flatten().map(String::as_str));
-        for (vi, view) in g.views.iter().enumerate() {
+        for (vi, replay) in g.views.iter().enumerate() {
+            let view = match replay {
+                Replay::Stream(view) => view,
+                Replay::Batch(stored) => {
+                    read_batch_history(job, stored.name(), vi, &mut history, &mut stats)?;
+                    continue;
+                }
+            };
             let source = job
                 .events
                 .get(&view.spec.name)
@@ -270,27 +285,83 @@ pub fn shard_column(job: &TrainingJob<'_>) -> Result<String, TrainingError> {
     }
 }
 
-/// A requested view's entity type, the stream views whose history it needs, its request params.
-type Sources = (Option<String>, Vec<Arc<StreamView>>, Vec<String>);
+/// A batch view's rows from its file (or its `--events VIEW=FILE` files) into `history`; bad rows
+/// count as failed events, as a load reports them.
+fn read_batch_history(
+    job: &TrainingJob<'_>,
+    view: &str,
+    vi: usize,
+    history: &mut History,
+    stats: &mut TrainingStats,
+) -> Result<(), TrainingError> {
+    let cfg =
+        job.batches.iter().find(|b| b.name == view).ok_or_else(|| TrainingError::BatchView { view: view.into() })?;
+    let files: Vec<PathBuf> = match job.events.get(view) {
+        Some(EventSource::Files(paths)) => paths.clone(),
+        Some(EventSource::Inline(_)) => {
+            return Err(TrainingError::BatchSource { view: view.into(), given: "inline events" });
+        }
+        Some(EventSource::Arrow(_)) => return Err(TrainingError::BatchSource { view: view.into(), given: "a table" }),
+        None => cfg.source.iter().cloned().collect(),
+    };
+    if files.is_empty() {
+        return Err(TrainingError::BatchView { view: view.into() });
+    }
+    let read = |source| TrainingError::BatchRead { view: view.into(), source };
+    let spec = cfg.spec().map_err(|e| read(e.into()))?;
+    for path in &files {
+        let columns = crate::materialize::Columns {
+            entity: cfg.entity_column().to_owned(),
+            timestamp: cfg.timestamp_column.clone(),
+            features: spec.latest.clone(),
+        };
+        let mut rows =
+            crate::materialize::source::open(path, cfg.format_of(path).map_err(|e| read(e.into()))?, columns)
+                .map_err(read)?;
+        while let Some(chunk) = rows.next_chunk(job.batch_size.max(1)).map_err(read)? {
+            stats.events += chunk.len;
+            stats.failed_events += chunk.errors.len() as u64;
+            history.add_rows(vi, chunk.rows);
+        }
+    }
+    Ok(())
+}
+
+/// A requested view's entity type, the views whose history it needs, its request params.
+type Sources = (Option<String>, Vec<Replay>, Vec<String>);
 
 /// The [`Sources`] of `view`.
 fn sources(job: &TrainingJob<'_>, view: &str) -> Result<Sources, TrainingError> {
     if let Some(v) = job.views.get(view) {
-        return Ok((Some(v.spec.entity.clone()), vec![v.clone()], Vec::new()));
+        return Ok((Some(v.spec.entity.clone()), vec![Replay::Stream(v.clone())], Vec::new()));
+    }
+    if let Some(b) = batch_view(job, view) {
+        return Ok((Some(b.spec.entity.clone()), vec![Replay::Batch(b)], Vec::new()));
     }
     if let Some(rv) = job.catalog.request_views().iter().find(|r| r.name == view) {
         let mut views = Vec::new();
         for r in &rv.reads {
             let stored = &job.catalog.stored_views()[r.view];
-            let v =
-                job.views.get(stored.name()).ok_or_else(|| TrainingError::BatchView { view: stored.name().into() })?;
-            if !views.iter().any(|x| Arc::ptr_eq(x, v)) {
-                views.push(v.clone());
+            let v = match job.views.get(stored.name()) {
+                Some(v) => Replay::Stream(v.clone()),
+                None => Replay::Batch(
+                    batch_view(job, stored.name())
+                        .ok_or_else(|| TrainingError::BatchView { view: stored.name().into() })?,
+                ),
+            };
+            if !views.iter().any(|x: &Replay| x.name() == v.name()) {
+                views.push(v);
             }
         }
         return Ok((rv.entity.clone(), views, rv.params.iter().map(|p| p.name.clone()).collect()));
     }
     Err(TrainingError::BatchView { view: view.into() })
+}
+
+/// The served batch view `name`, if the job has its config.
+fn batch_view(job: &TrainingJob<'_>, name: &str) -> Option<Arc<crate::serving::StoredView>> {
+    job.batches.iter().find(|b| b.name == name)?;
+    job.catalog.stored_views().iter().find(|v| v.name() == name).cloned()
 }
 
 /// Spine columns holding request params, as JSON per row.

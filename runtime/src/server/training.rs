@@ -70,6 +70,7 @@ pub(super) async fn training_data(tenant: &TenantApp, req: Request<Incoming>) ->
     let job = TrainingJob {
         views: &tenant.views,
         catalog: &tenant.catalog,
+        batches: &[],
         features,
         events: HashMap::from([(String::new(), EventSource::Inline(events))]),
         entity_column: Some("entity".into()),

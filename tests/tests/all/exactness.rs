@@ -217,6 +217,7 @@ fn offline(app: &TenantApp) -> Got {
     let job = TrainingJob {
         views: &app.views,
         catalog: &app.catalog,
+        batches: &[],
         features: features.iter().map(|f| FeatureRef { view: "txn".into(), feature: f.to_string() }).collect(),
         events: HashMap::from([(String::new(), EventSource::Inline(events()))]),
         entity_column: None,

@@ -607,6 +607,106 @@ fn training_data_names_bad_requests() {
     assert!(err.contains("spine has no column `ts`"), "{err}");
 }
 
+/// Batch views in training data: a batch feature at `t` is the latest row of its source file with
+/// event time `≤ t`, null before the first row and past the view's TTL (as served online); a
+/// request view reading it sees those values. Checked against an independent lookup.
+#[test]
+fn batch_view_features_are_point_in_time_from_their_source_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = std::fs::read_to_string(manifest(dir.path(), None, None, "")).unwrap();
+    let t0 = 1_700_000_000_000i64;
+    let hour = 3_600_000i64;
+    // (user, event time, txn_count_7d, amount_mean_7d, last_country): several rows per user,
+    // out of time order in the file; `nobody_in_spine` is read and dropped.
+    let stats: Vec<(&str, i64, i64, f64, &str)> = vec![
+        ("u0", t0 + 3 * hour, 7, 40.5, "FR"),
+        ("u0", t0, 2, 10.25, "DE"),
+        ("u0", t0 + hour, 4, 20.0, "US"),
+        ("u1", t0 + 30 * 60_000, 1, 99.0, "JP"),
+        ("u2", t0 + 2 * hour, 12, 5.5, "DE"),
+        ("u2", t0 + 6 * hour, 13, 6.5, "FR"),
+        ("nobody_in_spine", t0, 1, 1.0, "DE"),
+    ];
+    let mut csv = String::from("user_id,ts,txn_count_7d,amount_mean_7d,last_country\n");
+    for (u, t, c, m, k) in &stats {
+        csv += &format!("{u},{t},{c},{m},{k}\n");
+    }
+    csv += "u3,not-a-time,1,1.0,DE\n"; // a bad row: counted, skipped
+    let csv_path = dir.path().join("user_stats.csv");
+    std::fs::write(&csv_path, csv).unwrap();
+    let config = dir.path().join("with_batch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{base}\n[[batch_view]]\nname = \"user_stats\"\nentity = \"user\"\nsource = \"{}\"\nentity_column = \"user_id\"\n\
+             timestamp_column = \"ts\"\nttl = \"2h\"\n\
+             features = {{ txn_count_7d = \"int64\", amount_mean_7d = \"float64\", last_country = \"text\" }}\n\n\
+             [[request_view]]\nname = \"risk\"\ntransform = \"{}\"\n",
+            csv_path.display(),
+            guests::RUST_TXN_RISK
+        ),
+    )
+    .unwrap();
+    let jsonl = dir.path().join("log.jsonl");
+    write_jsonl(&jsonl, &gen_events(5, 100, 3, t0, 8 * hour));
+    let mut spine: Vec<(Option<&str>, i64)> = vec![
+        (Some("u0"), t0 - 1),            // before any row
+        (Some("u0"), t0),                // at the first row
+        (Some("u0"), t0 + hour - 1),     // just before the second
+        (Some("u0"), t0 + 2 * hour),     // the second, 1h old
+        (Some("u0"), t0 + 3 * hour + 1), // the third
+        (Some("u0"), t0 + 5 * hour),     // the third at exactly the TTL
+        (Some("u0"), t0 + 5 * hour + 1), // expired
+        (Some("u1"), t0 + hour),         // one row
+        (Some("u2"), t0 + 7 * hour),     // the newer of two
+        (Some("u3"), t0 + hour),         // only a bad row
+        (Some("u9"), t0 + hour),         // no rows
+    ];
+    let mut rng = Rng(23);
+    for _ in 0..40 {
+        spine.push((Some(["u0", "u1", "u2"][rng.below(3) as usize]), t0 + rng.below(9 * hour as u64) as i64));
+    }
+    let spine_path = dir.path().join("spine.parquet");
+    write_spine_with_params(&spine_path, &spine, true);
+    let out = dir.path().join("out.parquet");
+    let feats: Vec<String> = [
+        "user_stats:txn_count_7d",
+        "user_stats:amount_mean_7d",
+        "user_stats:last_country",
+        "risk:risk_score",
+        "risk:is_new_country",
+        "txn:amount_count_1h",
+    ]
+    .iter()
+    .map(|f| f.to_string())
+    .collect();
+    training_data_with(&config, &jsonl, &spine_path, &out, &feats, &["--full-names"]);
+    let table = read_parquet(&out);
+    let col = |f: &str, i: usize| cell(table.column_by_name(f).unwrap(), i);
+    let mut seen_values = 0;
+    for (i, (u, t)) in spine.iter().enumerate() {
+        let u = u.unwrap();
+        let latest = stats.iter().filter(|r| r.0 == u && r.1 <= *t).max_by_key(|r| r.1).filter(|r| t - r.1 <= 2 * hour);
+        let ctx = format!("spine row {i} ({u}, t0 + {} ms)", t - t0);
+        let want = |v: Option<Value>| v.unwrap_or(Value::Null);
+        assert_eq!(col("user_stats__txn_count_7d", i), want(latest.map(|r| Value::Int64(r.2))), "{ctx}");
+        assert_eq!(col("user_stats__amount_mean_7d", i), want(latest.map(|r| Value::Float64(r.3))), "{ctx}");
+        assert_eq!(col("user_stats__last_country", i), want(latest.map(|r| Value::Text(r.4.into()))), "{ctx}");
+        // txn_risk's formula over those values and the row's params.
+        let (amount, country) = (req_amount(u, *t), req_country(u, *t));
+        let mean = latest.map(|r| r.3).filter(|m| *m != 0.0).unwrap_or(1.0);
+        let count = latest.map_or(0.0, |r| r.2 as f64);
+        let new_country = latest.map(|r| r.4) != Some(country);
+        let risk =
+            0.1 * (amount / mean).min(5.0) + if new_country { 0.4 } else { 0.0 } + if count < 3.0 { 0.1 } else { 0.0 };
+        assert!(same(&col("risk__risk_score", i), &Value::Float64(risk.min(1.0))), "{ctx}");
+        assert_eq!(col("risk__is_new_country", i), Value::Boolean(new_country), "{ctx}");
+        seen_values += usize::from(latest.is_some());
+    }
+    assert!(seen_values > 20 && seen_values < spine.len() - 5, "values and nulls both checked: {seen_values}");
+    assert!(matches!(col("txn__amount_count_1h", 8), Value::Int64(_)), "stream features alongside");
+}
+
 /// `--shard I/N`: the parts hold every spine row exactly once, each entity in one part, and put
 /// back in spine order they equal the unsharded output bit for bit.
 #[test]

@@ -30,7 +30,8 @@ pub struct TrainingDataArgs {
     /// Features as `view:feature`, comma-separated (repeatable).
     #[arg(long, value_name = "LIST", required = true)]
     features: Vec<String>,
-    /// The event history (JSONL or Parquet), for every view, or `VIEW=FILE` for one view (repeatable).
+    /// The event history (JSONL or Parquet), for every stream view, or `VIEW=FILE` for one view
+    /// (repeatable); a batch view's history is its `source` file unless `VIEW=FILE` names another.
     #[arg(long, value_name = "[VIEW=]FILE", required = true)]
     events: Vec<String>,
     /// Output Parquet file.
@@ -75,7 +76,9 @@ pub fn training_data(args: TrainingDataArgs) -> Result<ExitCode> {
     let mut events: HashMap<String, EventSource> = HashMap::new();
     for e in &args.events {
         let (view, path) = match e.split_once('=') {
-            Some((v, p)) if views.contains_key(v) => (v.to_string(), PathBuf::from(p)),
+            Some((v, p)) if views.contains_key(v) || manifest.batch_views.iter().any(|b| b.name == v) => {
+                (v.to_string(), PathBuf::from(p))
+            }
             _ => (String::new(), PathBuf::from(e)),
         };
         anyhow::ensure!(path.exists(), "event file {} does not exist", path.display());
@@ -88,6 +91,7 @@ pub fn training_data(args: TrainingDataArgs) -> Result<ExitCode> {
     let job = TrainingJob {
         views,
         catalog: &app.catalog,
+        batches: &manifest.batch_views,
         features,
         events,
         entity_column: args.entity_column.clone(),
