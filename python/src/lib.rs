@@ -195,7 +195,7 @@ impl JobArgs {
             }
             None => spine,
         };
-        let (columns, _stats) = training::run(&job, spine, &mut |_| {}).map_err(Raise::offline)?;
+        let (columns, _stats) = training::run(&job, spine, &Default::default()).map_err(Raise::offline)?;
         parquet_out::batches(spine, &columns).map_err(Raise::offline)
     }
 }

@@ -143,7 +143,7 @@ fn main() {
         threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         topics: HashMap::new(),
     };
-    let (columns, stats) = run(&job, &spine, &mut |_| {}).unwrap();
+    let (columns, stats) = run(&job, &spine, &Default::default()).unwrap();
     let computed = started.elapsed().as_secs_f64();
     let out = dir.path().join("train.parquet");
     parquet_out::write(&out, &spine, &columns).unwrap();

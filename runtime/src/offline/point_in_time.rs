@@ -150,6 +150,8 @@ pub struct Sweep<'a> {
     /// Request params of a spine row (`{param: [value]}`), for request views.
     pub params: &'a (dyn Fn(usize) -> HashMap<String, Vec<Json>> + Sync),
     pub threads: usize,
+    /// Counts spine rows as they are served (for progress bars).
+    pub swept: Option<&'a std::sync::atomic::AtomicU64>,
 }
 
 /// One shard's swept rows: (spine row, feature values), or why the shard failed.
@@ -255,6 +257,9 @@ async fn sweep_shard(
                 .map_err(|error| SweepError::Serve { row: i, error })?;
             let vals = table.rows.into_iter().next().unwrap_or_default().into_iter().map(|v| v.value).collect();
             out.push((i, vals));
+            if let Some(swept) = s.swept {
+                swept.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
         }
     }
     Ok(out)

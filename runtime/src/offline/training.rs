@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 
 use serde_json::Value as Json;
 
@@ -118,6 +119,17 @@ pub struct TrainingJob<'a> {
     pub topics: HashMap<String, String>,
 }
 
+/// How far a running job is, for progress bars: read by another thread while the job runs.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Events (and batch-view rows) read so far, good and bad.
+    pub events: std::sync::atomic::AtomicU64,
+    /// Spine rows served so far (every entity group counts its rows).
+    pub swept: std::sync::atomic::AtomicU64,
+    /// Spine rows to serve in all (known once the first group starts its sweep).
+    pub to_sweep: std::sync::atomic::AtomicU64,
+}
+
 /// What a job did.
 #[derive(Debug, Default, Clone)]
 pub struct TrainingStats {
@@ -143,11 +155,11 @@ struct Group {
 }
 
 /// Run the job over `spine`: one column per requested feature, in request order, aligned with
-/// the spine's rows. `on_events` is called with the number of events read so far.
+/// the spine's rows. `progress` counts events read and spine rows served as the job runs.
 pub fn run(
     job: &TrainingJob<'_>,
     spine: &Spine,
-    on_events: &mut dyn FnMut(u64),
+    progress: &Progress,
 ) -> Result<(Vec<FeatureColumn>, TrainingStats), TrainingError> {
     let mut stats = TrainingStats { spine_rows: spine.rows, ..Default::default() };
     let full: Vec<String> = job.features.iter().map(FeatureRef::full).collect();
@@ -186,7 +198,6 @@ pub fn run(
     }
     let times = spine.times(&job.time_column)?;
     let mut columns: Vec<Vec<Value>> = vec![Vec::new(); job.features.len()];
-    let mut read_so_far = 0u64;
     for g in &groups {
         let started = std::time::Instant::now();
         let entities: Vec<Option<String>> = match &g.entity {
@@ -198,7 +209,7 @@ pub fn run(
             let view = match replay {
                 Replay::Stream(view) => view,
                 Replay::Batch(stored) => {
-                    read_batch_history(job, stored.name(), vi, &mut history, &mut stats)?;
+                    read_batch_history(job, stored.name(), vi, &mut history, &mut stats, progress)?;
                     continue;
                 }
             };
@@ -211,6 +222,7 @@ pub fn run(
                 EventSource::Inline(events) => {
                     for chunk in events.chunks(job.batch_size.max(1)) {
                         history.add(vi, view, chunk);
+                        progress.events.fetch_add(chunk.len() as u64, Relaxed);
                     }
                 }
                 EventSource::Files(_) | EventSource::Arrow(_) => {
@@ -229,9 +241,8 @@ pub fn run(
                     for mut f in files.into_iter().chain(tables) {
                         while f.next_batch(job.batch_size, &mut batch)? {
                             stats.failed_events += batch.invalid.len() as u64;
-                            read_so_far += (batch.events.len() + batch.invalid.len()) as u64;
+                            progress.events.fetch_add((batch.events.len() + batch.invalid.len()) as u64, Relaxed);
                             history.add(vi, view, &batch.events);
-                            on_events(read_so_far);
                         }
                     }
                 }
@@ -246,9 +257,18 @@ pub fn run(
         let row_params = |row: usize| -> HashMap<String, Vec<Json>> {
             params.iter().map(|(name, col)| (name.clone(), vec![col[row].clone()])).collect()
         };
+        let servable = entities.iter().zip(&times).filter(|(e, t)| e.is_some() && t.is_some()).count();
+        progress.to_sweep.fetch_add(servable as u64, Relaxed);
         let fnames: Vec<String> = g.features.iter().map(|(_, f)| f.clone()).collect();
         let plan = job.catalog.plan(&fnames, None)?;
-        let s = Sweep { catalog: job.catalog, plan: &plan, views: &g.views, params: &row_params, threads: job.threads };
+        let s = Sweep {
+            catalog: job.catalog,
+            plan: &plan,
+            views: &g.views,
+            params: &row_params,
+            threads: job.threads,
+            swept: Some(&progress.swept),
+        };
         let mut values = sweep(&s, history, &entities, &times)?;
         for (k, (i, _)) in g.features.iter().enumerate() {
             columns[*i] = values.iter_mut().map(|row| std::mem::replace(&mut row[k], Value::Null)).collect();
@@ -293,6 +313,7 @@ fn read_batch_history(
     vi: usize,
     history: &mut History,
     stats: &mut TrainingStats,
+    progress: &Progress,
 ) -> Result<(), TrainingError> {
     let cfg =
         job.batches.iter().find(|b| b.name == view).ok_or_else(|| TrainingError::BatchView { view: view.into() })?;
@@ -320,6 +341,7 @@ fn read_batch_history(
                 .map_err(read)?;
         while let Some(chunk) = rows.next_chunk(job.batch_size.max(1)).map_err(read)? {
             stats.events += chunk.len;
+            progress.events.fetch_add(chunk.len, Relaxed);
             stats.failed_events += chunk.errors.len() as u64;
             history.add_rows(vi, chunk.rows);
         }

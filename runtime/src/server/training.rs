@@ -85,7 +85,7 @@ pub(super) async fn training_data(tenant: &TenantApp, req: Request<Incoming>) ->
     let budget = std::time::Duration::from_millis(tenant.quotas.request_cpu_ms);
     let (cols, stats) = tokio::task::block_in_place(|| {
         let _budget = crate::sandbox::cpu::RequestBudget::enter(budget);
-        run(&job, &spine, &mut |_| {})
+        run(&job, &spine, &Default::default())
     })
     .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
     let rows: Vec<Json> = r

@@ -227,7 +227,7 @@ fn offline(app: &TenantApp) -> Got {
         threads: 1,
         topics: HashMap::new(),
     };
-    let (columns, _) = training::run(&job, &spine, &mut |_| {}).unwrap();
+    let (columns, _) = training::run(&job, &spine, &Default::default()).unwrap();
     exp.iter()
         .enumerate()
         .map(|(row, (_, _, feature, _))| {

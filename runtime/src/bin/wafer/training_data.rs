@@ -8,12 +8,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
+
+use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressStyle};
 use wafer_runtime::manifest::Manifest;
 use wafer_runtime::offline::parquet_out;
 use wafer_runtime::offline::shard::Shard;
 use wafer_runtime::offline::spine::Spine;
-use wafer_runtime::offline::training::{EventSource, TrainingJob, parse_features, run, shard_column};
+use wafer_runtime::offline::training::{EventSource, Progress, TrainingJob, parse_features, run, shard_column};
 use wafer_runtime::pipeline::Metrics;
 use wafer_runtime::tenant::build_tenant;
 
@@ -107,17 +110,12 @@ pub fn training_data(args: TrainingDataArgs) -> Result<ExitCode> {
         spine = shard.select(&spine, &column)?;
         eprintln!("shard {shard}: {} of {all} spine rows (by `{column}`)", spine.rows);
     }
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {pos} events read ({per_sec})  {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
-    let (columns, stats) = run(&job, &spine, &mut |n| bar.set_position(n)).context("computing training data")?;
-    bar.finish_and_clear();
+    let progress = Progress::default();
+    let (columns, stats) =
+        show_progress(&progress, || run(&job, &spine, &progress)).context("computing training data")?;
     parquet_out::write(&args.out, &spine, &columns).with_context(|| format!("writing {}", args.out.display()))?;
     eprintln!(
-        "wrote {}: {} spine rows x {} features from {} events ({} failed, {} rows kept) in {:.2} s ({:.2} s transform, {:.2} s sweep)",
+        "wrote {}: {} spine rows x {} features from {} events ({} failed, {} rows kept) in {:.2} s ({:.2} s transform, {:.2} s sweep), peak memory {}",
         args.out.display(),
         stats.spine_rows,
         columns.len(),
@@ -126,7 +124,43 @@ pub fn training_data(args: TrainingDataArgs) -> Result<ExitCode> {
         stats.rows_kept,
         started.elapsed().as_secs_f64(),
         stats.transform_secs,
-        stats.sweep_secs
+        stats.sweep_secs,
+        peak_memory().map_or_else(|| "unknown".into(), |b| HumanBytes(b).to_string())
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Run `job` while two bars (on a terminal) show its phases: events read and transformed, with
+/// their rate; then spine rows served, with rate and ETA.
+fn show_progress<T>(progress: &Progress, job: impl FnOnce() -> T) -> T {
+    let bars = MultiProgress::new();
+    let style = |t: &str| ProgressStyle::with_template(t).unwrap_or_else(|_| ProgressStyle::default_bar());
+    let read = bars.add(ProgressBar::new_spinner());
+    read.set_style(style("{spinner} read + transform: {pos} events ({per_sec})"));
+    let sweep = bars.add(ProgressBar::new(0));
+    sweep.set_style(style("  point in time: {wide_bar} {pos}/{len} spine rows ({per_sec}, ETA {eta})"));
+    let done = AtomicBool::new(false);
+    let out = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(Relaxed) {
+                read.set_position(progress.events.load(Relaxed));
+                sweep.set_length(progress.to_sweep.load(Relaxed));
+                sweep.set_position(progress.swept.load(Relaxed));
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        let out = job();
+        done.store(true, Relaxed);
+        out
+    });
+    read.finish_and_clear();
+    sweep.finish_and_clear();
+    out
+}
+
+/// The process's peak resident memory (`VmHWM`), in bytes.
+fn peak_memory() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().strip_suffix("kB")?.trim();
+    kib.parse::<u64>().ok().map(|k| k * 1024)
 }
