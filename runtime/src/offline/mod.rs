@@ -6,6 +6,7 @@
 //! and the same serving read ([`crate::serving::StoredView::read`]) as the online path.
 //!
 //! - [`event_files`]: streaming JSONL / Parquet event readers with stable positions.
+//! - [`event_paths`]: files, directories (Hive partitions, pruned by the spine's times) and globs.
 //! - [`backfill`]: history → view → online store, effectively once and resumable.
 //! - [`spine`]: the (entity, timestamp) rows of a training set.
 //! - [`point_in_time`]: the sweep that computes each feature as of each spine time.
@@ -17,6 +18,7 @@ mod columns;
 
 pub mod backfill;
 pub mod event_files;
+pub mod event_paths;
 pub mod parquet_out;
 pub mod point_in_time;
 pub mod shard;

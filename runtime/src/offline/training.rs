@@ -46,6 +46,8 @@ pub enum TrainingError {
     #[error(transparent)]
     Events(#[from] EventFileError),
     #[error(transparent)]
+    EventPaths(#[from] super::event_paths::EventPathError),
+    #[error(transparent)]
     Spine(#[from] SpineError),
     #[error(transparent)]
     Sweep(#[from] SweepError),
@@ -137,6 +139,9 @@ pub struct TrainingStats {
     pub failed_events: u64,
     pub rows_kept: u64,
     pub spine_rows: usize,
+    /// Event files read, and Hive partitions skipped because they start after the last spine time.
+    pub files_read: usize,
+    pub files_pruned: usize,
     /// Seconds reading + transforming events, and sweeping (folding + serving at every row).
     pub transform_secs: f64,
     pub sweep_secs: f64,
@@ -197,6 +202,7 @@ pub fn run(
         }
     }
     let times = spine.times(&job.time_column)?;
+    let last_time = times.iter().flatten().max().copied();
     let mut columns: Vec<Vec<Value>> = vec![Vec::new(); job.features.len()];
     for g in &groups {
         let started = std::time::Instant::now();
@@ -229,6 +235,9 @@ pub fn run(
                     let topic = job.topics.get(&view.spec.name).unwrap_or(&view.spec.name);
                     let files = match source {
                         EventSource::Files(paths) => {
+                            let (paths, pruned) = event_files_for(paths, last_time)?;
+                            stats.files_read += paths.len();
+                            stats.files_pruned += pruned;
                             paths.iter().map(|p| EventFile::open(p, topic, 0)).collect::<Result<Vec<_>, _>>()?
                         }
                         _ => Vec::new(),
@@ -303,6 +312,15 @@ pub fn shard_column(job: &TrainingJob<'_>) -> Result<String, TrainingError> {
         1 => Ok(columns.remove(0)),
         _ => Err(TrainingError::ShardColumns(columns.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "))),
     }
+}
+
+/// The files `--events` arguments stand for, without partitions after `last_time`.
+fn event_files_for(args: &[PathBuf], last_time: Option<i64>) -> Result<(Vec<PathBuf>, usize), TrainingError> {
+    let mut files = Vec::new();
+    for a in args {
+        files.extend(super::event_paths::expand(a)?);
+    }
+    Ok(super::event_paths::prune(files, last_time))
 }
 
 /// A batch view's rows from its file (or its `--events VIEW=FILE` files) into `history`; bad rows

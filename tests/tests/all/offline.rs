@@ -707,6 +707,69 @@ fn batch_view_features_are_point_in_time_from_their_source_rows() {
     assert!(matches!(col("txn__amount_count_1h", 8), Value::Int64(_)), "stream features alongside");
 }
 
+/// `--events DIR` over Hive partitions (`date=…/`) and `--events 'GLOB'` give the output of the
+/// same events in one file; partitions that start after the last spine time are not read.
+#[test]
+fn hive_partitions_and_globs_equal_one_file_and_later_days_are_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = manifest(dir.path(), None, None, "");
+    let day = 86_400_000i64;
+    let t0 = 1_700_006_400_000; // 2023-11-15T00:00:00Z
+    let events = gen_events(9, 400, 5, t0, 4 * day);
+    let one = dir.path().join("all.jsonl");
+    write_jsonl(&one, &events);
+    let parts = dir.path().join("events");
+    let mut days = BTreeMap::new();
+    for e in &events {
+        let date = wafer_runtime::time::format_rfc3339(e.ts.div_euclid(day) * day)[..10].to_string();
+        days.entry(date).or_insert_with(Vec::new).push(e.clone());
+    }
+    assert_eq!(days.len(), 4);
+    for (date, evs) in &days {
+        let d = parts.join(format!("date={date}"));
+        std::fs::create_dir_all(&d).unwrap();
+        write_jsonl(&d.join("part-0.jsonl"), evs);
+        std::fs::write(d.join("_SUCCESS"), "").unwrap();
+    }
+    // The spine ends inside the third day: the fourth day's partition cannot matter.
+    let mut rng = Rng(3);
+    let mut spine: Vec<(Option<&str>, i64)> = (0..60)
+        .map(|_| (Some(["u0", "u1", "u2", "u3", "u4"][rng.below(5) as usize]), t0 + rng.below(2 * day as u64) as i64))
+        .collect();
+    spine.push((Some("u1"), t0 + 2 * day + 60_000)); // the last spine time, in the third day
+    let spine_path = dir.path().join("spine.parquet");
+    write_spine(&spine_path, &spine);
+    let feats = FEATURES.iter().map(|f| format!("txn:{f}")).collect::<Vec<_>>().join(",");
+    let run = |events: &Path, out: &Path| {
+        let o = wafer(&[
+            "training-data",
+            "--config",
+            config.to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+            "--spine",
+            spine_path.to_str().unwrap(),
+            "--features",
+            &feats,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{err}");
+        (read_parquet(out), err)
+    };
+    let (whole, _) = run(&one, &dir.path().join("one.parquet"));
+    let (hive, said) = run(&parts, &dir.path().join("hive.parquet"));
+    assert_eq!(hive, whole, "Hive-partitioned input equals the same events in one file");
+    assert!(said.contains("in 3 files (1 partitions after the last spine time skipped"), "{said}");
+    let (globbed, said) = run(&parts.join("date=*").join("*.jsonl"), &dir.path().join("glob.parquet"));
+    assert_eq!(globbed, whole);
+    assert!(said.contains("in 3 files"), "{said}");
+    // The output is not vacuous: counts differ across rows.
+    let counts = whole.column_by_name("amount_count_lifetime").unwrap().as_primitive::<Int64Type>();
+    assert!(counts.values().iter().collect::<std::collections::BTreeSet<_>>().len() > 10);
+}
+
 /// `--shard I/N`: the parts hold every spine row exactly once, each entity in one part, and put
 /// back in spine order they equal the unsharded output bit for bit.
 #[test]

@@ -34,7 +34,9 @@ pub struct TrainingDataArgs {
     #[arg(long, value_name = "LIST", required = true)]
     features: Vec<String>,
     /// The event history (JSONL or Parquet), for every stream view, or `VIEW=FILE` for one view
-    /// (repeatable); a batch view's history is its `source` file unless `VIEW=FILE` names another.
+    /// (repeatable): a file, a directory (every event file below it; Hive partitions such as
+    /// `date=2026-11-01/` after the last spine time are skipped) or a glob (quote it). A batch
+    /// view's history is its `source` file unless `VIEW=FILE` names another.
     #[arg(long, value_name = "[VIEW=]FILE", required = true)]
     events: Vec<String>,
     /// Output Parquet file.
@@ -84,7 +86,7 @@ pub fn training_data(args: TrainingDataArgs) -> Result<ExitCode> {
             }
             _ => (String::new(), PathBuf::from(e)),
         };
-        anyhow::ensure!(path.exists(), "event file {} does not exist", path.display());
+
         if let EventSource::Files(v) = events.entry(view).or_insert_with(|| EventSource::Files(Vec::new())) {
             v.push(path);
         }
@@ -115,11 +117,13 @@ pub fn training_data(args: TrainingDataArgs) -> Result<ExitCode> {
         show_progress(&progress, || run(&job, &spine, &progress)).context("computing training data")?;
     parquet_out::write(&args.out, &spine, &columns).with_context(|| format!("writing {}", args.out.display()))?;
     eprintln!(
-        "wrote {}: {} spine rows x {} features from {} events ({} failed, {} rows kept) in {:.2} s ({:.2} s transform, {:.2} s sweep), peak memory {}",
+        "wrote {}: {} spine rows x {} features from {} events in {} files ({} partitions after the last spine time skipped; {} failed, {} rows kept) in {:.2} s ({:.2} s transform, {:.2} s sweep), peak memory {}",
         args.out.display(),
         stats.spine_rows,
         columns.len(),
         stats.events,
+        stats.files_read,
+        stats.files_pruned,
         stats.failed_events,
         stats.rows_kept,
         started.elapsed().as_secs_f64(),
