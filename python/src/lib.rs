@@ -185,6 +185,7 @@ impl JobArgs {
             batch_size: self.batch_size.max(1),
             threads: self.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
             topics,
+            row_cache: None,
         };
         let selected;
         let spine = match self.shard {

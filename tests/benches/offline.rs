@@ -142,6 +142,7 @@ fn main() {
         batch_size: 1024,
         threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         topics: HashMap::new(),
+        row_cache: None,
     };
     let (columns, stats) = run(&job, &spine, &Default::default()).unwrap();
     let computed = started.elapsed().as_secs_f64();

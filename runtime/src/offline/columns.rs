@@ -143,3 +143,32 @@ pub fn json_cell(a: &ArrayRef, i: usize) -> Option<serde_json::Value> {
         _ => return None,
     })
 }
+
+/// One cell as a feature value, for the columns Wafer itself writes ([`super::parquet_out`]
+/// types): `None` for null.
+pub fn value_cell(a: &ArrayRef, i: usize) -> Result<Option<crate::bindings::types::Value>, String> {
+    use crate::bindings::types::Value;
+    use arrow_array::types::{Float32Type, Float64Type};
+    if a.is_null(i) {
+        return Ok(None);
+    }
+    Ok(Some(match a.data_type() {
+        DataType::Boolean => Value::Boolean(a.as_boolean().value(i)),
+        DataType::Int64 => Value::Int64(a.as_primitive::<Int64Type>().value(i)),
+        DataType::Float64 => Value::Float64(a.as_primitive::<Float64Type>().value(i)),
+        DataType::Utf8 => Value::Text(a.as_string::<i32>().value(i).to_string()),
+        DataType::Binary => Value::Bytes(a.as_binary::<i32>().value(i).to_vec()),
+        DataType::List(f) => {
+            let l = a.as_list::<i32>().value(i);
+            match f.data_type() {
+                DataType::Float32 => Value::Float32s(l.as_primitive::<Float32Type>().values().to_vec()),
+                DataType::Int64 => Value::Int64s(l.as_primitive::<Int64Type>().values().to_vec()),
+                DataType::Utf8 => {
+                    Value::Texts(l.as_string::<i32>().iter().map(|s| s.unwrap_or_default().to_string()).collect())
+                }
+                other => return Err(format!("unexpected list of {other}")),
+            }
+        }
+        other => return Err(format!("unexpected column type {other}")),
+    }))
+}

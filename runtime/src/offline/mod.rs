@@ -8,6 +8,7 @@
 //! - [`event_files`]: streaming JSONL / Parquet event readers with stable positions.
 //! - [`event_paths`]: files, directories (Hive partitions, pruned by the spine's times) and globs.
 //! - [`backfill`]: history → view → online store, effectively once and resumable.
+//! - [`row_cache`]: a view's transformed rows over a set of files, kept to skip the Wasm step next time.
 //! - [`spine`]: the (entity, timestamp) rows of a training set.
 //! - [`point_in_time`]: the sweep that computes each feature as of each spine time.
 //! - [`parquet_out`]: the typed Parquet output.
@@ -21,6 +22,7 @@ pub mod event_files;
 pub mod event_paths;
 pub mod parquet_out;
 pub mod point_in_time;
+pub mod row_cache;
 pub mod shard;
 pub mod spine;
 pub mod training;

@@ -64,6 +64,9 @@ impl Replay {
     }
 }
 
+/// Receives every transformed row of a batch and the number of events that failed.
+pub type RowSink<'a> = dyn FnMut(&[FeatureRow], usize) + 'a;
+
 /// The transformed history of the views of one entity type, kept only for the entities a spine
 /// asks about.
 pub struct History {
@@ -94,9 +97,27 @@ impl History {
     /// Transform a batch of events with view number `vi`'s transform and keep the rows that
     /// matter. Returns the events that failed (index into `events`).
     pub fn add(&mut self, vi: usize, view: &StreamView, events: &[Event]) -> Vec<EventFailure> {
-        let (rows, _, failures) = view.transform_rows(events);
+        self.add_with(vi, view, events, None)
+    }
+
+    /// [`History::add`], also handing every row (of any entity, with only the columns the view
+    /// uses) and the number of failed events to `sink` (the row cache).
+    pub fn add_with(
+        &mut self,
+        vi: usize,
+        view: &StreamView,
+        events: &[Event],
+        sink: Option<&mut RowSink<'_>>,
+    ) -> Vec<EventFailure> {
+        let (mut rows, _, failures) = view.transform_rows(events);
         self.events += events.len() as u64;
         self.failed += failures.len() as u64;
+        if let Some(sink) = sink {
+            for row in &mut rows {
+                row.features.retain(|f| view.uses_column(&f.name));
+            }
+            sink(&rows, failures.len());
+        }
         for mut row in rows {
             if !self.wanted.contains(&row.entity_key) {
                 continue;

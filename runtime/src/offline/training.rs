@@ -15,6 +15,7 @@ use super::columns::json_cell;
 use super::event_files::{EventBatch, EventFile, EventFileError};
 use super::parquet_out::FeatureColumn;
 use super::point_in_time::{History, Replay, Sweep, SweepError, sweep};
+use super::row_cache::{Counts, RowCache};
 use super::spine::{Spine, SpineError};
 use crate::bindings::types::{Event, Value};
 use crate::pipeline::StreamView;
@@ -47,6 +48,8 @@ pub enum TrainingError {
     Events(#[from] EventFileError),
     #[error(transparent)]
     EventPaths(#[from] super::event_paths::EventPathError),
+    #[error(transparent)]
+    RowCache(#[from] super::row_cache::RowCacheError),
     #[error(transparent)]
     Spine(#[from] SpineError),
     #[error(transparent)]
@@ -116,6 +119,9 @@ pub struct TrainingJob<'a> {
     pub full_names: bool,
     pub batch_size: usize,
     pub threads: usize,
+    /// A directory of cached transformed rows ([`super::row_cache`]): file histories already
+    /// transformed by the same component are read from it instead of being transformed again.
+    pub row_cache: Option<PathBuf>,
     /// Default topic of file events per view (the view's Kafka topic, so transforms see the
     /// same `topic` offline as online); the view's name when absent.
     pub topics: HashMap<String, String>,
@@ -142,6 +148,8 @@ pub struct TrainingStats {
     /// Event files read, and Hive partitions skipped because they start after the last spine time.
     pub files_read: usize,
     pub files_pruned: usize,
+    /// Stream views whose rows came from the row cache (their transform did not run).
+    pub cached_views: usize,
     /// Seconds reading + transforming events, and sweeping (folding + serving at every row).
     pub transform_secs: f64,
     pub sweep_secs: f64,
@@ -231,28 +239,22 @@ pub fn run(
                         progress.events.fetch_add(chunk.len() as u64, Relaxed);
                     }
                 }
-                EventSource::Files(_) | EventSource::Arrow(_) => {
+                EventSource::Files(paths) => {
                     let topic = job.topics.get(&view.spec.name).unwrap_or(&view.spec.name);
-                    let files = match source {
-                        EventSource::Files(paths) => {
-                            let (paths, pruned) = event_files_for(paths, last_time)?;
-                            stats.files_read += paths.len();
-                            stats.files_pruned += pruned;
-                            paths.iter().map(|p| EventFile::open(p, topic, 0)).collect::<Result<Vec<_>, _>>()?
-                        }
-                        _ => Vec::new(),
-                    };
-                    let tables = match source {
-                        EventSource::Arrow(b) => Some(EventFile::from_batches("<events table>", b.clone(), topic)),
-                        _ => None,
-                    };
+                    let (paths, pruned) = event_files_for(paths, last_time)?;
+                    stats.files_read += paths.len();
+                    stats.files_pruned += pruned;
+                    let files = FileHistory { view, vi, paths: &paths, topic };
+                    read_event_files(job, &files, &mut history, &mut stats, progress)?;
+                }
+                EventSource::Arrow(b) => {
+                    let topic = job.topics.get(&view.spec.name).unwrap_or(&view.spec.name);
+                    let mut f = EventFile::from_batches("<events table>", b.clone(), topic);
                     let mut batch = EventBatch::default();
-                    for mut f in files.into_iter().chain(tables) {
-                        while f.next_batch(job.batch_size, &mut batch)? {
-                            stats.failed_events += batch.invalid.len() as u64;
-                            progress.events.fetch_add((batch.events.len() + batch.invalid.len()) as u64, Relaxed);
-                            history.add(vi, view, &batch.events);
-                        }
+                    while f.next_batch(job.batch_size, &mut batch)? {
+                        stats.failed_events += batch.invalid.len() as u64;
+                        progress.events.fetch_add((batch.events.len() + batch.invalid.len()) as u64, Relaxed);
+                        history.add(vi, view, &batch.events);
                     }
                 }
             }
@@ -312,6 +314,77 @@ pub fn shard_column(job: &TrainingJob<'_>) -> Result<String, TrainingError> {
         1 => Ok(columns.remove(0)),
         _ => Err(TrainingError::ShardColumns(columns.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "))),
     }
+}
+
+/// One stream view's event files.
+struct FileHistory<'a> {
+    view: &'a StreamView,
+    vi: usize,
+    paths: &'a [PathBuf],
+    topic: &'a str,
+}
+
+/// Transform a view's event files into `history`, or take their rows from the job's row cache
+/// (filling it on a miss).
+fn read_event_files(
+    job: &TrainingJob<'_>,
+    f: &FileHistory<'_>,
+    history: &mut History,
+    stats: &mut TrainingStats,
+    progress: &Progress,
+) -> Result<(), TrainingError> {
+    let cache = job.row_cache.as_ref().map(|dir| RowCache::new(dir.clone()));
+    let key = match &cache {
+        Some(_) => Some(RowCache::key(f.view, f.topic, f.paths)?),
+        None => None,
+    };
+    if let (Some(cache), Some(key)) = (&cache, &key)
+        && let Some(counts) = cache.counts(key)
+    {
+        cache.read(key, f.view, |rows| history.add_rows(f.vi, rows))?;
+        history.events += counts.events;
+        history.failed += counts.failed;
+        stats.failed_events += counts.invalid;
+        stats.cached_views += 1;
+        progress.events.fetch_add(counts.events + counts.invalid, Relaxed);
+        return Ok(());
+    }
+    let mut writer = match (&cache, &key) {
+        (Some(cache), Some(key)) => Some(cache.writer(key, f.view)?),
+        _ => None,
+    };
+    let mut write_error = None;
+    let mut batch = EventBatch::default();
+    for path in f.paths {
+        let mut file = EventFile::open(path, f.topic, 0)?;
+        while file.next_batch(job.batch_size, &mut batch)? {
+            let invalid = batch.invalid.len() as u64;
+            stats.failed_events += invalid;
+            progress.events.fetch_add(batch.events.len() as u64 + invalid, Relaxed);
+            let events = batch.events.len() as u64;
+            match writer.as_mut() {
+                Some(w) => {
+                    let mut sink = |rows: &[crate::bindings::types::FeatureRow], failed: usize| {
+                        let counts = Counts { events, failed: failed as u64, invalid };
+                        if let Err(e) = w.add(rows, counts) {
+                            write_error.get_or_insert(e);
+                        }
+                    };
+                    history.add_with(f.vi, f.view, &batch.events, Some(&mut sink));
+                }
+                None => {
+                    history.add(f.vi, f.view, &batch.events);
+                }
+            }
+            if let Some(e) = write_error.take() {
+                return Err(e.into());
+            }
+        }
+    }
+    if let Some(w) = writer {
+        w.finish()?;
+    }
+    Ok(())
 }
 
 /// The files `--events` arguments stand for, without partitions after `last_time`.

@@ -79,6 +79,7 @@ pub(super) async fn training_data(tenant: &TenantApp, req: Request<Incoming>) ->
         batch_size: 512,
         threads: 1,
         topics: HashMap::new(),
+        row_cache: None,
     };
     // CPU-bound, with its own threads: keep it off the async workers. The guests' share of it is
     // bounded by the tenant's per-request CPU budget (events past it fail without running).

@@ -226,6 +226,7 @@ fn offline(app: &TenantApp) -> Got {
         batch_size: 64,
         threads: 1,
         topics: HashMap::new(),
+        row_cache: None,
     };
     let (columns, _) = training::run(&job, &spine, &Default::default()).unwrap();
     exp.iter()

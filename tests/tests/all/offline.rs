@@ -770,6 +770,87 @@ fn hive_partitions_and_globs_equal_one_file_and_later_days_are_skipped() {
     assert!(counts.values().iter().collect::<std::collections::BTreeSet<_>>().len() > 10);
 }
 
+/// `--row-cache DIR`: the first job transforms and keeps the rows; a later job over the same
+/// files (another spine) reads them instead, with the output and counts of an uncached job; an
+/// edited file is transformed again.
+#[test]
+fn the_row_cache_skips_the_transform_and_changes_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = manifest(dir.path(), None, None, "");
+    let t0 = 1_700_000_000_000;
+    let events = gen_events(13, 300, 5, t0, 3 * 3_600_000);
+    let jsonl = dir.path().join("log.jsonl");
+    write_jsonl(&jsonl, &events);
+    let mut text = std::fs::read_to_string(&jsonl).unwrap();
+    text += "not an event\n";
+    text += &format!("{{\"timestamp_ms\":{t0},\"key\":\"u1\",\"value\":{{\"user_id\":\"u1\",\"amount\":-1}}}}\n");
+    std::fs::write(&jsonl, text).unwrap();
+    let cache = dir.path().join("rows");
+    let mut rng = Rng(31);
+    let spine = |n: usize, rng: &mut Rng| -> PathBuf {
+        let rows: Vec<(Option<&str>, i64)> = (0..n)
+            .map(|_| {
+                (Some(["u0", "u1", "u2", "u3", "u4"][rng.below(5) as usize]), t0 + rng.below(3 * 3_600_000) as i64)
+            })
+            .collect();
+        let p = dir.path().join(format!("spine-{n}.parquet"));
+        write_spine(&p, &rows);
+        p
+    };
+    let (a, b) = (spine(50, &mut rng), spine(70, &mut rng));
+    let feats = FEATURES.iter().map(|f| format!("txn:{f}")).collect::<Vec<_>>().join(",");
+    let run = |spine: &Path, out: &str, cached: bool| {
+        let out = dir.path().join(out);
+        let mut args = vec![
+            "training-data",
+            "--config",
+            config.to_str().unwrap(),
+            "--events",
+            jsonl.to_str().unwrap(),
+            "--spine",
+            spine.to_str().unwrap(),
+            "--features",
+            &feats,
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        if cached {
+            args.extend(["--row-cache", cache.to_str().unwrap()]);
+        }
+        let o = wafer(&args);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{err}");
+        let summary = err.lines().find(|l| l.starts_with("wrote ")).unwrap().to_string();
+        (read_parquet(&out), summary)
+    };
+    let entries = || {
+        std::fs::read_dir(&cache)
+            .map_or(0, |d| d.filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "parquet")).count())
+    };
+    let (plain_a, plain_said) = run(&a, "plain-a.parquet", false);
+    let (first, said) = run(&a, "first.parquet", true);
+    assert!(said.contains("0 views from the row cache"), "{said}");
+    assert_eq!(entries(), 1);
+    assert_eq!(first, plain_a);
+    let (again, said) = run(&a, "again.parquet", true);
+    assert!(said.contains("1 views from the row cache"), "{said}");
+    assert_eq!(again, plain_a, "rows from the cache serve the same bits");
+    let failed = |s: &str| s.split("skipped; ").nth(1).unwrap().split(',').next().unwrap().to_string();
+    assert_eq!(failed(&said), failed(&plain_said), "the same failed count (a bad line and a bad event)");
+    assert_eq!(failed(&said), "2 failed");
+    let (plain_b, _) = run(&b, "plain-b.parquet", false);
+    let (cached_b, said) = run(&b, "cached-b.parquet", true);
+    assert!(said.contains("1 views from the row cache"), "{said}");
+    assert_eq!(cached_b, plain_b, "another spine over the same cached rows");
+    // An edited file is a new entry, transformed again.
+    let mut more = events.clone();
+    more.push(Ev { ts: t0 + 5, ..events[0].clone() });
+    write_jsonl(&jsonl, &more);
+    let (_, said) = run(&a, "edited.parquet", true);
+    assert!(said.contains("0 views from the row cache"), "{said}");
+    assert_eq!(entries(), 2);
+}
+
 /// `--shard I/N`: the parts hold every spine row exactly once, each entity in one part, and put
 /// back in spine order they equal the unsharded output bit for bit.
 #[test]

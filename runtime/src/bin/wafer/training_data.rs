@@ -62,6 +62,11 @@ pub struct TrainingDataArgs {
     /// same values as one unsharded job; run each on any machine.
     #[arg(long, value_name = "I/N")]
     shard: Option<Shard>,
+    /// Keep each stream view's transformed rows of the event files here, and reuse them when a
+    /// later job reads the same files with the same component (keyed by the component's sha256,
+    /// the view's columns and each file's path, size and mtime): the Wasm step then does not run.
+    #[arg(long, value_name = "DIR")]
+    row_cache: Option<PathBuf>,
     #[command(flatten)]
     sandbox: SandboxArgs,
 }
@@ -105,6 +110,7 @@ pub fn training_data(args: TrainingDataArgs) -> Result<ExitCode> {
         batch_size: args.batch_size.max(1),
         threads: args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
         topics,
+        row_cache: args.row_cache.clone(),
     };
     if let Some(shard) = args.shard {
         let column = shard_column(&job)?;
@@ -117,7 +123,7 @@ pub fn training_data(args: TrainingDataArgs) -> Result<ExitCode> {
         show_progress(&progress, || run(&job, &spine, &progress)).context("computing training data")?;
     parquet_out::write(&args.out, &spine, &columns).with_context(|| format!("writing {}", args.out.display()))?;
     eprintln!(
-        "wrote {}: {} spine rows x {} features from {} events in {} files ({} partitions after the last spine time skipped; {} failed, {} rows kept) in {:.2} s ({:.2} s transform, {:.2} s sweep), peak memory {}",
+        "wrote {}: {} spine rows x {} features from {} events in {} files ({} partitions after the last spine time skipped; {} failed, {} rows kept; {} views from the row cache) in {:.2} s ({:.2} s transform, {:.2} s sweep), peak memory {}",
         args.out.display(),
         stats.spine_rows,
         columns.len(),
@@ -126,6 +132,7 @@ pub fn training_data(args: TrainingDataArgs) -> Result<ExitCode> {
         stats.files_pruned,
         stats.failed_events,
         stats.rows_kept,
+        stats.cached_views,
         started.elapsed().as_secs_f64(),
         stats.transform_secs,
         stats.sweep_secs,
