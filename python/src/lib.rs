@@ -98,7 +98,7 @@ fn event_source(obj: &Bound<'_, PyAny>) -> PyResult<EventSource> {
 /// Point-in-time training data: `wafer training-data` without the files. See `wafer.training_data`.
 #[pyfunction]
 #[pyo3(signature = (manifest, events, spine, features, *, entity_column=None, time_column="timestamp_ms".to_string(),
-                    full_feature_names=false, batch_size=1024, threads=None, shard=None))]
+                    full_feature_names=false, batch_size=1024, threads=None, shard=None, row_cache=None))]
 #[allow(clippy::too_many_arguments)]
 fn training_data(
     py: Python<'_>,
@@ -112,6 +112,7 @@ fn training_data(
     batch_size: usize,
     threads: Option<usize>,
     shard: Option<String>,
+    row_cache: Option<PathBuf>,
 ) -> PyResult<PyArrowType<Table>> {
     let shard = shard.map(|s| s.parse::<Shard>()).transpose().map_err(Raise::offline)?;
     // Per view (`{view: source}`) or for every view (`""`), as `--events [VIEW=]FILE`.
@@ -130,8 +131,17 @@ fn training_data(
             Spine::new(schema, batches)
         }
     };
-    let job =
-        JobArgs { manifest, features, entity_column, time_column, full_feature_names, batch_size, threads, shard };
+    let job = JobArgs {
+        manifest,
+        features,
+        entity_column,
+        time_column,
+        full_feature_names,
+        batch_size,
+        threads,
+        shard,
+        row_cache,
+    };
     let (schema, batches) = py.detach(move || job.run(sources, &spine))?;
     Ok(PyArrowType(Table::try_new(batches, schema).map_err(Raise::offline)?))
 }
@@ -146,6 +156,7 @@ struct JobArgs {
     batch_size: usize,
     threads: Option<usize>,
     shard: Option<Shard>,
+    row_cache: Option<PathBuf>,
 }
 
 impl JobArgs {
@@ -185,7 +196,7 @@ impl JobArgs {
             batch_size: self.batch_size.max(1),
             threads: self.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
             topics,
-            row_cache: None,
+            row_cache: self.row_cache,
         };
         let selected;
         let spine = match self.shard {

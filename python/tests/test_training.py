@@ -114,6 +114,18 @@ def test_shards_together_equal_one_call(data):
         wafer.training_data(data["manifest"], data["parquet"], data["spine"], FEATURES, shard=(4, 3), **FULL)
 
 
+def test_row_cache_reuses_transformed_rows(data, tmp_path):
+    cache = tmp_path / "rows"
+    first = wafer.training_data(data["manifest"], data["parquet"], data["spine"], FEATURES, row_cache=cache, **FULL)
+    (entry,) = cache.glob("*.parquet")
+    written = entry.stat().st_mtime_ns
+    again = wafer.training_data(data["manifest"], data["parquet"], data["spine"], FEATURES, row_cache=cache, **FULL)
+    assert list(cache.glob("*.parquet")) == [entry]
+    assert entry.stat().st_mtime_ns == written, "the second call read the entry and did not rewrite it"
+    assert_bit_equal(first, data["cli"])
+    assert_bit_equal(again, data["cli"])
+
+
 def test_errors_are_offline_errors(data):
     m, ev, sp = data["manifest"], data["parquet"], data["spine"]
     with pytest.raises(errors.OfflineError, match="unknown features.*txn:nope|txn:nope"):

@@ -52,6 +52,7 @@ def training_data(
     batch_size: int = 1024,
     threads: Optional[int] = None,
     shard: Optional[Tuple[int, int]] = None,
+    row_cache: Optional[PathLike] = None,
 ) -> pa.Table:
     """Point-in-time-correct features for every row of ``spine``.
 
@@ -70,6 +71,10 @@ def training_data(
       results together hold every spine row once with the same values as one unsharded call, so
       ``n`` workers (Ray tasks, Kubernetes indexed jobs) can split one job.
 
+    - ``row_cache``: a directory where each stream view's transformed rows of its event *files*
+      are kept and reused by later calls over the same files and transform (as
+      ``wafer training-data --row-cache``): the Wasm step then does not run.
+
     Returns the spine's columns unchanged, then one nullable column per feature (``feature``, or
     ``view__feature`` with ``full_feature_names``), typed as ``wafer training-data`` types them.
     Use :func:`to_pandas` for a DataFrame with natural dtypes.
@@ -87,6 +92,7 @@ def training_data(
         batch_size=batch_size,
         threads=threads,
         shard=None if shard is None else f"{shard[0]}/{shard[1]}",
+        row_cache=None if row_cache is None else os.fspath(row_cache),
     )
 
 
