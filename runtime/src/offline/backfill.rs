@@ -48,6 +48,18 @@ pub struct BackfillReport {
 }
 
 impl BackfillReport {
+    /// Add the report of the next file of a multi-file backfill: counts summed, the first reasons
+    /// kept, offsets those of the last file (each file has its own watermark).
+    pub fn add(&mut self, r: BackfillReport) {
+        self.resumed_from = r.resumed_from;
+        self.next_offset = r.next_offset;
+        self.events += r.events;
+        self.rows += r.rows;
+        self.failed += r.failed;
+        let room = MAX_REPORTED.saturating_sub(self.failures.len());
+        self.failures.extend(r.failures.into_iter().take(room));
+    }
+
     pub(crate) fn fail(&mut self, offset: i64, code: &'static str, message: String) {
         self.failed += 1;
         if self.failures.len() < MAX_REPORTED {

@@ -1004,6 +1004,41 @@ async fn file_backfill_resumes_after_sigkill_without_double_counting() {
     assert_eq!(online_totals(&app, &users).await, truth(&events, &users));
 }
 
+/// `wafer backfill --from DIR`: every file of a Hive-partitioned directory is its own resumable
+/// source (two partitions' `part-0.jsonl` are two sources); everything is applied once, and a
+/// rerun applies nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn backfill_from_a_directory_applies_every_partition_once() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = manifest(dir.path(), Some(&redis.url()), None, "");
+    let day = 86_400_000;
+    let start = now_ms().div_euclid(day) * day - 3 * day;
+    let events = gen_events(21, 3_000, 8, start, 3 * day);
+    let users: Vec<String> = (0..8).map(|u| format!("u{u}")).collect();
+    let parts = dir.path().join("events");
+    for (i, chunk) in events.chunks(1_000).enumerate() {
+        let d = parts.join(format!("date=2026-11-0{}", i + 1));
+        std::fs::create_dir_all(&d).unwrap();
+        write_jsonl(&d.join("part-0.jsonl"), chunk);
+    }
+    std::fs::write(parts.join("_SUCCESS"), "").unwrap();
+    let app = load_app(&config, Arc::new(RedisStore::connect(&redis.url()).await.unwrap()));
+    let args = ["backfill", "--config", config.to_str().unwrap(), "--view", "txn", "--from", parts.to_str().unwrap()];
+    let o = wafer(&args);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}");
+    for i in 1..=3 {
+        assert!(err.contains(&format!("(source `backfill:date=2026-11-0{i}/part-0.jsonl`)")), "{err}");
+    }
+    assert!(err.contains(": 3000 events (0 failed)"), "{err}");
+    assert_eq!(online_totals(&app, &users).await, truth(&events, &users));
+    let o = wafer(&args);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(err.contains(": 0 events (0 failed)"), "a rerun applies nothing: {err}");
+    assert_eq!(online_totals(&app, &users).await, truth(&events, &users));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn kafka_backfill_then_live_consumption_counts_every_event_once() {
     let redis = RedisServer::start();

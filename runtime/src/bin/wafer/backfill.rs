@@ -1,6 +1,6 @@
 //! `wafer backfill`: replay historical events through a view into its online store.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use wafer_runtime::manifest::Manifest;
 use wafer_runtime::offline::backfill::{BackfillReport, backfill_file, file_source_name};
 use wafer_runtime::offline::event_files::Progress;
+use wafer_runtime::offline::event_paths;
 use wafer_runtime::pipeline::Metrics;
 use wafer_runtime::store::OnlineStore;
 use wafer_runtime::store::embedded::EmbeddedStore;
@@ -27,10 +28,13 @@ pub struct BackfillArgs {
     /// The stream view to backfill.
     #[arg(long)]
     view: String,
-    /// History: a JSONL or Parquet event file, or `kafka:<topic>` (brokers from [kafka]).
+    /// History: a JSONL or Parquet event file, a directory (every event file below it, e.g.
+    /// Hive partitions), a quoted glob, or `kafka:<topic>` (brokers from [kafka]). Each file of a
+    /// directory or glob is its own resumable source, named after its path below the directory.
     #[arg(long, value_name = "SOURCE")]
     from: String,
-    /// Watermark name of a file source [default: backfill:<file name>]; a rerun with the same name resumes.
+    /// Watermark name of a file source [default: backfill:<file name>; for a directory or glob,
+    /// backfill:<path below it> per file]; a rerun with the same name resumes.
     #[arg(long)]
     source_name: Option<String>,
     /// Kafka: start at this offset in every partition (default: the beginning), unless the
@@ -45,6 +49,21 @@ pub struct BackfillArgs {
     batch_size: Option<usize>,
     #[command(flatten)]
     sandbox: SandboxArgs,
+}
+
+/// The watermark source of `path`: `--source-name` or `backfill:<file name>` for one file; for
+/// the files of a directory or glob, one source per file, named by its path below `from` (two
+/// Hive partitions' `part-0.parquet` are two sources).
+fn source_name_of(given: Option<&str>, from: &Path, path: &Path, files: usize) -> String {
+    if files == 1 && from.is_file() {
+        return given.map_or_else(|| file_source_name(path), str::to_string);
+    }
+    let base = if from.is_dir() { from } else { Path::new("") };
+    let below = path.strip_prefix(base).unwrap_or(path).display().to_string();
+    match given {
+        Some(g) => format!("{g}:{below}"),
+        None => format!("backfill:{below}"),
+    }
 }
 
 pub fn backfill(args: BackfillArgs) -> Result<ExitCode> {
@@ -86,8 +105,8 @@ pub fn backfill(args: BackfillArgs) -> Result<ExitCode> {
                 .await
                 .with_context(|| format!("backfilling view `{}` from Kafka topic `{topic}`", args.view))?
         } else {
-            let path = PathBuf::from(&args.from);
-            let source = args.source_name.clone().unwrap_or_else(|| file_source_name(&path));
+            let from = PathBuf::from(&args.from);
+            let files = if from.is_file() { vec![from.clone()] } else { event_paths::expand(&from)? };
             let topic = cfg.topic.clone().unwrap_or_else(|| cfg.name.clone());
             let mut on = |p: Progress, r: &BackfillReport| {
                 match p {
@@ -108,9 +127,31 @@ pub fn backfill(args: BackfillArgs) -> Result<ExitCode> {
                 }
                 bar.set_message(rate(r, started));
             };
-            backfill_file(&view, store.as_ref(), &path, &source, &topic, batch_size, &mut on)
-                .await
-                .with_context(|| format!("backfilling view `{}` from {}", args.view, path.display()))?
+            let mut total = BackfillReport::default();
+            for path in &files {
+                let source = source_name_of(args.source_name.as_deref(), &from, path, files.len());
+                let r = backfill_file(&view, store.as_ref(), path, &source, &topic, batch_size, &mut on)
+                    .await
+                    .with_context(|| format!("backfilling view `{}` from {}", args.view, path.display()))?;
+                if files.len() > 1 {
+                    bar.suspend(|| {
+                        eprintln!(
+                            "{}: {} events ({} failed), resumed from offset {}, watermark now {} (source `{source}`)",
+                            path.display(),
+                            r.events,
+                            r.failed,
+                            r.resumed_from,
+                            r.next_offset
+                        )
+                    });
+                }
+                if files.len() == 1 {
+                    total = r;
+                } else {
+                    total.add(r);
+                }
+            }
+            total
         };
         bar.finish_and_clear();
         for (offset, code, message) in &report.failures {
