@@ -218,11 +218,23 @@ fn wafer(args: &[&str]) -> Output {
 }
 
 fn training_data(config: &Path, events: &Path, spine: &Path, out: &Path) {
-    let feats = FEATURES.iter().map(|f| format!("txn:{f}")).collect::<Vec<_>>();
-    training_data_with(config, events, spine, out, &feats, &[]);
+    training_data_with(config, events, spine, out, &all_features(), &[]);
 }
 
-fn training_data_with(config: &Path, events: &Path, spine: &Path, out: &Path, features: &[String], extra: &[&str]) {
+/// All of [`FEATURES`] of the `txn` view.
+fn all_features() -> Vec<String> {
+    FEATURES.iter().map(|f| format!("txn:{f}")).collect()
+}
+
+/// Run `wafer training-data` (it must succeed); returns its summary line (`wrote …`).
+fn training_data_with(
+    config: &Path,
+    events: &Path,
+    spine: &Path,
+    out: &Path,
+    features: &[String],
+    extra: &[&str],
+) -> String {
     let feats = features.join(",");
     let mut args = vec![
         "training-data",
@@ -239,7 +251,9 @@ fn training_data_with(config: &Path, events: &Path, spine: &Path, out: &Path, fe
     ];
     args.extend(extra);
     let o = wafer(&args);
-    assert!(o.status.success(), "training-data failed: {}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "training-data failed: {err}");
+    err.lines().find(|l| l.starts_with("wrote ")).unwrap_or_default().to_string()
 }
 
 fn read_parquet(path: &Path) -> RecordBatch {
@@ -739,24 +753,9 @@ fn hive_partitions_and_globs_equal_one_file_and_later_days_are_skipped() {
     spine.push((Some("u1"), t0 + 2 * day + 60_000)); // the last spine time, in the third day
     let spine_path = dir.path().join("spine.parquet");
     write_spine(&spine_path, &spine);
-    let feats = FEATURES.iter().map(|f| format!("txn:{f}")).collect::<Vec<_>>().join(",");
     let run = |events: &Path, out: &Path| {
-        let o = wafer(&[
-            "training-data",
-            "--config",
-            config.to_str().unwrap(),
-            "--events",
-            events.to_str().unwrap(),
-            "--spine",
-            spine_path.to_str().unwrap(),
-            "--features",
-            &feats,
-            "--out",
-            out.to_str().unwrap(),
-        ]);
-        let err = String::from_utf8_lossy(&o.stderr).into_owned();
-        assert!(o.status.success(), "{err}");
-        (read_parquet(out), err)
+        let summary = training_data_with(&config, events, &spine_path, out, &all_features(), &[]);
+        (read_parquet(out), summary)
     };
     let (whole, _) = run(&one, &dir.path().join("one.parquet"));
     let (hive, said) = run(&parts, &dir.path().join("hive.parquet"));
@@ -798,29 +797,10 @@ fn the_row_cache_skips_the_transform_and_changes_nothing_else() {
         p
     };
     let (a, b) = (spine(50, &mut rng), spine(70, &mut rng));
-    let feats = FEATURES.iter().map(|f| format!("txn:{f}")).collect::<Vec<_>>().join(",");
     let run = |spine: &Path, out: &str, cached: bool| {
         let out = dir.path().join(out);
-        let mut args = vec![
-            "training-data",
-            "--config",
-            config.to_str().unwrap(),
-            "--events",
-            jsonl.to_str().unwrap(),
-            "--spine",
-            spine.to_str().unwrap(),
-            "--features",
-            &feats,
-            "--out",
-            out.to_str().unwrap(),
-        ];
-        if cached {
-            args.extend(["--row-cache", cache.to_str().unwrap()]);
-        }
-        let o = wafer(&args);
-        let err = String::from_utf8_lossy(&o.stderr).into_owned();
-        assert!(o.status.success(), "{err}");
-        let summary = err.lines().find(|l| l.starts_with("wrote ")).unwrap().to_string();
+        let extra = if cached { vec!["--row-cache", cache.to_str().unwrap()] } else { vec![] };
+        let summary = training_data_with(&config, &jsonl, spine, &out, &all_features(), &extra);
         (read_parquet(&out), summary)
     };
     let entries = || {
@@ -880,8 +860,7 @@ fn shards_together_equal_the_unsharded_output_bit_for_bit() {
     let columns: Vec<String> = whole.schema().fields().iter().map(|f| f.name().clone()).collect();
     for i in 1..=n {
         let out = dir.path().join(format!("part-{i}.parquet"));
-        let feats = FEATURES.iter().map(|f| format!("txn:{f}")).collect::<Vec<_>>();
-        training_data_with(&config, &jsonl, &spine_path, &out, &feats, &["--shard", &format!("{i}/{n}")]);
+        training_data_with(&config, &jsonl, &spine_path, &out, &all_features(), &["--shard", &format!("{i}/{n}")]);
         let part = read_parquet(&out);
         assert_eq!(part.schema(), whole.schema(), "part {i}: same columns and types");
         let labels = part.column_by_name("label").unwrap().as_primitive::<Int64Type>().values().to_vec();
