@@ -120,12 +120,7 @@ pub async fn materialize(
     let format = cfg.format_of(&path)?;
     let source = source_name(&path)?;
     let resumed_from = store.watermark(view_id, &source, 0).await?.unwrap_or(0).max(0) as u64;
-    let columns = Columns {
-        entity: cfg.entity_column().to_owned(),
-        timestamp: cfg.timestamp_column.clone(),
-        features: spec.latest.clone(),
-    };
-    let mut rows = source::open(&path, format, columns)?;
+    let mut rows = source::open(&path, format, Columns::of_view(cfg, spec))?;
     let total = rows.total_rows();
     let plan = FoldPlan::new(spec.latest.iter().map(|(n, _)| n.clone()).collect(), &[]);
     let batch_size = cfg.batch_size;

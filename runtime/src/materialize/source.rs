@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::bindings::types::{Feature, FeatureRow, ValueType};
-use crate::view::SourceFormat;
+use crate::view::{BatchViewConfig, SourceFormat, ViewSpec};
 
 use super::MaterializeError;
 use super::cell::Cell;
@@ -36,6 +36,16 @@ pub struct Columns {
 }
 
 impl Columns {
+    /// A batch view's source columns: its entity and timestamp columns and the features of `spec`
+    /// (the view's spec, built from `cfg`).
+    pub fn of_view(cfg: &BatchViewConfig, spec: &ViewSpec) -> Self {
+        Self {
+            entity: cfg.entity_column().to_owned(),
+            timestamp: cfg.timestamp_column.clone(),
+            features: spec.latest.clone(),
+        }
+    }
+
     /// Build one row from cells looked up by column index (`None` = column absent → null).
     pub fn row<'a>(
         &self,

@@ -112,6 +112,8 @@ impl History {
         let (mut rows, _, failures) = view.transform_rows(events);
         self.events += events.len() as u64;
         self.failed += failures.len() as u64;
+        // With a sink every row is trimmed first; without one only the rows kept are.
+        let trimmed = sink.is_some();
         if let Some(sink) = sink {
             for row in &mut rows {
                 row.features.retain(|f| view.uses_column(&f.name));
@@ -122,7 +124,9 @@ impl History {
             if !self.wanted.contains(&row.entity_key) {
                 continue;
             }
-            row.features.retain(|f| view.uses_column(&f.name));
+            if !trimmed {
+                row.features.retain(|f| view.uses_column(&f.name));
+            }
             row.features.shrink_to_fit();
             self.rows += 1;
             self.keep(vi, row);

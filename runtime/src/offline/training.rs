@@ -223,7 +223,7 @@ pub fn run(
             let view = match replay {
                 Replay::Stream(view) => view,
                 Replay::Batch(stored) => {
-                    read_batch_history(job, stored.name(), vi, &mut history, &mut stats, progress)?;
+                    read_batch_history(job, stored, vi, &mut history, &mut stats, progress)?;
                     continue;
                 }
             };
@@ -232,6 +232,7 @@ pub fn run(
                 .get(&view.spec.name)
                 .or_else(|| job.events.get(""))
                 .ok_or_else(|| TrainingError::NoEvents(view.spec.name.clone()))?;
+            let topic = job.topics.get(&view.spec.name).unwrap_or(&view.spec.name);
             match source {
                 EventSource::Inline(events) => {
                     for chunk in events.chunks(job.batch_size.max(1)) {
@@ -240,7 +241,6 @@ pub fn run(
                     }
                 }
                 EventSource::Files(paths) => {
-                    let topic = job.topics.get(&view.spec.name).unwrap_or(&view.spec.name);
                     let (paths, pruned) = event_files_for(paths, last_time)?;
                     stats.files_read += paths.len();
                     stats.files_pruned += pruned;
@@ -248,7 +248,6 @@ pub fn run(
                     read_event_files(job, &files, &mut history, &mut stats, progress)?;
                 }
                 EventSource::Arrow(b) => {
-                    let topic = job.topics.get(&view.spec.name).unwrap_or(&view.spec.name);
                     let mut f = EventFile::from_batches("<events table>", b.clone(), topic);
                     let mut batch = EventBatch::default();
                     while f.next_batch(job.batch_size, &mut batch)? {
@@ -298,9 +297,10 @@ pub fn run(
 /// The spine column that decides a row's shard: the entity column every requested feature reads.
 /// Features of two entity types (two spine columns) cannot be sharded as one job.
 pub fn shard_column(job: &TrainingJob<'_>) -> Result<String, TrainingError> {
+    let full: Vec<String> = job.features.iter().map(FeatureRef::full).collect();
+    job.catalog.plan(&full, None)?; // unknown views and features are named first, as `run` does
     let mut columns: Vec<String> = Vec::new();
     for f in &job.features {
-        job.catalog.plan(&[f.full()], None)?;
         let (entity, _, _) = sources(job, &f.view)?;
         if let Some(e) = entity {
             let column = job.entity_column.clone().unwrap_or(e);
@@ -400,12 +400,13 @@ fn event_files_for(args: &[PathBuf], last_time: Option<i64>) -> Result<(Vec<Path
 /// count as failed events, as a load reports them.
 fn read_batch_history(
     job: &TrainingJob<'_>,
-    view: &str,
+    stored: &crate::serving::StoredView,
     vi: usize,
     history: &mut History,
     stats: &mut TrainingStats,
     progress: &Progress,
 ) -> Result<(), TrainingError> {
+    let view = stored.name();
     let cfg =
         job.batches.iter().find(|b| b.name == view).ok_or_else(|| TrainingError::BatchView { view: view.into() })?;
     let files: Vec<PathBuf> = match job.events.get(view) {
@@ -420,13 +421,8 @@ fn read_batch_history(
         return Err(TrainingError::BatchView { view: view.into() });
     }
     let read = |source| TrainingError::BatchRead { view: view.into(), source };
-    let spec = cfg.spec().map_err(|e| read(e.into()))?;
     for path in &files {
-        let columns = crate::materialize::Columns {
-            entity: cfg.entity_column().to_owned(),
-            timestamp: cfg.timestamp_column.clone(),
-            features: spec.latest.clone(),
-        };
+        let columns = crate::materialize::Columns::of_view(cfg, &stored.spec);
         let mut rows =
             crate::materialize::source::open(path, cfg.format_of(path).map_err(|e| read(e.into()))?, columns)
                 .map_err(read)?;

@@ -160,6 +160,13 @@ fn gen_events(seed: u64, n: usize, users: usize, t0: i64, span: i64) -> Vec<Ev> 
         .collect()
 }
 
+/// `events` as the JSONL file `log.jsonl` in `dir`.
+fn write_log(dir: &Path, events: &[Ev]) -> PathBuf {
+    let path = dir.join("log.jsonl");
+    write_jsonl(&path, events);
+    path
+}
+
 fn write_jsonl(path: &Path, events: &[Ev]) {
     let text: String = events.iter().map(|e| e.jsonl() + "\n").collect();
     std::fs::write(path, text).unwrap();
@@ -235,7 +242,21 @@ fn training_data_with(
     features: &[String],
     extra: &[&str],
 ) -> String {
-    let feats = features.join(",");
+    let o = training_data_output(config, events, spine, out, &features.join(","), extra);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "training-data failed: {err}");
+    err.lines().find(|l| l.starts_with("wrote ")).unwrap_or_default().to_string()
+}
+
+/// Run `wafer training-data` with `features` (comma-separated) and `extra` arguments.
+fn training_data_output(
+    config: &Path,
+    events: &Path,
+    spine: &Path,
+    out: &Path,
+    features: &str,
+    extra: &[&str],
+) -> Output {
     let mut args = vec![
         "training-data",
         "--config",
@@ -245,15 +266,12 @@ fn training_data_with(
         "--spine",
         spine.to_str().unwrap(),
         "--features",
-        &feats,
+        features,
         "--out",
         out.to_str().unwrap(),
     ];
     args.extend(extra);
-    let o = wafer(&args);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "training-data failed: {err}");
-    err.lines().find(|l| l.starts_with("wrote ")).unwrap_or_default().to_string()
+    wafer(&args)
 }
 
 fn read_parquet(path: &Path) -> RecordBatch {
@@ -467,8 +485,7 @@ fn training_data_is_point_in_time_exact_with_spine_edge_cases() {
     // The file is out of event-time order.
     let mut log = events.clone();
     log.reverse();
-    let jsonl = dir.path().join("log.jsonl");
-    write_jsonl(&jsonl, &log);
+    let jsonl = write_log(dir.path(), &log);
     let first = events[0].ts;
     let last = events.last().unwrap().ts;
     let probe = &events[100];
@@ -598,15 +615,11 @@ fn training_data_is_point_in_time_exact_with_spine_edge_cases() {
 fn training_data_names_bad_requests() {
     let dir = tempfile::tempdir().unwrap();
     let config = manifest(dir.path(), None, None, "");
-    let jsonl = dir.path().join("log.jsonl");
-    write_jsonl(&jsonl, &gen_events(1, 10, 2, 1_700_000_000_000, 60_000));
+    let jsonl = write_log(dir.path(), &gen_events(1, 10, 2, 1_700_000_000_000, 60_000));
     let spine = dir.path().join("spine.parquet");
     write_spine(&spine, &[(Some("u0"), 1_700_000_000_000)]);
     let run = |features: &str, extra: &[&str]| {
-        let mut args = vec!["training-data", "--config", config.to_str().unwrap(), "--events", jsonl.to_str().unwrap()];
-        args.extend(["--spine", spine.to_str().unwrap(), "--features", features, "--out", "/dev/null"]);
-        args.extend(extra);
-        let o = wafer(&args);
+        let o = training_data_output(&config, &jsonl, &spine, Path::new("/dev/null"), features, extra);
         (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
     };
     let (code, err) = run("txn:amount_sum_2h", &[]);
@@ -661,8 +674,7 @@ fn batch_view_features_are_point_in_time_from_their_source_rows() {
         ),
     )
     .unwrap();
-    let jsonl = dir.path().join("log.jsonl");
-    write_jsonl(&jsonl, &gen_events(5, 100, 3, t0, 8 * hour));
+    let jsonl = write_log(dir.path(), &gen_events(5, 100, 3, t0, 8 * hour));
     let mut spine: Vec<(Option<&str>, i64)> = vec![
         (Some("u0"), t0 - 1),            // before any row
         (Some("u0"), t0),                // at the first row
@@ -778,8 +790,7 @@ fn the_row_cache_skips_the_transform_and_changes_nothing_else() {
     let config = manifest(dir.path(), None, None, "");
     let t0 = 1_700_000_000_000;
     let events = gen_events(13, 300, 5, t0, 3 * 3_600_000);
-    let jsonl = dir.path().join("log.jsonl");
-    write_jsonl(&jsonl, &events);
+    let jsonl = write_log(dir.path(), &events);
     let mut text = std::fs::read_to_string(&jsonl).unwrap();
     text += "not an event\n";
     text += &format!("{{\"timestamp_ms\":{t0},\"key\":\"u1\",\"value\":{{\"user_id\":\"u1\",\"amount\":-1}}}}\n");
@@ -839,8 +850,7 @@ fn shards_together_equal_the_unsharded_output_bit_for_bit() {
     let config = manifest(dir.path(), None, None, "");
     let t0 = 1_700_000_000_000;
     let events = gen_events(11, 600, 9, t0, 3 * 3_600_000);
-    let jsonl = dir.path().join("log.jsonl");
-    write_jsonl(&jsonl, &events);
+    let jsonl = write_log(dir.path(), &events);
     let mut rng = Rng(17);
     let users: Vec<String> = (0..9).map(|u| format!("u{u}")).collect();
     let mut spine: Vec<(Option<&str>, i64)> = (0..120)
@@ -883,21 +893,14 @@ fn shards_together_equal_the_unsharded_output_bit_for_bit() {
 
     // Wrong shard specs are refused with the reason.
     for bad in ["0/4", "5/4", "2"] {
-        let o = wafer(&[
-            "training-data",
-            "--config",
-            config.to_str().unwrap(),
-            "--events",
-            jsonl.to_str().unwrap(),
-            "--spine",
-            spine_path.to_str().unwrap(),
-            "--features",
+        let o = training_data_output(
+            &config,
+            &jsonl,
+            &spine_path,
+            Path::new("/dev/null"),
             "txn:amount_sum_1h",
-            "--out",
-            "/dev/null",
-            "--shard",
-            bad,
-        ]);
+            &["--shard", bad],
+        );
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{bad}: {err}");
         assert!(err.contains(&format!("shard `{bad}`")) && err.contains("expected I/N"), "{bad}: {err}");
