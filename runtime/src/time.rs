@@ -58,16 +58,44 @@ pub fn format_rfc3339(ms: i64) -> String {
 }
 
 /// [`format_rfc3339`], appended to `out` without an intermediate string.
+///
+/// Serving writes one per value (Feast's `event_timestamps`), so years 0–9999 are written digit by
+/// digit; `write!` formatting cost ten times as much. Other years go through `write!`.
 pub fn write_rfc3339(out: &mut Vec<u8>, ms: i64) {
-    use std::io::Write as _;
     let (days, rem) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
     let (y, mo, d) = civil_from_days(days);
     let (h, mi, s, milli) = (rem / 3_600_000, rem / 60_000 % 60, rem / 1000 % 60, rem % 1000);
-    let _ = if milli == 0 {
-        write!(out, "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+    if !(0..=9999).contains(&y) {
+        use std::io::Write as _;
+        let _ = if milli == 0 {
+            write!(out, "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+        } else {
+            write!(out, "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}Z")
+        };
+        return;
+    }
+    let mut b = *b"0000-00-00T00:00:00.000Z";
+    put_digits(&mut b[0..4], y as u32);
+    put_digits(&mut b[5..7], mo);
+    put_digits(&mut b[8..10], d);
+    put_digits(&mut b[11..13], h as u32);
+    put_digits(&mut b[14..16], mi as u32);
+    put_digits(&mut b[17..19], s as u32);
+    if milli == 0 {
+        out.extend_from_slice(&b[..19]);
+        out.push(b'Z');
     } else {
-        write!(out, "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}Z")
-    };
+        put_digits(&mut b[20..23], milli as u32);
+        out.extend_from_slice(&b);
+    }
+}
+
+/// `n`'s last `slot.len()` decimal digits into `slot`, zero-padded.
+fn put_digits(slot: &mut [u8], mut n: u32) {
+    for c in slot.iter_mut().rev() {
+        *c = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
 }
 
 /// Parse RFC 3339 / ISO 8601 (`2024-05-01T12:00:00Z`, `2024-05-01 12:00:00.5+02:00`,
@@ -131,6 +159,11 @@ mod tests {
         }
         assert_eq!(format_rfc3339(1_714_564_800_000), "2024-05-01T12:00:00Z");
         assert_eq!(format_rfc3339(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(format_rfc3339(1_714_564_800_007), "2024-05-01T12:00:00.007Z");
+        assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_rfc3339(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(format_rfc3339(253_402_300_799_999), "9999-12-31T23:59:59.999Z");
+        assert_eq!(format_rfc3339(253_402_300_800_000), "10000-01-01T00:00:00Z");
         assert_eq!(parse_rfc3339("2024-05-01T14:00:00.5+02:00"), Some(1_714_564_800_500));
         assert_eq!(parse_rfc3339("2024-05-01"), Some(1_714_521_600_000));
         assert_eq!(parse_rfc3339("2024-13-01"), None);

@@ -2,7 +2,8 @@
 //!
 //! The clock reads the request time; random is seeded from the first entity key and the request
 //! time. Calls are async (see [`crate::bindings::request`]): on a runtime thread they never
-//! block it, and a long one yields at every epoch tick until its deadline. A failed call (trap, deadline, OOM) fails the whole request: request transforms are
+//! block it, and a long one (it ran through a whole epoch tick) yields at every tick until its
+//! deadline. A failed call (trap, deadline, OOM) fails the whole request: request transforms are
 //! latency-critical, and re-running entity by entity would multiply the worst case.
 
 use wasmtime::Store;
@@ -137,11 +138,11 @@ impl RequestWorker {
 const SHORT_CALL: std::time::Duration = std::time::Duration::from_micros(250);
 
 /// Drive a guest call. Short calls run inline on the caller's task: no thread hand-off. A call
-/// that outlives an epoch tick (it yields: see `new_async_store`) or waits on WASI is finished off
+/// that runs through a whole epoch tick (it yields: see `new_async_store`) or waits on WASI is finished off
 /// the async worker and flags its transform, whose next calls then start off the worker until
 /// one is short again. Off the worker means on a thread of its own at a lower scheduling priority
 /// ([`finish_demoted`]): a transform burning its whole deadline holds an async worker for at most
-/// one tick, once, and otherwise gets the cores only when the node's serving threads (every
+/// two ticks, once, and otherwise gets the cores only when the node's serving threads (every
 /// other request and tenant) leave them idle.
 async fn drive<F>(call: F, runs_long: &std::sync::atomic::AtomicBool) -> F::Output
 where
