@@ -183,15 +183,3 @@ pub fn wafer_serve(config: &Path, port: u16, extra: &[String]) -> Result<Proc> {
     wait_port(port, "wafer serve", Duration::from_secs(60))?;
     Ok(p)
 }
-
-/// CPU seconds (user + system) a process has used so far, from `/proc/<pid>/stat`.
-pub fn cpu_seconds(pid: u32) -> Result<f64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
-    // USER_HZ (the unit of /proc/<pid>/stat times) is 100 on Linux.
-    Ok(ticks / 100.0)
-}

@@ -152,34 +152,61 @@ impl Shape {
     }
 }
 
-/// The server's CPU over a phase, per request.
+/// CPU over a phase, per request: the server's, and what shares its cores (the store's Redis
+/// processes and this load generator), so a phase's ceiling can be explained.
 struct Cpu {
-    pid: u32,
-    at: f64,
+    server: u32,
+    redis: Vec<u32>,
+    /// Whether this process generates the load (not so under wrk).
+    load_generator: bool,
+    at: [f64; 3],
 }
 
 impl Cpu {
-    fn start(pid: u32) -> Result<Self> {
-        Ok(Self { pid, at: procs::cpu_secs(pid) })
+    fn start(server: u32, redis: &[u32]) -> Result<Self> {
+        let mut c = Self { server, redis: redis.to_vec(), load_generator: true, at: [0.0; 3] };
+        c.at = c.now();
+        Ok(c)
     }
 
-    /// `server CPU X µs/request (Y% of one core)`.
+    fn without_load_generator(mut self) -> Self {
+        self.load_generator = false;
+        self
+    }
+
+    /// CPU seconds so far: server, Redis (summed over its processes), this process.
+    fn now(&self) -> [f64; 3] {
+        [
+            procs::cpu_secs(self.server),
+            self.redis.iter().map(|p| procs::cpu_secs(*p)).sum(),
+            procs::cpu_secs(std::process::id()),
+        ]
+    }
+
+    /// `server CPU X µs/request (Y% of a core); Redis A µs/request (B%); load generator C µs/request (D%)`.
     fn report(&self, requests: usize, secs: f64) -> Result<String> {
-        let used = (procs::cpu_secs(self.pid) - self.at).max(0.0);
-        Ok(format!(
-            "server CPU {:.1} µs/request ({:.0}% of a core)",
-            used * 1e6 / requests.max(1) as f64,
-            100.0 * used / secs.max(1e-9)
-        ))
+        let now = self.now();
+        let per = |i: usize| {
+            let used = (now[i] - self.at[i]).max(0.0);
+            (used * 1e6 / requests.max(1) as f64, 100.0 * used / secs.max(1e-9))
+        };
+        let ((s, sp), (r, rp), (l, lp)) = (per(0), per(1), per(2));
+        let mut out = format!("server CPU {s:.1} µs/request ({sp:.0}% of a core); Redis {r:.1} µs/request ({rp:.0}%)");
+        if self.load_generator {
+            out.push_str(&format!("; load generator {l:.1} µs/request ({lp:.0}%)"));
+        }
+        Ok(out)
     }
 }
 
 pub fn run(a: Args) -> Result<()> {
     anyhow::ensure!(a.features >= BASE.len(), "--features must be at least {}", BASE.len());
     let dir = tempfile::tempdir()?;
-    let (_redis, redis_port) = procs::redis(dir.path())?;
-    let (_cluster, cluster_ports) =
+    let (redis, redis_port) = procs::redis(dir.path())?;
+    let (cluster, cluster_ports) =
         if a.redis_cluster > 0 { procs::redis_cluster(dir.path(), a.redis_cluster)? } else { (Vec::new(), Vec::new()) };
+    let redis_pids: Vec<u32> =
+        if cluster.is_empty() { vec![redis.pid()] } else { cluster.iter().map(procs::Proc::pid).collect() };
     let redis_section = match cluster_ports.as_slice() {
         [] => format!("[redis]\nurl = \"redis://127.0.0.1:{redis_port}/\"\n"),
         [first, ..] => format!("[redis]\nurl = \"redis://127.0.0.1:{first}/\"\ncluster = true\n"),
@@ -279,7 +306,8 @@ pub fn run(a: Args) -> Result<()> {
     if a.wrk {
         anyhow::ensure!(a.int_keys, "bench/wrk/feast.lua sends int64 keys: add --int-keys");
         let script = procs::root().join("bench/wrk/feast.lua");
-        let cpu = Cpu::start(pid)?;
+        // The load generator is wrk here: its CPU is not this process's (left out).
+        let cpu = Cpu::start(pid, &redis_pids)?.without_load_generator();
         let started = Instant::now();
         let out = std::process::Command::new("wrk")
             .args(["-t2", &format!("-c{}", a.connections), &format!("-d{}s", a.seconds.max(1)), "--latency", "-s"])
@@ -316,7 +344,7 @@ pub fn run(a: Args) -> Result<()> {
                 c.post(shape.path(), b.clone()).await?;
             }
             let mut lat = Latencies::with_capacity(a.sequential);
-            let cpu = Cpu::start(pid)?;
+            let cpu = Cpu::start(pid, &redis_pids)?;
             let started = Instant::now();
             for i in 0..a.sequential {
                 let t = Instant::now();
@@ -336,7 +364,7 @@ pub fn run(a: Args) -> Result<()> {
 
         // Concurrent single-entity.
         if a.seconds > 0 {
-            let cpu = Cpu::start(pid)?;
+            let cpu = Cpu::start(pid, &redis_pids)?;
             let (mut lat, secs) =
                 concurrent(port, shape.path(), a.connections, Duration::from_secs(a.seconds), None, &pool).await?;
             println!(
@@ -357,7 +385,7 @@ pub fn run(a: Args) -> Result<()> {
             for b in pool.iter().take(100) {
                 c.post(shape.path(), b.clone()).await?;
             }
-            let cpu = Cpu::start(pid)?;
+            let cpu = Cpu::start(pid, &redis_pids)?;
             let per = a.batch_requests.div_ceil(a.batch_connections.max(1));
             let (mut lat, secs) =
                 concurrent(port, shape.path(), a.batch_connections.max(1), Duration::from_secs(3600), Some(per), &pool)

@@ -289,7 +289,7 @@ fn noisy(dur: Duration) -> Result<()> {
                 let mut c = Conn::open(port).await?;
                 c.auth(&quiet);
                 let mut lat = Latencies::with_capacity(100_000);
-                let cpu0 = procs::cpu_seconds(pid).unwrap_or(0.0);
+                let cpu0 = procs::cpu_secs(pid);
                 let started = Instant::now();
                 let end = started + dur;
                 while Instant::now() < end {
@@ -298,7 +298,7 @@ fn noisy(dur: Duration) -> Result<()> {
                     lat.push(t.elapsed());
                 }
                 let secs = started.elapsed().as_secs_f64();
-                let cpu = procs::cpu_seconds(pid).unwrap_or(0.0) - cpu0;
+                let cpu = procs::cpu_secs(pid) - cpu0;
                 let rps = lat.len() as f64 / secs;
                 println!(
                     "noisy neighbour, {label}: quiet tenant {} requests ({rps:.0}/s), p50 {:.3} ms, p99 {:.3} ms; node CPU {:.2} cores",

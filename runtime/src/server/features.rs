@@ -1,7 +1,6 @@
 //! Native feature reads: `POST /v1/features` (Feast's protocol is in [`super::feast`]).
 
 use std::collections::HashMap;
-use std::io::Write as _;
 
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
@@ -69,7 +68,10 @@ async fn native_inner(app: &Node, t: &TenantApp, r: &FeatureRequest) -> Result<R
 
     // {"as_of": t, "results": [{"entity": k, "features": {name: {value, status, event_time_ms}}}]}
     let mut out = Vec::with_capacity(64 + table.rows.len() * features.len() * 64);
-    let _ = write!(out, "{{\"as_of\":{now},\"results\":[");
+    let mut digits = itoa::Buffer::new();
+    out.extend_from_slice(b"{\"as_of\":");
+    out.extend_from_slice(digits.format(now).as_bytes());
+    out.extend_from_slice(b",\"results\":[");
     for (i, row) in table.rows.iter().enumerate() {
         if i > 0 {
             out.push(b',');
@@ -91,13 +93,14 @@ async fn native_inner(app: &Node, t: &TenantApp, r: &FeatureRequest) -> Result<R
             write_str(&mut out, name);
             out.extend_from_slice(b":{\"value\":");
             write_value(&mut out, &s.value);
-            let _ = write!(out, ",\"status\":\"{}\",\"event_time_ms\":", s.status.as_str());
+            out.extend_from_slice(b",\"status\":\"");
+            out.extend_from_slice(s.status.as_str().as_bytes());
+            out.extend_from_slice(b"\",\"event_time_ms\":");
             match s.event_time_ms {
-                Some(et) => {
-                    let _ = write!(out, "{et}}}");
-                }
-                None => out.extend_from_slice(b"null}"),
+                Some(et) => out.extend_from_slice(digits.format(et).as_bytes()),
+                None => out.extend_from_slice(b"null"),
             }
+            out.push(b'}');
         }
         out.extend_from_slice(b"}}");
     }

@@ -212,14 +212,7 @@ pub(super) async fn dispatch(app: &Arc<Node>, req: Request<Incoming>) -> (&'stat
             if let Err(e) = auth::admin(app, &req) {
                 return (route.label, refuse(req, e).await);
             }
-            let r = match h {
-                Operator::Metrics => Ok(bytes_resp(StatusCode::OK, "text/plain; version=0.0.4", app.metrics.render())),
-                Operator::ListTenants => admin::list_tenants(app).await,
-                Operator::CreateTenant => admin::create_tenant(app, req).await,
-                Operator::PatchTenant => admin::patch_tenant(app, p(0), req).await,
-                Operator::IssueKey => admin::issue_key(app, p(0)).await,
-                Operator::RevokeKey => admin::revoke_key(app, p(0), p(1)).await,
-            };
+            let r = Box::pin(operator(app, h, p(0), p(1), req)).await;
             (route.label, r)
         }
         Handler::Tenant(h) => {
@@ -238,6 +231,18 @@ pub(super) async fn dispatch(app: &Arc<Node>, req: Request<Incoming>) -> (&'stat
             }
             (route.label, tenant(app, &t, h, p(0), req).await)
         }
+    }
+}
+
+/// An operator route; `p0`, `p1` are its path parameters (tenant, key).
+async fn operator(app: &Arc<Node>, h: Operator, p0: &str, p1: &str, req: Request<Incoming>) -> Result<Resp, ApiError> {
+    match h {
+        Operator::Metrics => Ok(bytes_resp(StatusCode::OK, "text/plain; version=0.0.4", app.metrics.render())),
+        Operator::ListTenants => admin::list_tenants(app).await,
+        Operator::CreateTenant => admin::create_tenant(app, req).await,
+        Operator::PatchTenant => admin::patch_tenant(app, p0, req).await,
+        Operator::IssueKey => admin::issue_key(app, p0).await,
+        Operator::RevokeKey => admin::revoke_key(app, p0, p1).await,
     }
 }
 
@@ -264,7 +269,25 @@ fn public(app: &Node, h: Public, p0: &str) -> Result<Resp, ApiError> {
 }
 
 /// A tenant route; `p0` is its first path parameter (the view or transform name).
+///
+/// Reads are awaited in place; every other handler's future is boxed, so this future (which
+/// hyper moves a few times per request) is the size of a read's, not of the largest handler's.
 async fn tenant(app: &Arc<Node>, t: &TenantApp, h: Tenant, p0: &str, req: Request<Incoming>) -> Result<Resp, ApiError> {
+    match h {
+        Tenant::Features => features::native(app, t, req).await,
+        Tenant::FeastGet => feast::get_online_features(app, t, req).await,
+        _ => Box::pin(tenant_cold(app, t, h, p0, req)).await,
+    }
+}
+
+/// The tenant routes other than reads.
+async fn tenant_cold(
+    app: &Arc<Node>,
+    t: &TenantApp,
+    h: Tenant,
+    p0: &str,
+    req: Request<Incoming>,
+) -> Result<Resp, ApiError> {
     match h {
         Tenant::Features => features::native(app, t, req).await,
         Tenant::FeastGet => feast::get_online_features(app, t, req).await,

@@ -314,13 +314,24 @@ pub fn response(p: &Parsed, table: &Table, full_feature_names: bool) -> Vec<u8> 
             out.push(b'"');
         }
         out.extend_from_slice(b"],\"event_timestamps\":[");
+        // Rows of a column often share a time (request-view outputs: the request's; batch rows:
+        // their load): write each distinct run once.
+        let mut last: Option<(i64, std::ops::Range<usize>)> = None;
         for (r, row) in table.rows.iter().enumerate() {
             if r > 0 {
                 out.push(b',');
             }
-            out.push(b'"');
-            write_rfc3339(&mut out, row[col].event_time_ms.unwrap_or(0));
-            out.push(b'"');
+            let ms = row[col].event_time_ms.unwrap_or(0);
+            match &last {
+                Some((t, text)) if *t == ms => out.extend_from_within(text.clone()),
+                _ => {
+                    let start = out.len();
+                    out.push(b'"');
+                    write_rfc3339(&mut out, ms);
+                    out.push(b'"');
+                    last = Some((ms, start..out.len()));
+                }
+            }
         }
         out.extend_from_slice(b"]}");
     }
