@@ -11,7 +11,8 @@ pub mod stream {
 
 /// Bindings for the `request-transform` world; shares types with [`stream`]. Its exports are
 /// called asynchronously (on a fiber, from the serving task itself): WASI's async bindings then
-/// never block a runtime thread, and a long call yields to the executor at every epoch tick.
+/// never block a runtime thread, and a long call (one that ran through a whole epoch tick)
+/// yields to the executor at every tick.
 pub mod request {
     wasmtime::component::bindgen!({
         path: "../wit",
