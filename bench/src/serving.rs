@@ -6,7 +6,10 @@
 //! of `user_stats` plus float columns `x0..`), with or without the request view.
 //!
 //! Every phase prints the server's CPU per request (user + system time of the `wafer serve`
-//! process from `/proc/<pid>/stat` over the phase), besides rps and latencies.
+//! process from `/proc/<pid>/stat` over the phase), besides rps and latencies, and the same for
+//! what shares its cores: the Redis process(es) and this load generator (not wrk's, under
+//! `--wrk`). When the server is below a core while the client waits, the Redis figure says why
+//! (wide requests: one hash field per feature).
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
