@@ -46,6 +46,22 @@ pub fn cpu_secs(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// CPU seconds of groups of processes, sampled together (a group is summed: e.g. every node of
+/// a Redis Cluster): what each bench prints beside its rates, so a ceiling can be explained.
+pub struct CpuGroups(pub Vec<Vec<u32>>);
+
+impl CpuGroups {
+    /// Each group's CPU seconds so far.
+    pub fn sample(&self) -> Vec<f64> {
+        self.0.iter().map(|g| g.iter().map(|p| cpu_secs(*p)).sum()).collect()
+    }
+
+    /// Each group's CPU seconds since `before` (a [`Self::sample`]).
+    pub fn since(&self, before: &[f64]) -> Vec<f64> {
+        self.sample().iter().zip(before).map(|(now, then)| (now - then).max(0.0)).collect()
+    }
+}
+
 /// A Redis Cluster of `n` masters (no replicas) on free ports; returns the nodes and ports.
 pub fn redis_cluster(dir: &Path, n: usize) -> Result<(Vec<Proc>, Vec<u16>)> {
     let (mut procs, mut ports) = (Vec::new(), Vec::new());

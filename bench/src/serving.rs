@@ -158,18 +158,17 @@ impl Shape {
 /// CPU over a phase, per request: the server's, and what shares its cores (the store's Redis
 /// processes and this load generator), so a phase's ceiling can be explained.
 struct Cpu {
-    server: u32,
-    redis: Vec<u32>,
+    /// Server, Redis, this process.
+    groups: procs::CpuGroups,
     /// Whether this process generates the load (not so under wrk).
     load_generator: bool,
-    at: [f64; 3],
+    at: Vec<f64>,
 }
 
 impl Cpu {
     fn start(server: u32, redis: &[u32]) -> Result<Self> {
-        let mut c = Self { server, redis: redis.to_vec(), load_generator: true, at: [0.0; 3] };
-        c.at = c.now();
-        Ok(c)
+        let groups = procs::CpuGroups(vec![vec![server], redis.to_vec(), vec![std::process::id()]]);
+        Ok(Self { at: groups.sample(), groups, load_generator: true })
     }
 
     fn without_load_generator(mut self) -> Self {
@@ -177,22 +176,10 @@ impl Cpu {
         self
     }
 
-    /// CPU seconds so far: server, Redis (summed over its processes), this process.
-    fn now(&self) -> [f64; 3] {
-        [
-            procs::cpu_secs(self.server),
-            self.redis.iter().map(|p| procs::cpu_secs(*p)).sum(),
-            procs::cpu_secs(std::process::id()),
-        ]
-    }
-
     /// `server CPU X µs/request (Y% of a core); Redis A µs/request (B%); load generator C µs/request (D%)`.
     fn report(&self, requests: usize, secs: f64) -> Result<String> {
-        let now = self.now();
-        let per = |i: usize| {
-            let used = (now[i] - self.at[i]).max(0.0);
-            (used * 1e6 / requests.max(1) as f64, 100.0 * used / secs.max(1e-9))
-        };
+        let used = self.groups.since(&self.at);
+        let per = |i: usize| (used[i] * 1e6 / requests.max(1) as f64, 100.0 * used[i] / secs.max(1e-9));
         let ((s, sp), (r, rp), (l, lp)) = (per(0), per(1), per(2));
         let mut out = format!("server CPU {s:.1} µs/request ({sp:.0}% of a core); Redis {r:.1} µs/request ({rp:.0}%)");
         if self.load_generator {

@@ -66,27 +66,29 @@ pub struct Args {
     redis_cluster: usize,
 }
 
-/// The processes whose CPU each phase reports.
+/// The processes whose CPU each phase reports: wafer (or the ceiling's consumer), Redis, tansu.
 struct Cpu {
-    wafer: u32,
-    redis: Vec<u32>,
-    tansu: u32,
+    groups: procs::CpuGroups,
 }
 
 impl Cpu {
-    fn sample(&self) -> (f64, f64, f64) {
-        (procs::cpu_secs(self.wafer), self.redis.iter().map(|p| procs::cpu_secs(*p)).sum(), procs::cpu_secs(self.tansu))
+    fn new(wafer: u32, redis: Vec<u32>, tansu: u32) -> Self {
+        Self { groups: procs::CpuGroups(vec![vec![wafer], redis, vec![tansu]]) }
+    }
+
+    fn sample(&self) -> Vec<f64> {
+        self.groups.sample()
     }
 
     /// Print the CPU used since `before` by each process, per 1,000 events.
-    fn report(&self, phase: &str, before: (f64, f64, f64), events: usize) {
-        let now = self.sample();
-        let (w, r, t) = (now.0 - before.0, now.1 - before.1, now.2 - before.2);
+    fn report(&self, phase: &str, before: &[f64], events: usize) {
+        let used = self.groups.since(before);
+        let (w, r, t) = (used[0], used[1], used[2]);
         let per = |x: f64| 1e3 * 1e3 * x / events.max(1) as f64;
         println!(
             "  cpu ({phase}, {events} events): wafer {w:.2} s ({:.1} ms/1k events), redis ({} process(es)) {r:.2} s ({:.1} ms/1k), tansu {t:.2} s ({:.1} ms/1k)",
             per(w),
-            self.redis.len(),
+            self.groups.0[1].len(),
             per(r),
             per(t)
         );
@@ -148,7 +150,7 @@ pub fn run(a: Args) -> Result<()> {
         if a.only_freshness {
             let port = procs::free_port()?;
             let wafer = procs::wafer_serve(&config, port, &[])?;
-            let cpu = Cpu { wafer: wafer.pid(), redis: store_pids.clone(), tansu: tansu.pid() };
+            let cpu = Cpu::new(wafer.pid(), store_pids.clone(), tansu.pid());
             let mut http = Conn::open(port).await?;
             return freshness(&mut http, port, &brokers, &a, a.rate.unwrap_or(1000.0), &cpu).await;
         }
@@ -156,21 +158,21 @@ pub fn run(a: Args) -> Result<()> {
         let secs = kafka::produce_bulk(&bulk, TXNS, a.events, a.users, now_ms()).await?;
         println!("produce: {} events to {TXNS} ({} partitions, {} users) in {secs:.2} s ({:.0} events/s)", a.events, a.partitions, a.users, a.events as f64 / secs);
 
-        let ceiling_cpu = Cpu { wafer: std::process::id(), redis: vec![redis_proc.pid()], tansu: tansu.pid() };
+        let ceiling_cpu = Cpu::new(std::process::id(), vec![redis_proc.pid()], tansu.pid());
         let before = ceiling_cpu.sample();
         let ceiling = ceiling::run(&brokers, &redis_url, TXNS, a.events).await?;
         println!("ceiling (consume + 1 pipelined HINCRBY per event, no transform): {ceiling:.0} events/s");
         println!("  (the ceiling's consumer is this bench process: its CPU shows as wafer below)");
-        ceiling_cpu.report("ceiling", before, a.events);
+        ceiling_cpu.report("ceiling", &before, a.events);
 
         let port = procs::free_port()?;
         let wafer = procs::wafer_serve(&config, port, &[])?;
-        let cpu = Cpu { wafer: wafer.pid(), redis: store_pids.clone(), tansu: tansu.pid() };
+        let cpu = Cpu::new(wafer.pid(), store_pids.clone(), tansu.pid());
         let mut http = Conn::open(port).await?;
 
         let before = cpu.sample();
         let eps = throughput(&mut http, a.events).await?;
-        cpu.report("throughput", before, a.events);
+        cpu.report("throughput", &before, a.events);
         check_counts(&mut http, a.users, a.events).await?;
         let store = if cluster.is_empty() { "Redis".to_string() } else { format!("Redis Cluster of {}", cluster.len()) };
         println!("throughput (card_txn.wasm, 4 aggregations, {store}): {eps:.0} events/s = {:.0}% of the ceiling (target >= 100%)", 100.0 * eps / ceiling);
@@ -304,7 +306,7 @@ async fn freshness(http: &mut Conn, port: u16, brokers: &str, a: &Args, rate: f6
     };
     let poll = poll_markers(port, pending.clone(), produced.clone());
     let ((sent, secs), mut client) = futures::try_join!(send_all, poll)?;
-    cpu.report("freshness", cpu_before, sent);
+    cpu.report("freshness", &cpu_before, sent);
     println!(
         "freshness phase: {sent} events to {FRESH} in {secs:.1} s ({:.0} events/s, target rate {rate:.0}), {} markers",
         sent as f64 / secs,

@@ -100,9 +100,6 @@ pub struct HostState {
     /// Epoch ticks left in the current async call (request transforms; see
     /// `transform::instance::new_async_store`).
     pub(crate) ticks_left: u64,
-    /// Whether the current async call has not yet seen an epoch tick: the first tick lands at a
-    /// random point of the call, so it only starts the count; the call yields from the second.
-    pub(crate) first_tick: bool,
 }
 
 impl HostState {
@@ -133,7 +130,6 @@ impl HostState {
             clock,
             log,
             ticks_left: 0,
-            first_tick: true,
         })
     }
 }

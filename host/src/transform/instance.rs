@@ -35,10 +35,11 @@ fn begin_call(st: &mut HostState, now_ms: i64, seed: u64) {
 /// tick, which is how `request::drive` learns that a call is long and moves it off the async
 /// worker; when its ticks are spent it traps.
 ///
-/// The first tick does not yield: it lands at a random point of the call (the ticker does not
-/// start with it), so a 50 µs call meets one in 5% of its runs at a 1 ms tick. Yielding there
-/// would flag such short calls as long and move them off the worker (a thread hand-off each);
-/// only a call that yields has run at least one whole tick.
+/// The first tick does not yield ([`begin_async_call`] sets the first deadline two ticks away):
+/// it lands at a random point of the call (the ticker does not start with it), so a 50 µs call
+/// meets one in 5% of its runs at a 1 ms tick. Yielding there would flag such short calls as long
+/// and move them off the worker (a thread hand-off each); only a call that yields has run at
+/// least one whole tick.
 pub(crate) fn new_async_store(
     engine: &WaferEngine,
     name: &str,
@@ -46,14 +47,11 @@ pub(crate) fn new_async_store(
 ) -> Result<Store<HostState>, TransformError> {
     let mut store = sandboxed_store(engine, name, limits)?;
     store.epoch_deadline_callback(|mut cx| {
-        let st = cx.data_mut();
-        if st.ticks_left <= 1 {
+        let left = &mut cx.data_mut().ticks_left;
+        if *left <= 1 {
             return Ok(UpdateDeadline::Interrupt);
         }
-        st.ticks_left -= 1;
-        if std::mem::replace(&mut st.first_tick, false) {
-            return Ok(UpdateDeadline::Continue(1));
-        }
+        *left -= 1;
         Ok(UpdateDeadline::Yield(1))
     });
     Ok(store)
@@ -61,12 +59,16 @@ pub(crate) fn new_async_store(
 
 /// Prepare `store` (made by [`new_async_store`]) for one async call: the call's clock, seed, log
 /// budget and deadline. Map the call's error with [`classify`].
+///
+/// The first deadline is two ticks away (one for a one-tick budget): the deadline callback then
+/// first runs once the call has run through a whole tick, and `ticks_left` starts one lower, so
+/// the call still traps at its `ticks`-th tick.
 pub(crate) fn begin_async_call(store: &mut Store<HostState>, ticks: u64, now_ms: i64, seed: u64) {
+    let first = ticks.clamp(1, 2);
     let st = store.data_mut();
     begin_call(st, now_ms, seed);
-    st.ticks_left = ticks;
-    st.first_tick = true;
-    store.set_epoch_deadline(1);
+    st.ticks_left = ticks.max(1) - (first - 1);
+    store.set_epoch_deadline(first);
 }
 
 /// A fresh async store with an instance of the request transform `pre` in it.

@@ -276,25 +276,10 @@ async fn tenant(app: &Arc<Node>, t: &TenantApp, h: Tenant, p0: &str, req: Reques
     match h {
         Tenant::Features => features::native(app, t, req).await,
         Tenant::FeastGet => feast::get_online_features(app, t, req).await,
-        _ => Box::pin(tenant_cold(app, t, h, p0, req)).await,
-    }
-}
-
-/// The tenant routes other than reads.
-async fn tenant_cold(
-    app: &Arc<Node>,
-    t: &TenantApp,
-    h: Tenant,
-    p0: &str,
-    req: Request<Incoming>,
-) -> Result<Resp, ApiError> {
-    match h {
-        Tenant::Features => features::native(app, t, req).await,
-        Tenant::FeastGet => feast::get_online_features(app, t, req).await,
-        Tenant::Push => push::push_events(app, t, p0, req).await,
-        Tenant::FeastWrite => feast::write_to_online_store(app, t, req).await,
-        Tenant::FeastPush => feast::push(app, t, req).await,
-        Tenant::TrainingData => training::training_data(t, req).await,
+        Tenant::Push => Box::pin(push::push_events(app, t, p0, req)).await,
+        Tenant::FeastWrite => Box::pin(feast::write_to_online_store(app, t, req)).await,
+        Tenant::FeastPush => Box::pin(feast::push(app, t, req)).await,
+        Tenant::TrainingData => Box::pin(training::training_data(t, req)).await,
         Tenant::Views => Ok(super::list_views(t)),
         Tenant::Metrics => Ok(bytes_resp(
             StatusCode::OK,
@@ -302,12 +287,12 @@ async fn tenant_cold(
             super::tenant_metrics(&app.metrics.render(), &t.name),
         )),
         Tenant::ViewHealth => Ok(view_health::view_health(app, t)),
-        Tenant::ListTransforms => control::list(app, t).await,
-        Tenant::GetTransform => control::get_transform(app, t, p0).await,
-        Tenant::PutTransform => control::put_transform(app, t, p0, req).await,
-        Tenant::Activate => control::activate_version(app, t, p0, req).await,
-        Tenant::PutView => control::put(app, t, p0, req).await,
-        Tenant::DeleteView => control::delete(app, t, p0).await,
+        Tenant::ListTransforms => Box::pin(control::list(app, t)).await,
+        Tenant::GetTransform => Box::pin(control::get_transform(app, t, p0)).await,
+        Tenant::PutTransform => Box::pin(control::put_transform(app, t, p0, req)).await,
+        Tenant::Activate => Box::pin(control::activate_version(app, t, p0, req)).await,
+        Tenant::PutView => Box::pin(control::put(app, t, p0, req)).await,
+        Tenant::DeleteView => Box::pin(control::delete(app, t, p0)).await,
     }
 }
 
